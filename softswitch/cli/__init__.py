@@ -1,0 +1,30 @@
+"""The `softswitch` command line: one click group, one module per sub-command.
+
+Only `run` starts a reactor; the other commands work on files or talk to the
+running server, so they stay quick to start.
+"""
+
+from __future__ import annotations
+
+import click
+
+from softswitch import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="softswitch")
+def main() -> None:
+    """A SIP softswitch: registrar, B2BUA and dialplan."""
+
+
+def _register_commands() -> None:
+    from softswitch.cli.dialplan_cmd import dialplan
+    from softswitch.cli.run_cmd import run
+    from softswitch.cli.users_cmd import users
+
+    main.add_command(run)
+    main.add_command(dialplan)
+    main.add_command(users)
+
+
+_register_commands()
