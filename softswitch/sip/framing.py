@@ -35,12 +35,15 @@ PONG = b"\r\n"
 class StreamFramer:
     """Feed it bytes; get back whole messages (bytes) and keep-alive pings."""
 
-    __slots__ = ("_buffer", "_limits", "_need")
+    __slots__ = ("_buffer", "_limits", "_need", "_scanned")
 
     def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
         self._buffer = bytearray()
         self._limits = limits
         self._need = 0  # total length of the message in progress, once known
+        # How far the search for the end of the headers got: a head sent a
+        # byte at a time must not be searched from its start every time.
+        self._scanned = 0
 
     @property
     def pending(self) -> int:
@@ -63,11 +66,13 @@ class StreamFramer:
                     # a pong, or stray line ends before a message
                     del buf[: 2 if buf.startswith(b"\r\n") else 1]
                     continue
-                end = buf.find(b"\r\n\r\n")
+                end = buf.find(b"\r\n\r\n", self._scanned)
                 if end < 0:
                     if len(buf) > self._limits.max_message_size:
                         raise MessageError("header section too large", 513)
+                    self._scanned = max(0, len(buf) - 3)
                     break
+                self._scanned = 0
                 head_len = end + 4
                 match = _CONTENT_LENGTH_RE.search(buf, 0, end + 2)
                 if match is None:

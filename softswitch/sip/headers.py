@@ -116,31 +116,38 @@ def split_list(value: str) -> list[str]:
     return [item for item in items if item]
 
 
+_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def read_quoted(text: str, pos: int) -> tuple[str, int]:
     """Read a quoted string starting at `text[pos] == '"'`.
 
     Returns the unescaped content and the index after the closing quote.
     """
-    out: list[str] = []
-    i, n = pos + 1, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if i + 1 >= n:
-                break
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    raise MessageError("unterminated quoted string")
+    m = _QUOTED_RE.match(text, pos)
+    if m is None:
+        raise MessageError("unterminated quoted string")
+    content = m.group(1)
+    if "\\" in content:
+        content = _QUOTED_PAIR_RE.sub(r"\1", content)
+    return content, m.end()
 
 
 def quote(text: str) -> str:
     """Write `text` as a quoted string, escaping quotes and backslashes."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# One `;name[=value]` with the SWS that RFC 3261 25.1 allows around ";" and
+# "=" (SEMI = SWS ";" SWS); a value is a quoted string or runs to LWS or ";".
+_PARAM_RE = re.compile(
+    r'[ \t]*;[ \t]*([A-Za-z0-9\-.!%*_+`\'~]*)[ \t]*'
+    r'(?:(=)[ \t]*(?:("(?:[^"\\]|\\.)*")|([^; \t]*)))?',
+    re.DOTALL,
+)
+# Characters no unquoted parameter value may hold (besides non-printables).
+_VALUE_SPECIALS_RE = re.compile(r'[",<>]')
 
 
 def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
@@ -152,40 +159,26 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     n = len(text)
     i = pos
+    match = _PARAM_RE.match
     while i < n:
-        while i < n and text[i] in _LWS:
-            i += 1
-        if i >= n:
+        m = match(text, i)
+        if m is None:
+            if text[i:].strip(_LWS):
+                raise MessageError(f"expected ';' in parameters {text[pos:]!r}")
             break
-        if text[i] != ";":
-            raise MessageError(f"expected ';' in parameters {text[pos:]!r}")
-        i += 1
-        start = i
-        while i < n and text[i] not in "=;" + _LWS:
-            i += 1
-        name = text[start:i]
-        if not name or not is_token(name):
-            raise MessageError(f"bad parameter name {name!r}")
-        while i < n and text[i] in _LWS:
-            i += 1
-        value: str | None = None
-        if i < n and text[i] == "=":
-            i += 1
-            while i < n and text[i] in _LWS:
-                i += 1
-            if i < n and text[i] == '"':
-                _, end = read_quoted(text, i)
-                value = text[i:end]
-                i = end
-            else:
-                start = i
-                while i < n and text[i] not in ";" + _LWS:
-                    i += 1
-                value = text[start:i]
-                # host values such as received=[::1] are not tokens.
-                if not value or not all(c.isprintable() and c not in '",<>' for c in value):
-                    raise MessageError(f"bad value for parameter {name!r}")
+        name, eq, quoted, value = m.groups()
+        if not name:
+            raise MessageError(f"bad parameter name in {text[pos:]!r}")
+        if quoted is not None:
+            value = quoted
+        elif eq and (not value or not value.isprintable() or _VALUE_SPECIALS_RE.search(value)):
+            # host values such as received=[::1] are not tokens, so check
+            # only for what cannot appear outside quotes.
+            if value.startswith('"'):
+                raise MessageError("unterminated quoted string")
+            raise MessageError(f"bad value for parameter {name!r}")
         params[name.lower()] = value
+        i = m.end()
     return params
 
 
@@ -270,6 +263,11 @@ class NameAddr:
         return NameAddr(uri, self.display_name, dict(self.params), self.angle, self.wildcard)
 
 
+# sent-protocol (with the SWS RFC 3261 allows around each "/"), then the
+# transport and the sent-by up to the first parameter.
+_VIA_RE = re.compile(r"[Ss][Ii][Pp][ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([^ \t]*)[ \t]*([^;]*)")
+
+
 @dataclass(slots=True, eq=False)
 class Via:
     """One Via value: `SIP/2.0/UDP host:port;branch=...;rport;received=...`."""
@@ -282,26 +280,21 @@ class Via:
     @classmethod
     def parse(cls, value: str) -> Via:
         text = value.strip(_LWS)
-        slash1 = text.find("/")
-        slash2 = text.find("/", slash1 + 1)
-        if slash1 < 0 or slash2 < 0:
-            raise MessageError(f"bad Via {value!r}")
-        if text[:slash1].strip(_LWS).upper() != "SIP" or text[slash1 + 1:slash2].strip(_LWS) != "2.0":
+        m = _VIA_RE.match(text)
+        if m is None:
             raise MessageError(f"bad Via protocol {value!r}")
-        rest = text[slash2 + 1 :].lstrip(_LWS)
-        j = 0
-        while j < len(rest) and rest[j] not in _LWS:
-            j += 1
-        transport = rest[:j].upper()
+        transport_text, sent_by = m.groups()
+        transport = transport_text.upper()
         if not transport or not is_token(transport):
             raise MessageError(f"bad Via transport {value!r}")
-        rest = rest[j:].lstrip(_LWS)
-        semi = rest.find(";")
-        sent_by = (rest if semi < 0 else rest[:semi]).strip(_LWS)
+        sent_by = sent_by.rstrip(_LWS)
         if not sent_by:
             raise MessageError(f"Via without sent-by {value!r}")
-        host, port = parse_host_port(sent_by.replace(" ", "").replace("\t", ""))
-        params = parse_params(rest, semi) if semi >= 0 else {}
+        if " " in sent_by or "\t" in sent_by:
+            sent_by = sent_by.replace(" ", "").replace("\t", "")
+        host, port = parse_host_port(sent_by)
+        end = m.end()
+        params = parse_params(text, end) if end < len(text) else {}
         return cls(transport, host, port, params)
 
     @property

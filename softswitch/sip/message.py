@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import (
-    LIST_HEADERS,
     CSeq,
     NameAddr,
     Via,
@@ -57,10 +56,12 @@ REASON_PHRASES: dict[int, str] = {
 
 # Headers every request and response must carry (RFC 3261 8.1.1).
 _MANDATORY = ("via", "from", "to", "call-id", "cseq")
-# Control characters other than HT have no place in a header section.
-_BAD_CHARS_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
+# Control characters other than HT have no place in a header section, and CR
+# only as part of a line end (RFC 3261 25.1): searched for once CRLFs are LFs.
+_BAD_CHARS_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 _CRLF = "\r\n"
+_LWS = " \t"
 
 
 @dataclass(slots=True, frozen=True)
@@ -337,13 +338,52 @@ def make_response(request: Request, status: int, reason: str | None = None,
 # -- parsing ------------------------------------------------------------------
 
 
+# Header names seen before, mapped to their lookup key: most messages use the
+# same few dozen spellings, and a hit saves checking the name is a token.
+_KNOWN_NAMES: dict[str, str] = {}
+_KNOWN_NAMES_MAX = 1024
+
+
+def _name_key(name: str, line: str) -> str:
+    key = _KNOWN_NAMES.get(name)
+    if key is not None:
+        return key
+    if not name or not is_token(name):
+        raise MessageError(f"malformed header line {line[:40]!r}")
+    key = header_key(name)
+    if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+        _KNOWN_NAMES[name] = key
+    return key
+
+
+def _unfold(lines: list[str], max_line: int) -> list[str]:
+    """Join continuation lines to the header line they continue.
+
+    RFC 3261 7.3.1: a line starting with white space continues the previous
+    header; the line break and the white space around it become one space.
+    """
+    out = [lines[0]]
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if len(out) == 1:
+                raise MessageError("continuation line before any header")
+            joined = f"{out[-1].rstrip(_LWS)} {line.strip(_LWS)}"
+            if len(joined) > max_line:
+                raise MessageError("header line too long")
+            out[-1] = joined
+        else:
+            out.append(line)
+    return out
+
+
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
     end = data.find(b"\r\n\r\n")
+    # The blank line may be a bare LF one, ahead of a CRLFCRLF in the body.
+    lf_end = data.find(b"\n\n", 0, end if end >= 0 else len(data))
+    if lf_end >= 0:
+        return data[:lf_end], data[lf_end + 2 :]
     if end >= 0:
         return data[:end], data[end + 4 :]
-    end = data.find(b"\n\n")
-    if end >= 0:
-        return data[:end], data[end + 2 :]
     # A datagram may end right after its last header line.
     if data.endswith(b"\r\n"):
         return data[:-2], b""
@@ -368,35 +408,35 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS,
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise MessageError("header section is not UTF-8") from None
+    # Line ends are CRLF, or LF from lenient senders.
+    head = head.replace("\r\n", "\n")
+    if _BAD_CHARS_RE.search(head):
+        raise MessageError("control character in header")
     lines = head.split("\n")
-    start = lines[0].rstrip("\r")
+    max_line = limits.max_header_line
+    if len(head) > max_line and max(map(len, lines)) > max_line:
+        raise MessageError("header line too long")
+    if "\n " in head or "\n\t" in head:
+        lines = _unfold(lines, max_line)
+    start = lines[0]
+    if len(lines) - 1 > limits.max_headers:
+        raise MessageError("too many headers")
     headers: list[list[str]] = []
     index: dict[str, list[int]] = {}
-    max_line = limits.max_header_line
-    for raw in lines[1:]:
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if len(line) > max_line:
-            raise MessageError("header line too long")
-        if _BAD_CHARS_RE.search(line):
-            raise MessageError("control character in header")
-        if line[:1] in (" ", "\t"):
-            # RFC 3261 7.3.1: a line starting with white space continues the
-            # previous header; unfold it to a single space.
-            if not headers:
-                raise MessageError("continuation line before any header")
-            previous = headers[-1]
-            previous[1] = f"{previous[1]} {line.strip()}".rstrip()
-            if len(previous[1]) > max_line:
-                raise MessageError("header line too long")
-            continue
+    known_names = _KNOWN_NAMES
+    for count, line in enumerate(lines[1:]):
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not name or not is_token(name):
+        if not colon:
             raise MessageError(f"malformed header line {line[:40]!r}")
-        if len(headers) >= limits.max_headers:
-            raise MessageError("too many headers")
-        key = header_key(name)
-        index.setdefault(key, []).append(len(headers))
+        key = known_names.get(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            key = _name_key(name, line)
+        positions = index.get(key)
+        if positions is None:
+            index[key] = [count]
+        else:
+            positions.append(count)
         headers.append([name, value.strip(" \t")])
 
     message: Request | Response
@@ -410,7 +450,7 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS,
         if key not in index:
             raise MessageError(f"missing {display_name_of(key)} header")
     call_id = headers[index["call-id"][0]][1]
-    if not call_id or any(c in call_id for c in " \t"):
+    if not call_id or " " in call_id or "\t" in call_id:
         raise MessageError("bad Call-ID")
     if len(index["call-id"]) > 1 or len(index["cseq"]) > 1 or len(index["from"]) > 1 \
             or len(index["to"]) > 1:
@@ -493,13 +533,23 @@ def error_response(data: bytes, error: MessageError) -> Response | None:
                 or method == "ACK":
             return None
         headers: list[list[str]] = []
+        salvaging = False  # whether the last header line was kept
         for raw in lines[1:200]:
             line = raw.rstrip("\r")
-            if line[:1] in (" ", "\t") and headers:
-                headers[-1][1] += " " + line.strip()
+            # A control character (a bare CR, a NUL) copied into our answer
+            # would let the sender inject header lines: leave such lines out.
+            clean = not _BAD_CHARS_RE.search(line)
+            if line[:1] in (" ", "\t"):
+                if salvaging:
+                    if clean:
+                        headers[-1][1] += " " + line.strip()
+                    else:
+                        headers.pop()
+                        salvaging = False
                 continue
             name, colon, value = line.partition(":")
-            if colon and header_key(name.strip()) in _SALVAGE_KEYS:
+            salvaging = bool(colon) and clean and header_key(name.strip()) in _SALVAGE_KEYS
+            if salvaging:
                 headers.append([name.strip(), value.strip()])
         vias = [v for n, val in headers if header_key(n) == "via" for v in split_list(val)]
         if not vias:

@@ -26,7 +26,9 @@ class Peer:
     transport: str  # "udp", "tcp", "tls"
     host: str  # an IP address, without brackets
     port: int
-    connection: int | None = None  # id of the stream connection, if any
+    # The stream connection it came on, or for UDP the local socket; None
+    # lets the transport layer choose (or connect).
+    connection: int | None = None
 
     @property
     def reliable(self) -> bool:
@@ -73,11 +75,13 @@ def response_peer(via: Via, source: Peer) -> Peer:
         # the sent-by port.
         port = via.port or DEFAULT_PORTS.get(source.transport, 5060)
         return Peer(source.transport, source.host, port, source.connection)
+    # Over UDP `connection` names the socket the request came in on: the
+    # answer leaves from it, so a NAT sees the same 5-tuple.
     maddr = via.params.get("maddr")
     if maddr:
-        return Peer(source.transport, _bare(maddr), via.port or 5060)
+        return Peer(source.transport, _bare(maddr), via.port or 5060, source.connection)
     rport = via.params.get("rport")
     if rport and rport.isdigit():
-        return Peer(source.transport, source.host, int(rport))
+        return Peer(source.transport, source.host, int(rport), source.connection)
     host = via.params.get("received") or source.host
-    return Peer(source.transport, _bare(host), via.port or 5060)
+    return Peer(source.transport, _bare(host), via.port or 5060, source.connection)

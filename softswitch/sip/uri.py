@@ -5,9 +5,10 @@ rules of 19.1.4) and the parts of RFC 3966 (TEL URIs) a softswitch meets.
 Other absolute URIs (`urn:`, `mailto:`...) are kept as opaque `AbsoluteURI`s
 so that a request to them can be answered with 416 rather than 400.
 
-A parsed URI keeps its text exactly as received (`str(uri)` gives it back);
-comparison unescapes percent-encoding first, so `sip:%61lice@host` equals
-`sip:alice@host`.
+A parsed URI keeps its components as received, escapes included, and
+`str(uri)` writes them back; only the scheme and parameter names come back
+lower-cased (both are case-insensitive). Comparison unescapes percent-encoding
+first, so `sip:%61lice@host` equals `sip:alice@host`.
 """
 
 from __future__ import annotations
@@ -22,24 +23,40 @@ from softswitch.sip.errors import MessageError
 # password likewise with its own set; params and headers have theirs.
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
 _ESCAPED = r"%[0-9A-Fa-f]{2}"
-_USER_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,;?/]|{_ESCAPED})+")
-_PASSWORD_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,]|{_ESCAPED})*")
-_PARAM_CHARS_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_ESCAPED})+")
-_HEADER_CHARS_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_ESCAPED})*")
-_HOSTNAME_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*"
-                          r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?")
-_IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+
+
+def _chars_re(allowed: str, *, nonempty: bool) -> re.Pattern[str]:
+    # `(?:[allowed]|escaped)+` unrolled: the same language, without an
+    # alternation tried at every character.
+    body = rf"[{allowed}]*(?:{_ESCAPED}[{allowed}]*)*"
+    return re.compile(rf"(?=[{allowed}%]){body}" if nonempty else body)
+
+
+_USER_RE = _chars_re(rf"{_UNRESERVED}&=+$,;?/", nonempty=True)
+_PASSWORD_RE = _chars_re(rf"{_UNRESERVED}&=+$,", nonempty=False)
+_PARAM_CHARS_RE = _chars_re(rf"{_UNRESERVED}\[\]/:&+$", nonempty=True)
+_HEADER_CHARS_RE = _chars_re(rf"{_UNRESERVED}\[\]/?:+$", nonempty=False)
+# Labels of letters and digits with inner hyphens, an optional final dot.
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*"
+                          r"(?:\.[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*)*\.?")
+_IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+_ESCAPE_RE = re.compile(_ESCAPED)
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
 _TEL_VISUAL = str.maketrans("", "", "-.()")
 
-# RFC 3261 19.1.4: these parameters break equality when present in only one URI.
-_MUST_MATCH_IF_EITHER = ("user", "ttl", "method", "maddr")
+# RFC 3261 19.1.4: these parameters break equality when present in only one
+# URI. The rules leave out `transport`, but the section's own examples list
+# `sip:bob@biloxi.com` and `sip:bob@biloxi.com;transport=udp` as different
+# (they can resolve to different transports), and so do we.
+_MUST_MATCH_IF_EITHER = ("user", "ttl", "method", "maddr", "transport")
 
 
 def _unescape(text: str) -> str:
-    return unquote(text) if "%" in text else text
+    # surrogateescape keeps escaped octets that are not UTF-8 apart
+    # (`%fe` and `%ff` would both become U+FFFD with the default "replace").
+    return unquote(text, errors="surrogateescape") if "%" in text else text
 
 
 def _split_params(text: str, what: str) -> dict[str, str | None]:
@@ -102,7 +119,8 @@ class SipURI:
         lscheme = scheme.lower()
         if not colon or lscheme not in ("sip", "sips"):
             raise MessageError(f"not a SIP URI {text!r}")
-        rest, qmark, header_text = rest.partition("?")
+        # The user part may hold "?" and ";" but no URI part after it may
+        # hold "@", so the last "@" ends the userinfo.
         user = password = None
         at = rest.rfind("@")
         if at >= 0:
@@ -114,6 +132,7 @@ class SipURI:
                 if not _PASSWORD_RE.fullmatch(pw):
                     raise MessageError(f"bad password in {text!r}")
                 password = pw
+        rest, qmark, header_text = rest.partition("?")
         hostport, semi, param_text = rest.partition(";")
         if not hostport:
             raise MessageError(f"missing host in {text!r}")
@@ -163,7 +182,15 @@ class SipURI:
     def aor(self) -> str:
         """`user@host` with escapes removed and the host lower-cased (RFC 3261 10.3)."""
         host = self.host.lower()
-        return host if self.user is None else f"{_unescape(self.user)}@{host}"
+        if self.user is None:
+            return host
+        try:
+            user = unquote(self.user, errors="strict")
+        except UnicodeDecodeError:
+            # Octets that are not UTF-8 stay escaped (in one spelling): a key
+            # with lone surrogates could not be stored or logged.
+            user = _ESCAPE_RE.sub(lambda m: m.group().upper(), self.user)
+        return f"{user}@{host}"
 
     def copy(self) -> SipURI:
         return SipURI(self.scheme, self.host, self.user, self.password, self.port,
@@ -264,11 +291,11 @@ URI = SipURI | TelURI | AbsoluteURI
 def parse_uri(text: str) -> URI:
     """Parse any URI a SIP message may carry; raise MessageError if malformed."""
     scheme, colon, rest = text.partition(":")
+    lscheme = scheme.lower()
+    if lscheme in ("sip", "sips") and rest:
+        return SipURI.parse(text)
     if not colon or not _SCHEME_RE.fullmatch(scheme) or not rest:
         raise MessageError(f"bad URI {text!r}")
-    lscheme = scheme.lower()
-    if lscheme in ("sip", "sips"):
-        return SipURI.parse(text)
     if lscheme == "tel":
         return TelURI.parse(text)
     if any(c.isspace() for c in text) or not text.isprintable():

@@ -1,0 +1,1 @@
+"""SIP messages shared by unit and integration tests."""
