@@ -1,0 +1,1 @@
+"""Codec registry of the media plane (one module per codec, to come)."""

@@ -1,0 +1,73 @@
+"""`softswitch run`: start the server in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from softswitch.config import ConfigError, ListenAddress, load_config
+
+DEFAULT_CONFIG = Path("conf/softswitch.yaml")
+
+
+def _listen(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[ListenAddress]:
+    try:
+        return [ListenAddress.parse(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Configuration file [default: conf/softswitch.yaml].")
+@click.option("--listen", multiple=True, callback=_listen, metavar="PROTO:HOST:PORT",
+              help="Listen on udp:, tcp: or tls:HOST:PORT; repeatable; overrides the config.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for every file the server writes [default: from the config, 'data'].")
+@click.option("--log-format", type=click.Choice(["console", "json"]), default=None)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | None,
+        log_format: str | None, log_level: str | None) -> None:
+    """Run the softswitch in the foreground until SIGTERM or Ctrl-C."""
+    from softswitch import logs
+
+    if config_path is None and DEFAULT_CONFIG.exists():
+        config_path = DEFAULT_CONFIG
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
+        sys.exit(2)
+    s = config.settings
+    logs.configure(log_format or s.log.format, log_level or s.log.level)
+    log = logs.get_logger("softswitch")
+
+    from twisted.internet import reactor
+
+    from softswitch.directory import DirectoryError
+    from softswitch.service import build_application
+
+    data = data_dir if data_dir is not None else Path(s.data_dir)
+    app = build_application(config, data, listen or None, reactor)
+    try:
+        app.startService()
+    except DirectoryError as exc:
+        for line in exc.errors:
+            log.error("start_failed", error=line)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a bind error and the like: say it and leave
+        log.error("start_failed", error=str(exc))
+        sys.exit(1)
+
+    def on_hup(signum: int, frame: object) -> None:
+        reactor.callFromThread(app.reload)
+
+    signal.signal(signal.SIGHUP, on_hup)
+    reactor.addSystemEventTrigger("before", "shutdown", app.stopService)
+    log.info("started", config=str(config_path) if config_path else "built-in defaults",
+             data_dir=str(data))
+    reactor.run()

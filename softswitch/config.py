@@ -1,0 +1,190 @@
+"""The server configuration (`conf/softswitch.yaml`): loading and validation.
+
+The YAML is read with ruamel.yaml in round-trip mode because it keeps the
+line and column of every node, and validated with pydantic, which reports
+every error at once with the path to the bad value; walking that path back
+through the ruamel nodes turns each error into `file:line:col: message`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used, with every problem found."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass(slots=True, frozen=True)
+class ListenAddress:
+    transport: str  # udp, tcp, tls
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        """`udp:0.0.0.0:5060`, `tls:[::]:5061`, `tcp:127.0.0.1:5060`."""
+        transport, sep, rest = text.partition(":")
+        transport = transport.lower()
+        if not sep or transport not in ("udp", "tcp", "tls"):
+            raise ValueError(f"expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT, got {text!r}")
+        if rest.startswith("["):
+            host, close, port_text = rest[1:].partition("]")
+            if not close or not port_text.startswith(":"):
+                raise ValueError(f"bad IPv6 listen address {text!r}")
+            port_text = port_text[1:]
+        else:
+            host, sep, port_text = rest.rpartition(":")
+            if not sep:
+                raise ValueError(f"missing port in {text!r}")
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ValueError(f"bad port in {text!r}")
+        return cls(transport, host or "0.0.0.0", int(port_text))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def _check_listen(text: str) -> str:
+    ListenAddress.parse(text)
+    return text
+
+
+ListenText = Annotated[str, AfterValidator(_check_listen)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSSettings(_Model):
+    certificate: str | None = None
+    private_key: str | None = None
+
+
+class SIPSettings(_Model):
+    t1: float = Field(0.5, gt=0, le=10)
+    t2: float = Field(4.0, gt=0, le=60)
+    t4: float = Field(5.0, gt=0, le=60)
+    max_message_size: int = Field(65536, ge=1024, le=1 << 20)
+    max_headers: int = Field(128, ge=16, le=4096)
+    max_header_line: int = Field(8192, ge=256, le=65536)
+    idle_timeout: float = Field(600.0, gt=0, description="seconds before an idle TCP/TLS connection closes")
+    user_agent: str = "softswitch"
+    shutdown_grace: float = Field(5.0, ge=0, le=120)
+
+
+class RegistrarSettings(_Model):
+    min_expires: int = Field(60, ge=1)
+    default_expires: int = Field(3600, ge=1)
+    max_expires: int = Field(7200, ge=1)
+
+
+class LogSettings(_Model):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Model):
+    listen: list[ListenText] = Field(default_factory=lambda: ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"])
+    advertised_address: str | None = None
+    tls: TLSSettings = TLSSettings()
+    sip: SIPSettings = SIPSettings()
+    registrar: RegistrarSettings = RegistrarSettings()
+    log: LogSettings = LogSettings()
+    directory: str = "directory.yaml"
+    dialplan: str = "dialplan.yaml"
+    data_dir: str = "data"
+    trunks: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def listen_addresses(self) -> list[ListenAddress]:
+        return [ListenAddress.parse(item) for item in self.listen]
+
+
+@dataclass(slots=True)
+class Config:
+    """Validated settings plus where they came from (to resolve relative paths)."""
+
+    settings: Settings
+    path: Path | None
+
+    def resolve(self, name: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(name)
+        if p.is_absolute() or self.path is None:
+            return p
+        return self.path.parent / p
+
+
+def _position(node: Any, loc: tuple[int | str, ...]) -> tuple[int, int] | None:
+    """Line and column (1-based) of the value at `loc` in a ruamel tree."""
+    best: tuple[int, int] | None = None
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        if lc is None:
+            break
+        try:
+            if isinstance(key, int):
+                line, col = lc.item(key)
+                node = node[key]
+            else:
+                line, col = lc.value(key) if key in node else (lc.line, lc.col)
+                node = node.get(key) if hasattr(node, "get") else None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+        best = (line + 1, col + 1)
+    if best is None:
+        lc = getattr(node, "lc", None)
+        if lc is not None:
+            best = (lc.line + 1, lc.col + 1)
+    return best
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file keeping positions; MarkedYAMLError becomes ConfigError."""
+    yaml = YAML(typ="rt")
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.load(fh)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: {exc.problem or exc.context}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: {exc.strerror}"]) from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate a config file; None gives the built-in defaults."""
+    if path is None:
+        return Config(Settings(), None)
+    data = load_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1:1: the configuration must be a mapping"])
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            pos = _position(data, loc)
+            where = f"{path}:{pos[0]}:{pos[1]}" if pos else str(path)
+            dotted = ".".join(str(part) for part in loc)
+            message = err["msg"].removeprefix("Value error, ")
+            errors.append(f"{where}: {dotted}: {message}")
+        raise ConfigError(errors) from None
+    return Config(settings, path)

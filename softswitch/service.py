@@ -1,0 +1,187 @@
+"""The running server as Twisted services under one MultiService.
+
+`build_application` wires the configured parts together: the transport
+layer feeds the SIP core; later services (registrar, B2BUA, management)
+attach their handlers to the core. Stopping the MultiService (SIGTERM,
+SIGINT) drains the core first, so transactions in flight are answered or
+finished, then closes the listeners and the stores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import LoopingCall
+
+from softswitch.auth import Authenticator, load_secret
+from softswitch.config import Config, ListenAddress
+from softswitch.core import SipCore
+from softswitch.directory import DirectoryError, load_directory
+from softswitch.location.sqlite import SQLiteLocationStore
+from softswitch.logs import get_logger
+from softswitch.registrar import Registrar, RegistrarPolicy
+from softswitch.sip.message import ParserLimits
+from softswitch.sip.transaction import TimerSettings
+from softswitch.transport.layer import TransportLayer
+
+
+class SipService(Service):
+    """Listeners plus the SIP core; the first to start and the last to stop."""
+
+    def __init__(self, config: Config, listen: list[ListenAddress], reactor: Any) -> None:
+        s = config.settings
+        self.config = config
+        self.reactor = reactor
+        self.grace = s.sip.shutdown_grace
+        limits = ParserLimits(s.sip.max_message_size, s.sip.max_headers, s.sip.max_header_line)
+        tls = s.tls
+        self.transports = TransportLayer(
+            listen, sink=self._receive, limits=limits, idle_timeout=s.sip.idle_timeout,
+            advertised=s.advertised_address,
+            tls_certificate=config.resolve(tls.certificate) if tls.certificate else None,
+            tls_private_key=config.resolve(tls.private_key) if tls.private_key else None,
+            reactor=reactor)
+        self.core = SipCore(reactor, self.transports.send, limits=limits,
+                            timers=TimerSettings(t1=s.sip.t1, t2=s.sip.t2, t4=s.sip.t4),
+                            user_agent=s.sip.user_agent)
+
+    def _receive(self, data: bytes, peer: Any, datagram: bool) -> None:
+        self.core.receive(data, peer, datagram)
+
+    def startService(self) -> None:  # noqa: N802
+        self.transports.start()
+        super().startService()
+
+    def stopService(self) -> Deferred[Any]:  # noqa: N802
+        super().stopService()
+        return self.transports.stop_listening()
+
+
+class RegistrarService(Service):
+    """The directory, the location store and the REGISTER handler.
+
+    The store is read into memory at start; expired bindings are swept every
+    second. The directory is re-read on reload; a broken file is refused with
+    its errors logged, and the accounts in force stay.
+    """
+
+    def __init__(self, config: Config, data_dir: Path, core: SipCore, reactor: Any) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.core = core
+        self.reactor = reactor
+        self.directory_path = config.resolve(config.settings.directory)
+        self.log = get_logger("softswitch.registrar")
+        self.store: SQLiteLocationStore | None = None
+        self.registrar: Registrar | None = None
+        self._sweeper: LoopingCall | None = None
+
+    def startService(self) -> None:  # noqa: N802
+        directory = load_directory(self.directory_path)  # DirectoryError stops the start
+        self.store = SQLiteLocationStore(str(self.data_dir / "location.sqlite"), self.reactor)
+        self.store.load(self.reactor.seconds())
+        r = self.config.settings.registrar
+        policy = RegistrarPolicy(r.min_expires, r.default_expires, r.max_expires)
+        self.registrar = Registrar(directory, self.store, Authenticator(load_secret(self.data_dir)),
+                                   self.reactor, policy)
+        self.core.handlers["REGISTER"] = self.registrar.handle
+        if "path" not in self.core.supported:
+            self.core.supported.append("path")
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = self.reactor
+        self._sweeper.start(1.0, now=False)
+        self.log.info("registrar_started", bindings=len(self.store),
+                      accounts=sum(1 for _ in directory.accounts()))
+        super().startService()
+
+    def _sweep(self) -> None:
+        assert self.store is not None and self.registrar is not None
+        now = self.reactor.seconds()
+        for binding in self.store.expire(now):
+            self.log.info("binding_expired", aor=binding.aor, contact=binding.contact)
+        self.registrar.auth.counts.evict(now)
+
+    def reload(self) -> None:
+        try:
+            directory = load_directory(self.directory_path)
+        except DirectoryError as exc:
+            for error in exc.errors:
+                self.log.error("directory_refused", error=error)
+            return
+        if self.registrar is not None:
+            self.registrar.directory = directory
+        self.log.info("directory_reloaded", accounts=sum(1 for _ in directory.accounts()))
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        if self.store is not None:
+            self.store.close()
+
+
+class PidFile(Service):
+    """`DATA_DIR/softswitch.pid`, so that CLI commands can signal the server."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def startService(self) -> None:  # noqa: N802
+        self.path.write_text(f"{os.getpid()}\n")
+        super().startService()
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        try:
+            if self.path.read_text().strip() == str(os.getpid()):
+                self.path.unlink()
+        except OSError:
+            pass
+
+
+class Application(MultiService):
+    """Everything `softswitch run` runs, plus the reload hooks of SIGHUP."""
+
+    def __init__(self, config: Config, data_dir: Path, listen: list[ListenAddress],
+                 reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.data_dir = data_dir
+        self.log = get_logger("softswitch")
+        self.reload_hooks: list[Callable[[], None]] = []
+        self.sip = SipService(config, listen, reactor)
+        self.sip.setServiceParent(self)
+        self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)
+        self.registrar.setServiceParent(self)
+        self.reload_hooks.append(self.registrar.reload)
+        PidFile(data_dir / "softswitch.pid").setServiceParent(self)
+
+    def reload(self) -> None:
+        """Re-read what can change at run time (directory, dialplan)."""
+        self.log.info("reload")
+        for hook in self.reload_hooks:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - one failed reload must not stop the others
+                self.log.exception("reload_failed")
+
+    @inlineCallbacks
+    def stopService(self) -> Any:  # noqa: N802
+        # Drain first, with every service still up: a REGISTER in flight
+        # still reaches the store and gets its 200. Then stop them all.
+        self.log.info("stopping", grace=self.sip.grace)
+        yield self.sip.core.drain(self.sip.grace)
+        yield super().stopService()
+        self.log.info("stopped")
+
+
+def build_application(config: Config, data_dir: Path, listen: list[ListenAddress] | None,
+                      reactor: Any) -> Application:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    addresses = listen or config.settings.listen_addresses
+    return Application(config, data_dir, addresses, reactor)

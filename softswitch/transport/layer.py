@@ -1,0 +1,185 @@
+"""The transport layer: listening sockets, stream connections, and sending.
+
+`TransportLayer` starts the UDP, TCP and TLS listeners of the config, keeps
+the table of open stream connections (by id and by remote address, the
+connection alias), and sends a message to a `Peer`: on the socket or
+connection it names, on an open connection to that address, or on a new
+outbound connection. Received bytes go to one sink, the SIP core.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor as default_reactor
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ClientFactory
+
+from softswitch.config import ListenAddress
+from softswitch.logs import get_logger
+from softswitch.sip.message import DEFAULT_LIMITS, Message, ParserLimits
+from softswitch.sip.peer import Peer
+from softswitch.transport import tls
+from softswitch.transport.local_address import LocalAddressResolver
+from softswitch.transport.stream import StreamServerFactory, StreamTransport
+from softswitch.transport.udp import UDPTransport
+
+Sink = Callable[[bytes, Peer, bool], None]
+
+
+class TransportLayer:
+    def __init__(self, listen: list[ListenAddress], *, sink: Sink,
+                 limits: ParserLimits = DEFAULT_LIMITS, idle_timeout: float = 600.0,
+                 advertised: str | None = None, tls_certificate: Path | None = None,
+                 tls_private_key: Path | None = None, reactor: Any = None) -> None:
+        self.listen = listen
+        self.sink = sink
+        self.limits = limits
+        self.idle_timeout = idle_timeout
+        self.advertised = advertised
+        self.tls_certificate = tls_certificate
+        self.tls_private_key = tls_private_key
+        self.reactor = reactor or default_reactor
+        self.log = get_logger("softswitch.transport")
+        self._udp: dict[int, UDPTransport] = {}
+        self._ports: list[IListeningPort] = []
+        self._connections: dict[int, StreamTransport] = {}
+        self._aliases: dict[tuple[str, str, int], int] = {}
+        self._next_id = 1
+        self.resolvers: dict[str, LocalAddressResolver] = {}
+        self.bound: list[ListenAddress] = []  # with the real ports (0 resolved)
+
+    # -- life cycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Open every listener; raise if one cannot be bound (a clear start error)."""
+        for address in self.listen:
+            if address.transport == "udp":
+                family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+                socket_id = self._new_id()
+                protocol = UDPTransport(self, socket_id, family)
+                port = self.reactor.listenUDP(address.port, protocol, interface=address.host,
+                                              maxPacketSize=self.limits.max_message_size + 1)
+                self._udp[socket_id] = protocol
+            elif address.transport == "tcp":
+                port = self.reactor.listenTCP(address.port, StreamServerFactory(self, "tcp"),
+                                              interface=address.host, backlog=1024)
+            else:
+                if self.tls_certificate is None or self.tls_private_key is None:
+                    raise ValueError(f"{address}: TLS needs tls.certificate and tls.private_key")
+                context = tls.server_context(self.tls_certificate, self.tls_private_key)
+                port = self.reactor.listenSSL(address.port, StreamServerFactory(self, "tls"),
+                                              context, interface=address.host, backlog=1024)
+            self._ports.append(port)
+            real = ListenAddress(address.transport, address.host, port.getHost().port)
+            self.bound.append(real)
+            self.resolvers.setdefault(address.transport, LocalAddressResolver(address.host, self.advertised))
+            self.log.info("listening", address=str(real))
+
+    def stop_listening(self) -> Deferred[Any]:
+        """Close the listeners and every connection."""
+        waits = [d for d in (p.stopListening() for p in self._ports) if isinstance(d, Deferred)]
+        for conn in list(self._connections.values()):
+            if conn.transport is not None:
+                conn.transport.loseConnection()
+        self._ports.clear()
+        return DeferredList(waits)
+
+    # -- connections ------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        ident = self._next_id
+        self._next_id += 1
+        return ident
+
+    def add_connection(self, conn: StreamTransport) -> int:
+        ident = self._new_id()
+        self._connections[ident] = conn
+        address = conn.transport.getPeer()
+        host = address.host[7:] if address.host.startswith("::ffff:") else address.host
+        self._aliases[(conn.transport_name, host, address.port)] = ident
+        return ident
+
+    def alias(self, transport: str, host: str, port: int, ident: int) -> None:
+        self._aliases[(transport, host, port)] = ident
+
+    def remove_connection(self, ident: int) -> None:
+        self._connections.pop(ident, None)
+        for key in [k for k, v in self._aliases.items() if v == ident]:
+            del self._aliases[key]
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    # -- data in and out -------------------------------------------------------
+
+    def deliver(self, data: bytes, peer: Peer, *, datagram: bool) -> None:
+        self.sink(data, peer, datagram)
+
+    def send(self, message: Message, peer: Peer) -> None:
+        self.send_bytes(message.to_bytes(), peer)
+
+    def send_bytes(self, data: bytes, peer: Peer) -> None:
+        if peer.transport == "udp":
+            udp = self._udp.get(peer.connection) if peer.connection is not None else None
+            if udp is None:
+                udp = self._udp_for(peer.host)
+            if udp is None:
+                self.log.warning("no_udp_listener", peer=str(peer))
+                return
+            udp.send(data, peer.host, peer.port)
+            return
+        conn = self._connections.get(peer.connection) if peer.connection is not None else None
+        if conn is None:
+            ident = self._aliases.get((peer.transport, peer.host, peer.port))
+            conn = self._connections.get(ident) if ident is not None else None
+        if conn is None:
+            conn = self._connect(peer)
+        conn.send(data)
+
+    def _udp_for(self, host: str) -> UDPTransport | None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for udp in self._udp.values():
+            if udp.family == family:
+                return udp
+        return next(iter(self._udp.values()), None)
+
+    def _connect(self, peer: Peer) -> StreamTransport:
+        """Open an outbound TCP/TLS connection; data queues until it is up."""
+        protocol = StreamTransport(self, peer.transport, outbound_to=(peer.host, peer.port))
+        factory = _OneShotFactory(protocol, self)
+        if peer.transport == "tls":
+            self.reactor.connectSSL(peer.host, peer.port, factory, tls.client_context(), timeout=10)
+        else:
+            self.reactor.connectTCP(peer.host, peer.port, factory, timeout=10)
+        return protocol
+
+    def local_address(self, transport: str, peer_host: str) -> str:
+        resolver = self.resolvers.get(transport) or next(iter(self.resolvers.values()))
+        return resolver.for_peer(peer_host)
+
+    def local_port(self, transport: str) -> int:
+        for address in self.bound:
+            if address.transport == transport:
+                return address.port
+        return self.bound[0].port
+
+
+class _OneShotFactory(ClientFactory):
+    def __init__(self, protocol: StreamTransport, layer: TransportLayer) -> None:
+        self.protocol_instance = protocol
+        self.layer = layer
+
+    def buildProtocol(self, addr: object) -> StreamTransport:  # noqa: N802
+        return self.protocol_instance
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:  # noqa: N802
+        # The client transaction that wanted this connection will time out
+        # (Timer B/F) and its user answers 408/503.
+        self.layer.log.info("connect_failed", peer=str(connector.getDestination()),
+                            error=reason.getErrorMessage())

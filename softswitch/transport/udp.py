@@ -1,0 +1,35 @@
+"""SIP over UDP: one DatagramProtocol per listening socket (RFC 3261 18.1/18.2)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.protocol import DatagramProtocol
+
+from softswitch.sip.peer import Peer
+
+if TYPE_CHECKING:
+    from softswitch.transport.layer import TransportLayer
+
+
+class UDPTransport(DatagramProtocol):
+    def __init__(self, layer: TransportLayer, socket_id: int, family: int) -> None:
+        self.layer = layer
+        self.socket_id = socket_id
+        self.family = family
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # noqa: N802
+        host = addr[0]
+        if host.startswith("::ffff:"):
+            host = host[7:]
+        self.layer.deliver(data, Peer("udp", host, addr[1], self.socket_id), datagram=True)
+
+    def send(self, data: bytes, host: str, port: int) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.transport.write(data, (host, port))
+        except OSError as exc:
+            # ICMP unreachable, EPERM from a firewall, a bad address: a lost
+            # datagram, which retransmission timers already account for.
+            self.layer.log.debug("udp_send_failed", peer=f"{host}:{port}", error=str(exc))
