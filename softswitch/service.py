@@ -25,6 +25,7 @@ from softswitch.directory import DirectoryError, load_directory
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar, RegistrarPolicy
+from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
 from softswitch.sip.transaction import TimerSettings
 from softswitch.transport.layer import TransportLayer
@@ -159,7 +160,19 @@ class Application(MultiService):
         self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)
         self.registrar.setServiceParent(self)
         self.reload_hooks.append(self.registrar.reload)
+        self.dialplan = DialplanService(
+            config.resolve(config.settings.dialplan), reactor,
+            known_users=self._known_users,
+            known_trunks=lambda: [str(t.get("name")) for t in config.settings.trunks] or None)
+        self.dialplan.setServiceParent(self)
+        self.reload_hooks.append(self.dialplan.reload)
         PidFile(data_dir / "softswitch.pid").setServiceParent(self)
+
+    def _known_users(self) -> list[str] | None:
+        registrar = self.registrar.registrar
+        if registrar is None:
+            return None
+        return [account.user for account in registrar.directory.accounts()]
 
     def reload(self) -> None:
         """Re-read what can change at run time (directory, dialplan)."""

@@ -19,12 +19,14 @@ def main() -> None:
 
 def _register_commands() -> None:
     from softswitch.cli.dialplan_cmd import dialplan
+    from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
     from softswitch.cli.users_cmd import users
 
     main.add_command(run)
     main.add_command(dialplan)
     main.add_command(users)
+    main.add_command(reload)
 
 
 _register_commands()

@@ -49,13 +49,14 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     from twisted.internet import reactor
 
     from softswitch.directory import DirectoryError
+    from softswitch.routing import DialplanError
     from softswitch.service import build_application
 
     data = data_dir if data_dir is not None else Path(s.data_dir)
     app = build_application(config, data, listen or None, reactor)
     try:
         app.startService()
-    except DirectoryError as exc:
+    except (DirectoryError, DialplanError) as exc:
         for line in exc.errors:
             log.error("start_failed", error=line)
         sys.exit(1)

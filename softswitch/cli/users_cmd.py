@@ -7,8 +7,6 @@ Nothing here ever prints a password or an HA1.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from softswitch.cli.pidfile import notify_server
 from softswitch.directory import (
     DirectoryError,
     add_user,
@@ -26,7 +25,6 @@ from softswitch.directory import (
 
 DEFAULT_DIRECTORY = Path("conf/directory.yaml")
 DEFAULT_DATA_DIR = Path("data")
-PID_FILE = "softswitch.pid"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,23 +62,6 @@ def _fail(exc: DirectoryError) -> None:
     for line in exc.errors:
         click.echo(f"error: {line}", err=True)
     sys.exit(1)
-
-
-def notify_server(data_dir: Path) -> str:
-    """SIGHUP the server whose pid is in DATA_DIR/softswitch.pid; say what happened."""
-    try:
-        pid = int((data_dir / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return "no running server"
-    if pid <= 0:
-        return "no running server"
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        return "no running server"  # a pid file left by a crash
-    except PermissionError:
-        return f"could not signal the server (pid {pid}): permission denied; reload it by hand"
-    return "reloaded running server"
 
 
 def _password(value: str | None) -> str:

@@ -80,8 +80,11 @@ def response_peer(via: Via, source: Peer) -> Peer:
     maddr = via.params.get("maddr")
     if maddr:
         return Peer(source.transport, _bare(maddr), via.port or 5060, source.connection)
-    rport = via.params.get("rport")
-    if rport and rport.isdigit():
-        return Peer(source.transport, source.host, int(rport), source.connection)
+    if "rport" in via.params:
+        # Filled in by stamp_via, or still empty when we answer a request we
+        # could not parse: either way the answer goes to the source port.
+        rport = via.params["rport"]
+        port = int(rport) if rport and rport.isdigit() else source.port
+        return Peer(source.transport, source.host, port, source.connection)
     host = via.params.get("received") or source.host
     return Peer(source.transport, _bare(host), via.port or 5060, source.connection)
