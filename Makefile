@@ -20,7 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check softswitch dialplan rtpmedia tests bench
-	$(BIN)/mypy softswitch/sip dialplan
+	$(BIN)/mypy softswitch dialplan
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis

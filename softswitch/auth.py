@@ -3,8 +3,9 @@
 `Authenticator.check(request, account, domain, now)` says whether a request
 carries valid credentials for `account`, and if not, which response to send:
 a 401 with one challenge per algorithm the account may use (most preferred
-first), `stale=true` when only the nonce had expired, or 403 when the
-credentials were wrong. Nonces are stateless (a timestamp and an HMAC with
+first), `stale=true` when only the nonce had expired, 403 when the
+credentials were wrong, or 400 when they were computed for another
+Request-URI (RFC 7616 3.4.6). Nonces are stateless (a timestamp and an HMAC with
 the server secret), so a restart does not invalidate them; nonce counts are
 tracked to refuse replays. Nothing here logs a password or an HA1.
 """
@@ -27,13 +28,16 @@ from softswitch.sip.digest import (
     parse_credentials,
     verify,
 )
+from softswitch.sip.errors import MessageError
 from softswitch.sip.message import Request, Response, make_response, new_tag
+from softswitch.sip.uri import parse_uri
 
 
 class Outcome(enum.Enum):
     OK = "ok"
     CHALLENGE = "challenge"  # 401, no or stale credentials
     FORBIDDEN = "forbidden"  # 403, wrong credentials or user
+    BAD_REQUEST = "bad_request"  # 400, credentials for another Request-URI
 
 
 @dataclass(slots=True)
@@ -62,6 +66,20 @@ def load_secret(data_dir: Path) -> bytes:
     return secret
 
 
+def _same_resource(digest_uri: str, request: Request) -> bool:
+    """Whether the credentials' `uri` names the Request-URI (RFC 7616 3.4.6).
+
+    Compared as URIs (RFC 3261 19.1.4 for SIP, RFC 3966 for TEL), since a
+    client may write the same URI differently; as text when it does not parse.
+    """
+    if digest_uri == str(request.uri):
+        return True
+    try:
+        return parse_uri(digest_uri) == request.uri
+    except MessageError:
+        return False
+
+
 class Authenticator:
     def __init__(self, secret: bytes, nonce_lifetime: float = 300.0) -> None:
         self.nonces = NonceFactory(secret, nonce_lifetime)
@@ -76,6 +94,14 @@ class Authenticator:
         state = self.nonces.check(credentials.nonce, now, realm)
         if state is NonceState.INVALID:
             return self._challenge(request, account, domain, now, stale=False, reason="unknown nonce")
+        if not _same_resource(credentials.uri, request):
+            # RFC 7616 3.4.6: the digest covers `uri`, not the Request-URI; a
+            # middleman could otherwise keep valid credentials and send the
+            # request elsewhere (an INVITE to another number).
+            response = make_response(request, 400, "Digest uri does not match Request-URI",
+                                     to_tag=new_tag())
+            return AuthResult(Outcome.BAD_REQUEST, response, username=credentials.username,
+                              reason="digest uri mismatch")
         if account is None or credentials.username != account.user:
             return self._forbidden(request, credentials, "unknown user or user mismatch")
         algorithm = credentials.digest_algorithm

@@ -154,7 +154,7 @@ class Application(MultiService):
         self.config = config
         self.data_dir = data_dir
         self.log = get_logger("softswitch")
-        self.reload_hooks: list[Callable[[], None]] = []
+        self.reload_hooks: list[Callable[[], object]] = []
         self.sip = SipService(config, listen, reactor)
         self.sip.setServiceParent(self)
         self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,7 +47,9 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     logs.configure(log_format or s.log.format, log_level or s.log.level)
     log = logs.get_logger("softswitch")
 
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor
 
     from softswitch.directory import DirectoryError
     from softswitch.routing import DialplanError

@@ -23,11 +23,13 @@ from __future__ import annotations
 import builtins
 import heapq
 import json
+import os
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -149,6 +151,43 @@ def _connect(path: str) -> sqlite3.Connection:
     # Another process (the CLI, a backup) may hold a read lock briefly.
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
+
+
+def read_bindings(path: str | os.PathLike[str]) -> builtins.list[Binding]:
+    """Every binding stored in `path`, read from another process (the CLI).
+
+    Opens the file read-only (a `mode=ro` URI), so it never creates a database
+    nor writes one, and works while the server holds it open in WAL mode: the
+    reader sees the last commit. Expired rows are included, since only the
+    caller knows what "now" is. Raises LocationStoreError when the file is
+    missing or is not a location database.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise LocationStoreError(f"{file}: no such database")
+    uri = file.resolve().as_uri() + "?mode=ro"
+    if not Path(f"{file}-wal").exists():
+        # No server has it open (the last connection to close removes the
+        # WAL), so the file is complete as it is. A plain read-only open would
+        # create -wal and -shm owned by whoever runs the CLI (root, say),
+        # which the server, running as another user, could then not open.
+        uri += "&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise LocationStoreError(f"{file}: {exc}") from exc
+    try:
+        # The server's writer may hold the lock for a commit or a checkpoint.
+        conn.execute("PRAGMA busy_timeout=5000")
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM bindings").fetchall()
+    except sqlite3.Error as exc:
+        raise LocationStoreError(f"{file}: {exc}") from exc
+    finally:
+        conn.close()
+    out = [_binding(r) for r in rows]
+    # The order lookup() gives, AOR by AOR.
+    out.sort(key=lambda b: (b.aor, -b.q, -b.registered_at))
+    return out
 
 
 class SQLiteLocationStore:

@@ -16,7 +16,6 @@ from typing import Any
 
 from twisted.internet import reactor as default_reactor
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory
 
 from softswitch.config import ListenAddress
@@ -43,10 +42,10 @@ class TransportLayer:
         self.advertised = advertised
         self.tls_certificate = tls_certificate
         self.tls_private_key = tls_private_key
-        self.reactor = reactor or default_reactor
+        self.reactor: Any = reactor or default_reactor
         self.log = get_logger("softswitch.transport")
         self._udp: dict[int, UDPTransport] = {}
-        self._ports: list[IListeningPort] = []
+        self._ports: list[Any] = []  # IListeningPort
         self._connections: dict[int, StreamTransport] = {}
         self._aliases: dict[tuple[str, str, int], int] = {}
         self._next_id = 1

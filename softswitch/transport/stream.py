@@ -7,7 +7,7 @@ alias). An idle connection is closed after the configured timeout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.protocols.policies import TimeoutMixin
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 
 class StreamTransport(Protocol, TimeoutMixin):
+    # Twisted's interfaces are zope interfaces, which mypy cannot follow.
+    transport: Any
+
     def __init__(self, layer: TransportLayer, transport_name: str,
                  outbound_to: tuple[str, int] | None = None) -> None:
         self.layer = layer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import DatagramProtocol
 
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 class UDPTransport(DatagramProtocol):
+    transport: Any  # a zope interface mypy cannot follow
+
     def __init__(self, layer: TransportLayer, socket_id: int, family: int) -> None:
         self.layer = layer
         self.socket_id = socket_id

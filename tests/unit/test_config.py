@@ -1,0 +1,55 @@
+"""Loading and validating conf/softswitch.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from softswitch.config import ConfigError, ListenAddress, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_config_loads() -> None:
+    config = load_config(ROOT / "conf" / "softswitch.yaml")
+    assert [str(a) for a in config.settings.listen_addresses] == [
+        "udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"]
+    assert config.resolve("dialplan.yaml") == ROOT / "conf" / "dialplan.yaml"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("udp:127.0.0.1:5060", ListenAddress("udp", "127.0.0.1", 5060)),
+    ("TLS:[::1]:5061", ListenAddress("tls", "::1", 5061)),
+    ("tcp::5080", ListenAddress("tcp", "0.0.0.0", 5080)),
+])
+def test_listen_address_forms(text: str, expected: ListenAddress) -> None:
+    assert ListenAddress.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["sctp:1.2.3.4:5060", "udp:1.2.3.4", "udp:1.2.3.4:99999",
+                                  "udp:[::1:5060"])
+def test_bad_listen_addresses(text: str) -> None:
+    with pytest.raises(ValueError):
+        ListenAddress.parse(text)
+
+
+def test_every_error_is_reported_with_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("listen:\n  - udp:0.0.0.0:5060\n  - foo:1\nsip:\n  t1: -1\n  bogus: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.errors == [
+        f"{path}:3:5: listen.1: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT, got 'foo:1'",
+        f"{path}:5:7: sip.t1: Input should be greater than 0",
+        f"{path}:6:10: sip.bogus: Extra inputs are not permitted",
+    ]
+
+
+def test_yaml_syntax_error_has_a_position(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("listen: [udp:0.0.0.0:5060\nsip: {\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.errors[0].startswith(f"{path}:")
+    assert info.value.errors[0].split(":")[1].isdigit()
