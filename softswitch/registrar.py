@@ -268,7 +268,9 @@ class Registrar:
             if b.reg_id is not None:
                 params += f";reg-id={b.reg_id}"
             response.add("Contact", f"<{b.contact}>{params}")
-        for value in request.get_all("path"):
-            response.add("Path", value)  # RFC 3327 5.3: echo the Path stored
+        if "path" in (option.lower() for option in request.values("supported")):
+            # RFC 3327 5.3: the Path stored goes back to a UA that supports it.
+            for value in request.get_all("path"):
+                response.add("Path", value)
         response.add("Date", formatdate(usegmt=True))
         return response

@@ -19,6 +19,7 @@ def main() -> None:
 
 def _register_commands() -> None:
     from softswitch.cli.dialplan_cmd import dialplan
+    from softswitch.cli.registrations_cmd import registrations
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
     from softswitch.cli.users_cmd import users
@@ -26,6 +27,7 @@ def _register_commands() -> None:
     main.add_command(run)
     main.add_command(dialplan)
     main.add_command(users)
+    main.add_command(registrations)
     main.add_command(reload)
 
 
