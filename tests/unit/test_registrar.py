@@ -634,6 +634,7 @@ def test_source_address_and_transport_stored_as_received(
 def test_path_and_user_agent_are_stored_and_path_echoed(server: Server) -> None:
     phone = Phone(server)
     response = phone.register(["<sip:1001@10.1.2.3>"], headers=[
+        "Supported: path",
         "Path: <sip:edge1.example.net;lr>",
         "Path: <sip:edge2.example.net;lr>, <sip:edge3.example.net;lr>",
         "User-Agent: Yealink SIP-T46S 66.86.0.15",
@@ -646,6 +647,14 @@ def test_path_and_user_agent_are_stored_and_path_echoed(server: Server) -> None:
     assert response.values("path") == binding.path
     [stored] = read_bindings(server.store.path)
     assert stored.path == binding.path and stored.user_agent == binding.user_agent
+
+
+def test_path_is_not_echoed_to_a_ua_without_path_support(server: Server) -> None:
+    response = Phone(server).register(["<sip:1001@10.1.2.3>"],
+                                      headers=["Path: <sip:edge1.example.net;lr>"])
+    assert response.status == 200
+    assert response.values("path") == []
+    assert server.bindings()[0].path == ["<sip:edge1.example.net;lr>"]
 
 
 INSTANCE = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"
