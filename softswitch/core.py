@@ -58,6 +58,8 @@ class SipCore:
         self.ack_handler: Callable[[Request, Peer], None] | None = None
         self.response_handler: Callable[[Response, Peer], None] | None = None
         self.draining = False
+        self._log_messages: bool | None = None
+        self._capabilities_cache: tuple[object, list[tuple[str, str]]] | None = None
         self.stats = {"received": 0, "sent": 0, "malformed": 0}
 
     # -- what the transports call ------------------------------------------------
@@ -101,8 +103,12 @@ class SipCore:
     @property
     def log_messages(self) -> bool:
         # structlog's filtering logger drops debug calls cheaply, but building
-        # the fields dict is not free: skip it when debug is off.
-        return self.log.is_enabled_for(10) if hasattr(self.log, "is_enabled_for") else False
+        # the fields dict is not free: skip it when debug is off. Logging is
+        # configured before the first message, so the answer is cached then.
+        if self._log_messages is None:
+            is_enabled = getattr(self.log, "is_enabled_for", None)
+            self._log_messages = bool(is_enabled(10)) if is_enabled else False
+        return self._log_messages
 
     # -- TransactionUser -----------------------------------------------------------
 
@@ -170,14 +176,20 @@ class SipCore:
 
     def _options(self, tx: ServerTransaction, request: Request) -> None:
         response = make_response(request, 200, to_tag=new_tag())
-        response.add("Allow", self.allow)
-        response.add("Accept", ACCEPT)
-        response.add("Accept-Encoding", "identity")
-        response.add("Accept-Language", "en")
-        if self.supported:
-            response.add("Supported", ", ".join(self.supported))
-        response.add("Server", self.user_agent)
+        response.extend(self._capabilities())
         tx.respond(response)
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        """The headers of a 200 to OPTIONS, rebuilt only when handlers change."""
+        key = (tuple(self.handlers), tuple(self.supported))
+        if self._capabilities_cache is None or self._capabilities_cache[0] != key:
+            lines = [("Allow", self.allow), ("Accept", ACCEPT),
+                     ("Accept-Encoding", "identity"), ("Accept-Language", "en")]
+            if self.supported:
+                lines.append(("Supported", ", ".join(self.supported)))
+            lines.append(("Server", self.user_agent))
+            self._capabilities_cache = (key, lines)
+        return self._capabilities_cache[1]
 
     def _cancel(self, tx: ServerTransaction, request: Request) -> None:
         invite_tx = self.transactions.find_invite_for_cancel(request)

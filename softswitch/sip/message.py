@@ -134,8 +134,9 @@ class Message:
     def has(self, name: str) -> bool:
         return bool(self._positions(name))
 
-    def _changed(self, key: str) -> None:
-        self._index = None
+    def _changed(self, key: str, *, reindex: bool = True) -> None:
+        if reindex:
+            self._index = None
         if key == "via":
             self._vias = None
         elif key == "from":
@@ -148,23 +149,34 @@ class Message:
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Add a header line; `first=True` puts it before the others of its name."""
         key = header_key(name)
-        positions = self._positions(name)
-        if first and positions:
-            self.headers.insert(positions[0], [name, value])
-        else:
-            self.headers.append([name, value])
-        self._changed(key)
+        if first:
+            positions = self._positions(name)
+            if positions:
+                self.headers.insert(positions[0], [name, value])
+                self._changed(key)
+                return
+        # Appending keeps every other position valid: extend the index in
+        # place rather than rebuilding it (responses are built by appends).
+        index = self._index
+        self.headers.append([name, value])
+        if index is not None:
+            index.setdefault(key, []).append(len(self.headers) - 1)
+        self._changed(key, reindex=index is None)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` with one line holding `value`."""
         key = header_key(name)
         positions = self._positions(name)
-        if positions:
+        if len(positions) == 1:
             self.headers[positions[0]] = [self.headers[positions[0]][0], value]
-            for i in reversed(positions[1:]):
-                del self.headers[i]
-        else:
-            self.headers.append([name, value])
+            self._changed(key, reindex=False)
+            return
+        if not positions:
+            self.add(name, value)
+            return
+        self.headers[positions[0]] = [self.headers[positions[0]][0], value]
+        for i in reversed(positions[1:]):
+            del self.headers[i]
         self._changed(key)
 
     def remove(self, name: str) -> None:
@@ -172,6 +184,26 @@ class Message:
         for i in reversed(self._positions(name)):
             del self.headers[i]
         self._changed(key)
+
+    def extend(self, lines: list[tuple[str, str]]) -> None:
+        """Append several header lines at once (a response's fixed headers)."""
+        for name, value in lines:
+            self.add(name, value)
+
+    def replace_top_via(self, via: Via) -> None:
+        """Rewrite the top Via value (after stamping received/rport)."""
+        positions = self._positions("via")
+        if not positions:
+            raise MessageError("missing Via")
+        line = self.headers[positions[0]]
+        vias = self.vias
+        if "," not in line[1]:
+            line[1] = str(via)  # the common case: one Via per line
+        else:
+            self.pop_first_value("via")
+            self.add("Via", str(via), first=True)
+        vias[0] = via
+        self._vias = vias
 
     def pop_first_value(self, name: str) -> str | None:
         """Remove and return the first value of a list header (a Route, a Via)."""

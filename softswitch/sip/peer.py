@@ -61,10 +61,7 @@ def stamp_via(request: Request, source: Peer) -> None:
         changed = True
     if changed:
         # Rewrite the header text so responses copy the stamped Via.
-        vias = request.vias
-        request.pop_first_value("via")
-        request.add("Via", str(via), first=True)
-        request._vias = vias  # same objects, already parsed
+        request.replace_top_via(via)
 
 
 def response_peer(via: Via, source: Peer) -> Peer:
