@@ -217,7 +217,9 @@ class SipCore:
         deadline = self.clock.seconds() + grace
 
         def check() -> None:
-            if self.transactions.active_server_count() == 0 or self.clock.seconds() >= deadline:
+            # Completed transactions only absorb retransmissions (Timer J
+            # keeps them 32 s); the drain waits for those still owed an answer.
+            if self.transactions.pending_server_count() == 0 or self.clock.seconds() >= deadline:
                 done.callback(None)
             else:
                 self.clock.callLater(0.05, check)

@@ -258,9 +258,11 @@ class Registrar:
 
     def _ok(self, request: Request, aor: str) -> Response:
         now = self.clock.seconds()
+        # Rounded, not truncated: a REGISTER for 300 s reads back 300 although
+        # the commit took a few milliseconds.
         response = make_response(request, 200, to_tag=new_tag())
         for b in self.bindings(aor, now):
-            params = f";expires={b.expires_in(now)}"
+            params = f";expires={max(0, round(b.expires_at - now))}"
             if b.q != 1.0:
                 params += f";q={b.q:g}"
             if b.instance is not None:

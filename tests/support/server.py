@@ -69,6 +69,7 @@ class ServerProcess:
     udp_port: int = 0
     tcp_port: int = 0
     tls_port: int = 0
+    directory: Path | None = None  # the user directory; conf/directory.yaml if None
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -90,7 +91,7 @@ class ServerProcess:
             f"  - tcp:127.0.0.1:{self.tcp_port}\n"
             f"  - tls:127.0.0.1:{self.tls_port}\n"
             f"tls:\n  certificate: {cert}\n  private_key: {key}\n"
-            f"directory: {conf / 'directory.yaml'}\n"
+            f"directory: {self.directory or conf / 'directory.yaml'}\n"
             f"dialplan: {conf / 'dialplan.yaml'}\n"
             f"log:\n  format: json\n  level: debug\n"
             f"{self.extra_config}")

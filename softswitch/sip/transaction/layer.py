@@ -190,6 +190,10 @@ class TransactionLayer:
     def active_server_count(self) -> int:
         return len(self._servers)
 
+    def pending_server_count(self) -> int:
+        """Server transactions still owed a final response (what a drain waits for)."""
+        return sum(1 for tx in self._servers.values() if tx.is_pending)
+
     def active_client_count(self) -> int:
         return len(self._clients)
 
