@@ -18,6 +18,7 @@ def main() -> None:
 
 
 def _register_commands() -> None:
+    from softswitch.cli.cdr_cmd import cdr
     from softswitch.cli.dialplan_cmd import dialplan
     from softswitch.cli.registrations_cmd import registrations
     from softswitch.cli.reload_cmd import reload
@@ -29,6 +30,7 @@ def _register_commands() -> None:
     main.add_command(users)
     main.add_command(registrations)
     main.add_command(reload)
+    main.add_command(cdr)
 
 
 _register_commands()

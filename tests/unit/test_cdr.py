@@ -1,0 +1,211 @@
+"""CDR records, SQLiteCdrStore (real file, real writer thread) and read_cdrs."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from softswitch.cdr import (
+    CdrRecord,
+    CdrStore,
+    CdrStoreError,
+    Disposition,
+    HangupSide,
+    SQLiteCdrStore,
+    read_cdrs,
+)
+from softswitch.storage import StorageError
+
+T0 = 1_790_000_000.0
+
+
+class ThreadReactor:
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
+        self.calls.put((f, args))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("condition not met in time")
+            try:
+                f, args = self.calls.get(timeout=left)
+            except queue.Empty:
+                continue
+            f(*args)
+
+
+def settle(reactor: ThreadReactor, d: Deferred[None]) -> object:
+    results: list[object] = []
+    d.addBoth(results.append)
+    reactor.wait_for(lambda: bool(results))
+    return results[0]
+
+
+def answered(uuid: str = "u-1", start: float = T0, **kw: Any) -> CdrRecord:
+    fields: dict[str, Any] = dict(
+        call_id="a8f3@192.0.2.10", uuid=uuid, caller="1001", caller_name="Alice",
+        callee="1002", dialled="1002", context="internal", start=start,
+        answer=start + 4.5, end=start + 64.75, disposition=Disposition.ANSWERED,
+        hangup_cause="BYE", hangup_side=HangupSide.CALLEE, sip_code=200,
+        b_leg_codes=[486, 200],
+    )
+    fields.update(kw)
+    return CdrRecord(**fields)
+
+
+def busy(uuid: str = "u-2", start: float = T0 + 100) -> CdrRecord:
+    return CdrRecord(
+        call_id="77@trunk", uuid=uuid, caller="+441234567890", dialled="0800123456",
+        context="from-trunk", trunk="carrier-a", start=start, end=start + 2.0,
+        disposition=Disposition.BUSY, hangup_cause="486 Busy Here",
+        hangup_side=HangupSide.CALLEE, sip_code=486, b_leg_codes=[486],
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "cdr.sqlite")
+
+
+def open_store(db: str) -> tuple[SQLiteCdrStore, ThreadReactor]:
+    reactor = ThreadReactor()
+    store = SQLiteCdrStore(db, reactor)
+    _interface: CdrStore = store  # mypy checks the Protocol is implemented
+    store.open()
+    return store, reactor
+
+
+def test_durations_derive_from_the_times() -> None:
+    r = answered()
+    assert r.duration == pytest.approx(64.75)
+    assert r.billsec == pytest.approx(60.25)
+    assert busy().duration == 2.0 and busy().billsec == 0.0
+    d = r.as_dict()
+    assert d["duration"] == 64.75 and d["billsec"] == 60.25
+    assert d["disposition"] == "ANSWERED" and d["hangup_side"] == "callee"
+
+
+@pytest.mark.parametrize("code, cancelled, expected", [
+    (200, False, Disposition.ANSWERED),
+    (200, True, Disposition.ANSWERED),  # the answer crossed the CANCEL
+    (487, True, Disposition.CANCELLED),
+    (486, False, Disposition.BUSY),
+    (600, False, Disposition.BUSY),
+    (480, False, Disposition.NO_ANSWER),
+    (408, False, Disposition.NO_ANSWER),
+    (487, False, Disposition.NO_ANSWER),  # ring timeout of our own
+    (404, False, Disposition.FAILED),
+    (503, False, Disposition.FAILED),
+])
+def test_disposition_of_the_final_code(code: int, cancelled: bool, expected: Disposition) -> None:
+    assert Disposition.of(code, cancelled) is expected
+    assert str(Disposition.NO_ANSWER) == "NO ANSWER"
+
+
+def test_records_are_durable_and_read_back_equal(db: str) -> None:
+    store, reactor = open_store(db)
+    records = [answered(), busy()]
+    for r in records:
+        assert settle(reactor, store.write(r)) is None
+    # Read while the store still holds the file open, as beside a running server.
+    assert read_cdrs(db) == records
+    store.close()
+    assert read_cdrs(db) == records
+    again, _ = open_store(db)  # reopening keeps them
+    again.close()
+    assert read_cdrs(db) == records
+
+
+def test_the_record_is_taken_when_written(db: str) -> None:
+    store, reactor = open_store(db)
+    r = answered()
+    d = store.write(r)
+    r.b_leg_codes.append(999)
+    r.end += 1000
+    settle(reactor, d)
+    store.close()
+    assert read_cdrs(db) == [answered()]
+
+
+def test_same_uuid_written_twice_is_kept_once(db: str) -> None:
+    store, reactor = open_store(db)
+    settle(reactor, store.write(answered()))
+    # After a crash between the CDR and the call state removal, the restart
+    # writes the call again, with its own end time.
+    assert settle(reactor, store.write(answered(end=T0 + 999))) is None
+    store.close()
+    assert read_cdrs(db) == [answered()]
+
+
+def test_many_writes_share_few_commits(db: str) -> None:
+    store, reactor = open_store(db)
+    done: list[object] = []
+    for i in range(500):
+        store.write(answered(uuid=f"u-{i}", start=T0 + i)).addBoth(done.append)
+    reactor.wait_for(lambda: len(done) == 500)
+    assert done == [None] * 500
+    assert store.commits < 50, store.commits
+    store.close()
+    assert len(read_cdrs(db)) == 500
+
+
+def test_filters_and_limit(db: str) -> None:
+    store, reactor = open_store(db)
+    for i in range(10):
+        settle(reactor, store.write(answered(uuid=f"u-{i}", start=T0 + 60 * i)))
+    store.close()
+
+    def uuids(**kw: Any) -> list[str]:
+        return [r.uuid for r in read_cdrs(db, **kw)]
+
+    assert uuids() == [f"u-{i}" for i in range(10)]  # oldest first
+    assert uuids(since=T0 + 60 * 7) == ["u-7", "u-8", "u-9"]  # since is inclusive
+    assert uuids(until=T0 + 60 * 2) == ["u-0", "u-1"]  # until is exclusive
+    assert uuids(since=T0 + 60, until=T0 + 60 * 4) == ["u-1", "u-2", "u-3"]
+    assert uuids(limit=3) == ["u-7", "u-8", "u-9"]  # the latest, still oldest first
+    assert uuids(until=T0 + 60 * 5, limit=2) == ["u-3", "u-4"]
+    assert uuids(since=T0 + 10_000) == []
+
+
+def test_write_after_close_and_before_open_fail(db: str) -> None:
+    reactor = ThreadReactor()
+    store = SQLiteCdrStore(db, reactor)
+    result = settle(reactor, store.write(answered()))
+    assert isinstance(result, Failure) and result.check(CdrStoreError)
+    store.open()
+    store.close()
+    store.close()
+    result = settle(reactor, store.write(answered()))
+    assert isinstance(result, Failure) and result.check(CdrStoreError, StorageError)
+    assert "closed" in str(result.value)
+
+
+def test_read_errors(tmp_path: Path) -> None:
+    with pytest.raises(CdrStoreError, match="no such database"):
+        read_cdrs(tmp_path / "cdr.sqlite")
+    assert list(tmp_path.iterdir()) == []
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(CdrStoreError):
+        read_cdrs(junk)
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(CdrStoreError, match="no such table"):
+        read_cdrs(other)
