@@ -91,6 +91,25 @@ class RegistrarSettings(_Model):
     max_expires: int = Field(7200, ge=1)
 
 
+class TrunkSettings(_Model):
+    """A SIP trunk: where calls to it go, and which sources count as it.
+
+    Calls from an address in `acl` (addresses or networks; default: `host`
+    when it is an address) are accepted as coming from the trunk and routed
+    in its `context`; nothing else may reach a trunk without authenticating.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    context: str = "from-trunk"
+    acl: list[str] = Field(default_factory=list)
+    username: str | None = None
+    password: str | None = None
+    from_domain: str | None = None
+
+
 class LogSettings(_Model):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -106,7 +125,8 @@ class Settings(_Model):
     directory: str = "directory.yaml"
     dialplan: str = "dialplan.yaml"
     data_dir: str = "data"
-    trunks: list[dict[str, Any]] = Field(default_factory=list)
+    trunks: list[TrunkSettings] = Field(default_factory=list)
+    max_call_duration: int = Field(4 * 3600, ge=0, description="seconds; 0 for no limit")
 
     @property
     def listen_addresses(self) -> list[ListenAddress]:

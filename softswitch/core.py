@@ -52,7 +52,8 @@ class SipCore:
         self.limits = limits
         self.user_agent = user_agent
         self.log = get_logger("softswitch.sip")
-        self.transactions = TransactionLayer(clock, self.send, timers or TimerSettings(), self)
+        self.timers = timers or TimerSettings()
+        self.transactions = TransactionLayer(clock, self.send, self.timers, self)
         self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
         self.supported: list[str] = []
         self.ack_handler: Callable[[Request, Peer], None] | None = None

@@ -19,6 +19,11 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import LoopingCall
 
 from softswitch.auth import Authenticator, load_secret
+from softswitch.b2bua.b2bua import B2BUA
+from softswitch.b2bua.call import Call
+from softswitch.b2bua.records import cdr_of, record_of
+from softswitch.callstate import SQLiteCallStateStore
+from softswitch.cdr import SQLiteCdrStore
 from softswitch.config import Config, ListenAddress
 from softswitch.core import SipCore
 from softswitch.directory import DirectoryError, load_directory
@@ -126,6 +131,67 @@ class RegistrarService(Service):
             self.store.close()
 
 
+class CallService(Service):
+    """The B2BUA, its CDR store and the store of established calls."""
+
+    def __init__(self, config: Config, data_dir: Path, sip: SipService,
+                 registrar: RegistrarService, dialplan_service: DialplanService,
+                 reactor: Any) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.sip = sip
+        self.registrar_service = registrar
+        self.dialplan_service = dialplan_service
+        self.reactor = reactor
+        self.log = get_logger("softswitch.b2bua")
+        self.cdrs: SQLiteCdrStore | None = None
+        self.calls: SQLiteCallStateStore | None = None
+        self.b2bua: B2BUA | None = None
+
+    def _local(self, peer: Any) -> tuple[str, int]:
+        transports = self.sip.transports
+        return (transports.local_address(peer.transport, peer.host),
+                transports.local_port(peer.transport))
+
+    def startService(self) -> None:  # noqa: N802
+        registrar = self.registrar_service.registrar
+        assert registrar is not None
+        self.cdrs = SQLiteCdrStore(str(self.data_dir / "cdr.sqlite"), self.reactor)
+        self.cdrs.open()
+        self.calls = SQLiteCallStateStore(str(self.data_dir / "calls.sqlite"), self.reactor)
+        self.calls.load()
+        s = self.config.settings
+        self.b2bua = B2BUA(
+            self.sip.core, registrar, lambda: self.dialplan_service.plan, self._local,
+            list(s.trunks), self.reactor, timers=self.sip.core.timers,
+            on_call_end=self._ended, on_call_confirmed=self._confirmed,
+            max_duration=float(s.max_call_duration))
+        self.b2bua.install()
+        super().startService()
+
+    def _confirmed(self, call: Call) -> None:
+        assert self.calls is not None
+        self.calls.save(record_of(call)).addErrback(
+            lambda f: self.log.error("call_state_save_failed", call=call.uuid, error=str(f.value)))
+
+    def _ended(self, call: Call) -> None:
+        assert self.cdrs is not None and self.calls is not None
+        calls = self.calls
+        done = self.cdrs.write(cdr_of(call))
+        if call.answered is not None:
+            # The CDR first: a crash in between sends a BYE again on restart,
+            # and the second CDR is ignored (written once per call uuid).
+            done.addCallback(lambda _: calls.remove(call.uuid))
+        done.addErrback(lambda f: self.log.error("cdr_write_failed", call=call.uuid,
+                                                 error=str(f.value)))
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        for store in (self.cdrs, self.calls):
+            if store is not None:
+                store.close()
+
+
 class PidFile(Service):
     """`DATA_DIR/softswitch.pid`, so that CLI commands can signal the server."""
 
@@ -163,9 +229,12 @@ class Application(MultiService):
         self.dialplan = DialplanService(
             config.resolve(config.settings.dialplan), reactor,
             known_users=self._known_users,
-            known_trunks=lambda: [str(t.get("name")) for t in config.settings.trunks] or None)
+            known_trunks=lambda: [t.name for t in config.settings.trunks] or None)
         self.dialplan.setServiceParent(self)
         self.reload_hooks.append(self.dialplan.reload)
+        self.calls = CallService(config, data_dir, self.sip, self.registrar, self.dialplan,
+                                 reactor)
+        self.calls.setServiceParent(self)
         PidFile(data_dir / "softswitch.pid").setServiceParent(self)
 
     def _known_users(self) -> list[str] | None:
