@@ -94,9 +94,10 @@ class RegistrarSettings(_Model):
 class TrunkSettings(_Model):
     """A SIP trunk: where calls to it go, and which sources count as it.
 
-    Calls from an address in `acl` (addresses or networks; default: `host`
-    when it is an address) are accepted as coming from the trunk and routed
-    in its `context`; nothing else may reach a trunk without authenticating.
+    Calls from an address in `acl` (addresses or networks, each optionally
+    with a port; default: `host`) are accepted as coming from the trunk and
+    routed in its `context`; nothing else may reach a trunk without
+    authenticating.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")

@@ -15,6 +15,7 @@ glare), requests outside a known dialog get 481. Each call ends with a CDR.
 from __future__ import annotations
 
 import collections
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,26 +153,17 @@ class B2BUA:
         else:
             tx.respond(make_response(request, 481, to_tag=new_tag()))
 
-    def _trunk_for(self, host: str) -> TrunkSettings | None:
-        import ipaddress
-
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return None
+    def _trunk_for(self, source: Peer) -> TrunkSettings | None:
+        """The trunk whose ACL admits `source`, if any."""
         for trunk in self.trunks:
-            acl = trunk.acl or [trunk.host]
-            for entry in acl:
-                try:
-                    if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
-                        return trunk
-                except ValueError:
-                    continue
+            for entry in trunk.acl or [trunk.host]:
+                if acl_admits(entry, source):
+                    return trunk
         return None
 
     def _new_call(self, tx: ServerTransaction, request: Request) -> None:
         now = self.clock.seconds()
-        trunk = self._trunk_for(tx.source.host)
+        trunk = self._trunk_for(tx.source)
         from_uri = request.from_addr.uri
         dest = request.uri.user if isinstance(request.uri, SipURI) else None
         if dest is None:
@@ -759,6 +751,32 @@ class B2BUA:
                       disposition=call.disposition.value)
         if self.on_call_end is not None:
             self.on_call_end(call)
+
+
+def acl_admits(entry: str, source: Peer) -> bool:
+    """Whether an ACL entry admits `source`.
+
+    An entry is an address or network (`192.0.2.0/24`, `2001:db8::/32`),
+    optionally with a port (`192.0.2.7:5060`, `[2001:db8::7]:5060`) for
+    peers that share an address, as several services on one host do.
+    """
+    port: int | None = None
+    text = entry.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+        text = host
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        if port_text.isdigit():
+            text, port = host, int(port_text)
+    if port is not None and port != source.port:
+        return False
+    try:
+        return ipaddress.ip_address(source.host) in ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
 
 
 _REASONS = {486: "Busy Here", 480: "Temporarily Unavailable", 404: "Not Found",
