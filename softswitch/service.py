@@ -167,6 +167,8 @@ class CallService(Service):
             on_call_end=self._ended, on_call_confirmed=self._confirmed,
             max_duration=float(s.max_call_duration))
         self.b2bua.install()
+        for record in self.calls.list():
+            self.b2bua.restore(record)
         super().startService()
 
     def _confirmed(self, call: Call) -> None:

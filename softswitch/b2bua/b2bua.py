@@ -45,20 +45,24 @@ from softswitch.b2bua.dialing import (
     contact_of,
 )
 from softswitch.b2bua.media import DirectMedia, MediaSeam
+from softswitch.callstate import CallRecord, LegState
 from softswitch.config import TrunkSettings
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar
 from softswitch.sip.dialog import (
     CALL_COMPLETED_ELSEWHERE,
     Dialog,
+    DialogRole,
     DialogState,
     DialogTable,
     Reason,
 )
+from softswitch.sip.errors import MessageError
+from softswitch.sip.headers import NameAddr
 from softswitch.sip.message import Request, Response, make_response, new_tag
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ServerTransaction, TimerSettings, make_cancel
-from softswitch.sip.uri import SipURI
+from softswitch.sip.uri import SipURI, parse_uri
 
 LocalAddress = Callable[[Peer], tuple[str, int]]
 
@@ -400,6 +404,7 @@ class B2BUA:
             if leg.ack is not None:
                 self.core.send(leg.ack, leg.peer)
             return
+        assert leg.invite is not None
         dialog = Dialog.from_uac(leg.invite, response, peer=leg.peer)
         if call.winner is not None or call.state is not CallState.DIALING or leg.cancelled:
             # Another fork answered first, or the caller gave up: RFC 3261
@@ -454,6 +459,7 @@ class B2BUA:
     def _ack(self, leg: BLeg, dialog: Dialog, response: Response, body: bytes = b"",
              content_type: str | None = None) -> None:
         via_host, via_port = self.local_address(leg.peer)
+        assert leg.invite is not None
         ack = dialog.create_ack(leg.invite, response, via_host=via_host, via_port=via_port,
                                 body=body, content_type=content_type)
         leg.ack = ack
@@ -487,6 +493,7 @@ class B2BUA:
 
     def _send_cancel(self, leg: BLeg) -> None:
         leg.cancel_pending = False
+        assert leg.invite is not None
         cancel = make_cancel(leg.invite)
         if leg.cancel_reason is not None:
             cancel.add("Reason", str(leg.cancel_reason))
@@ -697,6 +704,36 @@ class B2BUA:
         # Otherwise (offer in the re-INVITE, ACKed at once) the relay stays
         # until the originator's ACK stops our 2xx retransmissions.
 
+    # -- calls that outlived a restart -------------------------------------------------
+
+    def restore(self, record: CallRecord) -> Call | None:
+        """Take back an established call saved before a restart.
+
+        Its dialogs are rebuilt from the saved state, so a BYE from either
+        side still ends both legs and writes the CDR, and in-dialog requests
+        are still relayed. Our CSeq jumps ahead: requests sent after the last
+        save used numbers the store does not know.
+        """
+        try:
+            a_dialog = _dialog_from_state(record.a_leg, DialogRole.UAS, self.local_address)
+            b_dialog = _dialog_from_state(record.b_leg, DialogRole.UAC, self.local_address)
+        except (MessageError, ValueError) as exc:
+            self.log.error("call_restore_failed", call=record.uuid, error=str(exc))
+            return None
+        assert a_dialog.peer is not None and b_dialog.peer is not None
+        a = ALeg(None, None, a_dialog.peer, a_dialog.local_tag, a_dialog)
+        leg = BLeg(None, b_dialog.peer, record.callee, dialog=b_dialog, final_status=200)
+        call = Call(a, record.caller, record.caller_name or None, record.dialled, record.context,
+                    record.trunk, uuid=record.uuid, state=CallState.CONFIRMED, b_legs=[leg],
+                    winner=leg, callee=record.callee, started=record.start,
+                    answered=record.answer, b_codes=list(record.b_leg_codes))
+        self.calls[call.uuid] = call
+        for dialog in (a_dialog, b_dialog):
+            self.dialogs.add(dialog)
+            self._by_dialog[dialog.id] = call
+        self.log.info("call_restored", call=call.uuid, call_id=call.call_id)
+        return call
+
     # -- the end of a call --------------------------------------------------------------------
 
     def _bye(self, dialog: Dialog, reason: Reason | None = None) -> None:
@@ -743,14 +780,33 @@ class B2BUA:
                 self._relays.pop(dialog.id, None)
         for leg in call.b_legs:
             self._attempts.pop(id(leg), None)
-        self._by_invite_tx.pop(id(call.a.tx), None)
+        self._by_invite_tx.pop(id(call.a.server_tx), None)
         self.calls.pop(call.uuid, None)
         self.media.release(call.uuid)
-        self.log.info("call_ended", call=call.uuid, call_id=call.a.invite.call_id,
+        self.log.info("call_ended", call=call.uuid, call_id=call.call_id,
                       side=call.hangup_side, cause=call.hangup_cause,
                       disposition=call.disposition.value)
         if self.on_call_end is not None:
             self.on_call_end(call)
+
+
+# Requests we sent after the last save of a call's state used CSeq numbers the
+# store never saw; a restored dialog starts this far above the saved one.
+_RESTORE_CSEQ_JUMP = 1000
+
+
+def _dialog_from_state(state: LegState, role: DialogRole, local: LocalAddress) -> Dialog:
+    peer = Peer(state.transport, state.host, state.port)
+    via_host, via_port = local(peer)
+    return Dialog(
+        role=role, call_id=state.call_id, local_tag=state.local_tag,
+        remote_tag=state.remote_tag, local_uri=NameAddr.parse(state.local_uri),
+        remote_uri=NameAddr.parse(state.remote_uri),
+        remote_target=parse_uri(state.remote_target),
+        local_contact=contact_of(via_host, via_port, state.transport),
+        route_set=[NameAddr.parse(r) for r in state.route_set],
+        local_cseq=state.local_cseq + _RESTORE_CSEQ_JUMP, peer=peer,
+        state=DialogState.CONFIRMED)
 
 
 def acl_admits(entry: str, source: Peer) -> bool:

@@ -38,22 +38,39 @@ _TRANSITIONS: dict[CallState, frozenset[CallState]] = {
 
 @dataclass(slots=True, eq=False)
 class ALeg:
-    """The caller's side: we are the UAS."""
+    """The caller's side: we are the UAS.
 
-    invite: Request
-    tx: ServerTransaction
+    A call restored after a restart has its dialog but neither the INVITE nor
+    its transaction: only what happens after the answer applies to it.
+    """
+
+    initial: Request | None
+    server_tx: ServerTransaction | None
     source: Peer
     local_tag: str
     dialog: Dialog | None = None
     final: Response | None = None  # the final response we sent
     retransmit: Any = None  # the 2xx retransmission timer (13.3.1.4)
 
+    @property
+    def invite(self) -> Request:
+        assert self.initial is not None, "a restored call has no INVITE"
+        return self.initial
+
+    @property
+    def tx(self) -> ServerTransaction:
+        assert self.server_tx is not None, "a restored call has no INVITE transaction"
+        return self.server_tx
+
 
 @dataclass(slots=True, eq=False)
 class BLeg:
-    """One B-leg: an INVITE we sent to one contact; we are the UAC."""
+    """One B-leg: an INVITE we sent to one contact; we are the UAC.
 
-    invite: Request
+    `invite` is None only for a call restored after a restart.
+    """
+
+    invite: Request | None
     peer: Peer
     target: str  # what the dialplan dialled, for the CDR: user/1002, trunk/...
     tx: ClientTransaction | None = None
@@ -94,6 +111,14 @@ class Call:
     timers: list[Any] = field(default_factory=list)
     queue: Any = None  # the dialplan actions still to run
     last_failure: tuple[int, str] = (404, "Not Found")
+
+    @property
+    def call_id(self) -> str:
+        """The caller's Call-ID: what logs and the CDR name the call by."""
+        if self.a.initial is not None:
+            return self.a.initial.call_id
+        assert self.a.dialog is not None
+        return self.a.dialog.call_id
 
     def transition(self, new: CallState) -> None:
         if new is self.state:

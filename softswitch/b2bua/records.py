@@ -10,10 +10,10 @@ from softswitch.sip.dialog import Dialog
 
 def cdr_of(call: Call) -> CdrRecord:
     final = call.a.final
-    sip_code = final.status if final is not None else 500
+    sip_code = final.status if final is not None else 200 if call.answered else 500
     disposition = call.disposition or Disposition.of(sip_code)
     return CdrRecord(
-        call_id=call.a.invite.call_id, uuid=call.uuid, caller=call.caller,
+        call_id=call.call_id, uuid=call.uuid, caller=call.caller,
         caller_name=call.caller_name or "", callee=call.callee, dialled=call.dialled,
         context=call.context, trunk=call.trunk, start=call.started, answer=call.answered,
         end=call.ended if call.ended is not None else call.started,
