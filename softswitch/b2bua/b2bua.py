@@ -57,9 +57,10 @@ from softswitch.sip.dialog import (
     DialogTable,
     Reason,
 )
+from softswitch.sip.digest import authorization, parse_challenge
 from softswitch.sip.errors import MessageError
-from softswitch.sip.headers import NameAddr
-from softswitch.sip.message import Request, Response, make_response, new_tag
+from softswitch.sip.headers import NameAddr, Via
+from softswitch.sip.message import Request, Response, make_response, new_branch, new_tag
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ServerTransaction, TimerSettings, make_cancel
 from softswitch.sip.uri import SipURI, parse_uri
@@ -312,16 +313,11 @@ class B2BUA:
                                   from_host=domain or via_host, via_host=via_host,
                                   via_port=via_port, body=body, content_type=content_type,
                                   extra_headers=action.headers)
-            leg = BLeg(invite, dest.peer, dest.label)
+            leg = BLeg(invite, dest.peer, dest.label, trunk=dest.trunk)
             attempt.legs.append(leg)
             call.b_legs.append(leg)
             self._attempts[id(leg)] = attempt
-            leg.tx = self.core.transactions.send_request(
-                invite, dest.peer,
-                on_response=lambda r, c=call, b=leg: self._b_response(c, b, r),
-                on_timeout=lambda c=call, b=leg: self._b_failed(c, b, 408, "Request Timeout"),
-                on_transport_error=lambda c=call, b=leg: self._b_failed(c, b, 503,
-                                                                         "Service Unavailable"))
+            leg.tx = self._send_invite(call, leg)
             if dest.trunk is not None and call.trunk is None:
                 call.trunk = dest.trunk
         timeout = action.timeout if action.timeout is not None else self.no_answer_timeout
@@ -330,6 +326,14 @@ class B2BUA:
         self.log.info("dialing", call=call.uuid, call_id=a_invite.call_id,
                       targets=[leg.target for leg in attempt.legs])
         return True
+
+    def _send_invite(self, call: Call, leg: BLeg) -> Any:
+        assert leg.invite is not None
+        return self.core.transactions.send_request(
+            leg.invite, leg.peer,
+            on_response=lambda r: self._b_response(call, leg, r),
+            on_timeout=lambda: self._b_failed(call, leg, 408, "Request Timeout"),
+            on_transport_error=lambda: self._b_failed(call, leg, 503, "Service Unavailable"))
 
     def _dial_timeout(self, call: Call, attempt: DialAttempt) -> None:
         if attempt.finished or call.state is not CallState.DIALING:
@@ -383,7 +387,41 @@ class B2BUA:
         if status < 300:
             self._b_answered(call, leg, response)
             return
+        if status in (401, 407) and self._authenticate(call, leg, response):
+            return
         self._b_failed(call, leg, status, response.reason)
+
+    def _authenticate(self, call: Call, leg: BLeg, response: Response) -> bool:
+        """Send the INVITE again with the trunk's credentials (RFC 3261 22.2)."""
+        trunk = self.resolver.trunks.get(leg.trunk) if leg.trunk else None
+        if trunk is None or trunk.username is None or trunk.password is None \
+                or leg.auth_tries >= 1 or leg.cancelled or leg.invite is None:
+            return False
+        proxy = response.status == 407
+        challenge = None
+        for value in response.get_all("proxy-authenticate" if proxy else "www-authenticate"):
+            try:
+                challenge = parse_challenge(value)
+            except MessageError:
+                continue
+            if challenge is not None:
+                break  # RFC 8760: the first one we support is the server's preference
+        if challenge is None:
+            return False
+        old = leg.invite
+        invite = Request("INVITE", old.uri, [list(h) for h in old.headers], old.body)
+        via = old.top_via
+        invite.set("Via", str(Via(via.transport, via.host, via.port,
+                                  {**via.params, "branch": new_branch()})))
+        invite.set("CSeq", f"{old.cseq.seq + 1} INVITE")
+        invite.add("Proxy-Authorization" if proxy else "Authorization",
+                   authorization(challenge, "INVITE", str(invite.uri), trunk.username,
+                                 trunk.password, cnonce=new_tag()))
+        leg.invite = invite
+        leg.auth_tries += 1
+        leg.got_provisional = False
+        leg.tx = self._send_invite(call, leg)
+        return True
 
     def _provisional_to_a(self, call: Call, leg: BLeg, response: Response) -> None:
         a = call.a

@@ -83,6 +83,8 @@ class BLeg:
     got_provisional: bool = False
     cancel_pending: bool = False  # RFC 3261 9.1: CANCEL waits for a provisional
     cancel_reason: Any = None
+    trunk: str | None = None  # the trunk it goes out on, whose credentials answer a 401/407
+    auth_tries: int = 0
 
 
 @dataclass(slots=True, eq=False)

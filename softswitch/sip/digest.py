@@ -455,3 +455,60 @@ class NonceCountTracker:
             return False
         self._entries[nonce] = (nc, forget_at)
         return True
+
+
+# ---------------------------------------------------------------------------
+# The client side: answering a challenge (a trunk that challenges our INVITEs).
+
+
+@dataclass(slots=True, frozen=True)
+class Challenge:
+    """One WWW-Authenticate / Proxy-Authenticate Digest challenge."""
+
+    realm: str
+    nonce: str
+    algorithm: Algorithm
+    qop: tuple[str, ...]
+    opaque: str | None = None
+    stale: bool = False
+
+
+def parse_challenge(value: str) -> Challenge | None:
+    """The challenge in `value`, or None if it is not Digest or uses an algorithm we lack."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    params = _parse_params(rest, 0)
+    if "realm" not in params or "nonce" not in params:
+        raise MessageError("Digest challenge without realm or nonce")
+    algorithm = Algorithm.from_token(params.get("algorithm", "MD5"))
+    if algorithm is None:
+        return None
+    qop = tuple(q.strip().lower() for q in params.get("qop", "").split(",") if q.strip())
+    return Challenge(params["realm"], params["nonce"], algorithm, qop, params.get("opaque"),
+                     params.get("stale", "").lower() == "true")
+
+
+def authorization(challenge: Challenge, method: str, uri: str, user: str, password: str,
+                  *, cnonce: str, nc: int = 1) -> str:
+    """The Authorization value answering `challenge` (RFC 7616 3.4, RFC 8760)."""
+    algorithm = challenge.algorithm
+    key = ha1(algorithm.base, user, challenge.realm, password)
+    if algorithm.is_session:
+        key = session_ha1(algorithm, key, challenge.nonce, cnonce)
+    parts = [f"Digest username={_quote(user)}", f"realm={_quote(challenge.realm)}",
+             f"nonce={_quote(challenge.nonce)}", f"uri={_quote(uri)}",
+             f"algorithm={algorithm.value}"]
+    if "auth" in challenge.qop:
+        nc_text = f"{nc:08x}"
+        digest = response(algorithm, key, challenge.nonce, method, uri, qop="auth",
+                          nc=nc_text, cnonce=cnonce)
+        parts += [f"response={_quote(digest)}", "qop=auth", f"nc={nc_text}",
+                  f"cnonce={_quote(cnonce)}"]
+    else:
+        # RFC 2069 form, for servers that offer no qop.
+        digest = response(algorithm, key, challenge.nonce, method, uri, qop=None)
+        parts.append(f"response={_quote(digest)}")
+    if challenge.opaque is not None:
+        parts.append(f"opaque={_quote(challenge.opaque)}")
+    return ", ".join(parts)

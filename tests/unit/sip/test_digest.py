@@ -236,3 +236,40 @@ def test_nonce_count_tracker_is_bounded() -> None:
     assert len(tracker) == 3
     assert tracker.evict(now=100.0) == 3
     assert len(tracker) == 0
+
+
+# -- the client side ---------------------------------------------------------------
+
+
+def test_our_authorization_answers_our_own_challenge() -> None:
+    from softswitch.sip.digest import (
+        DEFAULT_ALGORITHMS,
+        authorization,
+        challenges,
+        ha1,
+        parse_challenge,
+        parse_credentials,
+        verify,
+    )
+
+    for value in challenges("example.com", "abc123", DEFAULT_ALGORITHMS, opaque="op"):
+        challenge = parse_challenge(value)
+        assert challenge is not None and challenge.qop == ("auth",)
+        header = authorization(challenge, "INVITE", "sip:+15551234567@192.0.2.1", "trunkuser",
+                               "s3cret", cnonce="0a4f113b", nc=1)
+        credentials = parse_credentials(header)
+        assert credentials.opaque == "op" and credentials.nc == "00000001"
+        expected = ha1(challenge.algorithm, "trunkuser", "example.com", "s3cret")
+        assert verify(credentials, "INVITE", expected)
+        assert not verify(credentials, "BYE", expected)
+
+
+def test_challenge_parsing_edge_cases() -> None:
+    from softswitch.sip.digest import Algorithm, parse_challenge
+
+    assert parse_challenge('Basic realm="x"') is None
+    assert parse_challenge('Digest realm="x", nonce="n", algorithm=AKAv1-MD5') is None
+    plain = parse_challenge('Digest realm="x", nonce="n"')
+    assert plain is not None and plain.algorithm is Algorithm.MD5 and plain.qop == ()
+    with pytest.raises(MessageError):
+        parse_challenge('Digest realm="x"')
