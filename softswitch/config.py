@@ -83,6 +83,9 @@ class SIPSettings(_Model):
     idle_timeout: float = Field(600.0, gt=0, description="seconds before an idle TCP/TLS connection closes")
     user_agent: str = "softswitch"
     shutdown_grace: float = Field(5.0, ge=0, le=120)
+    # RFC 4028 session timers: our interval and the shortest we accept.
+    session_expires: int = Field(1800, ge=90)
+    min_se: int = Field(90, ge=90)
 
 
 class RegistrarSettings(_Model):

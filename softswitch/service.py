@@ -165,7 +165,8 @@ class CallService(Service):
             self.sip.core, registrar, lambda: self.dialplan_service.plan, self._local,
             list(s.trunks), self.reactor, timers=self.sip.core.timers,
             on_call_end=self._ended, on_call_confirmed=self._confirmed,
-            max_duration=float(s.max_call_duration))
+            max_duration=float(s.max_call_duration),
+            session_expires=s.sip.session_expires, min_se=s.sip.min_se)
         self.b2bua.install()
         for record in self.calls.list():
             self.b2bua.restore(record)

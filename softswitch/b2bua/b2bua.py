@@ -45,6 +45,13 @@ from softswitch.b2bua.dialing import (
     contact_of,
 )
 from softswitch.b2bua.media import DirectMedia, MediaSeam
+from softswitch.b2bua.session_timer import (
+    Refresher,
+    SessionTimer,
+    negotiate_as_uac,
+    negotiate_as_uas,
+    supports_timer,
+)
 from softswitch.callstate import CallRecord, LegState
 from softswitch.config import TrunkSettings
 from softswitch.logs import get_logger
@@ -60,7 +67,14 @@ from softswitch.sip.dialog import (
 from softswitch.sip.digest import authorization, parse_challenge
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import NameAddr, Via
-from softswitch.sip.message import Request, Response, make_response, new_branch, new_tag
+from softswitch.sip.message import (
+    Message,
+    Request,
+    Response,
+    make_response,
+    new_branch,
+    new_tag,
+)
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ServerTransaction, TimerSettings, make_cancel
 from softswitch.sip.uri import SipURI, parse_uri
@@ -117,7 +131,8 @@ class B2BUA:
                  *, timers: TimerSettings | None = None, media: MediaSeam | None = None,
                  on_call_end: Callable[[Call], None] | None = None,
                  on_call_confirmed: Callable[[Call], None] | None = None,
-                 no_answer_timeout: float = 60.0, max_duration: float = 0.0) -> None:
+                 no_answer_timeout: float = 60.0, max_duration: float = 0.0,
+                 session_expires: int = 1800, min_se: int = 90) -> None:
         self.core = core
         self.registrar = registrar
         self.plan = plan
@@ -130,6 +145,8 @@ class B2BUA:
         self.on_call_confirmed = on_call_confirmed
         self.no_answer_timeout = no_answer_timeout
         self.max_duration = max_duration
+        self.session_expires = session_expires
+        self.min_se = min_se
         self.resolver = TargetResolver(registrar, trunks, clock)
         self.dialogs = DialogTable()
         self.calls: dict[str, Call] = {}  # by uuid
@@ -202,10 +219,17 @@ class B2BUA:
             caller = account.user
             caller_name = account.display_name or request.from_addr.display_name or ""
             context, groups, domain = account.context, frozenset(account.groups), domain_obj.name
+        negotiation = negotiate_as_uas(request, self.session_expires, self.min_se)
+        if isinstance(negotiation, int):
+            too_small = make_response(request, 422, to_tag=new_tag())
+            too_small.add("Min-SE", str(negotiation))
+            tx.respond(too_small)
+            return
         tx.respond(make_response(request, 100))
         a = ALeg(request, tx, tx.source, new_tag())
         call = Call(a, caller, caller_name or None, dest, context, trunk.name if trunk else None,
                     started=now)
+        call.a_session = negotiation
         call.variables["domain"] = domain or (self.registrar.directory.default_domain.name
                                               if self.registrar.directory.default_domain else "")
         self.calls[call.uuid] = call
@@ -312,7 +336,9 @@ class B2BUA:
             invite = build_invite(a_invite, dest, caller=caller, caller_name=caller_name,
                                   from_host=domain or via_host, via_host=via_host,
                                   via_port=via_port, body=body, content_type=content_type,
-                                  extra_headers=action.headers)
+                                  extra_headers=[*self._timer_headers("uac"),
+                                                 *action.headers])
+            call.sdp_to["b"] = body
             leg = BLeg(invite, dest.peer, dest.label, trunk=dest.trunk)
             attempt.legs.append(leg)
             call.b_legs.append(leg)
@@ -326,6 +352,11 @@ class B2BUA:
         self.log.info("dialing", call=call.uuid, call_id=a_invite.call_id,
                       targets=[leg.target for leg in attempt.legs])
         return True
+
+    def _timer_headers(self, refresher: str) -> list[tuple[str, str]]:
+        return [("Supported", "timer"),
+                ("Session-Expires", f"{self.session_expires};refresher={refresher}"),
+                ("Min-SE", str(self.min_se))]
 
     def _send_invite(self, call: Call, leg: BLeg) -> Any:
         assert leg.invite is not None
@@ -479,6 +510,12 @@ class B2BUA:
             body = self.media.answer(call.uuid, leg.target, "a", response.body,
                                      response.get("content-type"))
             ok.set_body(body, response.get("content-type"))
+            call.sdp_to["a"] = body
+        if call.a_session is not None:
+            ok.add("Supported", "timer")
+            ok.add("Session-Expires", str(call.a_session.expires))
+            if call.a_session.require_timer:
+                ok.add("Require", "timer")
         a.dialog.sent_response(ok)
         self.dialogs.add(a.dialog)
         self._by_dialog[a.dialog.id] = call
@@ -622,11 +659,86 @@ class B2BUA:
                 body = self.media.answer(call.uuid, "a", leg.target, request.body,
                                          request.get("content-type")) if request.body else b""
                 self._ack(leg, leg.dialog, leg.answer_2xx, body, request.get("content-type"))
+            self._start_session_timers(call)
             if self.max_duration > 0:
                 call.timers.append(self.clock.callLater(
                     self.max_duration, self._hangup, call, "system", "maximum call duration"))
             if self.on_call_confirmed is not None:
                 self.on_call_confirmed(call)
+
+    # -- session timers (RFC 4028) --------------------------------------------------------
+
+    def _start_session_timers(self, call: Call) -> None:
+        a, leg = call.a, call.winner
+        if call.a_session is not None and a.dialog is not None:
+            call.session_timers["a"] = SessionTimer(
+                self.clock, call.a_session.expires.interval, call.a_session.refresher,
+                lambda: self._refresh(call, "a"),
+                lambda: self._hangup(call, "system", "session timer expired (caller)"))
+        if leg is not None and leg.dialog is not None and leg.answer_2xx is not None:
+            agreed = negotiate_as_uac(leg.answer_2xx)
+            if agreed is not None:
+                call.session_timers["b"] = SessionTimer(
+                    self.clock, agreed[0], agreed[1], lambda: self._refresh(call, "b"),
+                    lambda: self._hangup(call, "system", "session timer expired (callee)"))
+
+    def _side_dialog(self, call: Call, side: str) -> tuple[Dialog | None, Message | None]:
+        """A side's dialog, and the message that says what its peer allows."""
+        if side == "a":
+            return call.a.dialog, call.a.initial
+        leg = call.winner
+        return (leg.dialog, leg.answer_2xx) if leg is not None else (None, None)
+
+    def _refresh(self, call: Call, side: str) -> None:
+        """Refresh one leg's session: UPDATE if the peer allows it, else re-INVITE."""
+        timer = call.session_timers.get(side)
+        dialog, allows = self._side_dialog(call, side)
+        if timer is None or dialog is None or dialog.peer is None \
+                or call.state is not CallState.CONFIRMED:
+            return
+        if dialog.id in self._relays or (call.other_dialog(dialog) is not None
+                                         and call.other_dialog(dialog).id in self._relays):  # type: ignore[union-attr]
+            timer.start()  # an offer is crossing: the relayed one refreshes the session
+            return
+        allowed = {m.strip().upper() for m in allows.values("allow")} if allows else set()
+        role = "uas" if side == "a" else "uac"
+        headers = [("Session-Expires", f"{timer.interval};refresher={role}"),
+                   ("Supported", "timer")]
+        via_host, via_port = self.local_address(dialog.peer)
+        if "UPDATE" in allowed:
+            request = dialog.create_request("UPDATE", via_host=via_host, via_port=via_port,
+                                            extra_headers=headers)
+        elif side in call.sdp_to:
+            request = dialog.create_request("INVITE", via_host=via_host, via_port=via_port,
+                                            body=call.sdp_to[side],
+                                            content_type="application/sdp",
+                                            extra_headers=headers)
+        else:
+            timer.stop()  # nothing to refresh with: the peer keeps the session
+            return
+        peer = dialog.peer
+
+        def answered(response: Response) -> None:
+            if response.status < 200:
+                return
+            if request.method == "INVITE" and 200 <= response.status < 300:
+                dialog.receive_response(response)
+                ack_host, ack_port = self.local_address(peer)
+                self.core.send(dialog.create_ack(request, response, via_host=ack_host,
+                                                 via_port=ack_port), peer)
+            if response.status < 300:
+                timer.start()
+            elif response.status in (408, 481):
+                self._hangup(call, "system", f"session refresh got {response.status}")
+            elif response.status == 491:
+                call.timers.append(self.clock.callLater(2.0, self._refresh, call, side))
+            else:
+                timer.stop()  # the peer refuses refreshes: it keeps the session itself
+
+        self.core.transactions.send_request(
+            request, peer, on_response=answered,
+            on_timeout=lambda: self._hangup(call, "system", "peer does not answer"),
+            on_transport_error=lambda: self._hangup(call, "system", "peer unreachable"))
 
     def on_stray_response(self, response: Response, source: Peer) -> None:
         """A 2xx retransmission after its transaction ended: ACK it again."""
@@ -666,6 +778,10 @@ class B2BUA:
             response = make_response(request, 491)
             tx.respond(response)
             return
+        if request.method in ("INVITE", "UPDATE"):
+            timer = call.session_timers.get("a" if dialog is call.a.dialog else "b")
+            if timer is not None:
+                timer.start()
         self._relay_request(call, tx, request, dialog, other)
 
     def _relay_request(self, call: Call, tx: ServerTransaction, request: Request,
@@ -679,6 +795,16 @@ class B2BUA:
                                     content_type)
         extra = [(name, value) for name, value in request.headers
                  if name.lower() in _RELAYED_HEADERS and name.lower() != "content-type"]
+        timer = call.session_timers.get("a" if target is call.a.dialog else "b")
+        if timer is not None and request.method in ("INVITE", "UPDATE"):
+            # Keep the target leg's own session timer (RFC 4028 7.4, 9).
+            us = "uas" if target is call.a.dialog else "uac"
+            them = "uac" if us == "uas" else "uas"
+            who = us if timer.refresher is Refresher.US else them
+            extra += [("Session-Expires", f"{timer.interval};refresher={who}"),
+                      ("Supported", "timer")]
+        if body:
+            call.sdp_to["a" if target is call.a.dialog else "b"] = body
         relayed = target.create_request(request.method, via_host=via_host, via_port=via_port,
                                         body=body, content_type=content_type if body else None,
                                         extra_headers=extra)
@@ -697,14 +823,25 @@ class B2BUA:
         request = relay.request
         if status >= 200:
             relay.target.receive_response(response)
+        if 200 <= status < 300 and request.method in ("INVITE", "UPDATE"):
+            timer = call.session_timers.get("a" if relay.target is call.a.dialog else "b")
+            if timer is not None:
+                timer.start()
         relayed = make_response(request, status, response.reason)
         content_type = response.get("content-type")
         if request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
             relayed.add("Contact", str(relay.origin.local_contact))
+            session_expires = request.get("session-expires")
+            if session_expires is not None:
+                # RFC 4028 9: the UAS copies the interval it accepts.
+                relayed.add("Session-Expires", session_expires)
+                if supports_timer(request):
+                    relayed.add("Require", "timer")
         if response.body:
             body = self.media.answer(call.uuid, call.side_of(relay.target),
                                      call.side_of(relay.origin), response.body, content_type)
             relayed.set_body(body, content_type)
+            call.sdp_to["a" if relay.origin is call.a.dialog else "b"] = body
         if status >= 200:
             relay.origin.sent_response(relayed)
         relay.tx.respond(relayed)
@@ -809,6 +946,8 @@ class B2BUA:
         for timer in call.timers:
             if timer.active():
                 timer.cancel()
+        for session_timer in call.session_timers.values():
+            session_timer.stop()
         if call.a.retransmit is not None:
             call.a.retransmit.stop()
         for dialog in (call.a.dialog, call.winner.dialog if call.winner else None):

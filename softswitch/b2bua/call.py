@@ -112,6 +112,9 @@ class Call:
     facts: Any = None
     timers: list[Any] = field(default_factory=list)
     queue: Any = None  # the dialplan actions still to run
+    a_session: Any = None  # the A-leg's RFC 4028 negotiation (UasNegotiation)
+    session_timers: dict[str, Any] = field(default_factory=dict)  # "a"/"b" -> SessionTimer
+    sdp_to: dict[str, bytes] = field(default_factory=dict)  # last SDP we sent each side
     last_failure: tuple[int, str] = (404, "Not Found")
 
     @property
