@@ -81,6 +81,9 @@ class SIPSettings(_Model):
     max_headers: int = Field(128, ge=16, le=4096)
     max_header_line: int = Field(8192, ge=256, le=65536)
     idle_timeout: float = Field(600.0, gt=0, description="seconds before an idle TCP/TLS connection closes")
+    # Bytes the kernel may queue on a UDP socket while the reactor is busy;
+    # the Linux default (~208 KiB) overflows in a burst of a few thousand.
+    udp_receive_buffer: int = Field(4 << 20, ge=0)
     user_agent: str = "softswitch"
     shutdown_grace: float = Field(5.0, ge=0, le=120)
     # RFC 4028 session timers: our interval and the shortest we accept.
@@ -112,6 +115,13 @@ class TrunkSettings(_Model):
     username: str | None = None
     password: str | None = None
     from_domain: str | None = None
+    # Outbound registration to the provider (RFC 3261 10.2): see trunk_registration.py.
+    # `register` in YAML; a field of that name would shadow ABCMeta.register.
+    register_: bool = Field(False, alias="register")
+    register_expires: int = Field(3600, ge=60)
+    registrar: str | None = Field(None, description="host[:port] if not host:port")
+    retry_min: float = Field(30.0, gt=0)
+    retry_max: float = Field(300.0, gt=0)
 
 
 class LogSettings(_Model):

@@ -51,7 +51,7 @@ class SipService(Service):
             advertised=s.advertised_address,
             tls_certificate=config.resolve(tls.certificate) if tls.certificate else None,
             tls_private_key=config.resolve(tls.private_key) if tls.private_key else None,
-            reactor=reactor)
+            reactor=reactor, udp_receive_buffer=s.sip.udp_receive_buffer)
         self.core = SipCore(reactor, self.transports.send, limits=limits,
                             timers=TimerSettings(t1=s.sip.t1, t2=s.sip.t2, t4=s.sip.t4),
                             user_agent=s.sip.user_agent)

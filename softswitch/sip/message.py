@@ -341,6 +341,27 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
+class PackedResponse(Response):
+    """A response kept only to be sent again: its bytes, status and Call-ID.
+
+    A completed transaction lives for 32 s (Timer J) only to answer
+    retransmissions; keeping the parsed message for that long keeps a
+    hundred objects per transaction alive and makes full garbage
+    collections long under load.
+    """
+
+    __slots__ = ("_wire",)
+
+    def __init__(self, response: Response) -> None:
+        call_id = response.get("call-id")
+        super().__init__(response.status, response.reason,
+                         [["Call-ID", call_id]] if call_id is not None else [])
+        self._wire = response.to_bytes()
+
+    def to_bytes(self) -> bytes:
+        return self._wire
+
+
 def make_response(request: Request, status: int, reason: str | None = None,
                   *, to_tag: str | None = None) -> Response:
     """Build a response to `request` per RFC 3261 8.2.6.

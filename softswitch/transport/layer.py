@@ -34,7 +34,8 @@ class TransportLayer:
     def __init__(self, listen: list[ListenAddress], *, sink: Sink,
                  limits: ParserLimits = DEFAULT_LIMITS, idle_timeout: float = 600.0,
                  advertised: str | None = None, tls_certificate: Path | None = None,
-                 tls_private_key: Path | None = None, reactor: Any = None) -> None:
+                 tls_private_key: Path | None = None, reactor: Any = None,
+                 udp_receive_buffer: int = 0) -> None:
         self.listen = listen
         self.sink = sink
         self.limits = limits
@@ -43,6 +44,7 @@ class TransportLayer:
         self.tls_certificate = tls_certificate
         self.tls_private_key = tls_private_key
         self.reactor: Any = reactor or default_reactor
+        self.udp_receive_buffer = udp_receive_buffer
         self.log = get_logger("softswitch.transport")
         self._udp: dict[int, UDPTransport] = {}
         self._ports: list[Any] = []  # IListeningPort
@@ -64,6 +66,8 @@ class TransportLayer:
                 port = self.reactor.listenUDP(address.port, protocol, interface=address.host,
                                               maxPacketSize=self.limits.max_message_size + 1)
                 self._udp[socket_id] = protocol
+                if self.udp_receive_buffer:
+                    _grow_receive_buffer(port.socket, self.udp_receive_buffer)
             elif address.transport == "tcp":
                 port = self.reactor.listenTCP(address.port, StreamServerFactory(self, "tcp"),
                                               interface=address.host, backlog=1024)
@@ -167,6 +171,23 @@ class TransportLayer:
             if address.transport == transport:
                 return address.port
         return self.bound[0].port
+
+
+def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
+    # SO_RCVBUFFORCE passes net.core.rmem_max when we may (CAP_NET_ADMIN);
+    # otherwise the kernel caps SO_RCVBUF at rmem_max, which is still better
+    # than the default.
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    if force is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+        except OSError:
+            pass
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError:
+        pass
 
 
 class _OneShotFactory(ClientFactory):

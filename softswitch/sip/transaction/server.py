@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from softswitch.sip.message import Request, Response, make_response, new_tag
+from softswitch.sip.message import PackedResponse, Request, Response, make_response, new_tag
 from softswitch.sip.peer import Peer, response_peer
 from softswitch.sip.transaction.base import Transaction, TransactionContext
 from softswitch.sip.transaction.state import (
@@ -213,6 +213,7 @@ class ServerTransaction(Transaction):
                     self._arm_retransmit(timers.t1, self._on_timer_g)
                 self._arm_timer(timers.h, self._on_timer_h)
             else:
+                self._pack()
                 self._wait(timers.j(reliable))
         elif new is _S.CONFIRMED:
             self._wait(timers.i(reliable))
@@ -221,6 +222,14 @@ class ServerTransaction(Transaction):
         elif new is _S.TERMINATED:
             self._ctx.release(self)
         # Proceeding (non-INVITE, from Trying) arms nothing.
+
+    def _pack(self) -> None:
+        """Keep only what answering retransmissions needs (see PackedResponse)."""
+        if self.final_response is not None:
+            self.final_response = PackedResponse(self.final_response)
+        self.last_provisional = None
+        request = self.request
+        self.request = Request(request.method, request.uri, [["Call-ID", request.call_id]])
 
     def _wait(self, delay: float) -> None:
         # Over a reliable transport I and J are zero: end at once rather than
