@@ -34,6 +34,7 @@ from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
 from softswitch.sip.transaction import TimerSettings
 from softswitch.transport.layer import TransportLayer
+from softswitch.trunk_registration import TrunkRegistrationService
 
 
 class SipService(Service):
@@ -238,6 +239,9 @@ class Application(MultiService):
         self.calls = CallService(config, data_dir, self.sip, self.registrar, self.dialplan,
                                  reactor)
         self.calls.setServiceParent(self)
+        self.trunk_registrations = TrunkRegistrationService(
+            config.settings.trunks, self.sip.core, self.calls._local, reactor)
+        self.trunk_registrations.setServiceParent(self)
         PidFile(data_dir / "softswitch.pid").setServiceParent(self)
 
     def _known_users(self) -> list[str] | None:
@@ -260,6 +264,8 @@ class Application(MultiService):
         # Drain first, with every service still up: a REGISTER in flight
         # still reaches the store and gets its 200. Then stop them all.
         self.log.info("stopping", grace=self.sip.grace)
+        # Unregister while the listeners still read the answers.
+        yield self.trunk_registrations.unregister_all()
         yield self.sip.core.drain(self.sip.grace)
         yield super().stopService()
         self.log.info("stopped")
