@@ -20,6 +20,7 @@ from pathlib import Path
 
 from softswitch.directory import Account, Domain
 from softswitch.sip.digest import (
+    CountVerdict,
     Credentials,
     NonceCountTracker,
     NonceFactory,
@@ -83,7 +84,11 @@ def _same_resource(digest_uri: str, request: Request) -> bool:
 class Authenticator:
     def __init__(self, secret: bytes, nonce_lifetime: float = 300.0) -> None:
         self.nonces = NonceFactory(secret, nonce_lifetime)
-        self.counts = NonceCountTracker(nonce_lifetime)
+        self.counts = NonceCountTracker()
+
+    def make_nonce(self, realm: str, now: float) -> str:
+        """A nonce for `realm` that owns a nonce-count slot."""
+        return self.nonces.make(realm, now, salt=self.counts.issue())
 
     def check(self, request: Request, account: Account | None, domain: Domain,
               now: float, header: str = "authorization") -> AuthResult:
@@ -115,7 +120,13 @@ class Authenticator:
             # The password was right but the nonce is old (RFC 7616 3.3).
             return self._challenge(request, account, domain, now, stale=True, reason="stale nonce")
         nc = credentials.nonce_count
-        if nc is None or not self.counts.accept(credentials.nonce, nc, now):
+        verdict = self.counts.accept(credentials.nonce, nc) if nc is not None \
+            else CountVerdict.REPLAYED
+        if verdict is CountVerdict.FORGOTTEN:
+            # Right password, but the nonce's count was not kept: a new one.
+            return self._challenge(request, account, domain, now, stale=True,
+                                   reason="nonce count forgotten")
+        if verdict is CountVerdict.REPLAYED:
             return self._challenge(request, account, domain, now, stale=False,
                                    reason="replayed nonce count")
         return AuthResult(Outcome.OK, username=credentials.username)
@@ -135,7 +146,7 @@ class Authenticator:
         # An unknown user is challenged like a known one, so that a 401
         # does not tell who exists.
         algorithms = account.algorithms if account is not None else domain.algorithms
-        nonce = self.nonces.make(domain.name, now)
+        nonce = self.make_nonce(domain.name, now)
         response = make_response(request, 401, to_tag=new_tag())
         for value in challenges(domain.name, nonce, algorithms, stale=stale):
             response.add("WWW-Authenticate", value)

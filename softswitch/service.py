@@ -111,7 +111,6 @@ class RegistrarService(Service):
         now = self.reactor.seconds()
         for binding in self.store.expire(now):
             self.log.info("binding_expired", aor=binding.aor, contact=binding.contact)
-        self.registrar.auth.counts.evict(now)
 
     def reload(self) -> None:
         try:

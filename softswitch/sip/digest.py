@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 import struct
-from collections import OrderedDict
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -328,6 +328,7 @@ class NonceState(enum.Enum):
 
 
 _STAMP = struct.Struct(">Q")
+_SERIAL = struct.Struct(">Q")
 _SALT_LEN = 8
 _MAC_LEN = 32
 _NONCE_LEN = _STAMP.size + _SALT_LEN + _MAC_LEN
@@ -339,9 +340,8 @@ class NonceFactory:
     """Makes and checks nonces without remembering them (RFC 7616 3.3, 5.4).
 
     nonce = base64url(timestamp_ms || salt || HMAC-SHA256(secret, timestamp_ms ||
-    salt || realm)). The random salt makes each nonce unique, which matters
-    because the nonce-count tracker is keyed by nonce: two phones challenged in
-    the same millisecond must not share a counter. Any node that knows the
+    salt || realm)). The salt makes each nonce unique, which matters because
+    nonce counts are kept per nonce; NonceCountTracker.issue gives it. Any node that knows the
     secret can check a nonce, so a restart or a second node needs no state.
     """
 
@@ -405,56 +405,60 @@ def _decode(nonce: str) -> bytes | None:
 # Nonce-count replay protection.
 
 
+class CountVerdict(enum.Enum):
+    ACCEPTED = "accepted"
+    REPLAYED = "replayed"  # nc not above the highest seen: refuse
+    FORGOTTEN = "forgotten"  # the nonce's slot went to a newer nonce: re-challenge
+
+
 class NonceCountTracker:
     """Refuses a nonce-count not above the highest seen for its nonce (RFC 7616 3.4, 5.3).
 
-    Bounded: each nonce is forgotten `lifetime` seconds after it was first seen,
-    by which time the NonceFactory calls it stale anyway (first sight is after
-    issue). When `max_nonces` live nonces are tracked a new one is refused rather
-    than an old one evicted, because forgetting a live nonce would let its
-    requests be replayed. Call `accept` only after the digest verified, so only
-    authenticated clients can fill the table.
+    Memory is fixed, whatever the rate: every nonce we issue takes the next
+    of `slots` slots (its 8-byte salt is a serial number, which the HMAC of
+    the nonce protects), and the slot keeps the serial and the highest nc
+    seen. When the serials have gone round and a newer nonce owns the slot,
+    the older nonce's requests are neither accepted nor called replays: they
+    get a fresh challenge (stale=true), which a client answers without asking
+    its user. With 2^20 slots (12 MiB) a nonce keeps its slot for 2^20 more
+    challenges: over five minutes at 3,000 challenges a second. Nonces issued
+    before a restart find their slots empty and are re-challenged the same way.
     """
 
-    __slots__ = ("_entries", "lifetime", "max_nonces")
+    __slots__ = ("_owner", "_count", "_next", "_mask")
 
-    def __init__(self, lifetime: float, max_nonces: int = 65536) -> None:
-        self.lifetime = lifetime
-        self.max_nonces = max_nonces
-        # nonce -> (highest nc, forget_at); insertion order is first-seen order,
-        # so expired entries are always at the front.
-        self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()
+    def __init__(self, slots: int = 1 << 20) -> None:
+        if slots <= 0 or slots & (slots - 1):
+            raise ValueError("slots must be a power of two")
+        self._mask = slots - 1
+        self._owner = array("Q", bytes(8 * slots))
+        self._count = array("I", bytes(4 * slots))
+        # Serials start at a random point so that a restarted server never
+        # mistakes an old nonce for one of its own.
+        self._next = secrets.randbits(63) | 1
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def issue(self) -> bytes:
+        """The salt of a new nonce: the next serial, whose slot it now owns."""
+        serial = self._next
+        self._next = (serial + 1) & 0xFFFFFFFFFFFFFFFF or 1
+        slot = serial & self._mask
+        self._owner[slot] = serial
+        self._count[slot] = 0
+        return _SERIAL.pack(serial)
 
-    def evict(self, now: float) -> int:
-        """Forget nonces whose time has passed; returns how many."""
-        count = 0
-        while self._entries:
-            nonce, (_, forget_at) = next(iter(self._entries.items()))
-            if forget_at > now:
-                break
-            del self._entries[nonce]
-            count += 1
-        return count
-
-    def accept(self, nonce: str, nc: int, now: float) -> bool:
-        """True (and remember nc) if `nc` is above every count seen for `nonce`."""
-        self.evict(now)
-        if nc < 1:
-            return False
-        entry = self._entries.get(nonce)
-        if entry is None:
-            if len(self._entries) >= self.max_nonces:
-                return False
-            self._entries[nonce] = (nc, now + self.lifetime)
-            return True
-        highest, forget_at = entry
-        if nc <= highest:
-            return False
-        self._entries[nonce] = (nc, forget_at)
-        return True
+    def accept(self, nonce: str, nc: int) -> CountVerdict:
+        """Record `nc` for `nonce` (already checked with NonceFactory.check)."""
+        raw = _decode(nonce)
+        if raw is None or nc < 1 or nc > 0xFFFFFFFF:
+            return CountVerdict.REPLAYED
+        serial = _SERIAL.unpack_from(raw, _STAMP.size)[0]
+        slot = serial & self._mask
+        if self._owner[slot] != serial:
+            return CountVerdict.FORGOTTEN
+        if nc <= self._count[slot]:
+            return CountVerdict.REPLAYED
+        self._count[slot] = nc
+        return CountVerdict.ACCEPTED
 
 
 # ---------------------------------------------------------------------------

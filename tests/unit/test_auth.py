@@ -199,8 +199,8 @@ def test_algorithm_not_offered_is_challenged_again(auth: Authenticator) -> None:
 
 
 def test_forged_or_foreign_nonce_is_challenged(auth: Authenticator) -> None:
-    foreign = Authenticator(b"x" * 32).nonces.make(REALM, NOW)
-    for nonce in (foreign, "bm90IG91ciBub25jZQ", auth.nonces.make("other.example", NOW)):
+    foreign = Authenticator(b"x" * 32).make_nonce(REALM, NOW)
+    for nonce in (foreign, "bm90IG91ciBub25jZQ", auth.make_nonce("other.example", NOW)):
         result = auth.check(request(authorization=credentials(ALICE, "alice-pw", nonce)),
                             ALICE, DOMAIN, NOW)
         assert result.outcome is Outcome.CHALLENGE
@@ -208,7 +208,7 @@ def test_forged_or_foreign_nonce_is_challenged(auth: Authenticator) -> None:
 
 
 def test_credentials_for_another_realm_are_ignored(auth: Authenticator) -> None:
-    nonce = auth.nonces.make("other.example", NOW)
+    nonce = auth.make_nonce("other.example", NOW)
     value = credentials(ALICE, "alice-pw", nonce, realm="other.example")
     result = auth.check(request(authorization=value), ALICE, DOMAIN, NOW)
     assert result.outcome is Outcome.CHALLENGE
@@ -245,7 +245,7 @@ def test_nonce_count_must_grow(auth: Authenticator) -> None:
 
 
 def test_proxy_authorization_header(auth: Authenticator) -> None:
-    nonce = auth.nonces.make(REALM, NOW)
+    nonce = auth.make_nonce(REALM, NOW)
     uri = f"sip:1002@{REALM}"
     value = credentials(ALICE, "alice-pw", nonce, method="INVITE", uri=uri)
     invite = request("INVITE", uri, value, header="Proxy-Authorization")
@@ -269,7 +269,7 @@ def test_proxy_authorization_header(auth: Authenticator) -> None:
 def test_digest_uri_of_tel_and_other_requests(
         auth: Authenticator, request_uri: str, digest_uri: str) -> None:
     # The hash covers the uri as the client wrote it in the credentials.
-    nonce = auth.nonces.make(REALM, NOW)
+    nonce = auth.make_nonce(REALM, NOW)
     value = credentials(ALICE, "alice-pw", nonce, method="INVITE", uri=digest_uri)
     invite = request("INVITE", request_uri, value, header="Proxy-Authorization")
     result = auth.check(invite, ALICE, DOMAIN, NOW, header="proxy-authorization")
@@ -285,7 +285,7 @@ def test_digest_uri_of_tel_and_other_requests(
 ])
 def test_digest_uri_must_name_the_request_uri(
         auth: Authenticator, request_uri: str, digest_uri: str) -> None:
-    nonce = auth.nonces.make(REALM, NOW)
+    nonce = auth.make_nonce(REALM, NOW)
     value = credentials(ALICE, "alice-pw", nonce, method="INVITE", uri=digest_uri)
     invite = request("INVITE", request_uri, value, header="Proxy-Authorization")
     result = auth.check(invite, ALICE, DOMAIN, NOW, header="proxy-authorization")

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from softswitch.sip.digest import (
     Algorithm,
+    CountVerdict,
     Credentials,
     NonceCountTracker,
     NonceFactory,
@@ -217,25 +218,32 @@ def test_nonces_are_unique_within_the_same_instant() -> None:
 
 
 def test_nonce_count_refuses_replay() -> None:
-    tracker = NonceCountTracker(lifetime=60)
-    assert tracker.accept("n1", 1, now=0.0)
-    assert not tracker.accept("n1", 1, now=1.0)  # replayed
-    assert tracker.accept("n1", 3, now=1.0)  # gaps are fine (lost requests)
-    assert not tracker.accept("n1", 2, now=2.0)  # going back is not
-    assert tracker.accept("n2", 1, now=2.0)  # counters are per nonce
-    assert not tracker.accept("n3", 0, now=2.0)
+    factory, tracker = NonceFactory(b"k" * 32, lifetime=60), NonceCountTracker(slots=16)
+    n1 = factory.make("r", 0.0, salt=tracker.issue())
+    n2 = factory.make("r", 0.0, salt=tracker.issue())
+    assert tracker.accept(n1, 1) is CountVerdict.ACCEPTED
+    assert tracker.accept(n1, 1) is CountVerdict.REPLAYED
+    assert tracker.accept(n1, 3) is CountVerdict.ACCEPTED  # gaps are fine (lost requests)
+    assert tracker.accept(n1, 2) is CountVerdict.REPLAYED  # going back is not
+    assert tracker.accept(n2, 1) is CountVerdict.ACCEPTED  # counters are per nonce
+    assert tracker.accept(n2, 0) is CountVerdict.REPLAYED
 
 
-def test_nonce_count_tracker_is_bounded() -> None:
-    tracker = NonceCountTracker(lifetime=10, max_nonces=3)
-    for i in range(3):
-        assert tracker.accept(f"n{i}", 1, now=float(i))
-    assert not tracker.accept("n3", 1, now=5.0)  # full of live nonces: refuse, don't forget
-    assert not tracker.accept("n0", 1, now=5.0)
-    assert tracker.accept("n3", 1, now=10.0)  # n0 expired at 10 and was evicted
-    assert len(tracker) == 3
-    assert tracker.evict(now=100.0) == 3
-    assert len(tracker) == 0
+def test_nonce_count_memory_is_fixed_and_old_nonces_are_re_challenged() -> None:
+    factory, tracker = NonceFactory(b"k" * 32, lifetime=60), NonceCountTracker(slots=4)
+    first = factory.make("r", 0.0, salt=tracker.issue())
+    assert tracker.accept(first, 1) is CountVerdict.ACCEPTED
+    later = [factory.make("r", 0.0, salt=tracker.issue()) for _ in range(4)]
+    # Four newer nonces took every slot: the first is forgotten, never accepted
+    # again (not even as "new"), so a replay of it cannot get through.
+    assert tracker.accept(first, 2) is CountVerdict.FORGOTTEN
+    assert tracker.accept(first, 1) is CountVerdict.FORGOTTEN
+    assert all(tracker.accept(n, 1) is CountVerdict.ACCEPTED for n in later)
+    # A nonce from another server (or before a restart) owns no slot here.
+    other = NonceCountTracker(slots=4)
+    assert other.accept(later[0], 5) is CountVerdict.FORGOTTEN
+    with pytest.raises(ValueError):
+        NonceCountTracker(slots=3)
 
 
 # -- the client side ---------------------------------------------------------------
