@@ -323,8 +323,7 @@ class B2BUA:
                 codes.append((resolution.failure, resolution.reason))
         if not destinations:
             code, reason = _best_failure(codes) if codes else (404, "Not Found")
-            call.b_codes += [c for c, _ in codes]
-            self._dial_failed(call, action, code, reason)
+            self._dial_failed(call, action, code, reason, rang=False)
             return call.state is not CallState.ROUTING
         attempt = DialAttempt(action)
         caller, caller_name = self._caller_id(call, action)
@@ -371,10 +370,11 @@ class B2BUA:
             return
         attempt.timed_out = True
         for leg in attempt.legs:
-            self._cancel_leg(leg, Reason("SIP", 480, "No answer"))
+            self._cancel_leg(call, leg, Reason("SIP", 480, "No answer"))
         self._finish_attempt(call, attempt, 480, "No Answer")
 
-    def _dial_failed(self, call: Call, action: Dial, code: int, reason: str) -> None:
+    def _dial_failed(self, call: Call, action: Dial, code: int, reason: str, *,
+                     rang: bool = True, timed_out: bool = False) -> None:
         """A dial ended without an answer: its branch, or the next action."""
         if code in BUSY_CODES:
             handler = action.on_busy
@@ -385,6 +385,14 @@ class B2BUA:
         if handler is None:
             handler = action.on_failure
         call.last_failure = (code, reason)
+        if not rang:
+            call.dial_result = (Disposition.FAILED, "system")  # nothing could be rung
+        elif code in BUSY_CODES:
+            call.dial_result = (Disposition.BUSY, "callee")
+        elif code in NO_ANSWER_CODES:
+            call.dial_result = (Disposition.NO_ANSWER, "system" if timed_out else "callee")
+        else:
+            call.dial_result = (Disposition.FAILED, "callee")
         if call.state is CallState.DIALING:
             call.transition(CallState.ROUTING)
         queue: collections.deque[Any] = call.queue
@@ -400,7 +408,7 @@ class B2BUA:
         attempt.finished = True
         if attempt.timer is not None and attempt.timer.active():
             attempt.timer.cancel()
-        self._dial_failed(call, attempt.action, code, reason)
+        self._dial_failed(call, attempt.action, code, reason, timed_out=attempt.timed_out)
         self._run(call)
 
     # -- B-leg responses ----------------------------------------------------------------
@@ -408,8 +416,8 @@ class B2BUA:
     def _b_response(self, call: Call, leg: BLeg, response: Response) -> None:
         status = response.status
         if status < 200:
-            if status > 100:
-                leg.got_provisional = True
+            # RFC 3261 9.1: any provisional response, 100 included, allows CANCEL.
+            leg.got_provisional = True
             if leg.cancel_pending:
                 self._send_cancel(leg)
             elif status > 100 and call.state is CallState.DIALING and not leg.cancelled:
@@ -497,7 +505,7 @@ class B2BUA:
                 attempt.timer.cancel()
         for other in call.b_legs:
             if other is not leg:
-                self._cancel_leg(other, CALL_COMPLETED_ELSEWHERE)
+                self._cancel_leg(call, other, CALL_COMPLETED_ELSEWHERE)
         a = call.a
         via_host, via_port = self.local_address(a.source)
         a.dialog = Dialog.from_uas(a.invite, a.local_tag,
@@ -555,10 +563,14 @@ class B2BUA:
         text = reason if best == code else _REASONS.get(best, "")
         self._finish_attempt(call, attempt, best, text or reason)
 
-    def _cancel_leg(self, leg: BLeg, reason: Reason) -> None:
+    def _cancel_leg(self, call: Call, leg: BLeg, reason: Reason) -> None:
         if leg.final_status is not None or leg.cancelled:
             return
         leg.cancelled = True
+        # The leg ends with the 487 its CANCEL asks for; recorded now, since
+        # the CDR may be written before that 487 arrives.
+        leg.final_status = 487
+        call.b_codes.append(487)
         leg.cancel_reason = reason
         if leg.got_provisional:
             self._send_cancel(leg)
@@ -585,10 +597,8 @@ class B2BUA:
     def _fail(self, call: Call, code: int, reason: str) -> None:
         response = make_response(call.a.invite, code, reason, to_tag=call.a.local_tag)
         self._final_to_a(call, response)
-        disposition = Disposition.BUSY if code in BUSY_CODES else \
-            Disposition.NO_ANSWER if code in (408, 480) and call.b_codes else Disposition.FAILED
-        self._end(call, "system" if not call.b_codes else "callee", f"{code} {reason}",
-                  disposition)
+        disposition, side = call.dial_result or (Disposition.FAILED, "system")
+        self._end(call, side, f"{code} {reason}", disposition)
 
     def _retransmit_2xx(self, tx: ServerTransaction, response: Response,
                         give_up: Callable[[], None]) -> Retransmission:
@@ -624,7 +634,7 @@ class B2BUA:
         if call.state not in (CallState.ROUTING, CallState.DIALING):
             return  # answered already: the caller will BYE
         for leg in call.b_legs:
-            self._cancel_leg(leg, Reason("SIP", 487, "Caller cancelled"))
+            self._cancel_leg(call, leg, Reason("SIP", 487, "Caller cancelled"))
         for leg in call.b_legs:
             attempt = self._attempts.get(id(leg))
             if attempt is not None:

@@ -116,6 +116,9 @@ class Call:
     session_timers: dict[str, Any] = field(default_factory=dict)  # "a"/"b" -> SessionTimer
     sdp_to: dict[str, bytes] = field(default_factory=dict)  # last SDP we sent each side
     last_failure: tuple[int, str] = (404, "Not Found")
+    # How the last dial ended, for the CDR: the branch a failure runs (a
+    # voicemail placeholder, a hangup) does not change that the callee was busy.
+    dial_result: tuple[Disposition, str] | None = None  # (disposition, hangup side)
 
     @property
     def call_id(self) -> str:

@@ -235,7 +235,7 @@ class Phone:
                 return str(state["sent_by"])
         return f"127.0.0.1:{self.sip_port}"
 
-    # -- calls (the agent implements call/answer/hangup/stats) ------------------------------
+    # -- calls (the agent implements call/answer/hangup/hold/stats) ---------------------------
 
     def call(self, uri: str, timeout: float = 5.0) -> int:
         """Start an INVITE to `uri`; return the phone's number for the call."""
@@ -247,6 +247,14 @@ class Phone:
     def hangup(self, call: int | None = None, timeout: float = 5.0) -> None:
         """Hang up one call, or every call with `call=None`."""
         self.command("hangup", timeout, call=call)
+
+    def hold(self, call: int, timeout: float = 5.0) -> None:
+        """Put `call` on hold: a re-INVITE with an a=sendonly offer."""
+        self.command("hold", timeout, call=call)
+
+    def unhold(self, call: int, timeout: float = 5.0) -> None:
+        """Resume `call`: a re-INVITE with an a=sendrecv offer."""
+        self.command("unhold", timeout, call=call)
 
     def stats(self, call: int, timeout: float = 5.0) -> Event:
         """RTP statistics of the call's audio stream (getStreamStat/getStreamInfo)."""

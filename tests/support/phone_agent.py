@@ -10,7 +10,8 @@ Protocol, one JSON object per line:
   with `"error"`); what follows from it (a registration, a call) comes later as
   events.
 - stdout, events: `ready` (the local SIP port), `reg_state` (code, reason,
-  expires, active), `incoming_call`, `call_state`, `media_state`, `result`.
+  expires, active), `incoming_call`, `call_state`, `media_state` (active, and
+  the audio's status: ACTIVE, LOCAL_HOLD, REMOTE_HOLD...), `result`.
 
 Everything pjsua2 runs on the main thread (`threadCnt=0`, `mainThreadOnly`),
 which pumps `libHandleEvents` and executes commands between pumps; a reader
@@ -92,6 +93,16 @@ class PhoneAccount(pj.Account):
                             sip_call_id=info.callIdString)
 
 
+# pjsua_call_media_status, as the media_state event names it.
+_MEDIA_STATUS = {
+    pj.PJSUA_CALL_MEDIA_NONE: "NONE",
+    pj.PJSUA_CALL_MEDIA_ACTIVE: "ACTIVE",
+    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "LOCAL_HOLD",
+    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "REMOTE_HOLD",
+    pj.PJSUA_CALL_MEDIA_ERROR: "ERROR",
+}
+
+
 class PhoneCall(pj.Call):
     def __init__(self, agent: Agent, account: pj.Account, pj_call_id: int = pj.PJSUA_INVALID_ID
                  ) -> None:
@@ -111,6 +122,8 @@ class PhoneCall(pj.Call):
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
         info = self.getInfo()
         active = False
+        statuses = [_MEDIA_STATUS.get(m.status, str(m.status)) for m in info.media
+                    if m.type == pj.PJMEDIA_TYPE_AUDIO]
         for m in info.media:
             if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 active = True
@@ -120,7 +133,8 @@ class PhoneCall(pj.Call):
                 devices = self.agent.ep.audDevManager()
                 devices.getCaptureDevMedia().startTransmit(audio)
                 audio.startTransmit(devices.getPlaybackDevMedia())
-        self.agent.out.emit("media_state", call=self.number, active=active)
+        self.agent.out.emit("media_state", call=self.number, active=active,
+                            status=statuses[0] if statuses else "NONE")
 
 
 class Agent:
@@ -139,6 +153,8 @@ class Agent:
             "answer": self.answer,
             "hangup": self.hangup,
             "stats": self.stats,
+            "hold": self.hold,
+            "unhold": self.unhold,
         }
 
     # -- start ------------------------------------------------------------------
@@ -249,6 +265,18 @@ class Agent:
         if cmd.get("code"):
             prm.statusCode = int(cmd["code"])
         self._call(cmd).hangup(prm)
+        return {}
+
+    def hold(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # A re-INVITE offering a=sendonly (RFC 3264 8.4).
+        self._call(cmd).setHold(pj.CallOpParam(True))
+        return {}
+
+    def unhold(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # A re-INVITE offering a=sendrecv again.
+        prm = pj.CallOpParam(True)
+        prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+        self._call(cmd).reinvite(prm)
         return {}
 
     def stats(self, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class ServerProcess:
     tcp_port: int = 0
     tls_port: int = 0
     directory: Path | None = None  # the user directory; conf/directory.yaml if None
+    dialplan: Path | None = None  # the dialplan; conf/dialplan.yaml if None
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -92,7 +93,7 @@ class ServerProcess:
             f"  - tls:127.0.0.1:{self.tls_port}\n"
             f"tls:\n  certificate: {cert}\n  private_key: {key}\n"
             f"directory: {self.directory or conf / 'directory.yaml'}\n"
-            f"dialplan: {conf / 'dialplan.yaml'}\n"
+            f"dialplan: {self.dialplan or conf / 'dialplan.yaml'}\n"
             f"log:\n  format: json\n  level: debug\n"
             f"{self.extra_config}")
 
