@@ -39,6 +39,7 @@ from dialplan import (
 from softswitch.auth import Outcome
 from softswitch.b2bua.call import ALeg, BLeg, Call, CallState, Disposition
 from softswitch.b2bua.dialing import (
+    ALLOW,
     Destination,
     TargetResolver,
     build_invite,
@@ -52,6 +53,7 @@ from softswitch.b2bua.session_timer import (
     negotiate_as_uas,
     supports_timer,
 )
+from softswitch.b2bua.transfer import BlindTransfer
 from softswitch.callstate import CallRecord, LegState
 from softswitch.config import TrunkSettings
 from softswitch.logs import get_logger
@@ -154,12 +156,13 @@ class B2BUA:
         self._by_invite_tx: dict[int, Call] = {}
         self._relays: dict[tuple[str, str, str], Relay] = {}  # by origin dialog id
         self._attempts: dict[int, DialAttempt] = {}  # id(BLeg) -> attempt
+        self._detached: dict[tuple[str, str, str], Dialog] = {}  # transferred-away dialogs
         self.log = get_logger("softswitch.b2bua")
 
     def install(self) -> None:
         """Take INVITE, BYE, UPDATE, INFO, CANCEL and ACK from the SIP core."""
         core = self.core
-        for method in ("INVITE", "BYE", "UPDATE", "INFO"):
+        for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY"):
             core.handlers[method] = self.on_request
         core.handlers["CANCEL"] = self.on_cancel
         core.ack_handler = self.on_ack
@@ -513,7 +516,7 @@ class B2BUA:
                                    peer=a.source)
         ok = make_response(a.invite, 200, to_tag=a.local_tag)
         ok.add("Contact", str(a.dialog.local_contact))
-        ok.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE")
+        ok.add("Allow", ALLOW)
         if response.body:
             body = self.media.answer(call.uuid, leg.target, "a", response.body,
                                      response.get("content-type"))
@@ -763,8 +766,30 @@ class B2BUA:
 
     # -- in-dialog requests -----------------------------------------------------------------
 
+    def detach(self, dialog: Dialog, call: Call) -> None:
+        """Take a dialog out of its call (transferred away): it may still BYE."""
+        self._by_dialog.pop(dialog.id, None)
+        self._detached[dialog.id] = dialog
+        # The transferor should hang up itself (RFC 5589 6); if it does not,
+        # we end its dialog after a while.
+        call.timers.append(self.clock.callLater(32.0, self._end_detached, dialog))
+
+    def _end_detached(self, dialog: Dialog) -> None:
+        if self._detached.pop(dialog.id, None) is not None:
+            self._bye(dialog)
+            self.dialogs.remove(dialog)
+
     def _in_dialog(self, tx: ServerTransaction, request: Request) -> None:
         dialog = self.dialogs.find(request)
+        if dialog is not None and dialog.id in self._detached:
+            if request.method == "BYE":
+                tx.respond(make_response(request, 200))
+                dialog.terminate()
+                self._detached.pop(dialog.id, None)
+                self.dialogs.remove(dialog)
+            else:
+                tx.respond(make_response(request, 481))
+            return
         call = self._by_dialog.get(dialog.id) if dialog is not None else None
         if dialog is None or call is None:
             tx.respond(make_response(request, 481))
@@ -781,6 +806,9 @@ class B2BUA:
         other = call.other_dialog(dialog)
         if other is None or call.state is CallState.ENDED:
             tx.respond(make_response(request, 481))
+            return
+        if request.method == "REFER":
+            BlindTransfer.handle_refer(self, call, tx, request, dialog, other)
             return
         if request.method in ("INVITE", "UPDATE") and (
                 dialog.id in self._relays or other.id in self._relays):

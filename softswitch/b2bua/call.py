@@ -119,6 +119,7 @@ class Call:
     # How the last dial ended, for the CDR: the branch a failure runs (a
     # voicemail placeholder, a hangup) does not change that the callee was busy.
     dial_result: tuple[Disposition, str] | None = None  # (disposition, hangup side)
+    transfer: Any = None  # the BlindTransfer in progress, if any
 
     @property
     def call_id(self) -> str:

@@ -23,6 +23,9 @@ from softswitch.sip.message import Request, new_branch, new_tag
 from softswitch.sip.peer import DEFAULT_PORTS, Peer
 from softswitch.sip.uri import SipURI, parse_sip_uri
 
+# What the B2BUA takes inside a dialog, for the Allow of its INVITEs and 2xx.
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
+
 # Headers a dialplan may not set on a B-leg: they belong to the SIP layer.
 PROTECTED_HEADERS = frozenset({
     "via", "from", "to", "call-id", "cseq", "contact", "route", "record-route",
@@ -153,7 +156,7 @@ def build_invite(a_invite: Request, dest: Destination, *, caller: str, caller_na
         ["Call-ID", call_id or f"{new_tag()}{new_tag()}@{_host(via_host)}"],
         ["CSeq", "1 INVITE"],
         ["Contact", f"<sip:b2bua@{_host(via_host)}:{via_port}{contact_params}>"],
-        ["Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"],
+        ["Allow", ALLOW],
     ]
     for name, value in extra_headers:
         if name.lower() not in PROTECTED_HEADERS:

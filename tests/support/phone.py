@@ -256,6 +256,10 @@ class Phone:
         """Resume `call`: a re-INVITE with an a=sendrecv offer."""
         self.command("unhold", timeout, call=call)
 
+    def transfer(self, call: int, uri: str, timeout: float = 5.0) -> None:
+        """Blind-transfer the other party of `call` to `uri` (REFER)."""
+        self.command("transfer", timeout, call=call, uri=uri)
+
     def stats(self, call: int, timeout: float = 5.0) -> Event:
         """RTP statistics of the call's audio stream (getStreamStat/getStreamInfo)."""
         return self.command("stats", timeout, call=call)

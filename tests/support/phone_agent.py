@@ -154,6 +154,7 @@ class Agent:
             "hangup": self.hangup,
             "stats": self.stats,
             "hold": self.hold,
+            "transfer": self.transfer,
             "unhold": self.unhold,
         }
 
@@ -270,6 +271,11 @@ class Agent:
     def hold(self, cmd: dict[str, Any]) -> dict[str, Any]:
         # A re-INVITE offering a=sendonly (RFC 3264 8.4).
         self._call(cmd).setHold(pj.CallOpParam(True))
+        return {}
+
+    def transfer(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # A blind transfer: REFER with Refer-To (RFC 3515).
+        self._call(cmd).xfer(str(cmd["uri"]), pj.CallOpParam(True))
         return {}
 
     def unhold(self, cmd: dict[str, Any]) -> dict[str, Any]:

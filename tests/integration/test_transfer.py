@@ -1,0 +1,62 @@
+"""Blind transfer (REFER, RFC 3515) between real pjsua2 phones."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from softswitch.cdr import Disposition, read_cdrs
+from tests.support.phone import start_phones
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_callee_blind_transfers_the_caller_to_a_third_phone(own_server: ServerProcess,
+                                                             tmp_path: Path) -> None:
+    own_server.start()
+    port = own_server.udp_port
+    alice, bob, carol = start_phones([
+        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
+        for u in ("1001", "1002", "1003")])
+    try:
+        assert alice.register() == 200 and bob.register() == 200 and carol.register() == 200
+        call = alice.call(f"sip:1002@127.0.0.1:{port}")
+        at_bob = bob.wait_event("incoming_call", 10)["call"]
+        bob.answer(at_bob, 200)
+        alice.wait_call_state(call, "CONFIRMED", 10)
+        bobs_media = _wait(lambda: alice.stats(call)["remote_rtp"], 10, "media to Bob")
+
+        bob.transfer(at_bob, f"sip:1003@127.0.0.1:{port}")
+        at_carol = carol.wait_event("incoming_call", 10)
+        assert "1001" in at_carol["remote_uri"]  # Carol sees who is being transferred
+        carol.answer(at_carol["call"], 200)
+        carol.wait_call_state(at_carol["call"], "CONFIRMED", 10)
+        # Bob is out of the call; Alice and Carol hear each other.
+        bob.wait_call_state(at_bob, "DISCONNECTED", 10)
+        _wait(lambda: carol.stats(at_carol["call"])["rx_packets"] > 25, 10, "RTP at Carol")
+        before = alice.stats(call)["rx_packets"]
+        _wait(lambda: alice.stats(call)["rx_packets"] > before + 25, 10, "RTP at Alice")
+        # Alice's media now goes to Carol, not to Bob (direct media).
+        assert alice.stats(call)["remote_rtp"] != bobs_media
+
+        alice.hangup(call)
+        carol.wait_call_state(at_carol["call"], "DISCONNECTED", 10)
+        [record] = _wait(lambda: read_cdrs(own_server.data_dir / "cdr.sqlite"), 10, "the CDR")
+        assert record.disposition is Disposition.ANSWERED
+        assert record.callee == "user/1003" and record.hangup_side.value == "caller"
+    finally:
+        for phone in (alice, bob, carol):
+            phone.close()
