@@ -141,6 +141,17 @@ class Settings(_Model):
     data_dir: str = "data"
     trunks: list[TrunkSettings] = Field(default_factory=list)
     max_call_duration: int = Field(4 * 3600, ge=0, description="seconds; 0 for no limit")
+    # DNS servers (HOST:PORT) for RFC 3263 lookups of trunk and URI host names;
+    # empty: the system's resolver (/etc/resolv.conf, /etc/hosts).
+    dns_servers: list[str] = Field(default_factory=list)
+
+    @property
+    def dns_server_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for item in self.dns_servers:
+            host, _, port = item.rpartition(":")
+            out.append((host.strip("[]") or item, int(port) if port.isdigit() else 53))
+        return out
 
     @property
     def listen_addresses(self) -> list[ListenAddress]:

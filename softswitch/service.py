@@ -33,6 +33,7 @@ from softswitch.registrar import Registrar, RegistrarPolicy
 from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
 from softswitch.sip.transaction import TimerSettings
+from softswitch.transport.dns import DnsLocator
 from softswitch.transport.layer import TransportLayer
 from softswitch.trunk_registration import TrunkRegistrationService
 
@@ -166,7 +167,8 @@ class CallService(Service):
             list(s.trunks), self.reactor, timers=self.sip.core.timers,
             on_call_end=self._ended, on_call_confirmed=self._confirmed,
             max_duration=float(s.max_call_duration),
-            session_expires=s.sip.session_expires, min_se=s.sip.min_se)
+            session_expires=s.sip.session_expires, min_se=s.sip.min_se,
+            dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor))
         self.b2bua.install()
         for record in self.calls.list():
             self.b2bua.restore(record)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet.defer import DeferredList
+
 from dialplan import (
     Answer,
     CallFacts,
@@ -41,6 +43,7 @@ from softswitch.b2bua.call import ALeg, BLeg, Call, CallState, Disposition
 from softswitch.b2bua.dialing import (
     ALLOW,
     Destination,
+    Resolution,
     TargetResolver,
     build_invite,
     contact_of,
@@ -80,6 +83,7 @@ from softswitch.sip.message import (
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ServerTransaction, TimerSettings, make_cancel
 from softswitch.sip.uri import SipURI, parse_uri
+from softswitch.transport.dns import DnsLocator
 
 LocalAddress = Callable[[Peer], tuple[str, int]]
 
@@ -134,7 +138,8 @@ class B2BUA:
                  on_call_end: Callable[[Call], None] | None = None,
                  on_call_confirmed: Callable[[Call], None] | None = None,
                  no_answer_timeout: float = 60.0, max_duration: float = 0.0,
-                 session_expires: int = 1800, min_se: int = 90) -> None:
+                 session_expires: int = 1800, min_se: int = 90,
+                 dns: DnsLocator | None = None) -> None:
         self.core = core
         self.registrar = registrar
         self.plan = plan
@@ -149,7 +154,7 @@ class B2BUA:
         self.max_duration = max_duration
         self.session_expires = session_expires
         self.min_se = min_se
-        self.resolver = TargetResolver(registrar, trunks, clock)
+        self.resolver = TargetResolver(registrar, trunks, clock, dns)
         self.dialogs = DialogTable()
         self.calls: dict[str, Call] = {}  # by uuid
         self._by_dialog: dict[tuple[str, str, str], Call] = {}
@@ -317,17 +322,36 @@ class B2BUA:
     def _dial(self, call: Call, action: Dial) -> bool:
         """Start ringing; False when nothing could be rung (the failure is recorded)."""
         domain = call.variables.get("domain", "")
+        resolutions = [self.resolver.resolve(target, domain) for target in action.targets]
+        pending = [r.pending for r in resolutions if r.pending is not None]
+        if pending:
+            # Host names to look up first (RFC 3263); the call waits in ROUTING.
+            def resolved(results: list[Any]) -> None:
+                if call.state is not CallState.ROUTING:
+                    return  # cancelled meanwhile
+                done = [r for r in resolutions if r.pending is None]
+                done += [value for ok, value in results if ok]
+                self._dial_resolved(call, action, done)
+                if call.state is CallState.ROUTING:
+                    self._run(call)
+
+            DeferredList(pending, consumeErrors=True).addCallback(resolved)
+            return True
+        self._dial_resolved(call, action, resolutions)
+        return call.state is not CallState.ROUTING
+
+    def _dial_resolved(self, call: Call, action: Dial, resolutions: list[Resolution]) -> None:
+        domain = call.variables.get("domain", "")
         destinations: list[Destination] = []
         codes: list[tuple[int, str]] = []
-        for target in action.targets:
-            resolution = self.resolver.resolve(target, domain)
+        for resolution in resolutions:
             destinations += resolution.destinations
             if resolution.failure is not None:
                 codes.append((resolution.failure, resolution.reason))
         if not destinations:
             code, reason = _best_failure(codes) if codes else (404, "Not Found")
             self._dial_failed(call, action, code, reason, rang=False)
-            return call.state is not CallState.ROUTING
+            return
         attempt = DialAttempt(action)
         caller, caller_name = self._caller_id(call, action)
         a_invite = call.a.invite
@@ -353,7 +377,6 @@ class B2BUA:
         call.transition(CallState.DIALING)
         self.log.info("dialing", call=call.uuid, call_id=a_invite.call_id,
                       targets=[leg.target for leg in attempt.legs])
-        return True
 
     def _timer_headers(self, refresher: str) -> list[tuple[str, str]]:
         return [("Supported", "timer"),

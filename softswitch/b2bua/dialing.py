@@ -14,14 +14,18 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from twisted.internet.defer import Deferred
+
 from dialplan import Target, TrunkTarget, UriTarget, UserTarget
 from softswitch.config import TrunkSettings
 from softswitch.registrar import Registrar
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import NameAddr, Via, quote
+from softswitch.sip.locate import TargetSpec
 from softswitch.sip.message import Request, new_branch, new_tag
 from softswitch.sip.peer import DEFAULT_PORTS, Peer
 from softswitch.sip.uri import SipURI, parse_sip_uri
+from softswitch.transport.dns import DnsLocator
 
 # What the B2BUA takes inside a dialog, for the Allow of its INVITEs and 2xx.
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
@@ -51,6 +55,8 @@ class Resolution:
     destinations: list[Destination] = field(default_factory=list)
     failure: int | None = None  # a SIP status when nothing can be rung
     reason: str = ""
+    # A host name being looked up (RFC 3263): the Resolution comes later.
+    pending: Deferred[Resolution] | None = None
 
 
 def _is_ip(host: str) -> bool:
@@ -69,10 +75,12 @@ def _peer_from_received(received: str, transport: str) -> Peer | None:
 
 
 class TargetResolver:
-    def __init__(self, registrar: Registrar, trunks: Sequence[TrunkSettings], clock: object) -> None:
+    def __init__(self, registrar: Registrar, trunks: Sequence[TrunkSettings], clock: object,
+                 dns: DnsLocator | None = None) -> None:
         self.registrar = registrar
         self.trunks = {t.name: t for t in trunks}
         self.clock = clock
+        self.dns = dns
 
     def resolve(self, target: Target, domain: str) -> Resolution:
         match target:
@@ -109,8 +117,14 @@ class TargetResolver:
         if trunk is None:
             return Resolution(failure=503, reason=f"No trunk {name}")
         if not _is_ip(trunk.host):
-            # RFC 3263 resolution of trunk names comes with the trunk work.
-            return Resolution(failure=503, reason="Trunk host must be an address")
+            # RFC 3263: a port or transport the operator wrote is kept; what
+            # is left to defaults is for NAPTR/SRV to choose.
+            explicit = trunk.model_fields_set
+            spec = TargetSpec(trunk.host, trunk.port if "port" in explicit else None,
+                              trunk.transport if "transport" in explicit else None)
+            uri = SipURI("sip", trunk.host, number, None, spec.port, {})
+            return self._later(spec, uri, f"sip:{number}@{trunk.host}",
+                               f"trunk/{name}/{number}", name)
         params: dict[str, str | None] = {}
         if trunk.transport != "udp":
             params["transport"] = trunk.transport
@@ -125,11 +139,30 @@ class TargetResolver:
         except MessageError:
             return Resolution(failure=404, reason="Bad URI")
         if not _is_ip(uri.host):
-            return Resolution(failure=503, reason="DNS resolution of SIP URIs is not supported yet")
+            return self._later(TargetSpec.from_uri(uri), uri, str(uri), text, None)
         transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
         port = uri.port or DEFAULT_PORTS.get(transport, 5060)
         return Resolution([Destination(uri, Peer(transport, uri.host_no_brackets, port),
                                        str(uri), text)])
+
+
+    def _later(self, spec: TargetSpec, uri: SipURI, to_uri: str, label: str,
+               trunk: str | None) -> Resolution:
+        if self.dns is None:
+            return Resolution(failure=503, reason="No DNS resolver")
+
+        def found(peers: list[Peer]) -> Resolution:
+            if not peers:
+                return Resolution(failure=503, reason=f"No server found for {spec.host}")
+            # The first target of RFC 3263's list; failing over to the next
+            # on 503 or a timeout is left for later.
+            peer = peers[0]
+            request_uri = uri.copy()
+            if peer.transport != "udp":
+                request_uri.params.setdefault("transport", peer.transport)
+            return Resolution([Destination(request_uri, peer, to_uri, label, trunk=trunk)])
+
+        return Resolution(pending=self.dns.locate(spec).addCallback(found))
 
 
 def build_invite(a_invite: Request, dest: Destination, *, caller: str, caller_name: str | None,
