@@ -170,6 +170,9 @@ class CallService(Service):
             session_expires=s.sip.session_expires, min_se=s.sip.min_se,
             dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor))
         self.b2bua.install()
+        for option in ("100rel", "timer"):  # RFC 3262, RFC 4028
+            if option not in self.sip.core.supported:
+                self.sip.core.supported.append(option)
         for record in self.calls.list():
             self.b2bua.restore(record)
         super().startService()

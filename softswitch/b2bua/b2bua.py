@@ -49,6 +49,7 @@ from softswitch.b2bua.dialing import (
     contact_of,
 )
 from softswitch.b2bua.media import DirectMedia, MediaSeam
+from softswitch.b2bua.reliable import ReliableProvisionals
 from softswitch.b2bua.session_timer import (
     Refresher,
     SessionTimer,
@@ -67,7 +68,11 @@ from softswitch.sip.dialog import (
     DialogRole,
     DialogState,
     DialogTable,
+    RAck,
     Reason,
+    ReliableVerdict,
+    requires_100rel,
+    supports_100rel,
 )
 from softswitch.sip.digest import authorization, parse_challenge
 from softswitch.sip.errors import MessageError
@@ -167,7 +172,7 @@ class B2BUA:
     def install(self) -> None:
         """Take INVITE, BYE, UPDATE, INFO, CANCEL and ACK from the SIP core."""
         core = self.core
-        for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY"):
+        for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY", "PRACK"):
             core.handlers[method] = self.on_request
         core.handlers["CANCEL"] = self.on_cancel
         core.ack_handler = self.on_ack
@@ -379,7 +384,7 @@ class B2BUA:
                       targets=[leg.target for leg in attempt.legs])
 
     def _timer_headers(self, refresher: str) -> list[tuple[str, str]]:
-        return [("Supported", "timer"),
+        return [("Supported", "timer, 100rel"),
                 ("Session-Expires", f"{self.session_expires};refresher={refresher}"),
                 ("Min-SE", str(self.min_se))]
 
@@ -444,6 +449,8 @@ class B2BUA:
         if status < 200:
             # RFC 3261 9.1: any provisional response, 100 included, allows CANCEL.
             leg.got_provisional = True
+            if status > 100 and requires_100rel(response) and not self._prack_b(leg, response):
+                return  # a retransmission or out of order: already handled
             if leg.cancel_pending:
                 self._send_cancel(leg)
             elif status > 100 and call.state is CallState.DIALING and not leg.cancelled:
@@ -499,7 +506,29 @@ class B2BUA:
             body = self.media.answer(call.uuid, leg.target, "a", response.body,
                                      response.get("content-type"))
             relayed.set_body(body, response.get("content-type"))
+        if supports_100rel(a.invite):
+            # RFC 3262 3: reliable, in the early dialog this response creates.
+            dialog = self._a_dialog(call)
+            relayed.add("Require", "100rel")
+            relayed.add("RSeq", str(dialog.next_rseq()))
+            if call.reliable is None:
+                call.reliable = ReliableProvisionals(self.clock, self.timers.t1, self.timers.t2,
+                                                     a.tx.respond)
+            call.reliable.send(relayed)
+            return
         a.tx.respond(relayed)
+
+    def _a_dialog(self, call: Call) -> Dialog:
+        """The caller's dialog, created early by a reliable 18x or by the 2xx."""
+        a = call.a
+        if a.dialog is None:
+            via_host, via_port = self.local_address(a.source)
+            a.dialog = Dialog.from_uas(a.invite, a.local_tag,
+                                       contact_of(via_host, via_port, a.source.transport),
+                                       peer=a.source)
+            self.dialogs.add(a.dialog)
+            self._by_dialog[a.dialog.id] = call
+        return a.dialog
 
     def _b_answered(self, call: Call, leg: BLeg, response: Response) -> None:
         if leg is call.winner:
@@ -508,7 +537,13 @@ class B2BUA:
                 self.core.send(leg.ack, leg.peer)
             return
         assert leg.invite is not None
-        dialog = Dialog.from_uac(leg.invite, response, peer=leg.peer)
+        early = leg.early.pop(response.to_tag or "", None)
+        if early is not None:
+            # The early dialog PRACKs went on: keep it, with its CSeq.
+            early.receive_response(response)
+            dialog = early
+        else:
+            dialog = Dialog.from_uac(leg.invite, response, peer=leg.peer)
         if call.winner is not None or call.state is not CallState.DIALING or leg.cancelled:
             # Another fork answered first, or the caller gave up: RFC 3261
             # 13.2.2.4 still wants an ACK, then this dialog ends with BYE.
@@ -533,12 +568,11 @@ class B2BUA:
             if other is not leg:
                 self._cancel_leg(call, other, CALL_COMPLETED_ELSEWHERE)
         a = call.a
-        via_host, via_port = self.local_address(a.source)
-        a.dialog = Dialog.from_uas(a.invite, a.local_tag,
-                                   contact_of(via_host, via_port, a.source.transport),
-                                   peer=a.source)
+        if call.reliable is not None:
+            call.reliable.stop()
+        a_dialog = self._a_dialog(call)
         ok = make_response(a.invite, 200, to_tag=a.local_tag)
-        ok.add("Contact", str(a.dialog.local_contact))
+        ok.add("Contact", str(a_dialog.local_contact))
         ok.add("Allow", ALLOW)
         if response.body:
             body = self.media.answer(call.uuid, leg.target, "a", response.body,
@@ -550,9 +584,7 @@ class B2BUA:
             ok.add("Session-Expires", str(call.a_session.expires))
             if call.a_session.require_timer:
                 ok.add("Require", "timer")
-        a.dialog.sent_response(ok)
-        self.dialogs.add(a.dialog)
-        self._by_dialog[a.dialog.id] = call
+        a_dialog.sent_response(ok)
         call.answered = self.clock.seconds()
         call.transition(CallState.ANSWERED)
         self._final_to_a(call, ok)
@@ -564,6 +596,22 @@ class B2BUA:
             self._ack(leg, dialog, response)
         self.log.info("call_answered", call=call.uuid, call_id=a.invite.call_id,
                       callee=leg.target)
+
+    def _prack_b(self, leg: BLeg, response: Response) -> bool:
+        """PRACK a reliable provisional from a B-leg (RFC 3262 4); False if not new."""
+        tag = response.to_tag
+        if tag is None or leg.invite is None:
+            return True
+        early = leg.early.get(tag)
+        if early is None:
+            early = leg.early[tag] = Dialog.from_uac(leg.invite, response, peer=leg.peer)
+        if early.receive_reliable_provisional(response) is not ReliableVerdict.NEW:
+            return False
+        via_host, via_port = self.local_address(leg.peer)
+        prack = early.create_request("PRACK", via_host=via_host, via_port=via_port,
+                                     extra_headers=[("RAck", str(RAck.for_response(response)))])
+        self.core.transactions.send_request(prack, leg.peer, on_response=lambda r: None)
+        return True
 
     def _ack(self, leg: BLeg, dialog: Dialog, response: Response, body: bytes = b"",
              content_type: str | None = None) -> None:
@@ -617,6 +665,8 @@ class B2BUA:
     # -- answers to the caller ------------------------------------------------------------
 
     def _final_to_a(self, call: Call, response: Response) -> None:
+        if call.reliable is not None:
+            call.reliable.stop()
         call.a.final = response
         call.a.tx.respond(response)
 
@@ -826,6 +876,9 @@ class B2BUA:
             dialog.terminate()
             self._hangup(call, call.side_of(dialog), "BYE")
             return
+        if request.method == "PRACK":
+            self._prack(call, tx, request)
+            return
         other = call.other_dialog(dialog)
         if other is None or call.state is CallState.ENDED:
             tx.respond(make_response(request, 481))
@@ -844,6 +897,15 @@ class B2BUA:
             if timer is not None:
                 timer.start()
         self._relay_request(call, tx, request, dialog, other)
+
+    def _prack(self, call: Call, tx: ServerTransaction, request: Request) -> None:
+        """The caller acknowledges a reliable provisional (RFC 3262 3)."""
+        value = request.get("rack")
+        rack = RAck.parse(value) if value is not None else None
+        if rack is not None and call.reliable is not None and call.reliable.prack(rack):
+            tx.respond(make_response(request, 200))
+        else:
+            tx.respond(make_response(request, 481, "No matching reliable provisional"))
 
     def _relay_request(self, call: Call, tx: ServerTransaction, request: Request,
                        origin: Dialog, target: Dialog) -> None:

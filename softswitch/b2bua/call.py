@@ -120,6 +120,7 @@ class Call:
     # voicemail placeholder, a hangup) does not change that the callee was busy.
     dial_result: tuple[Disposition, str] | None = None  # (disposition, hangup side)
     transfer: Any = None  # the BlindTransfer in progress, if any
+    reliable: Any = None  # ReliableProvisionals towards the caller (RFC 3262)
 
     @property
     def call_id(self) -> str:

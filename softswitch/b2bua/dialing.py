@@ -28,7 +28,7 @@ from softswitch.sip.uri import SipURI, parse_sip_uri
 from softswitch.transport.dns import DnsLocator
 
 # What the B2BUA takes inside a dialog, for the Allow of its INVITEs and 2xx.
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, PRACK"
 
 # Headers a dialplan may not set on a B-leg: they belong to the SIP layer.
 PROTECTED_HEADERS = frozenset({
