@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from dialplan import CallFacts, Dial
 from softswitch.b2bua.call import BLeg, Call, CallState
@@ -65,16 +66,20 @@ class BlindTransfer:
         if not isinstance(target, SipURI) or target.user is None:
             tx.respond(make_response(request, 416, "Refer-To must be a SIP URI with a user"))
             return None
-        if any(name.lower() == "replaces" for name in target.headers):
-            tx.respond(make_response(request, 403, "Attended transfer not supported"))
-            return None
         if call.state is not CallState.CONFIRMED or call.transfer is not None:
             tx.respond(make_response(request, 491, "Request Pending"))
             return None
+        replaces = next((v for k, v in target.headers.items() if k.lower() == "replaces"), None)
+        transfer: BlindTransfer
+        if replaces is not None:
+            replaced = _find_replaced(b2bua, unquote(replaces))
+            if replaced is None:
+                tx.respond(make_response(request, 481, "Replaced dialog not found"))
+                return None
+            transfer = AttendedTransfer(b2bua, call, referrer, transferee, target.user, replaced)
+        else:
+            transfer = cls(b2bua, call, referrer, transferee, unquote(target.user))
         tx.respond(make_response(request, 202))
-        from urllib.parse import unquote
-
-        transfer = cls(b2bua, call, referrer, transferee, unquote(target.user))
         call.transfer = transfer
         transfer.start()
         return transfer
@@ -199,9 +204,9 @@ class BlindTransfer:
                 return
             if response.status >= 300:
                 # The transferee refused the new media: drop the target, keep the call.
-                assert self.winner is not None and self.winner.dialog is not None
-                b2bua._ack(self.winner, self.winner.dialog, answer_2xx)
-                b2bua._bye(self.winner.dialog)
+                if self.winner is not None and self.winner.dialog is not None:
+                    b2bua._ack(self.winner, self.winner.dialog, answer_2xx)
+                    b2bua._bye(self.winner.dialog)
                 self._fail(503, "Service Unavailable")
                 return
             y.receive_response(response)
@@ -282,3 +287,115 @@ class BlindTransfer:
 
 def _nothing() -> None:
     return None
+
+
+def _find_replaced(b2bua: B2BUA, replaces: str) -> Dialog | None:
+    """Our dialog named by a Replaces value (RFC 3891 3).
+
+    The referrer names the dialog it has with us: its to-tag is our tag and
+    its from-tag the referrer's. The reverse is tried too, for referrers that
+    write it from the other side.
+    """
+    call_id, _, rest = replaces.partition(";")
+    params = {}
+    for item in rest.split(";"):
+        name, _, value = item.partition("=")
+        params[name.strip().lower()] = value.strip()
+    to_tag, from_tag = params.get("to-tag", ""), params.get("from-tag", "")
+    return b2bua.dialogs.get((call_id.strip(), to_tag, from_tag)) \
+        or b2bua.dialogs.get((call_id.strip(), from_tag, to_tag))
+
+
+class AttendedTransfer(BlindTransfer):
+    """REFER with Replaces (RFC 3891, RFC 5589 7): join two calls of the referrer.
+
+    The referrer X talks to the transferee Y in this call and to Z in another
+    call, through the dialog the Replaces names. We ask Z for a fresh offer
+    (a re-INVITE without SDP), hand it to Y, and give Y's answer back to Z;
+    then Z takes X's place here and the other call ends.
+    """
+
+    def __init__(self, b2bua: B2BUA, call: Call, referrer: Dialog, transferee: Dialog,
+                 target: str, replaced: Dialog) -> None:
+        super().__init__(b2bua, call, referrer, transferee, target)
+        self.replaced = replaced
+
+    def start(self) -> None:
+        b2bua = self.b2bua
+        self._notify(100, "Trying", final=False)
+        other_call = b2bua._by_dialog.get(self.replaced.id)
+        z = other_call.other_dialog(self.replaced) if other_call is not None else None
+        if other_call is None or z is None or other_call is self.call \
+                or other_call.state is not CallState.CONFIRMED or z.peer is None:
+            self._fail(481, "Call/Transaction Does Not Exist")
+            return
+        self.other_call = other_call
+        via_host, via_port = b2bua.local_address(z.peer)
+        solicit = z.create_request("INVITE", via_host=via_host, via_port=via_port)
+        peer = z.peer
+
+        def offered(response: Response) -> None:
+            if response.status < 200:
+                return
+            if response.status >= 300 or not response.body:
+                self._fail(response.status if response.status >= 300 else 488,
+                           response.reason)
+                return
+            z.receive_response(response)
+            self._z_solicit, self._z_2xx, self._z = solicit, response, z
+            self.state = TransferState.BRIDGING
+            self._reinvite_transferee(response)
+
+        b2bua.core.transactions.send_request(solicit, peer, on_response=offered,
+                                             on_timeout=lambda: self._fail(408, "Request Timeout"))
+
+    def _complete(self, transferee_2xx: Response) -> None:
+        b2bua, call, other = self.b2bua, self.call, self.other_call
+        z, solicit, z_2xx = self._z, self._z_solicit, self._z_2xx
+        assert z.peer is not None
+        body = b2bua.media.answer(call.uuid, "y", "z", transferee_2xx.body,
+                                  transferee_2xx.get("content-type"))
+        via_host, via_port = b2bua.local_address(z.peer)
+        b2bua.core.send(z.create_ack(solicit, z_2xx, via_host=via_host, via_port=via_port,
+                                     body=body, content_type=transferee_2xx.get("content-type")),
+                        z.peer)
+        # Z leaves the other call, which ends with a BYE to the referrer there.
+        z_side_there = "a" if z is other.a.dialog else "b"
+        if z_side_there == "a":
+            other.a.dialog = None
+        else:
+            assert other.winner is not None
+            other.winner.dialog = None
+        old_timer = other.session_timers.pop(z_side_there, None)
+        b2bua._bye(self.replaced)
+        b2bua._end(other, "caller" if self.replaced is other.a.dialog else "callee",
+                   "attended transfer")
+        # Z takes X's place here (its dialog stays in the table: only the
+        # call it belongs to changes).
+        x = self.referrer
+        b2bua.detach(x, call)
+        b2bua._by_dialog[z.id] = call
+        x_side = "a" if x is call.a.dialog else "b"
+        if x_side == "a":
+            call.a.dialog = z
+        else:
+            leg = BLeg(None, z.peer, other.callee or self.target, dialog=z, final_status=200)
+            call.b_legs.append(leg)
+            call.winner = leg
+            call.callee = leg.target
+        call.sdp_to[x_side] = body
+        previous = call.session_timers.pop(x_side, None)
+        if previous is not None:
+            previous.stop()
+        if old_timer is not None:
+            old_timer.stop()
+            call.session_timers[x_side] = SessionTimer(
+                b2bua.clock, old_timer.interval, old_timer.refresher,
+                lambda: b2bua._refresh(call, x_side),
+                lambda: b2bua._hangup(call, "system", "session timer expired"))
+        self.state = TransferState.DONE
+        call.transfer = None
+        self._notify(200, "OK", final=True, then=lambda: b2bua._end_detached(x))
+        b2bua.log.info("attended_transfer_done", call=call.uuid, joined=other.uuid)
+        if b2bua.on_call_confirmed is not None:
+            b2bua.on_call_confirmed(call)

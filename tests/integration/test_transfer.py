@@ -60,3 +60,44 @@ def test_callee_blind_transfers_the_caller_to_a_third_phone(own_server: ServerPr
     finally:
         for phone in (alice, bob, carol):
             phone.close()
+
+
+def test_attended_transfer_joins_the_callers_two_calls(own_server: ServerProcess,
+                                                        tmp_path: Path) -> None:
+    own_server.start()
+    port = own_server.udp_port
+    alice, bob, carol = start_phones([
+        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
+        for u in ("1001", "1002", "1003")])
+    try:
+        assert alice.register() == 200 and bob.register() == 200 and carol.register() == 200
+        to_bob = alice.call(f"sip:1002@127.0.0.1:{port}")
+        from_alice = bob.wait_event("incoming_call", 10)["call"]
+        bob.answer(from_alice, 200)
+        alice.wait_call_state(to_bob, "CONFIRMED", 10)
+        # Bob consults Carol on a second call, then joins Alice and Carol.
+        to_carol = bob.call(f"sip:1003@127.0.0.1:{port}")
+        from_bob = carol.wait_event("incoming_call", 10)["call"]
+        carol.answer(from_bob, 200)
+        bob.wait_call_state(to_carol, "CONFIRMED", 10)
+        before = alice.stats(to_bob)["remote_rtp"]
+
+        bob.transfer_replaces(from_alice, to_carol)
+        bob.wait_call_state(from_alice, "DISCONNECTED", 10)
+        bob.wait_call_state(to_carol, "DISCONNECTED", 10, since=0)
+        # Alice's and Carol's calls go on, now with each other.
+        _wait(lambda: alice.stats(to_bob)["remote_rtp"] != before, 10, "Alice's media moved")
+        rx = carol.stats(from_bob)["rx_packets"]
+        _wait(lambda: carol.stats(from_bob)["rx_packets"] > rx + 25, 10, "RTP at Carol")
+
+        alice.hangup(to_bob)
+        carol.wait_call_state(from_bob, "DISCONNECTED", 10)
+        records = _wait(lambda: len(read_cdrs(own_server.data_dir / "cdr.sqlite")) == 2
+                        and read_cdrs(own_server.data_dir / "cdr.sqlite"), 10, "two CDRs")
+        by_caller = {r.caller: r for r in records}
+        assert by_caller["1002"].hangup_cause == "attended transfer"
+        assert by_caller["1001"].callee == "user/1003"
+        assert all(r.disposition is Disposition.ANSWERED for r in records)
+    finally:
+        for phone in (alice, bob, carol):
+            phone.close()

@@ -260,6 +260,10 @@ class Phone:
         """Blind-transfer the other party of `call` to `uri` (REFER)."""
         self.command("transfer", timeout, call=call, uri=uri)
 
+    def transfer_replaces(self, call: int, other: int, timeout: float = 5.0) -> None:
+        """Attended transfer: connect the party of `call` with that of `other`."""
+        self.command("transfer_replaces", timeout, call=call, other=other)
+
     def stats(self, call: int, timeout: float = 5.0) -> Event:
         """RTP statistics of the call's audio stream (getStreamStat/getStreamInfo)."""
         return self.command("stats", timeout, call=call)

@@ -155,6 +155,7 @@ class Agent:
             "stats": self.stats,
             "hold": self.hold,
             "transfer": self.transfer,
+            "transfer_replaces": self.transfer_replaces,
             "unhold": self.unhold,
         }
 
@@ -276,6 +277,13 @@ class Agent:
     def transfer(self, cmd: dict[str, Any]) -> dict[str, Any]:
         # A blind transfer: REFER with Refer-To (RFC 3515).
         self._call(cmd).xfer(str(cmd["uri"]), pj.CallOpParam(True))
+        return {}
+
+    def transfer_replaces(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # An attended transfer: REFER whose Refer-To carries Replaces naming
+        # our other call (RFC 3891, RFC 5589 7).
+        other = self._call({"call": cmd["other"]})
+        self._call(cmd).xferReplaces(other, pj.CallOpParam(True))
         return {}
 
     def unhold(self, cmd: dict[str, Any]) -> dict[str, Any]:
