@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 from softswitch.cdr import CdrRecord, Disposition, HangupSide, read_cdrs
 from tests.support.phone import Phone, PhoneError, start_phones
@@ -99,10 +99,11 @@ TEST_RULES = [
 def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server with the shipped dialplan and the test rules above."""
     workdir = Path(tmp_path_factory.mktemp("b2bua"))
-    plan = yaml.safe_load((ROOT / "conf" / "dialplan.yaml").read_text())
+    yaml = YAML(typ="safe")
+    plan = yaml.load((ROOT / "conf" / "dialplan.yaml").read_text())
     plan["contexts"]["internal"]["rules"][:0] = TEST_RULES
     plan_path = workdir / "dialplan.yaml"
-    plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    yaml.dump(plan, plan_path)
     proc = ServerProcess(workdir / "server", dialplan=plan_path)
     proc.start()
     yield proc
