@@ -1081,6 +1081,13 @@ class B2BUA:
         for leg in call.b_legs:
             self._attempts.pop(id(leg), None)
         self._by_invite_tx.pop(id(call.a.server_tx), None)
+        # Break the transaction <-> call cycles (callbacks capture the call),
+        # so a finished call is freed by reference counting, not left for a
+        # full garbage collection under load.
+        call.a.server_tx = None
+        for leg in call.b_legs:
+            leg.tx = None
+        call.queue = None
         self.calls.pop(call.uuid, None)
         self.media.release(call.uuid)
         self.log.info("call_ended", call=call.uuid, call_id=call.call_id,
