@@ -208,6 +208,11 @@ class B2BUA:
 
         dest = unquote(dest)
         if trunk is not None:
+            to_uri = request.to_addr.uri
+            if dest == trunk.username and isinstance(to_uri, SipURI) and to_uri.user:
+                # A provider we register to calls our registered Contact
+                # (sip:trunkuser@us); the dialled number is in To.
+                dest = unquote(to_uri.user)
             caller = from_uri.user if isinstance(from_uri, SipURI) and from_uri.user else ""
             caller_name = request.from_addr.display_name or ""
             context, groups, domain = trunk.context, frozenset[str](), None

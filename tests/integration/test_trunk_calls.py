@@ -62,6 +62,7 @@ def trunk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrunkServ
             "    host: 127.0.0.1\n"
             f"    port: {provider}\n"
             f'    acl: ["127.0.0.1:{provider_uac}"]\n'
+            "    username: trunkuser\n"
             "    context: from-provider\n"))
     proc.provider_port, proc.provider_uac_port = provider, provider_uac
     proc.start()
@@ -140,14 +141,20 @@ def test_outbound_call_reaches_the_trunk_in_e164(trunk_server: TrunkServer,
     assert record.hangup_side is HangupSide.CALLER and record.b_leg_codes == [200]
 
 
-def test_inbound_call_from_the_provider_rings_the_did(trunk_server: TrunkServer,
-                                                      tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario,extra", [
+    ("provider_uac.xml", []),
+    # A provider we register to sends the call to our Contact (the trunk
+    # user) and puts the DID in To.
+    ("provider_uac_registered.xml", ["-key", "ruser", "trunkuser"]),
+])
+def test_inbound_call_from_the_provider_rings_the_did(trunk_server: TrunkServer, tmp_path: Path,
+                                                      scenario: str, extra: list[str]) -> None:
     before = len(cdrs(trunk_server))
     with Phone.start("1001", "1001pass", trunk_server.udp_port, log_dir=tmp_path) as b:
         assert b.register() == 200
         since = b.mark()
         uac = BackgroundSipp(["127.0.0.1:" + str(trunk_server.udp_port),
-                              "-sf", str(SCENARIOS / "provider_uac.xml"), "-s", DID,
+                              "-sf", str(SCENARIOS / scenario), "-s", DID, *extra,
                               "-i", "127.0.0.1", "-p", str(trunk_server.provider_uac_port),
                               "-mi", "127.0.0.1", "-mp", str(free_port()),
                               "-m", "1", "-timeout", "30"], tmp_path / "uac")
