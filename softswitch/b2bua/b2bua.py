@@ -60,6 +60,7 @@ from softswitch.b2bua.session_timer import (
 from softswitch.b2bua.transfer import BlindTransfer
 from softswitch.callstate import CallRecord, LegState
 from softswitch.config import TrunkSettings
+from softswitch.directory import Account, Domain
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar
 from softswitch.sip.dialog import (
@@ -74,7 +75,7 @@ from softswitch.sip.dialog import (
     requires_100rel,
     supports_100rel,
 )
-from softswitch.sip.digest import authorization, parse_challenge
+from softswitch.sip.digest import authorization, parse_challenge, parse_credentials
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import NameAddr, Via
 from softswitch.sip.message import (
@@ -196,6 +197,23 @@ class B2BUA:
                     return trunk
         return None
 
+    def _trunk_by_credentials(self, request: Request,
+                              domain: Domain) -> tuple[TrunkSettings, Account] | None:
+        """The trunk whose username the request's credentials claim, as an account.
+
+        The digest is then checked against the trunk's password, in our realm.
+        """
+        for value in request.get_all("authorization"):
+            if not value[:6].lower().startswith("digest"):
+                continue
+            username = parse_credentials(value).username
+            for trunk in self.trunks:
+                if trunk.username == username and trunk.password:
+                    return trunk, Account(user=username, domain=domain.name,
+                                          algorithms=domain.algorithms,
+                                          password=trunk.password)
+        return None
+
     def _new_call(self, tx: ServerTransaction, request: Request) -> None:
         now = self.clock.seconds()
         trunk = self._trunk_for(tx.source)
@@ -226,17 +244,28 @@ class B2BUA:
                 tx.respond(make_response(request, 403, to_tag=new_tag()))
                 return
             account = domain_obj.accounts.get(unquote(from_uri.user))
-            result = self.registrar.auth.check(request, account, domain_obj, now)
+            by_credentials = None if account is not None \
+                else self._trunk_by_credentials(request, domain_obj)
+            checked = account if by_credentials is None else by_credentials[1]
+            result = self.registrar.auth.check(request, checked, domain_obj, now)
             if result.outcome is not Outcome.OK:
                 assert result.response is not None
                 self.log.info("invite_auth", outcome=result.outcome.value, reason=result.reason,
                               call_id=request.call_id, peer=str(tx.source))
                 tx.respond(result.response)
                 return
-            assert account is not None
-            caller = account.user
-            caller_name = account.display_name or request.from_addr.display_name or ""
-            context, groups, domain = account.context, frozenset(account.groups), domain_obj.name
+            if by_credentials is not None:
+                # A trunk that authenticates instead of being known by address.
+                trunk = by_credentials[0]
+                caller = from_uri.user
+                caller_name = request.from_addr.display_name or ""
+                context, groups, domain = trunk.context, frozenset[str](), None
+            else:
+                assert account is not None
+                caller = account.user
+                caller_name = account.display_name or request.from_addr.display_name or ""
+                context, groups, domain = (account.context, frozenset(account.groups),
+                                           domain_obj.name)
         negotiation = negotiate_as_uas(request, self.session_expires, self.min_se)
         if isinstance(negotiation, int):
             too_small = make_response(request, 422, to_tag=new_tag())
