@@ -176,6 +176,16 @@ class B2BUA:
         for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY", "PRACK"):
             core.handlers[method] = self.on_request
         core.handlers["CANCEL"] = self.on_cancel
+        options = core.handlers.get("OPTIONS")
+
+        def on_options(tx: ServerTransaction, request: Request) -> None:
+            # In a dialog OPTIONS is the other party's business: relay it.
+            if request.to_tag is not None:
+                self._in_dialog(tx, request)
+            elif options is not None:
+                options(tx, request)
+
+        core.handlers["OPTIONS"] = on_options
         core.ack_handler = self.on_ack
         core.response_handler = self.on_stray_response
 

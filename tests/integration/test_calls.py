@@ -379,3 +379,26 @@ def test_unregistered_user_runs_the_shipped_no_answer_branch(
     assert record.dialled == "1003" and record.sip_code == 480 and record.answer is None
     # Nothing rang: a failure of the system's, not an unanswered phone.
     assert record.disposition is Disposition.FAILED and record.hangup_side.value == "system"
+
+
+def test_call_between_phones_registered_over_tcp(pbx: ServerProcess, tmp_path: Path) -> None:
+    """The B-leg INVITE reaches a TCP phone over the connection it registered on."""
+    a, b = start_phones([
+        dict(user=u, password=f"{u}pass", server_port=pbx.udp_port, transport="tcp",
+             log_dir=tmp_path) for u in ("1001", "1002")])
+    try:
+        assert a.register() == 200 and b.register() == 200
+        before = len(cdrs(pbx))
+        call = a.call(f"sip:1002@127.0.0.1:{pbx.tcp_port};transport=tcp")
+        incoming = b.wait_event("incoming_call", 10)
+        b.answer(incoming["call"], 200)
+        a.wait_call_state(call, "CONFIRMED", 10)
+        wait_for(lambda: b.stats(incoming["call"])["rx_packets"] > 10, 10, "RTP at the callee")
+        b.hangup(incoming["call"])
+        a.wait_call_state(call, "DISCONNECTED", 10)
+        record = new_cdr(pbx, before)
+        assert record.disposition is Disposition.ANSWERED and record.hangup_side.value == "callee"
+        assert a.unregister() == 200 and b.unregister() == 200
+    finally:
+        a.close()
+        b.close()
