@@ -16,6 +16,7 @@ import binascii
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from array import array
@@ -143,6 +144,11 @@ _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 _KNOWN = frozenset(_REQUIRED + ("algorithm", "cnonce", "nc", "qop", "opaque"))
 
 
+_TOKEN_RUN_RE = re.compile("[" + re.escape("".join(sorted(_TOKEN_CHARS))) + "]*")
+_QUOTED_RE = re.compile(r'"((?:[^"\\\r\n]|\\[^\r\n])*)"')
+_ESCAPE_RE = re.compile(r"\\(.)")
+
+
 def _skip_ws(text: str, i: int) -> int:
     while i < len(text) and text[i] in _WS:
         i += 1
@@ -150,14 +156,21 @@ def _skip_ws(text: str, i: int) -> int:
 
 
 def _read_token(text: str, i: int) -> tuple[str, int]:
-    start = i
-    while i < len(text) and text[i] in _TOKEN_CHARS:
-        i += 1
-    return text[start:i], i
+    match = _TOKEN_RUN_RE.match(text, i)
+    assert match is not None  # the pattern also matches the empty string
+    return match.group(), match.end()
 
 
 def _read_quoted(text: str, i: int) -> tuple[str, int]:
     # RFC 3261 25.1 quoted-string: backslash escapes any char except CR/LF.
+    # A regular expression reads the well-formed case (every REGISTER and
+    # INVITE carries five of these); the loop below finds what is wrong.
+    match = _QUOTED_RE.match(text, i)
+    if match is not None:
+        value = match.group(1)
+        if "\\" in value:
+            value = _ESCAPE_RE.sub(r"\1", value)
+        return value, match.end()
     assert text[i] == '"'
     i += 1
     out: list[str] = []
