@@ -414,7 +414,8 @@ class B2BUA:
                                   extra_headers=[*self._timer_headers("uac"),
                                                  *action.headers])
             call.sdp_to["b"] = body
-            leg = BLeg(invite, dest.peer, dest.label, trunk=dest.trunk)
+            leg = BLeg(invite, dest.peer, dest.label, trunk=dest.trunk,
+                       alternates=list(dest.alternates))
             attempt.legs.append(leg)
             call.b_legs.append(leg)
             self._attempts[id(leg)] = attempt
@@ -434,11 +435,33 @@ class B2BUA:
 
     def _send_invite(self, call: Call, leg: BLeg) -> Any:
         assert leg.invite is not None
+        def timed_out() -> None:
+            if not self._fail_over(call, leg):
+                self._b_failed(call, leg, 408, "Request Timeout")
+
+        def unreachable() -> None:
+            if not self._fail_over(call, leg):
+                self._b_failed(call, leg, 503, "Service Unavailable")
+
         return self.core.transactions.send_request(
-            leg.invite, leg.peer,
-            on_response=lambda r: self._b_response(call, leg, r),
-            on_timeout=lambda: self._b_failed(call, leg, 408, "Request Timeout"),
-            on_transport_error=lambda: self._b_failed(call, leg, 503, "Service Unavailable"))
+            leg.invite, leg.peer, on_response=lambda r: self._b_response(call, leg, r),
+            on_timeout=timed_out, on_transport_error=unreachable)
+
+    def _fail_over(self, call: Call, leg: BLeg) -> bool:
+        """Send the INVITE to the next RFC 3263 target (4.3); False if none is left."""
+        if not leg.alternates or leg.cancelled or leg.final_status is not None \
+                or leg.got_provisional or leg.invite is None:
+            return False
+        peer = leg.alternates.pop(0)
+        old = leg.invite
+        via_host, via_port = self.local_address(peer)
+        invite = Request("INVITE", old.uri, [list(h) for h in old.headers], old.body)
+        invite.set("Via", str(Via(peer.transport.upper(), via_host, via_port,
+                                  {"branch": new_branch(), "rport": None})))
+        leg.invite, leg.peer = invite, peer
+        self.log.info("fail_over", call=call.uuid, target=leg.target, peer=str(peer))
+        leg.tx = self._send_invite(call, leg)
+        return True
 
     def _dial_timeout(self, call: Call, attempt: DialAttempt) -> None:
         if attempt.finished or call.state is not CallState.DIALING:
@@ -504,6 +527,8 @@ class B2BUA:
             self._b_answered(call, leg, response)
             return
         if status in (401, 407) and self._authenticate(call, leg, response):
+            return
+        if status == 503 and self._fail_over(call, leg):
             return
         self._b_failed(call, leg, status, response.reason)
 

@@ -48,6 +48,8 @@ class Destination:
     label: str  # for logs and CDRs: user/1002, trunk/provider/+1555...
     route: tuple[str, ...] = ()
     trunk: str | None = None
+    # RFC 3263 4.3: where to try next if this peer answers 503 or nothing.
+    alternates: tuple[Peer, ...] = ()
 
 
 @dataclass(slots=True)
@@ -154,13 +156,14 @@ class TargetResolver:
         def found(peers: list[Peer]) -> Resolution:
             if not peers:
                 return Resolution(failure=503, reason=f"No server found for {spec.host}")
-            # The first target of RFC 3263's list; failing over to the next
-            # on 503 or a timeout is left for later.
+            # The first target of RFC 3263's list; the others are tried in
+            # turn if it answers 503 or not at all.
             peer = peers[0]
             request_uri = uri.copy()
             if peer.transport != "udp":
                 request_uri.params.setdefault("transport", peer.transport)
-            return Resolution([Destination(request_uri, peer, to_uri, label, trunk=trunk)])
+            return Resolution([Destination(request_uri, peer, to_uri, label, trunk=trunk,
+                                           alternates=tuple(peers[1:]))])
 
         return Resolution(pending=self.dns.locate(spec).addCallback(found))
 

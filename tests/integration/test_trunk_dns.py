@@ -12,16 +12,22 @@ import pytest
 from softswitch.cdr import read_cdrs
 from tests.support.phone import Phone
 from tests.support.server import ROOT, ServerProcess, free_port
-from tests.support.sipp import require_sipp
+from tests.support.sipp import SCENARIOS, require_sipp
 
 pytestmark = pytest.mark.integration
 
 
-def test_outbound_call_to_a_trunk_found_by_srv(own_server: ServerProcess, tmp_path: Path) -> None:
-    uas_port, dns_port = free_port(), free_port()
+@pytest.mark.parametrize("first_edge_down", [False, True])
+def test_outbound_call_to_a_trunk_found_by_srv(own_server: ServerProcess, tmp_path: Path,
+                                               first_edge_down: bool) -> None:
+    uas_port, dns_port, down_port = free_port(), free_port(), free_port()
+    srv = [[10, 1, uas_port, "edge1.provider.test"]]
+    if first_edge_down:
+        # RFC 3263 4.3: a 503 from the preferred edge sends the INVITE to the next.
+        srv = [[5, 1, down_port, "edge1.provider.test"], [10, 1, uas_port, "edge1.provider.test"]]
     zone = {
         # No NAPTR: RFC 3263 4.1 probes SRV, and only _sip._udp exists.
-        "_sip._udp.provider.test": {"SRV": [[10, 1, uas_port, "edge1.provider.test"]]},
+        "_sip._udp.provider.test": {"SRV": srv},
         "edge1.provider.test": {"A": ["127.0.0.1"]},
     }
     (tmp_path / "zone.json").write_text(json.dumps(zone))
@@ -29,6 +35,11 @@ def test_outbound_call_to_a_trunk_found_by_srv(own_server: ServerProcess, tmp_pa
         [sys.executable, "-m", "tests.support.dns_server", str(tmp_path / "zone.json"),
          str(dns_port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert dns_server.stdout is not None and dns_server.stdout.readline().strip() == "ready"
+    down = subprocess.Popen(
+        [require_sipp(), "-sf", str(SCENARIOS / "uas_503.xml"), "-i", "127.0.0.1",
+         "-p", str(down_port), "-m", "1", "-nostdin", "-timeout", "30s"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
+        if first_edge_down else None
     messages = tmp_path / "uas_messages.log"
     uas = subprocess.Popen(
         [require_sipp(), "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-m", "1",
@@ -48,9 +59,11 @@ def test_outbound_call_to_a_trunk_found_by_srv(own_server: ServerProcess, tmp_pa
             phone.hangup(call)
             phone.wait_call_state(call, "DISCONNECTED", 10)
         assert uas.wait(20) == 0
+        if down is not None:
+            assert down.wait(20) == 0  # it got the INVITE first, and its ACK
     finally:
-        for process in (uas, dns_server):
-            if process.poll() is None:
+        for process in (uas, dns_server, down):
+            if process is not None and process.poll() is None:
                 process.kill()
     text = messages.read_text(errors="replace")
     assert "INVITE sip:+12125551234@provider.test SIP/2.0" in text, text[:2000]
