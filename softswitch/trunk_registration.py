@@ -32,7 +32,7 @@ from twisted.internet.defer import Deferred
 from softswitch.config import TrunkSettings
 from softswitch.core import SipCore
 from softswitch.logs import get_logger
-from softswitch.sip.digest import Challenge, authorization, parse_challenge
+from softswitch.sip.digest import Challenge, authorization, first_challenge
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import Via
 from softswitch.sip.message import Request, Response, new_branch, new_tag
@@ -270,17 +270,10 @@ class TrunkRegistration:
         """Send the REGISTER again with credentials (RFC 3261 22.2); False if we cannot."""
         if self.settings.password is None or attempt.challenge_answers >= MAX_CHALLENGE_ANSWERS:
             return False
-        proxy = response.status == 407
-        challenge = None
-        for value in response.get_all("proxy-authenticate" if proxy else "www-authenticate"):
-            try:
-                challenge = parse_challenge(value)
-            except MessageError:
-                continue
-            if challenge is not None:
-                break  # RFC 8760: the first one we support is the server's preference
-        if challenge is None:
+        found = first_challenge(response)
+        if found is None:
             return False
+        challenge, proxy = found
         if attempt.answers_challenge and not challenge.stale:
             return False  # our answer was refused: the credentials are wrong
         self._challenge = (challenge, proxy)

@@ -75,7 +75,7 @@ from softswitch.sip.dialog import (
     requires_100rel,
     supports_100rel,
 )
-from softswitch.sip.digest import authorization, parse_challenge, parse_credentials
+from softswitch.sip.digest import authorization, first_challenge, parse_credentials
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import NameAddr, Via
 from softswitch.sip.message import (
@@ -538,17 +538,10 @@ class B2BUA:
         if trunk is None or trunk.username is None or trunk.password is None \
                 or leg.auth_tries >= 1 or leg.cancelled or leg.invite is None:
             return False
-        proxy = response.status == 407
-        challenge = None
-        for value in response.get_all("proxy-authenticate" if proxy else "www-authenticate"):
-            try:
-                challenge = parse_challenge(value)
-            except MessageError:
-                continue
-            if challenge is not None:
-                break  # RFC 8760: the first one we support is the server's preference
-        if challenge is None:
+        found = first_challenge(response)
+        if found is None:
             return False
+        challenge, proxy = found
         old = leg.invite
         invite = Request("INVITE", old.uri, [list(h) for h in old.headers], old.body)
         via = old.top_via

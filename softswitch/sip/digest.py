@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from softswitch.sip.errors import MessageError
+from softswitch.sip.message import Response
 
 
 class Algorithm(enum.Enum):
@@ -504,6 +505,23 @@ def parse_challenge(value: str) -> Challenge | None:
     qop = tuple(q.strip().lower() for q in params.get("qop", "").split(",") if q.strip())
     return Challenge(params["realm"], params["nonce"], algorithm, qop, params.get("opaque"),
                      params.get("stale", "").lower() == "true")
+
+
+def first_challenge(response: Response) -> tuple[Challenge, bool] | None:
+    """The challenge of a 401/407 to answer, and whether it is a proxy's (407).
+
+    RFC 8760 2.4: the first challenge whose algorithm we support is the
+    server's preference; malformed ones are skipped.
+    """
+    proxy = response.status == 407
+    for value in response.get_all("proxy-authenticate" if proxy else "www-authenticate"):
+        try:
+            challenge = parse_challenge(value)
+        except MessageError:
+            continue
+        if challenge is not None:
+            return challenge, proxy
+    return None
 
 
 def authorization(challenge: Challenge, method: str, uri: str, user: str, password: str,

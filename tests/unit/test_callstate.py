@@ -7,19 +7,15 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from softswitch.callstate import (
@@ -30,38 +26,10 @@ from softswitch.callstate import (
     SQLiteCallStateStore,
 )
 from softswitch.cdr import Disposition, HangupSide
+from tests.support.thread_reactor import ThreadReactor, settle
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000.0
-
-
-class ThreadReactor:
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
-        self.calls.put((f, args))
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("condition not met in time")
-            try:
-                f, args = self.calls.get(timeout=left)
-            except queue.Empty:
-                continue
-            f(*args)
-
-
-def settle(reactor: ThreadReactor, d: Deferred[None]) -> object:
-    results: list[object] = []
-    d.addBoth(results.append)
-    reactor.wait_for(lambda: bool(results))
-    return results[0]
 
 
 def call(uuid: str = "c-1", start: float = T0, **kw: Any) -> CallRecord:

@@ -11,11 +11,9 @@ queues; `pump` runs the queue on the test thread until the response appears.
 
 from __future__ import annotations
 
-import queue
 import re
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from softswitch.sip.headers import NameAddr, unquote_param
 from softswitch.sip.message import Message, Request, Response, make_response, new_tag, parse_message
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ServerTransaction, TransactionLayer
+from tests.support.thread_reactor import ThreadReactor
 
 NOW = 1_700_000_000.0
 DOMAIN = "pbx.example.com"
@@ -59,30 +58,6 @@ domains:
 """
 
 PHONE = Peer("udp", "192.0.2.10", 5062)
-
-
-class ThreadReactor:
-    """`callFromThread` queues; `pump` runs the queue until a condition holds."""
-
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
-        self.calls.put((f, args))
-
-    def pump(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("condition not met in time")
-            try:
-                f, args = self.calls.get(timeout=left)
-            except queue.Empty:
-                continue
-            f(*args)
 
 
 class RegistrarUser:
@@ -120,7 +95,7 @@ class Server:
 
     def response(self, before: int) -> Response:
         """The response sent after the first `before` messages, once the store has answered."""
-        self.reactor.pump(lambda: len(self.sent) > before)
+        self.reactor.wait_for(lambda: len(self.sent) > before)
         assert len(self.sent) == before + 1, self.sent
         message, _ = self.sent[before]
         # What the phone would read off the wire.

@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -18,28 +16,7 @@ from click.testing import CliRunner
 from softswitch.cdr import CdrRecord, Disposition, HangupSide, SQLiteCdrStore
 from softswitch.cli import main
 from softswitch.cli.cdr_cmd import CSV_FIELDS, cdr, parse_time
-
-
-class ThreadReactor:
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
-        self.calls.put((f, args))
-
-    def run_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("condition not met in time")
-            try:
-                f, args = self.calls.get(timeout=left)
-            except queue.Empty:
-                continue
-            f(*args)
+from tests.support.thread_reactor import ThreadReactor
 
 
 def records(now: float) -> list[CdrRecord]:
@@ -70,7 +47,7 @@ def write_cdrs(data_dir: Path, now: float) -> SQLiteCdrStore:
     done: list[object] = []
     for r in records(now):
         store.write(r).addBoth(done.append)
-    reactor.run_until(lambda: len(done) == 3)
+    reactor.wait_for(lambda: len(done) == 3)
     assert done == [None] * 3
     return store
 

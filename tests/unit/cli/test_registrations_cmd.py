@@ -8,11 +8,9 @@ still holds it open in WAL mode, as beside a running server, and after close.
 from __future__ import annotations
 
 import json
-import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -21,30 +19,9 @@ from softswitch.cli import main
 from softswitch.cli.registrations_cmd import registrations
 from softswitch.location import Binding
 from softswitch.location.sqlite import SQLiteLocationStore
+from tests.support.thread_reactor import ThreadReactor
 
 INSTANCE = "<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"
-
-
-class ThreadReactor:
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
-        self.calls.put((f, args))
-
-    def run_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("condition not met in time")
-            try:
-                f, args = self.calls.get(timeout=left)
-            except queue.Empty:
-                continue
-            f(*args)
 
 
 def bindings(now: float) -> list[Binding]:
@@ -76,7 +53,7 @@ def write_store(data_dir: Path, now: float) -> tuple[SQLiteLocationStore, Thread
         by_aor.setdefault(b.aor, []).append(b)
     for aor, group in by_aor.items():
         store.save(aor, group).addBoth(done.append)
-    reactor.run_until(lambda: len(done) == len(by_aor))
+    reactor.wait_for(lambda: len(done) == len(by_aor))
     assert done == [None] * len(by_aor)
     return store, reactor
 

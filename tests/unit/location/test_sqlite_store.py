@@ -8,54 +8,22 @@ callbacks happen on the test thread just as they would on the reactor thread.
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from softswitch.location import Binding, LocationStore, LocationStoreError
 from softswitch.location.sqlite import SQLiteLocationStore
+from tests.support.thread_reactor import ThreadReactor, settle
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = 1_700_000_000.0
-
-
-class ThreadReactor:
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
-        self.calls.put((f, args))
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("condition not met in time")
-            try:
-                f, args = self.calls.get(timeout=left)
-            except queue.Empty:
-                continue
-            f(*args)
-
-
-def settle(reactor: ThreadReactor, d: Deferred[None]) -> object:
-    results: list[object] = []
-    d.addBoth(results.append)
-    reactor.wait_for(lambda: bool(results))
-    return results[0]
 
 
 def b(aor: str, contact: str, expires_at: float = NOW + 3600, **kw: Any) -> Binding:

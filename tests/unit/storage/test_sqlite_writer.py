@@ -7,44 +7,19 @@ thread just as they would on the reactor thread.
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from softswitch.storage import GroupCommitWriter, StorageError, WriteOp, connect_readonly
+from tests.support.thread_reactor import ThreadReactor, settle
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS notes (n INTEGER PRIMARY KEY, text TEXT NOT NULL);"
-
-
-class ThreadReactor:
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
-        self.calls.put((f, args))
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("condition not met in time")
-            try:
-                f, args = self.calls.get(timeout=left)
-            except queue.Empty:
-                continue
-            f(*args)
 
 
 @dataclass
@@ -58,13 +33,6 @@ class Note:
 
 class NoteError(Exception):
     pass
-
-
-def settle(reactor: ThreadReactor, d: Deferred[None]) -> object:
-    results: list[object] = []
-    d.addBoth(results.append)
-    reactor.wait_for(lambda: bool(results))
-    return results[0]
 
 
 def read_notes(conn: sqlite3.Connection) -> list[tuple[int, str]]:
