@@ -77,8 +77,21 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     def on_hup(signum: int, frame: object) -> None:
         reactor.callFromThread(app.reload)
 
+    stopping = False
+
+    def on_stop(signum: int, frame: object) -> None:
+        # A second SIGTERM or Ctrl-C (from a shell that signals the whole
+        # process group, say) must not stop the reactor twice.
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("signal", signal=signal.Signals(signum).name)
+            reactor.callFromThread(reactor.stop)
+
     signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
     reactor.addSystemEventTrigger("before", "shutdown", app.stopService)
     log.info("started", config=str(config_path) if config_path else "built-in defaults",
              data_dir=str(data))
-    reactor.run()
+    reactor.run(installSignalHandlers=False)
