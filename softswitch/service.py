@@ -57,6 +57,7 @@ class SipService(Service):
         self.core = SipCore(reactor, self.transports.send, limits=limits,
                             timers=TimerSettings(t1=s.sip.t1, t2=s.sip.t2, t4=s.sip.t4),
                             user_agent=s.sip.user_agent)
+        self.transports.connect_failed = self.core.transactions.connection_failed
 
     def _receive(self, data: bytes, peer: Any, datagram: bool) -> None:
         self.core.receive(data, peer, datagram)

@@ -52,6 +52,9 @@ class TransportLayer:
         self._aliases: dict[tuple[str, str, int], int] = {}
         self._next_id = 1
         self.resolvers: dict[str, LocalAddressResolver] = {}
+        # Told when an outbound connection cannot be made, so that the
+        # transactions waiting on it fail now rather than at Timer B/F.
+        self.connect_failed: Callable[[Peer], None] | None = None
         self.bound: list[ListenAddress] = []  # with the real ports (0 resolved)
 
     # -- life cycle -----------------------------------------------------------
@@ -155,7 +158,7 @@ class TransportLayer:
     def _connect(self, peer: Peer) -> StreamTransport:
         """Open an outbound TCP/TLS connection; data queues until it is up."""
         protocol = StreamTransport(self, peer.transport, outbound_to=(peer.host, peer.port))
-        factory = _OneShotFactory(protocol, self)
+        factory = _OneShotFactory(protocol, self, peer)
         if peer.transport == "tls":
             self.reactor.connectSSL(peer.host, peer.port, factory, tls.client_context(), timeout=10)
         else:
@@ -191,15 +194,16 @@ def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
 
 
 class _OneShotFactory(ClientFactory):
-    def __init__(self, protocol: StreamTransport, layer: TransportLayer) -> None:
+    def __init__(self, protocol: StreamTransport, layer: TransportLayer, peer: Peer) -> None:
         self.protocol_instance = protocol
         self.layer = layer
+        self.peer = peer
 
     def buildProtocol(self, addr: object) -> StreamTransport:  # noqa: N802
         return self.protocol_instance
 
     def clientConnectionFailed(self, connector: Any, reason: Any) -> None:  # noqa: N802
-        # The client transaction that wanted this connection will time out
-        # (Timer B/F) and its user answers 408/503.
-        self.layer.log.info("connect_failed", peer=str(connector.getDestination()),
+        self.layer.log.info("connect_failed", peer=str(self.peer),
                             error=reason.getErrorMessage())
+        if self.layer.connect_failed is not None:
+            self.layer.connect_failed(self.peer)
