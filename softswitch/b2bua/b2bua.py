@@ -19,6 +19,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from twisted.internet.defer import DeferredList
 
@@ -57,7 +58,7 @@ from softswitch.b2bua.session_timer import (
     negotiate_as_uas,
     supports_timer,
 )
-from softswitch.b2bua.transfer import BlindTransfer
+from softswitch.b2bua.transfer import BlindTransfer, find_replaced
 from softswitch.callstate import CallRecord, LegState
 from softswitch.config import TrunkSettings
 from softswitch.directory import Account, Domain
@@ -168,6 +169,7 @@ class B2BUA:
         self._relays: dict[tuple[str, str, str], Relay] = {}  # by origin dialog id
         self._attempts: dict[int, DialAttempt] = {}  # id(BLeg) -> attempt
         self._detached: dict[tuple[str, str, str], Dialog] = {}  # transferred-away dialogs
+        self._awaiting_ack: dict[tuple[str, str, str], Retransmission] = {}
         self.log = get_logger("softswitch.b2bua")
 
     def install(self) -> None:
@@ -232,8 +234,6 @@ class B2BUA:
         if dest is None:
             tx.respond(make_response(request, 404, "No number dialled", to_tag=new_tag()))
             return
-        from urllib.parse import unquote
-
         dest = unquote(dest)
         if trunk is not None:
             to_uri = request.to_addr.uri
@@ -276,6 +276,10 @@ class B2BUA:
                 caller_name = account.display_name or request.from_addr.display_name or ""
                 context, groups, domain = (account.context, frozenset(account.groups),
                                            domain_obj.name)
+        replaces = request.get("replaces")
+        if replaces is not None:
+            self._replace(tx, request, replaces, caller)
+            return
         negotiation = negotiate_as_uas(request, self.session_expires, self.min_se)
         if isinstance(negotiation, int):
             too_small = make_response(request, 422, to_tag=new_tag())
@@ -307,6 +311,93 @@ class B2BUA:
                       actions=len(decision.actions), matched=decision.matched)
         call.queue = collections.deque(decision.actions)
         self._run(call)
+
+    # -- INVITE with Replaces (RFC 3891) ---------------------------------------------------
+
+    def _replace(self, tx: ServerTransaction, request: Request, replaces: str,
+                 caller: str) -> None:
+        """A new party takes the place of one side of an established call.
+
+        Its INVITE names that side's dialog with us (call pickup, or the end
+        of an attended transfer done by the phones). Its offer goes to the
+        party that stays, in a re-INVITE, and the answer comes back in our
+        200; the replaced party gets a BYE.
+        """
+        replaced = find_replaced(self, unquote(replaces))
+        call = self._by_dialog.get(replaced.id) if replaced is not None else None
+        stays = call.other_dialog(replaced) if call is not None and replaced is not None else None
+        if replaced is None or call is None or stays is None \
+                or call.state is not CallState.CONFIRMED or stays.peer is None:
+            tx.respond(make_response(request, 481, "Replaced dialog not found",
+                                     to_tag=new_tag()))
+            return
+        if not request.body:
+            tx.respond(make_response(request, 488, "An offer is needed to replace a dialog",
+                                     to_tag=new_tag()))
+            return
+        tx.respond(make_response(request, 100))
+        via_host, via_port = self.local_address(stays.peer)
+        side = "a" if stays is call.a.dialog else "b"
+        content_type = request.get("content-type")
+        offer = self.media.offer(call.uuid, "new", side, request.body, content_type)
+        reinvite = stays.create_request("INVITE", via_host=via_host, via_port=via_port,
+                                        body=offer, content_type=content_type)
+        call.sdp_to[side] = offer
+        peer = stays.peer
+
+        def answered(response: Response) -> None:
+            if response.status < 200:
+                return
+            if response.status >= 300:
+                tx.respond(make_response(request, response.status, response.reason,
+                                         to_tag=new_tag()))
+                return
+            stays.receive_response(response)
+            ack_host, ack_port = self.local_address(peer)
+            self.core.send(stays.create_ack(reinvite, response, via_host=ack_host,
+                                            via_port=ack_port), peer)
+            self._replaced(call, replaced, stays, tx, request, response, caller)
+
+        self.core.transactions.send_request(
+            reinvite, peer, on_response=answered,
+            on_timeout=lambda: tx.respond(make_response(request, 408, to_tag=new_tag())))
+
+    def _replaced(self, call: Call, replaced: Dialog, stays: Dialog, tx: ServerTransaction,
+                  request: Request, answer: Response, caller: str) -> None:
+        local_host, local_port = self.local_address(tx.source)
+        new = Dialog.from_uas(request, new_tag(), contact_of(local_host, local_port,
+                                                             tx.source.transport),
+                              peer=tx.source)
+        ok = make_response(request, 200, to_tag=new.local_tag)
+        ok.add("Contact", str(new.local_contact))
+        ok.add("Allow", ALLOW)
+        side = "a" if replaced is call.a.dialog else "b"
+        body = self.media.answer(call.uuid, "b" if side == "a" else "a", "new", answer.body,
+                                 answer.get("content-type"))
+        ok.set_body(body, answer.get("content-type"))
+        new.sent_response(ok)
+        self._bye(replaced, Reason("SIP", 200, "Call replaced"))
+        self.dialogs.remove(replaced)
+        self._by_dialog.pop(replaced.id, None)
+        self.dialogs.add(new)
+        self._by_dialog[new.id] = call
+        if side == "a":
+            call.a.dialog = new
+        else:
+            leg = BLeg(None, tx.source, f"user/{caller}", dialog=new, final_status=200)
+            call.b_legs.append(leg)
+            call.winner = leg
+            call.callee = leg.target
+        call.sdp_to[side] = body
+        timer = call.session_timers.pop(side, None)
+        if timer is not None:
+            timer.stop()
+        tx.respond(ok)
+        self._awaiting_ack[new.id] = self._retransmit_2xx(
+            tx, ok, lambda: self._hangup(call, "system", "no ACK after Replaces"))
+        self.log.info("dialog_replaced", call=call.uuid, by=caller)
+        if self.on_call_confirmed is not None:
+            self.on_call_confirmed(call)
 
     # -- running the actions --------------------------------------------------------------
 
@@ -786,6 +877,10 @@ class B2BUA:
     def on_ack(self, request: Request, source: Peer) -> None:
         dialog = self.dialogs.find(request)
         if dialog is None:
+            return
+        waiting = self._awaiting_ack.pop(dialog.id, None)
+        if waiting is not None:
+            waiting.stop()
             return
         call = self._by_dialog.get(dialog.id)
         if call is None:

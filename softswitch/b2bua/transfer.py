@@ -72,7 +72,7 @@ class BlindTransfer:
         replaces = next((v for k, v in target.headers.items() if k.lower() == "replaces"), None)
         transfer: BlindTransfer
         if replaces is not None:
-            replaced = _find_replaced(b2bua, unquote(replaces))
+            replaced = find_replaced(b2bua, unquote(replaces))
             if replaced is None:
                 tx.respond(make_response(request, 481, "Replaced dialog not found"))
                 return None
@@ -289,7 +289,7 @@ def _nothing() -> None:
     return None
 
 
-def _find_replaced(b2bua: B2BUA, replaces: str) -> Dialog | None:
+def find_replaced(b2bua: B2BUA, replaces: str) -> Dialog | None:
     """Our dialog named by a Replaces value (RFC 3891 3).
 
     The referrer names the dialog it has with us: its to-tag is our tag and

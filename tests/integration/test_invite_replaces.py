@@ -1,0 +1,72 @@
+"""An INVITE with Replaces (RFC 3891) takes one side of an established call."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from softswitch.cdr import read_cdrs
+from tests.support.phone import start_phones
+from tests.support.server import ServerProcess, free_port
+from tests.support.sipp import SCENARIOS, SippResult, run_sipp
+
+pytestmark = pytest.mark.integration
+
+
+def _b_leg(server: ServerProcess) -> tuple[str, str, str] | None:
+    path = server.data_dir / "calls.sqlite"
+    if not path.exists():
+        return None
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(call_legs)")]
+        rows = [dict(zip(columns, row, strict=True))
+                for row in conn.execute("SELECT * FROM call_legs")]
+    for row in rows:
+        if row.get("side") == "b":
+            return row["call_id"], row["local_tag"], row["remote_tag"]
+    return None
+
+
+def test_a_third_phone_picks_up_the_callee_side(own_server: ServerProcess,
+                                                tmp_path: Path) -> None:
+    own_server.start()
+    port = own_server.udp_port
+    alice, bob = start_phones([
+        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
+        for u in ("1001", "1002")])
+    try:
+        assert alice.register() == 200 and bob.register() == 200
+        call = alice.call(f"sip:1002@127.0.0.1:{port}")
+        at_bob = bob.wait_event("incoming_call", 10)["call"]
+        bob.answer(at_bob, 200)
+        alice.wait_call_state(call, "CONFIRMED", 10)
+        deadline = time.monotonic() + 10
+        while (leg := _b_leg(own_server)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert leg is not None
+        call_id, our_tag, bobs_tag = leg
+        # 1004 (MD5 only, as sipp needs) replaces Bob's dialog with us.
+        results: list[SippResult] = []
+        sipp = threading.Thread(target=lambda: results.append(run_sipp(
+            [f"127.0.0.1:{port}", "-sf", str(SCENARIOS / "invite_replaces.xml"),
+             "-s", "1002", "-key", "caller", "1004",
+             "-key", "replaces", f"{call_id};to-tag={our_tag};from-tag={bobs_tag}",
+             "-au", "1004", "-ap", "1004pass", "-auth_uri", f"1002@127.0.0.1:{port}",
+             "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1",
+             "-mp", str(free_port()), "-m", "1", "-timeout", "30"], tmp_path)), daemon=True)
+        sipp.start()
+        bob.wait_call_state(at_bob, "DISCONNECTED", 10)  # replaced: BYE
+        alice.wait_call_state(call, "DISCONNECTED", 15)  # sipp hangs up after a second
+        sipp.join(30)
+        [result] = results
+        assert result.successful == 1 and result.failed == 0, result.output
+        [record] = read_cdrs(own_server.data_dir / "cdr.sqlite")
+        assert record.caller == "1001" and record.callee == "user/1004"
+        assert record.hangup_side.value == "callee"
+    finally:
+        alice.close()
+        bob.close()
