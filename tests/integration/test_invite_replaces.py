@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.cdr import read_cdrs
+from tests.support.cdrs import wait_for_cdrs
 from tests.support.phone import start_phones
 from tests.support.server import ServerProcess, free_port
 from tests.support.sipp import SCENARIOS, SippResult, run_sipp
@@ -64,7 +64,7 @@ def test_a_third_phone_picks_up_the_callee_side(own_server: ServerProcess,
         sipp.join(30)
         [result] = results
         assert result.successful == 1 and result.failed == 0, result.output
-        [record] = read_cdrs(own_server.data_dir / "cdr.sqlite")
+        [record] = wait_for_cdrs(own_server.data_dir)
         assert record.caller == "1001" and record.callee == "user/1004"
         assert record.hangup_side.value == "callee"
     finally:

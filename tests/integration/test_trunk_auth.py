@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.cdr import Disposition, read_cdrs
+from softswitch.cdr import Disposition
+from tests.support.cdrs import wait_for_cdrs
 from tests.support.phone import Phone
 from tests.support.server import ServerProcess, free_port
 from tests.support.sipp import SCENARIOS, require_sipp
@@ -43,6 +44,6 @@ def test_provider_challenge_is_answered_with_the_trunk_credentials(
             uas.kill()
     # The dialplan normalised the number to E.164 before it went out.
     assert "dialled INVITE sip:+12125551234@" in log.read_text()
-    [record] = read_cdrs(own_server.data_dir / "cdr.sqlite")
+    [record] = wait_for_cdrs(own_server.data_dir)
     assert record.disposition is Disposition.ANSWERED and record.trunk == "provider"
     assert record.b_leg_codes[-1] == 200

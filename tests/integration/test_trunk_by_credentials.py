@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from softswitch.cdr import read_cdrs
+from tests.support.cdrs import wait_for_cdrs
 from tests.support.phone import Phone
 from tests.support.server import ServerProcess, free_port
 from tests.support.sipp import SCENARIOS, run_sipp
@@ -52,7 +53,7 @@ def test_inbound_call_from_a_trunk_that_authenticates(own_server: ServerProcess,
         sipp.join(30)
     [result] = results
     assert result.successful == 1 and result.failed == 0, result.output
-    [record] = read_cdrs(own_server.data_dir / "cdr.sqlite")
+    [record] = wait_for_cdrs(own_server.data_dir)
     assert record.trunk == "provider" and record.context == "from-provider"
     assert record.callee == "user/1001" and record.caller == "+12125550000"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.cdr import read_cdrs
+from tests.support.cdrs import wait_for_cdrs
 from tests.support.phone import Phone
 from tests.support.server import ROOT, ServerProcess, free_port
 from tests.support.sipp import SCENARIOS, require_sipp
@@ -67,5 +67,5 @@ def test_outbound_call_to_a_trunk_found_by_srv(own_server: ServerProcess, tmp_pa
                 process.kill()
     text = messages.read_text(errors="replace")
     assert "INVITE sip:+12125551234@provider.test SIP/2.0" in text, text[:2000]
-    [record] = read_cdrs(own_server.data_dir / "cdr.sqlite")
+    [record] = wait_for_cdrs(own_server.data_dir)
     assert record.trunk == "provider" and record.callee == "trunk/provider/+12125551234"
