@@ -54,6 +54,7 @@ from softswitch.b2bua.reliable import ReliableProvisionals
 from softswitch.b2bua.session_timer import (
     Refresher,
     SessionTimer,
+    min_se_of,
     negotiate_as_uac,
     negotiate_as_uas,
     supports_timer,
@@ -621,7 +622,34 @@ class B2BUA:
             return
         if status == 503 and self._fail_over(call, leg):
             return
+        if status == 422 and self._raise_session_expires(call, leg, response):
+            return
         self._b_failed(call, leg, status, response.reason)
+
+    def _raise_session_expires(self, call: Call, leg: BLeg, response: Response) -> bool:
+        """422: send the INVITE again with the callee's Min-SE (RFC 4028 6)."""
+        try:
+            wanted = min_se_of(response)
+        except MessageError:
+            return False
+        if wanted is None or leg.invite is None or leg.cancelled or leg.session_retries >= 1:
+            return False
+        leg.session_retries += 1
+        leg.invite = self._resend(leg.invite)
+        leg.invite.set("Session-Expires", f"{wanted};refresher=uac")
+        leg.invite.set("Min-SE", str(wanted))
+        leg.got_provisional = False
+        leg.tx = self._send_invite(call, leg)
+        return True
+
+    def _resend(self, old: Request) -> Request:
+        """A copy of an INVITE to send again: a new branch and the next CSeq."""
+        invite = Request("INVITE", old.uri, [list(h) for h in old.headers], old.body)
+        via = old.top_via
+        invite.set("Via", str(Via(via.transport, via.host, via.port,
+                                  {**via.params, "branch": new_branch()})))
+        invite.set("CSeq", f"{old.cseq.seq + 1} INVITE")
+        return invite
 
     def _authenticate(self, call: Call, leg: BLeg, response: Response) -> bool:
         """Send the INVITE again with the trunk's credentials (RFC 3261 22.2)."""
@@ -633,12 +661,7 @@ class B2BUA:
         if found is None:
             return False
         challenge, proxy = found
-        old = leg.invite
-        invite = Request("INVITE", old.uri, [list(h) for h in old.headers], old.body)
-        via = old.top_via
-        invite.set("Via", str(Via(via.transport, via.host, via.port,
-                                  {**via.params, "branch": new_branch()})))
-        invite.set("CSeq", f"{old.cseq.seq + 1} INVITE")
+        invite = self._resend(leg.invite)
         invite.add("Proxy-Authorization" if proxy else "Authorization",
                    authorization(challenge, "INVITE", str(invite.uri), trunk.username,
                                  trunk.password, cnonce=new_tag()))

@@ -85,6 +85,7 @@ class BLeg:
     cancel_reason: Any = None
     trunk: str | None = None  # the trunk it goes out on, whose credentials answer a 401/407
     auth_tries: int = 0
+    session_retries: int = 0  # INVITEs sent again after a 422 (RFC 4028 6)
     alternates: list[Peer] = field(default_factory=list)  # RFC 3263 targets left to try
 
 

@@ -1,0 +1,69 @@
+"""Session timers (RFC 4028) between real phones: refreshes, and a dead peer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from softswitch.cdr import Disposition
+from tests.support.cdrs import wait_for_cdrs
+from tests.support.phone import start_phones
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+
+def _sent_updates(server: ServerProcess) -> int:
+    count = 0
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == "sip_out" and event.get("method") == "UPDATE" \
+                    and "status" not in event:
+                count += 1
+    return count
+
+
+def test_calls_are_refreshed_and_a_dead_callee_ends_its_call(own_server: ServerProcess,
+                                                             tmp_path: Path) -> None:
+    # The shortest interval RFC 4028 allows (90 s: we refresh the B-legs every
+    # 45 s) and a short T1, so that an unanswered refresh fails in 6.4 s.
+    own_server.extra_config = "sip:\n  t1: 0.1\n  session_expires: 90\n  min_se: 90\n"
+    own_server.start()
+    port = own_server.udp_port
+    alice, bob, carol, dave = start_phones([
+        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
+        for u in ("1001", "1002", "1003", "1004")])
+    try:
+        for phone in (alice, bob, carol, dave):
+            assert phone.register() == 200
+        healthy = alice.call(f"sip:1002@127.0.0.1:{port}")
+        at_bob = bob.wait_event("incoming_call", 10)["call"]
+        bob.answer(at_bob, 200)
+        doomed = carol.call(f"sip:1004@127.0.0.1:{port}")
+        at_dave = dave.wait_event("incoming_call", 10)["call"]
+        dave.answer(at_dave, 200)
+        alice.wait_call_state(healthy, "CONFIRMED", 10)
+        carol.wait_call_state(doomed, "CONFIRMED", 10)
+        dave.kill()  # a phone that loses power: it answers nothing any more
+
+        # Within 45 s + Timer F the dead callee's call ends; the other goes on.
+        carol.wait_call_state(doomed, "DISCONNECTED", 70)
+        assert _sent_updates(own_server) >= 2  # a refresh to each callee
+        time.sleep(0.5)  # let a wrong BYE to the healthy call show up, if any
+        assert not [e for e in alice.events_named("call_state")
+                    if e["call"] == healthy and e["state"] == "DISCONNECTED"]
+        alice.hangup(healthy)
+        bob.wait_call_state(at_bob, "DISCONNECTED", 10)
+        records = wait_for_cdrs(own_server.data_dir, 2)
+        by_caller = {r.caller: r for r in records}
+        assert by_caller["1003"].hangup_side.value == "system"
+        assert "answer" in by_caller["1003"].hangup_cause  # "peer does not answer"
+        assert by_caller["1001"].hangup_side.value == "caller"
+        assert all(r.disposition is Disposition.ANSWERED for r in records)
+    finally:
+        for phone in (alice, bob, carol, dave):
+            phone.close()
