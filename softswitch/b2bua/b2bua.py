@@ -15,7 +15,6 @@ glare), requests outside a known dialog get 481. Each call ends with a CDR.
 from __future__ import annotations
 
 import collections
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,25 +43,25 @@ from softswitch.b2bua.call import ALeg, BLeg, Call, CallState, Disposition
 from softswitch.b2bua.dialing import (
     ALLOW,
     Destination,
+    LocalAddress,
     Resolution,
     TargetResolver,
     build_invite,
     contact_of,
 )
 from softswitch.b2bua.media import DirectMedia, MediaSeam
+from softswitch.b2bua.records import dialog_from_state
+from softswitch.b2bua.refresh import SessionRefresh
+from softswitch.b2bua.relay import DialogRelay
 from softswitch.b2bua.reliable import ReliableProvisionals
+from softswitch.b2bua.replaces import DialogReplacement
 from softswitch.b2bua.session_timer import (
-    Refresher,
-    SessionTimer,
     min_se_of,
-    negotiate_as_uac,
     negotiate_as_uas,
-    supports_timer,
 )
-from softswitch.b2bua.transfer import BlindTransfer, find_replaced
-from softswitch.callstate import CallRecord, LegState
+from softswitch.b2bua.trunks import trunk_by_address, trunk_by_credentials
+from softswitch.callstate import CallRecord
 from softswitch.config import TrunkSettings
-from softswitch.directory import Account, Domain
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar
 from softswitch.sip.dialog import (
@@ -77,11 +76,10 @@ from softswitch.sip.dialog import (
     requires_100rel,
     supports_100rel,
 )
-from softswitch.sip.digest import authorization, first_challenge, parse_credentials
+from softswitch.sip.digest import authorization, first_challenge
 from softswitch.sip.errors import MessageError
-from softswitch.sip.headers import NameAddr, Via
+from softswitch.sip.headers import Via
 from softswitch.sip.message import (
-    Message,
     Request,
     Response,
     make_response,
@@ -90,15 +88,11 @@ from softswitch.sip.message import (
 )
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ServerTransaction, TimerSettings, make_cancel
-from softswitch.sip.uri import SipURI, parse_uri
+from softswitch.sip.uri import SipURI
 from softswitch.transport.dns import DnsLocator
-
-LocalAddress = Callable[[Peer], tuple[str, int]]
 
 BUSY_CODES = frozenset({486, 600})
 NO_ANSWER_CODES = frozenset({408, 480, 487})
-# Bodies of these INFO and UPDATE requests travel with their type.
-_RELAYED_HEADERS = ("content-type", "content-disposition", "info-package", "event")
 
 
 @dataclass(slots=True, eq=False)
@@ -110,20 +104,6 @@ class DialAttempt:
     timer: Any = None
     finished: bool = False
     timed_out: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class Relay:
-    """A re-INVITE/UPDATE/INFO relayed from one leg to the other."""
-
-    tx: ServerTransaction
-    request: Request
-    origin: Dialog
-    target: Dialog
-    held_2xx: Response | None = None  # a 2xx to a re-INVITE waiting for the ACK
-    sent: Request | None = None  # the request as relayed to the target
-    retransmit: Retransmission | None = None  # of our 2xx, until the ACK
-    acked: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -167,9 +147,10 @@ class B2BUA:
         self.calls: dict[str, Call] = {}  # by uuid
         self._by_dialog: dict[tuple[str, str, str], Call] = {}
         self._by_invite_tx: dict[int, Call] = {}
-        self._relays: dict[tuple[str, str, str], Relay] = {}  # by origin dialog id
         self._attempts: dict[int, DialAttempt] = {}  # id(BLeg) -> attempt
-        self._detached: dict[tuple[str, str, str], Dialog] = {}  # transferred-away dialogs
+        self.relay = DialogRelay(self)
+        self.sessions = SessionRefresh(self)
+        self.replacing = DialogReplacement(self)
         self._awaiting_ack: dict[tuple[str, str, str], Retransmission] = {}
         self.log = get_logger("softswitch.b2bua")
 
@@ -184,7 +165,7 @@ class B2BUA:
         def on_options(tx: ServerTransaction, request: Request) -> None:
             # In a dialog OPTIONS is the other party's business: relay it.
             if request.to_tag is not None:
-                self._in_dialog(tx, request)
+                self.relay.handle(tx, request)
             elif options is not None:
                 options(tx, request)
 
@@ -196,40 +177,15 @@ class B2BUA:
 
     def on_request(self, tx: ServerTransaction, request: Request) -> None:
         if request.to_tag is not None:
-            self._in_dialog(tx, request)
+            self.relay.handle(tx, request)
         elif request.method == "INVITE":
             self._new_call(tx, request)
         else:
             tx.respond(make_response(request, 481, to_tag=new_tag()))
 
-    def _trunk_for(self, source: Peer) -> TrunkSettings | None:
-        """The trunk whose ACL admits `source`, if any."""
-        for trunk in self.trunks:
-            for entry in trunk.acl or [trunk.host]:
-                if acl_admits(entry, source):
-                    return trunk
-        return None
-
-    def _trunk_by_credentials(self, request: Request,
-                              domain: Domain) -> tuple[TrunkSettings, Account] | None:
-        """The trunk whose username the request's credentials claim, as an account.
-
-        The digest is then checked against the trunk's password, in our realm.
-        """
-        for value in request.get_all("authorization"):
-            if not value[:6].lower().startswith("digest"):
-                continue
-            username = parse_credentials(value).username
-            for trunk in self.trunks:
-                if trunk.username == username and trunk.password:
-                    return trunk, Account(user=username, domain=domain.name,
-                                          algorithms=domain.algorithms,
-                                          password=trunk.password)
-        return None
-
     def _new_call(self, tx: ServerTransaction, request: Request) -> None:
         now = self.clock.seconds()
-        trunk = self._trunk_for(tx.source)
+        trunk = trunk_by_address(self.trunks, tx.source)
         from_uri = request.from_addr.uri
         dest = request.uri.user if isinstance(request.uri, SipURI) else None
         if dest is None:
@@ -256,7 +212,7 @@ class B2BUA:
                 return
             account = domain_obj.accounts.get(unquote(from_uri.user))
             by_credentials = None if account is not None \
-                else self._trunk_by_credentials(request, domain_obj)
+                else trunk_by_credentials(self.trunks, request, domain_obj)
             checked = account if by_credentials is None else by_credentials[1]
             result = self.registrar.auth.check(request, checked, domain_obj, now)
             if result.outcome is not Outcome.OK:
@@ -279,7 +235,7 @@ class B2BUA:
                                            domain_obj.name)
         replaces = request.get("replaces")
         if replaces is not None:
-            self._replace(tx, request, replaces, caller)
+            self.replacing.replace(tx, request, replaces, caller)
             return
         negotiation = negotiate_as_uas(request, self.session_expires, self.min_se)
         if isinstance(negotiation, int):
@@ -312,93 +268,6 @@ class B2BUA:
                       actions=len(decision.actions), matched=decision.matched)
         call.queue = collections.deque(decision.actions)
         self._run(call)
-
-    # -- INVITE with Replaces (RFC 3891) ---------------------------------------------------
-
-    def _replace(self, tx: ServerTransaction, request: Request, replaces: str,
-                 caller: str) -> None:
-        """A new party takes the place of one side of an established call.
-
-        Its INVITE names that side's dialog with us (call pickup, or the end
-        of an attended transfer done by the phones). Its offer goes to the
-        party that stays, in a re-INVITE, and the answer comes back in our
-        200; the replaced party gets a BYE.
-        """
-        replaced = find_replaced(self, unquote(replaces))
-        call = self._by_dialog.get(replaced.id) if replaced is not None else None
-        stays = call.other_dialog(replaced) if call is not None and replaced is not None else None
-        if replaced is None or call is None or stays is None \
-                or call.state is not CallState.CONFIRMED or stays.peer is None:
-            tx.respond(make_response(request, 481, "Replaced dialog not found",
-                                     to_tag=new_tag()))
-            return
-        if not request.body:
-            tx.respond(make_response(request, 488, "An offer is needed to replace a dialog",
-                                     to_tag=new_tag()))
-            return
-        tx.respond(make_response(request, 100))
-        via_host, via_port = self.local_address(stays.peer)
-        side = "a" if stays is call.a.dialog else "b"
-        content_type = request.get("content-type")
-        offer = self.media.offer(call.uuid, "new", side, request.body, content_type)
-        reinvite = stays.create_request("INVITE", via_host=via_host, via_port=via_port,
-                                        body=offer, content_type=content_type)
-        call.sdp_to[side] = offer
-        peer = stays.peer
-
-        def answered(response: Response) -> None:
-            if response.status < 200:
-                return
-            if response.status >= 300:
-                tx.respond(make_response(request, response.status, response.reason,
-                                         to_tag=new_tag()))
-                return
-            stays.receive_response(response)
-            ack_host, ack_port = self.local_address(peer)
-            self.core.send(stays.create_ack(reinvite, response, via_host=ack_host,
-                                            via_port=ack_port), peer)
-            self._replaced(call, replaced, stays, tx, request, response, caller)
-
-        self.core.transactions.send_request(
-            reinvite, peer, on_response=answered,
-            on_timeout=lambda: tx.respond(make_response(request, 408, to_tag=new_tag())))
-
-    def _replaced(self, call: Call, replaced: Dialog, stays: Dialog, tx: ServerTransaction,
-                  request: Request, answer: Response, caller: str) -> None:
-        local_host, local_port = self.local_address(tx.source)
-        new = Dialog.from_uas(request, new_tag(), contact_of(local_host, local_port,
-                                                             tx.source.transport),
-                              peer=tx.source)
-        ok = make_response(request, 200, to_tag=new.local_tag)
-        ok.add("Contact", str(new.local_contact))
-        ok.add("Allow", ALLOW)
-        side = "a" if replaced is call.a.dialog else "b"
-        body = self.media.answer(call.uuid, "b" if side == "a" else "a", "new", answer.body,
-                                 answer.get("content-type"))
-        ok.set_body(body, answer.get("content-type"))
-        new.sent_response(ok)
-        self._bye(replaced, Reason("SIP", 200, "Call replaced"))
-        self.dialogs.remove(replaced)
-        self._by_dialog.pop(replaced.id, None)
-        self.dialogs.add(new)
-        self._by_dialog[new.id] = call
-        if side == "a":
-            call.a.dialog = new
-        else:
-            leg = BLeg(None, tx.source, f"user/{caller}", dialog=new, final_status=200)
-            call.b_legs.append(leg)
-            call.winner = leg
-            call.callee = leg.target
-        call.sdp_to[side] = body
-        timer = call.session_timers.pop(side, None)
-        if timer is not None:
-            timer.stop()
-        tx.respond(ok)
-        self._awaiting_ack[new.id] = self._retransmit_2xx(
-            tx, ok, lambda: self._hangup(call, "system", "no ACK after Replaces"))
-        self.log.info("dialog_replaced", call=call.uuid, by=caller)
-        if self.on_call_confirmed is not None:
-            self.on_call_confirmed(call)
 
     # -- running the actions --------------------------------------------------------------
 
@@ -908,12 +777,12 @@ class B2BUA:
         call = self._by_dialog.get(dialog.id)
         if call is None:
             return
-        relay = self._relays.get(dialog.id)
+        relay = self.relay.relays.get(dialog.id)
         if relay is not None and relay.held_2xx is not None \
                 and request.cseq.seq == relay.request.cseq.seq:
             if relay.retransmit is not None:
                 relay.retransmit.stop()
-            self._relay_ack(call, relay, request)
+            self.relay.relay_ack(call, relay, request)
             return
         if call.state is CallState.ANSWERED and dialog is call.a.dialog:
             if call.a.retransmit is not None:
@@ -925,86 +794,12 @@ class B2BUA:
                 body = self.media.answer(call.uuid, "a", leg.target, request.body,
                                          request.get("content-type")) if request.body else b""
                 self._ack(leg, leg.dialog, leg.answer_2xx, body, request.get("content-type"))
-            self._start_session_timers(call)
+            self.sessions.start(call)
             if self.max_duration > 0:
                 call.timers.append(self.clock.callLater(
                     self.max_duration, self._hangup, call, "system", "maximum call duration"))
             if self.on_call_confirmed is not None:
                 self.on_call_confirmed(call)
-
-    # -- session timers (RFC 4028) --------------------------------------------------------
-
-    def _start_session_timers(self, call: Call) -> None:
-        a, leg = call.a, call.winner
-        if call.a_session is not None and a.dialog is not None:
-            call.session_timers["a"] = SessionTimer(
-                self.clock, call.a_session.expires.interval, call.a_session.refresher,
-                lambda: self._refresh(call, "a"),
-                lambda: self._hangup(call, "system", "session timer expired (caller)"))
-        if leg is not None and leg.dialog is not None and leg.answer_2xx is not None:
-            agreed = negotiate_as_uac(leg.answer_2xx)
-            if agreed is not None:
-                call.session_timers["b"] = SessionTimer(
-                    self.clock, agreed[0], agreed[1], lambda: self._refresh(call, "b"),
-                    lambda: self._hangup(call, "system", "session timer expired (callee)"))
-
-    def _side_dialog(self, call: Call, side: str) -> tuple[Dialog | None, Message | None]:
-        """A side's dialog, and the message that says what its peer allows."""
-        if side == "a":
-            return call.a.dialog, call.a.initial
-        leg = call.winner
-        return (leg.dialog, leg.answer_2xx) if leg is not None else (None, None)
-
-    def _refresh(self, call: Call, side: str) -> None:
-        """Refresh one leg's session: UPDATE if the peer allows it, else re-INVITE."""
-        timer = call.session_timers.get(side)
-        dialog, allows = self._side_dialog(call, side)
-        if timer is None or dialog is None or dialog.peer is None \
-                or call.state is not CallState.CONFIRMED:
-            return
-        if dialog.id in self._relays or (call.other_dialog(dialog) is not None
-                                         and call.other_dialog(dialog).id in self._relays):  # type: ignore[union-attr]
-            timer.start()  # an offer is crossing: the relayed one refreshes the session
-            return
-        allowed = {m.strip().upper() for m in allows.values("allow")} if allows else set()
-        role = "uas" if side == "a" else "uac"
-        headers = [("Session-Expires", f"{timer.interval};refresher={role}"),
-                   ("Supported", "timer")]
-        via_host, via_port = self.local_address(dialog.peer)
-        if "UPDATE" in allowed:
-            request = dialog.create_request("UPDATE", via_host=via_host, via_port=via_port,
-                                            extra_headers=headers)
-        elif side in call.sdp_to:
-            request = dialog.create_request("INVITE", via_host=via_host, via_port=via_port,
-                                            body=call.sdp_to[side],
-                                            content_type="application/sdp",
-                                            extra_headers=headers)
-        else:
-            timer.stop()  # nothing to refresh with: the peer keeps the session
-            return
-        peer = dialog.peer
-
-        def answered(response: Response) -> None:
-            if response.status < 200:
-                return
-            if request.method == "INVITE" and 200 <= response.status < 300:
-                dialog.receive_response(response)
-                ack_host, ack_port = self.local_address(peer)
-                self.core.send(dialog.create_ack(request, response, via_host=ack_host,
-                                                 via_port=ack_port), peer)
-            if response.status < 300:
-                timer.start()
-            elif response.status in (408, 481):
-                self._hangup(call, "system", f"session refresh got {response.status}")
-            elif response.status == 491:
-                call.timers.append(self.clock.callLater(2.0, self._refresh, call, side))
-            else:
-                timer.stop()  # the peer refuses refreshes: it keeps the session itself
-
-        self.core.transactions.send_request(
-            request, peer, on_response=answered,
-            on_timeout=lambda: self._hangup(call, "system", "peer does not answer"),
-            on_transport_error=lambda: self._hangup(call, "system", "peer unreachable"))
 
     def on_stray_response(self, response: Response, source: Peer) -> None:
         """A 2xx retransmission after its transaction ended: ACK it again."""
@@ -1019,169 +814,6 @@ class B2BUA:
 
     # -- in-dialog requests -----------------------------------------------------------------
 
-    def detach(self, dialog: Dialog, call: Call) -> None:
-        """Take a dialog out of its call (transferred away): it may still BYE."""
-        self._by_dialog.pop(dialog.id, None)
-        self._detached[dialog.id] = dialog
-        # The transferor should hang up itself (RFC 5589 6); if it does not,
-        # we end its dialog after a while.
-        call.timers.append(self.clock.callLater(32.0, self._end_detached, dialog))
-
-    def _end_detached(self, dialog: Dialog) -> None:
-        if self._detached.pop(dialog.id, None) is not None:
-            self._bye(dialog)
-            self.dialogs.remove(dialog)
-
-    def _in_dialog(self, tx: ServerTransaction, request: Request) -> None:
-        dialog = self.dialogs.find(request)
-        if dialog is not None and dialog.id in self._detached:
-            if request.method == "BYE":
-                tx.respond(make_response(request, 200))
-                dialog.terminate()
-                self._detached.pop(dialog.id, None)
-                self.dialogs.remove(dialog)
-            else:
-                tx.respond(make_response(request, 481))
-            return
-        call = self._by_dialog.get(dialog.id) if dialog is not None else None
-        if dialog is None or call is None:
-            tx.respond(make_response(request, 481))
-            return
-        verdict = dialog.receive_request(request)
-        if not verdict.accepted:
-            tx.respond(make_response(request, verdict.status or 500, verdict.reason))
-            return
-        if request.method == "BYE":
-            tx.respond(make_response(request, 200))
-            dialog.terminate()
-            self._hangup(call, call.side_of(dialog), "BYE")
-            return
-        if request.method == "PRACK":
-            self._prack(call, tx, request)
-            return
-        other = call.other_dialog(dialog)
-        if other is None or call.state is CallState.ENDED:
-            tx.respond(make_response(request, 481))
-            return
-        if request.method == "REFER":
-            BlindTransfer.handle_refer(self, call, tx, request, dialog, other)
-            return
-        if request.method in ("INVITE", "UPDATE") and (
-                dialog.id in self._relays or other.id in self._relays):
-            # RFC 3261 14.2 / RFC 3311 5.2: an offer crosses one in progress.
-            response = make_response(request, 491)
-            tx.respond(response)
-            return
-        if request.method in ("INVITE", "UPDATE"):
-            timer = call.session_timers.get("a" if dialog is call.a.dialog else "b")
-            if timer is not None:
-                timer.start()
-        self._relay_request(call, tx, request, dialog, other)
-
-    def _prack(self, call: Call, tx: ServerTransaction, request: Request) -> None:
-        """The caller acknowledges a reliable provisional (RFC 3262 3)."""
-        value = request.get("rack")
-        rack = RAck.parse(value) if value is not None else None
-        if rack is not None and call.reliable is not None and call.reliable.prack(rack):
-            tx.respond(make_response(request, 200))
-        else:
-            tx.respond(make_response(request, 481, "No matching reliable provisional"))
-
-    def _relay_request(self, call: Call, tx: ServerTransaction, request: Request,
-                       origin: Dialog, target: Dialog) -> None:
-        assert target.peer is not None
-        via_host, via_port = self.local_address(target.peer)
-        content_type = request.get("content-type")
-        body = request.body
-        if body and request.method in ("INVITE", "UPDATE"):
-            body = self.media.offer(call.uuid, call.side_of(origin), call.side_of(target), body,
-                                    content_type)
-        extra = [(name, value) for name, value in request.headers
-                 if name.lower() in _RELAYED_HEADERS and name.lower() != "content-type"]
-        timer = call.session_timers.get("a" if target is call.a.dialog else "b")
-        if timer is not None and request.method in ("INVITE", "UPDATE"):
-            # Keep the target leg's own session timer (RFC 4028 7.4, 9).
-            us = "uas" if target is call.a.dialog else "uac"
-            them = "uac" if us == "uas" else "uas"
-            who = us if timer.refresher is Refresher.US else them
-            extra += [("Session-Expires", f"{timer.interval};refresher={who}"),
-                      ("Supported", "timer")]
-        if body:
-            call.sdp_to["a" if target is call.a.dialog else "b"] = body
-        relayed = target.create_request(request.method, via_host=via_host, via_port=via_port,
-                                        body=body, content_type=content_type if body else None,
-                                        extra_headers=extra)
-        relay = Relay(tx, request, origin, target)
-        if request.method in ("INVITE", "UPDATE"):
-            self._relays[origin.id] = relay
-        relay.sent = relayed
-        self.core.transactions.send_request(
-            relayed, target.peer,
-            on_response=lambda r: self._relay_response(call, relay, r))
-
-    def _relay_response(self, call: Call, relay: Relay, response: Response) -> None:
-        status = response.status
-        if status == 100:
-            return
-        request = relay.request
-        if status >= 200:
-            relay.target.receive_response(response)
-        if 200 <= status < 300 and request.method in ("INVITE", "UPDATE"):
-            timer = call.session_timers.get("a" if relay.target is call.a.dialog else "b")
-            if timer is not None:
-                timer.start()
-        relayed = make_response(request, status, response.reason)
-        content_type = response.get("content-type")
-        if request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
-            relayed.add("Contact", str(relay.origin.local_contact))
-            session_expires = request.get("session-expires")
-            if session_expires is not None:
-                # RFC 4028 9: the UAS copies the interval it accepts.
-                relayed.add("Session-Expires", session_expires)
-                if supports_timer(request):
-                    relayed.add("Require", "timer")
-        if response.body:
-            body = self.media.answer(call.uuid, call.side_of(relay.target),
-                                     call.side_of(relay.origin), response.body, content_type)
-            relayed.set_body(body, content_type)
-            call.sdp_to["a" if relay.origin is call.a.dialog else "b"] = body
-        if status >= 200:
-            relay.origin.sent_response(relayed)
-        relay.tx.respond(relayed)
-        if request.method == "INVITE" and 200 <= status < 300:
-            relay.held_2xx = response
-            relay.retransmit = self._retransmit_2xx(
-                relay.tx, relayed, lambda: self._hangup(call, "system", "no ACK to re-INVITE"))
-            if request.body:
-                self._relay_ack(call, relay, None)
-            return
-        if status >= 200:
-            self._relays.pop(relay.origin.id, None)
-
-    def _relay_ack(self, call: Call, relay: Relay, ack: Request | None) -> None:
-        """ACK the far side's 2xx to a relayed re-INVITE (with the answer, if late offer)."""
-        assert relay.held_2xx is not None and relay.target.peer is not None
-        assert relay.sent is not None
-        if relay.acked:
-            if ack is not None:
-                self._relays.pop(relay.origin.id, None)
-            return
-        relay.acked = True
-        via_host, via_port = self.local_address(relay.target.peer)
-        body, content_type = b"", None
-        if ack is not None and ack.body:
-            content_type = ack.get("content-type")
-            body = self.media.answer(call.uuid, call.side_of(relay.origin),
-                                     call.side_of(relay.target), ack.body, content_type)
-        out = relay.target.create_ack(relay.sent, relay.held_2xx,
-                                      via_host=via_host, via_port=via_port, body=body,
-                                      content_type=content_type)
-        self.core.send(out, relay.target.peer)
-        if ack is not None:
-            self._relays.pop(relay.origin.id, None)
-        # Otherwise (offer in the re-INVITE, ACKed at once) the relay stays
-        # until the originator's ACK stops our 2xx retransmissions.
-
     # -- calls that outlived a restart -------------------------------------------------
 
     def restore(self, record: CallRecord) -> Call | None:
@@ -1193,8 +825,8 @@ class B2BUA:
         save used numbers the store does not know.
         """
         try:
-            a_dialog = _dialog_from_state(record.a_leg, DialogRole.UAS, self.local_address)
-            b_dialog = _dialog_from_state(record.b_leg, DialogRole.UAC, self.local_address)
+            a_dialog = dialog_from_state(record.a_leg, DialogRole.UAS, self.local_address)
+            b_dialog = dialog_from_state(record.b_leg, DialogRole.UAC, self.local_address)
         except (MessageError, ValueError) as exc:
             self.log.error("call_restore_failed", call=record.uuid, error=str(exc))
             return None
@@ -1257,7 +889,7 @@ class B2BUA:
             if dialog is not None:
                 self.dialogs.remove(dialog)
                 self._by_dialog.pop(dialog.id, None)
-                self._relays.pop(dialog.id, None)
+                self.relay.relays.pop(dialog.id, None)
         for leg in call.b_legs:
             self._attempts.pop(id(leg), None)
         self._by_invite_tx.pop(id(call.a.server_tx), None)
@@ -1275,51 +907,6 @@ class B2BUA:
                       disposition=call.disposition.value)
         if self.on_call_end is not None:
             self.on_call_end(call)
-
-
-# Requests we sent after the last save of a call's state used CSeq numbers the
-# store never saw; a restored dialog starts this far above the saved one.
-_RESTORE_CSEQ_JUMP = 1000
-
-
-def _dialog_from_state(state: LegState, role: DialogRole, local: LocalAddress) -> Dialog:
-    peer = Peer(state.transport, state.host, state.port)
-    via_host, via_port = local(peer)
-    return Dialog(
-        role=role, call_id=state.call_id, local_tag=state.local_tag,
-        remote_tag=state.remote_tag, local_uri=NameAddr.parse(state.local_uri),
-        remote_uri=NameAddr.parse(state.remote_uri),
-        remote_target=parse_uri(state.remote_target),
-        local_contact=contact_of(via_host, via_port, state.transport),
-        route_set=[NameAddr.parse(r) for r in state.route_set],
-        local_cseq=state.local_cseq + _RESTORE_CSEQ_JUMP, peer=peer,
-        state=DialogState.CONFIRMED)
-
-
-def acl_admits(entry: str, source: Peer) -> bool:
-    """Whether an ACL entry admits `source`.
-
-    An entry is an address or network (`192.0.2.0/24`, `2001:db8::/32`),
-    optionally with a port (`192.0.2.7:5060`, `[2001:db8::7]:5060`) for
-    peers that share an address, as several services on one host do.
-    """
-    port: int | None = None
-    text = entry.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-        text = host
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        if port_text.isdigit():
-            text, port = host, int(port_text)
-    if port is not None and port != source.port:
-        return False
-    try:
-        return ipaddress.ip_address(source.host) in ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
 
 
 _REASONS = {486: "Busy Here", 480: "Temporarily Unavailable", 404: "Not Found",

@@ -11,7 +11,7 @@ less than the caller's (loop protection), Route from the binding's Path.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
@@ -26,6 +26,9 @@ from softswitch.sip.message import Request, new_branch, new_tag
 from softswitch.sip.peer import DEFAULT_PORTS, Peer
 from softswitch.sip.uri import SipURI, parse_sip_uri
 from softswitch.transport.dns import DnsLocator
+
+# Our address and port as a given peer should see them, for Via and Contact.
+LocalAddress = Callable[[Peer], tuple[str, int]]
 
 # What the B2BUA takes inside a dialog, for the Allow of its INVITEs and 2xx.
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, PRACK"

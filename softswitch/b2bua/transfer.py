@@ -228,7 +228,7 @@ class BlindTransfer:
                    transferee_2xx.get("content-type") if body else None)
         # Z takes X's place; X's dialog stays known only to answer its BYE.
         x, z = self.referrer, leg.dialog
-        b2bua.detach(x, call)
+        b2bua.relay.detach(x, call)
         b2bua.dialogs.add(z)
         b2bua._by_dialog[z.id] = call
         x_side = "a" if x is call.a.dialog else "b"
@@ -246,13 +246,13 @@ class BlindTransfer:
         agreed = negotiate_as_uac(answer)
         if agreed is not None:
             call.session_timers[x_side] = SessionTimer(
-                b2bua.clock, agreed[0], agreed[1], lambda: b2bua._refresh(call, x_side),
+                b2bua.clock, agreed[0], agreed[1], lambda: b2bua.sessions.refresh(call, x_side),
                 lambda: b2bua._hangup(call, "system", "session timer expired"))
         self.state = TransferState.DONE
         call.transfer = None
         # Once the referrer has heard of the success its part is over: end its
         # dialog, as a PBX hangs up the transferring channel (RFC 5589 6).
-        self._notify(200, "OK", final=True, then=lambda: b2bua._end_detached(x))
+        self._notify(200, "OK", final=True, then=lambda: b2bua.relay.end_detached(x))
         b2bua.log.info("transfer_done", call=call.uuid, target=leg.target)
         if b2bua.on_call_confirmed is not None:
             b2bua.on_call_confirmed(call)  # save the new dialog for restarts
@@ -373,7 +373,7 @@ class AttendedTransfer(BlindTransfer):
         # Z takes X's place here (its dialog stays in the table: only the
         # call it belongs to changes).
         x = self.referrer
-        b2bua.detach(x, call)
+        b2bua.relay.detach(x, call)
         b2bua._by_dialog[z.id] = call
         x_side = "a" if x is call.a.dialog else "b"
         if x_side == "a":
@@ -391,11 +391,11 @@ class AttendedTransfer(BlindTransfer):
             old_timer.stop()
             call.session_timers[x_side] = SessionTimer(
                 b2bua.clock, old_timer.interval, old_timer.refresher,
-                lambda: b2bua._refresh(call, x_side),
+                lambda: b2bua.sessions.refresh(call, x_side),
                 lambda: b2bua._hangup(call, "system", "session timer expired"))
         self.state = TransferState.DONE
         call.transfer = None
-        self._notify(200, "OK", final=True, then=lambda: b2bua._end_detached(x))
+        self._notify(200, "OK", final=True, then=lambda: b2bua.relay.end_detached(x))
         b2bua.log.info("attended_transfer_done", call=call.uuid, joined=other.uuid)
         if b2bua.on_call_confirmed is not None:
             b2bua.on_call_confirmed(call)
