@@ -3,10 +3,25 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Debian/Ubuntu packages are installed with sudo unless we are root.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system-deps test-deps
+
+# python3-venv is a separate package on Debian and Ubuntu.
+system-deps:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "installing python3-venv"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+
+# The integration tests drive the server with sipp (Debian: sip-tester).
+test-deps: system-deps
+	@command -v sipp >/dev/null 2>&1 || { \
+		echo "installing sipp (sip-tester)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester; }
 
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -15,7 +30,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/softswitch run --config conf/softswitch.yaml --data-dir data
 
-test: $(STAMP)
+test: test-deps $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(STAMP)
