@@ -67,3 +67,29 @@ def test_calls_are_refreshed_and_a_dead_callee_ends_its_call(own_server: ServerP
     finally:
         for phone in (alice, bob, carol, dave):
             phone.close()
+
+
+def test_calls_end_at_the_maximum_duration(own_server: ServerProcess, tmp_path: Path) -> None:
+    own_server.extra_config = "max_call_duration: 2\n"
+    own_server.start()
+    port = own_server.udp_port
+    alice, bob = start_phones([
+        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
+        for u in ("1001", "1002")])
+    try:
+        assert alice.register() == 200 and bob.register() == 200
+        call = alice.call(f"sip:1002@127.0.0.1:{port}")
+        at_bob = bob.wait_event("incoming_call", 10)["call"]
+        bob.answer(at_bob, 200)
+        alice.wait_call_state(call, "CONFIRMED", 10)
+        start = time.monotonic()
+        alice.wait_call_state(call, "DISCONNECTED", 10)
+        bob.wait_call_state(at_bob, "DISCONNECTED", 10)
+        assert 1.0 < time.monotonic() - start < 5
+        [record] = wait_for_cdrs(own_server.data_dir)
+        assert record.hangup_side.value == "system"
+        assert record.hangup_cause == "maximum call duration"
+        assert 1.5 < record.billsec < 4
+    finally:
+        alice.close()
+        bob.close()
