@@ -402,3 +402,28 @@ def test_call_between_phones_registered_over_tcp(pbx: ServerProcess, tmp_path: P
     finally:
         a.close()
         b.close()
+
+
+def test_call_between_phones_registered_over_tls(pbx: ServerProcess, tmp_path: Path) -> None:
+    """SIP over TLS on both legs; the B-leg goes back over the phone's own connection."""
+    tls = dict(transport="tls", tls_cert=pbx.workdir / "cert.pem",
+               tls_key=pbx.workdir / "key.pem")
+    a, b = start_phones([
+        dict(user=u, password=f"{u}pass", server_port=pbx.tls_port, log_dir=tmp_path, **tls)
+        for u in ("1001", "1002")])
+    try:
+        assert a.register() == 200 and b.register() == 200
+        before = len(cdrs(pbx))
+        call = a.call(f"sip:1002@127.0.0.1:{pbx.tls_port};transport=tls")
+        incoming = b.wait_event("incoming_call", 10)
+        b.answer(incoming["call"], 200)
+        a.wait_call_state(call, "CONFIRMED", 10)
+        wait_for(lambda: b.stats(incoming["call"])["rx_packets"] > 10, 10, "RTP at the callee")
+        a.hangup(call)
+        b.wait_call_state(incoming["call"], "DISCONNECTED", 10)
+        record = new_cdr(pbx, before)
+        assert record.disposition is Disposition.ANSWERED
+        assert a.unregister() == 200 and b.unregister() == 200
+    finally:
+        a.close()
+        b.close()

@@ -52,7 +52,8 @@ class Phone:
     def start(cls, user: str, password: str, server_port: int, transport: str = "udp",
               instance: str | None = None, *, domain: str = "pbx.example.com",
               expires: int = 300, log_dir: Path | None = None, wait: bool = True,
-              timeout: float = 15.0) -> Phone:
+              timeout: float = 15.0, tls_cert: Path | None = None,
+              tls_key: Path | None = None) -> Phone:
         """Spawn a phone for `user`; with `wait`, return once it is ready.
 
         `domain` is the host of the account's URI (`sip:user@domain`);
@@ -73,6 +74,8 @@ class Phone:
                "--log", str(pjsua_log_path)]
         if instance is not None:
             cmd += ["--instance", instance]
+        if tls_cert is not None and tls_key is not None:
+            cmd += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
         with log_path.open("ab") as stderr:
             process = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=stderr, text=True,

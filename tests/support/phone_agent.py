@@ -186,7 +186,13 @@ class Agent:
         tcfg.boundAddress = "127.0.0.1"
         tcfg.publicAddress = "127.0.0.1"
         tcfg.port = 0
-        kind = pj.PJSIP_TRANSPORT_TCP if self.opts.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
+        kind = {"tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}.get(
+            self.opts.transport, pj.PJSIP_TRANSPORT_UDP)
+        if self.opts.transport == "tls" and self.opts.tls_cert:
+            # pjsua's TLS listener needs a certificate; the server's test one does.
+            tcfg.tlsConfig.certFile = self.opts.tls_cert
+            tcfg.tlsConfig.privKeyFile = self.opts.tls_key
+            tcfg.tlsConfig.verifyServer = False
         transport = self.ep.transportCreate(kind, tcfg)
         self.ep.libStart()
         # The account exists from the start, so that incoming calls reach it
@@ -199,7 +205,7 @@ class Agent:
         o = self.opts
         cfg = pj.AccountConfig()
         cfg.idUri = f"sip:{o.user}@{o.domain}"
-        suffix = ";transport=tcp" if o.transport == "tcp" else ""
+        suffix = f";transport={o.transport}" if o.transport in ("tcp", "tls") else ""
         cfg.regConfig.registrarUri = f"sip:127.0.0.1:{o.server_port}{suffix}"
         cfg.regConfig.registerOnAdd = False
         cfg.regConfig.timeoutSec = o.expires
@@ -361,7 +367,9 @@ def main() -> None:
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", default="")
     parser.add_argument("--server-port", type=int, required=True)
-    parser.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    parser.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
+    parser.add_argument("--tls-cert", default="")
+    parser.add_argument("--tls-key", default="")
     parser.add_argument("--domain", default="pbx.example.com")
     parser.add_argument("--instance", default=None)
     parser.add_argument("--expires", type=int, default=300)
