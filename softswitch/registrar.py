@@ -84,11 +84,30 @@ def _q_param(contact: NameAddr) -> float:
     return q
 
 
-def _same_contact(stored: str, uri: SipURI) -> bool:
+# Stored contacts parsed once: every REGISTER compares its Contact with each
+# binding of the AOR (RFC 3261 19.1.4 equality), and phones re-register
+# the same few contacts all day. Bounded, since contacts come from outside.
+_PARSED_CONTACTS: dict[str, SipURI | None] = {}
+_PARSED_CONTACTS_MAX = 65536
+
+
+def _parsed_contact(stored: str) -> SipURI | None:
+    if stored in _PARSED_CONTACTS:
+        return _PARSED_CONTACTS[stored]
+    uri: SipURI | None
     try:
-        return parse_sip_uri(stored) == uri
+        uri = parse_sip_uri(stored)
     except MessageError:
-        return stored == str(uri)
+        uri = None
+    if len(_PARSED_CONTACTS) >= _PARSED_CONTACTS_MAX:
+        _PARSED_CONTACTS.clear()
+    _PARSED_CONTACTS[stored] = uri
+    return uri
+
+
+def _same_contact(stored: str, uri: SipURI) -> bool:
+    parsed = _parsed_contact(stored)
+    return parsed == uri if parsed is not None else stored == str(uri)
 
 
 def plan_update(aor: str, existing: list[Binding], request: Request, source: Peer,

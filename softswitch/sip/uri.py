@@ -87,7 +87,8 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
         host, colon, port_text_ = text.partition(":")
         port_text = port_text_ if colon else None
         if _IPV4_RE.fullmatch(host):
-            if any(int(part) > 255 for part in host.split(".")):
+            a, b, c, d = host.split(".")
+            if int(a) > 255 or int(b) > 255 or int(c) > 255 or int(d) > 255:
                 raise MessageError(f"bad IPv4 address {host!r}")
         elif not _HOSTNAME_RE.fullmatch(host):
             raise MessageError(f"bad host {host!r}")
