@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from ruamel.yaml import YAML
@@ -14,20 +12,12 @@ from ruamel.yaml import YAML
 from softswitch.cdr import CdrRecord, Disposition, HangupSide, read_cdrs
 from tests.support.phone import Phone, PhoneError, start_phones
 from tests.support.server import ROOT, ServerProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cdrs(server: ServerProcess) -> list[CdrRecord]:

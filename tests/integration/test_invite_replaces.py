@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.cdrs import wait_for_cdrs
-from tests.support.phone import start_phones
+from tests.support.phone import answered_call, registered_phones
 from tests.support.server import ServerProcess, free_port
 from tests.support.sipp import SCENARIOS, SippResult, run_sipp
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +35,10 @@ def test_a_third_phone_picks_up_the_callee_side(own_server: ServerProcess,
                                                 tmp_path: Path) -> None:
     own_server.start()
     port = own_server.udp_port
-    alice, bob = start_phones([
-        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
-        for u in ("1001", "1002")])
+    alice, bob = registered_phones(port, ("1001", "1002"), tmp_path)
     try:
-        assert alice.register() == 200 and bob.register() == 200
-        call = alice.call(f"sip:1002@127.0.0.1:{port}")
-        at_bob = bob.wait_event("incoming_call", 10)["call"]
-        bob.answer(at_bob, 200)
-        alice.wait_call_state(call, "CONFIRMED", 10)
-        deadline = time.monotonic() + 10
-        while (leg := _b_leg(own_server)) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert leg is not None
-        call_id, our_tag, bobs_tag = leg
+        call, at_bob = answered_call(alice, bob, f"sip:1002@127.0.0.1:{port}")
+        call_id, our_tag, bobs_tag = wait_for(lambda: _b_leg(own_server), 10, "the saved call")
         # 1004 (MD5 only, as sipp needs) replaces Bob's dialog with us.
         results: list[SippResult] = []
         sipp = threading.Thread(target=lambda: results.append(run_sipp(

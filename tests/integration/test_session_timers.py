@@ -10,7 +10,7 @@ import pytest
 
 from softswitch.cdr import Disposition
 from tests.support.cdrs import wait_for_cdrs
-from tests.support.phone import start_phones
+from tests.support.phone import answered_call, registered_phones
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -34,20 +34,11 @@ def test_calls_are_refreshed_and_a_dead_callee_ends_its_call(own_server: ServerP
     own_server.extra_config = "sip:\n  t1: 0.1\n  session_expires: 90\n  min_se: 90\n"
     own_server.start()
     port = own_server.udp_port
-    alice, bob, carol, dave = start_phones([
-        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
-        for u in ("1001", "1002", "1003", "1004")])
+    alice, bob, carol, dave = registered_phones(port, ("1001", "1002", "1003", "1004"),
+                                                tmp_path)
     try:
-        for phone in (alice, bob, carol, dave):
-            assert phone.register() == 200
-        healthy = alice.call(f"sip:1002@127.0.0.1:{port}")
-        at_bob = bob.wait_event("incoming_call", 10)["call"]
-        bob.answer(at_bob, 200)
-        doomed = carol.call(f"sip:1004@127.0.0.1:{port}")
-        at_dave = dave.wait_event("incoming_call", 10)["call"]
-        dave.answer(at_dave, 200)
-        alice.wait_call_state(healthy, "CONFIRMED", 10)
-        carol.wait_call_state(doomed, "CONFIRMED", 10)
+        healthy, at_bob = answered_call(alice, bob, f"sip:1002@127.0.0.1:{port}")
+        doomed, _ = answered_call(carol, dave, f"sip:1004@127.0.0.1:{port}")
         dave.kill()  # a phone that loses power: it answers nothing any more
 
         # Within 45 s + Timer F the dead callee's call ends; the other goes on.
@@ -73,15 +64,9 @@ def test_calls_end_at_the_maximum_duration(own_server: ServerProcess, tmp_path: 
     own_server.extra_config = "max_call_duration: 2\n"
     own_server.start()
     port = own_server.udp_port
-    alice, bob = start_phones([
-        dict(user=u, password=f"{u}pass", server_port=port, log_dir=tmp_path)
-        for u in ("1001", "1002")])
+    alice, bob = registered_phones(port, ("1001", "1002"), tmp_path)
     try:
-        assert alice.register() == 200 and bob.register() == 200
-        call = alice.call(f"sip:1002@127.0.0.1:{port}")
-        at_bob = bob.wait_event("incoming_call", 10)["call"]
-        bob.answer(at_bob, 200)
-        alice.wait_call_state(call, "CONFIRMED", 10)
+        call, at_bob = answered_call(alice, bob, f"sip:1002@127.0.0.1:{port}")
         start = time.monotonic()
         alice.wait_call_state(call, "DISCONNECTED", 10)
         bob.wait_call_state(at_bob, "DISCONNECTED", 10)

@@ -13,10 +13,8 @@ import re
 import secrets
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -26,24 +24,16 @@ from tests.support.phone import Phone
 from tests.support.server import ServerProcess, free_port
 from tests.support.sip_client import SipClient
 from tests.support.sipp import SCENARIOS, SippResult, run_sipp
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 
 NUMBER = "2125551234"  # a 10-digit NANP number: the plan sends +12125551234
 E164 = "+12125551234"
 DID = "+15550101001"  # the shipped plan's direct-dial DID of extension 1001
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class TrunkServer(ServerProcess):

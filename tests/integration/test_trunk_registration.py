@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from tests.support.server import ServerProcess, free_port
 from tests.support.sipp import SCENARIOS, require_sipp
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +33,6 @@ def registration_events(server: ServerProcess) -> list[dict[str, Any]]:
     return events
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_trunk_registers_refreshes_and_unregisters(own_server: ServerProcess,

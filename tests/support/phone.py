@@ -293,3 +293,30 @@ def start_phones(specs: Iterable[dict[str, Any]], timeout: float = 15.0) -> list
             phone.close()
         raise
     return phones
+
+
+def registered_phones(server_port: int, users: Iterable[str], log_dir: Path) -> list[Phone]:
+    """Phones for `users` (password USERpass), started in parallel and registered."""
+    phones = start_phones([dict(user=u, password=f"{u}pass", server_port=server_port,
+                                log_dir=log_dir) for u in users])
+    try:
+        for phone in phones:
+            code = phone.register()
+            if code != 200:
+                raise PhoneError(f"phone {phone.user} could not register: {code}")
+    except BaseException:
+        for phone in phones:
+            phone.close()
+        raise
+    return phones
+
+
+def answered_call(caller: Phone, callee: Phone, uri: str) -> tuple[int, int]:
+    """`caller` calls `uri`, `callee` answers; both numbers once the call is confirmed."""
+    since = callee.mark()
+    call = caller.call(uri)
+    incoming = int(callee.wait_event("incoming_call", 10, since=since)["call"])
+    callee.answer(incoming, 200)
+    caller.wait_call_state(call, "CONFIRMED", 10)
+    return call, incoming
+
