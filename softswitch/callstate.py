@@ -154,6 +154,11 @@ CREATE TABLE IF NOT EXISTS call_legs (
     port INTEGER NOT NULL,
     PRIMARY KEY (uuid, side)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_snapshots (
+    uuid TEXT PRIMARY KEY,
+    start_time REAL NOT NULL,
+    snapshot TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 _CALL_COLUMNS = (
@@ -167,6 +172,8 @@ _LEG_COLUMNS = (
 _UPSERT_CALL = f"INSERT OR REPLACE INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * 10)})"
 _UPSERT_LEG = f"INSERT OR REPLACE INTO call_legs ({_LEG_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 _DELETE_CALL = "DELETE FROM calls WHERE uuid = ?"
+_UPSERT_SNAPSHOT = "INSERT OR REPLACE INTO call_snapshots (uuid, start_time, snapshot) VALUES (?, ?, ?)"
+_DELETE_SNAPSHOT = "DELETE FROM call_snapshots WHERE uuid = ?"
 _DELETE_LEGS = "DELETE FROM call_legs WHERE uuid = ?"
 
 _Row = tuple[Any, ...]
@@ -219,6 +226,17 @@ class _Remove:
     def apply(self, conn: sqlite3.Connection) -> None:
         conn.execute(_DELETE_LEGS, (self.uuid,))
         conn.execute(_DELETE_CALL, (self.uuid,))
+        conn.execute(_DELETE_SNAPSHOT, (self.uuid,))
+
+
+@dataclass(slots=True)
+class _SaveSnapshot:
+    uuid: str
+    start: float
+    text: str  # JSON, made on the reactor thread
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        conn.execute(_UPSERT_SNAPSHOT, (self.uuid, self.start, self.text))
 
 
 def _by_start(records: Iterable[CallRecord]) -> builtins.list[CallRecord]:
@@ -231,6 +249,7 @@ class SQLiteCallStateStore:
     def __init__(self, path: str, reactor: ThreadCaller) -> None:
         self.path = path
         self._calls: dict[str, CallRecord] = {}
+        self._snapshots: dict[str, tuple[float, dict[str, Any]]] = {}
         self._writer = GroupCommitWriter(
             path, reactor, _SCHEMA, "call state",
             schema_version=SCHEMA_VERSION, error=CallStateError,
@@ -253,6 +272,9 @@ class SQLiteCallStateStore:
                 # row without them was edited by hand and cannot be ended.
                 if a_leg is not None and b_leg is not None:
                     self._calls[call[0]] = _record(call, a_leg, b_leg)
+            for uuid, start, text in conn.execute(
+                    "SELECT uuid, start_time, snapshot FROM call_snapshots"):
+                self._snapshots[uuid] = (start, json.loads(text))
 
         try:
             self._writer.start(prepare)
@@ -272,8 +294,12 @@ class SQLiteCallStateStore:
     def list(self) -> builtins.list[CallRecord]:
         return _by_start(self._calls.values())
 
+    def snapshots(self) -> builtins.list[dict[str, Any]]:
+        """Every call saved as a snapshot (a JSON document), oldest first."""
+        return [doc for _, doc in sorted(self._snapshots.values(), key=lambda e: e[0])]
+
     def __len__(self) -> int:
-        return len(self._calls)
+        return len(self._calls) + len(self._snapshots)
 
     # -- writes -----------------------------------------------------------------
 
@@ -284,6 +310,16 @@ class SQLiteCallStateStore:
         # change later; and only once durable, like the location store.
         return self._writer.submit(op).addCallback(self._saved, op)
 
+    def save_snapshot(self, uuid: str, start: float,
+                      document: dict[str, Any]) -> Deferred[None]:
+        """Insert or replace call `uuid` as a JSON document (a call snapshot)."""
+        text = json.dumps(document, separators=(",", ":"))
+        op = _SaveSnapshot(uuid, start, text)
+        return self._writer.submit(op).addCallback(self._snapshot_saved, op)
+
+    def _snapshot_saved(self, _: None, op: _SaveSnapshot) -> None:
+        self._snapshots[op.uuid] = (op.start, json.loads(op.text))
+
     def remove(self, uuid: str) -> Deferred[None]:
         return self._writer.submit(_Remove(uuid)).addCallback(self._removed, uuid)
 
@@ -293,3 +329,4 @@ class SQLiteCallStateStore:
 
     def _removed(self, _: None, uuid: str) -> None:
         self._calls.pop(uuid, None)
+        self._snapshots.pop(uuid, None)

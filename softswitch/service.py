@@ -20,8 +20,8 @@ from twisted.internet.task import LoopingCall
 
 from softswitch.auth import Authenticator, load_secret
 from softswitch.b2bua.b2bua import B2BUA
-from softswitch.b2bua.call import Call
-from softswitch.b2bua.records import cdr_of, record_of
+from softswitch.b2bua.records import snapshot_from_record
+from softswitch.b2bua.snapshot import CallSnapshot, cdr_of
 from softswitch.callstate import SQLiteCallStateStore
 from softswitch.cdr import SQLiteCdrStore
 from softswitch.config import Config, ListenAddress
@@ -166,7 +166,7 @@ class CallService(Service):
         self.b2bua = B2BUA(
             self.sip.core, registrar, lambda: self.dialplan_service.plan, self._local,
             list(s.trunks), self.reactor, timers=self.sip.core.timers,
-            on_call_end=self._ended, on_call_confirmed=self._confirmed,
+            on_call_end=self._ended, on_call_changed=self._changed,
             max_duration=float(s.max_call_duration),
             session_expires=s.sip.session_expires, min_se=s.sip.min_se,
             dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor))
@@ -174,27 +174,37 @@ class CallService(Service):
         for option in ("100rel", "timer"):  # RFC 3262, RFC 4028
             if option not in self.sip.core.supported:
                 self.sip.core.supported.append(option)
-        for record in self.calls.list():
-            self.b2bua.restore(record)
+        for document in self.calls.snapshots():
+            try:
+                snapshot = CallSnapshot.from_dict(document)
+            except (KeyError, TypeError, ValueError) as exc:
+                self.log.error("call_restore_failed", error=f"unreadable snapshot: {exc}")
+                continue
+            self.b2bua.restore(snapshot)
+        for record in self.calls.list():  # saved by a version without snapshots
+            self.b2bua.restore(snapshot_from_record(record))
         super().startService()
 
-    def _confirmed(self, call: Call) -> None:
+    def _changed(self, snapshot: CallSnapshot) -> None:
         assert self.calls is not None
-        self.calls.save(record_of(call)).addErrback(
-            lambda f: self.log.error("call_state_save_failed", call=call.uuid, error=str(f.value)))
+        self.calls.save_snapshot(snapshot.uuid, snapshot.started, snapshot.as_dict()).addErrback(
+            lambda f: self.log.error("call_state_save_failed", call=snapshot.uuid,
+                                     error=str(f.value)))
 
-    def _ended(self, call: Call) -> None:
+    def _ended(self, snapshot: CallSnapshot) -> None:
         assert self.cdrs is not None and self.calls is not None
         calls = self.calls
-        done = self.cdrs.write(cdr_of(call))
-        if call.answered is not None:
+        done = self.cdrs.write(cdr_of(snapshot))
+        if snapshot.answered is not None:
             # The CDR first: a crash in between sends a BYE again on restart,
             # and the second CDR is ignored (written once per call uuid).
-            done.addCallback(lambda _: calls.remove(call.uuid))
-        done.addErrback(lambda f: self.log.error("cdr_write_failed", call=call.uuid,
+            done.addCallback(lambda _: calls.remove(snapshot.uuid))
+        done.addErrback(lambda f: self.log.error("cdr_write_failed", call=snapshot.uuid,
                                                  error=str(f.value)))
 
     def stopService(self) -> None:  # noqa: N802
+        if self.b2bua is not None:
+            self.b2bua.stop()
         super().stopService()
         for store in (self.cdrs, self.calls):
             if store is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import Deferred
 
 from dialplan import Target, TrunkTarget, UriTarget, UserTarget
+from softswitch.b2bua.targets import Destination
 from softswitch.config import TrunkSettings
 from softswitch.registrar import Registrar
 from softswitch.sip.errors import MessageError
@@ -39,20 +40,6 @@ PROTECTED_HEADERS = frozenset({
     "max-forwards", "content-length", "content-type", "authorization",
     "proxy-authorization",
 })
-
-
-@dataclass(slots=True, frozen=True)
-class Destination:
-    """One place to send a B-leg INVITE."""
-
-    request_uri: SipURI
-    peer: Peer
-    to_uri: str  # the To header's URI (the AOR or the dialled number)
-    label: str  # for logs and CDRs: user/1002, trunk/provider/+1555...
-    route: tuple[str, ...] = ()
-    trunk: str | None = None
-    # RFC 3263 4.3: where to try next if this peer answers 503 or nothing.
-    alternates: tuple[Peer, ...] = ()
 
 
 @dataclass(slots=True)
@@ -171,16 +158,19 @@ class TargetResolver:
         return Resolution(pending=self.dns.locate(spec).addCallback(found))
 
 
-def build_invite(a_invite: Request, dest: Destination, *, caller: str, caller_name: str | None,
-                 from_host: str, via_host: str, via_port: int, body: bytes,
-                 content_type: str | None, extra_headers: Sequence[tuple[str, str]] = (),
-                 call_id: str | None = None) -> Request:
-    """The INVITE of one B-leg towards `dest`."""
-    mf_text = a_invite.get("max-forwards")
-    max_forwards = (int(mf_text) if mf_text and mf_text.isdigit() else 70) - 1
+def build_invite(dest: Destination, *, max_forwards: int, caller: str,
+                 caller_name: str | None, from_host: str, via_host: str, via_port: int,
+                 body: bytes, content_type: str | None,
+                 extra_headers: Sequence[tuple[str, str]] = (), call_id: str | None = None,
+                 from_tag: str | None = None, branch: str | None = None) -> Request:
+    """The INVITE of one B-leg towards `dest`.
+
+    `max_forwards` is one less than the caller's (loop protection); the
+    Call-ID, From tag and branch may be chosen beforehand (they name the leg).
+    """
     transport = dest.peer.transport
     via = Via(transport.upper(), _host(via_host), via_port,
-              {"branch": new_branch(), "rport": None})
+              {"branch": branch or new_branch(), "rport": None})
     display = f"{quote(caller_name)} " if caller_name else ""
     contact_params = f";transport={transport}" if transport != "udp" else ""
     headers: list[list[str]] = [
@@ -190,7 +180,7 @@ def build_invite(a_invite: Request, dest: Destination, *, caller: str, caller_na
     if dest.route:
         headers.append(["Route", ", ".join(dest.route)])
     headers += [
-        ["From", f"{display}<sip:{caller}@{from_host}>;tag={new_tag()}"],
+        ["From", f"{display}<sip:{caller}@{from_host}>;tag={from_tag or new_tag()}"],
         ["To", f"<{dest.to_uri}>"],
         ["Call-ID", call_id or f"{new_tag()}{new_tag()}@{_host(via_host)}"],
         ["CSeq", "1 INVITE"],

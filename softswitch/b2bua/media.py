@@ -1,42 +1,61 @@
 """The media seam: every SDP body that crosses the B2BUA passes through here.
 
-Today the legs exchange SDP unchanged (direct media: the phones send RTP to
-each other). The media relay issue replaces `DirectMedia` with an
-implementation that allocates relay ports and rewrites `c=`/`m=` lines, so
-that RTP is anchored; the B2BUA does not change.
+The call machine asks (`MediaOffer`, `MediaAnswer`, `ReleaseMedia`
+effects) and the glue calls a `MediaSeam`. An implementation answers with
+the SDP to send on, at once (bytes) or later (a Deferred), or fails with
+`MediaError` carrying the SIP status the attempt ends with (488 when the
+SDP cannot be served, 503 when the media side is out of resources or
+unreachable). Legs are named by `LegId`; a cancelled fork releases what it
+held and the end of a call releases the rest.
+
+`DirectMedia` passes SDP unchanged: the endpoints exchange RTP directly.
+The media relay plugs its own implementation into the same seam.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from twisted.internet.defer import Deferred
+
+from softswitch.b2bua.legs import LegId
+
+
+class MediaError(Exception):
+    """The media side cannot take this SDP; `status` is what the SIP side answers."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
 
 class MediaSeam(Protocol):
-    def offer(self, call_id: str, from_leg: str, to_leg: str, body: bytes,
-              content_type: str | None) -> bytes:
-        """An SDP offer (or any body) from `from_leg` on its way to `to_leg`."""
+    def offer(self, call: str, source: LegId, sink: LegId, body: bytes,
+              content_type: str | None) -> bytes | Deferred[bytes]:
+        """An SDP offer from `source` on its way to `sink`: the SDP to send `sink`."""
         ...
 
-    def answer(self, call_id: str, from_leg: str, to_leg: str, body: bytes,
-               content_type: str | None) -> bytes:
-        """An SDP answer from `from_leg` on its way to `to_leg`."""
+    def answer(self, call: str, source: LegId, sink: LegId, body: bytes,
+               content_type: str | None) -> bytes | Deferred[bytes]:
+        """An SDP answer from `source` on its way to `sink`."""
         ...
 
-    def release(self, call_id: str) -> None:
-        """The call ended: free whatever it held."""
+    def release(self, call: str, leg: LegId | None) -> None:
+        """Free what `leg` held, or (None) everything the call held."""
         ...
 
 
 class DirectMedia:
     """SDP passes unchanged: the endpoints exchange RTP directly."""
 
-    def offer(self, call_id: str, from_leg: str, to_leg: str, body: bytes,
+    def offer(self, call: str, source: LegId, sink: LegId, body: bytes,
               content_type: str | None) -> bytes:
         return body
 
-    def answer(self, call_id: str, from_leg: str, to_leg: str, body: bytes,
+    def answer(self, call: str, source: LegId, sink: LegId, body: bytes,
                content_type: str | None) -> bytes:
         return body
 
-    def release(self, call_id: str) -> None:
+    def release(self, call: str, leg: LegId | None) -> None:
         return None

@@ -1,96 +1,122 @@
-"""Session timers (RFC 4028) of established calls: starting them and refreshing.
+"""Session timers (RFC 4028) of established calls: arming, refreshing, expiring.
 
-`session_timer.py` negotiates and keeps time; this is the glue to the
-calls. As refresher we send UPDATE when the peer allows it, else a
-re-INVITE with the last SDP we sent that side; a refresh answered 408 or
-481, or not at all, ends the call (the dead-peer check); 491 retries.
+`session_timer.py` negotiates and says how long; this part of the call
+machine keeps one timer per bridged leg (`session:<leg>`). As refresher we
+send UPDATE when the peer allows it, else a re-INVITE with the last SDP we
+sent that side; a refresh answered 408 or 481, or not at all, ends the call
+(the dead-peer check); 491 retries after 2 s. As non-refresher we end the
+call when the peer's refresh does not come in time.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from softswitch.b2bua.call import Call, CallState
-from softswitch.b2bua.session_timer import SessionTimer, negotiate_as_uac
-from softswitch.sip.dialog import Dialog
-from softswitch.sip.message import Message, Response
+from softswitch.b2bua import events as ev
+from softswitch.b2bua.legs import Leg
+from softswitch.b2bua.session_timer import (
+    REFRESH,
+    SessionTimer,
+    negotiate_as_uac,
+)
+from softswitch.sip.dialog import DialogRole
+from softswitch.sip.message import Request, Response
 
 if TYPE_CHECKING:
-    from softswitch.b2bua.b2bua import B2BUA
+    from softswitch.b2bua.machine import CallMachine
 
 
 class SessionRefresh:
-    def __init__(self, b2bua: B2BUA) -> None:
-        self.b2bua = b2bua
+    def __init__(self, call: CallMachine) -> None:
+        self.call = call
 
-    def start(self, call: Call) -> None:
-        a, leg = call.a, call.winner
+    def start(self) -> None:
+        """The call is established: negotiate and arm each leg's timer."""
+        call = self.call
+        a, b = call.a, call.b
         if call.a_session is not None and a.dialog is not None:
-            call.session_timers["a"] = SessionTimer(
-                self.b2bua.clock, call.a_session.expires.interval, call.a_session.refresher,
-                lambda: self.refresh(call, "a"),
-                lambda: self.b2bua._hangup(call, "system", "session timer expired (caller)"))
-        if leg is not None and leg.dialog is not None and leg.answer_2xx is not None:
-            agreed = negotiate_as_uac(leg.answer_2xx)
-            if agreed is not None:
-                call.session_timers["b"] = SessionTimer(
-                    self.b2bua.clock, agreed[0], agreed[1], lambda: self.refresh(call, "b"),
-                    lambda: self.b2bua._hangup(call, "system", "session timer expired (callee)"))
+            a.session = SessionTimer(call.a_session.expires.interval, call.a_session.refresher)
+            self.arm(a)
+        if b is not None and b.dialog is not None and b.answer_2xx is not None:
+            self.adopt(b, b.answer_2xx)
 
-    def side_dialog(self, call: Call, side: str) -> tuple[Dialog | None, Message | None]:
-        """A side's dialog, and the message that says what its peer allows."""
-        if side == "a":
-            return call.a.dialog, call.a.initial
-        leg = call.winner
-        return (leg.dialog, leg.answer_2xx) if leg is not None else (None, None)
+    def adopt(self, leg: Leg, answer: Response) -> None:
+        """`leg` answered with `answer` (a 2xx we sent the INVITE of): its timer, if any."""
+        agreed = negotiate_as_uac(answer)
+        self.stop(leg)
+        leg.session = SessionTimer(agreed[0], agreed[1]) if agreed is not None else None
+        self.arm(leg)
 
-    def refresh(self, call: Call, side: str) -> None:
+    def resume(self) -> None:
+        """A restored call: arm the timers the snapshot kept."""
+        for leg in (self.call.a, self.call.b):
+            if leg is not None:
+                self.arm(leg)
+
+    def arm(self, leg: Leg) -> None:
+        """(Re)start `leg`'s timer: the session was set up or refreshed, by either side."""
+        if leg.session is not None and leg.session.interval > 0:
+            self.call.start_timer(f"session:{leg.name}", leg.session.delay, self._fired, leg)
+
+    def stop(self, leg: Leg) -> None:
+        self.call.stop_timer(f"session:{leg.name}")
+        self.call.stop_timer(f"refresh_retry:{leg.name}")
+
+    def _fired(self, leg: Leg) -> None:
+        if leg.session is None:
+            return
+        if leg.session.on_fire == REFRESH:
+            self.refresh(leg)
+        else:
+            side = "caller" if leg is self.call.a else "callee"
+            self.call.hangup("system", f"session timer expired ({side})")
+
+    def refresh(self, leg: Leg) -> None:
         """Refresh one leg's session: UPDATE if the peer allows it, else re-INVITE."""
-        timer = call.session_timers.get(side)
-        dialog, allows = self.side_dialog(call, side)
-        if timer is None or dialog is None or dialog.peer is None \
-                or call.state is not CallState.CONFIRMED:
+        call = self.call
+        dialog, timer = leg.dialog, leg.session
+        if timer is None or dialog is None or call.other(leg) is None \
+                or not call.established:
             return
-        if dialog.id in self.b2bua.relay.relays or (call.other_dialog(dialog) is not None
-                                         and call.other_dialog(dialog).id in self.b2bua.relay.relays):  # type: ignore[union-attr]
-            timer.start()  # an offer is crossing: the relayed one refreshes the session
+        if call.relay.busy(leg):
+            self.arm(leg)  # an offer is crossing: the relayed one refreshes the session
             return
-        allowed = {m.strip().upper() for m in allows.values("allow")} if allows else set()
-        role = "uas" if side == "a" else "uac"
+        role = "uas" if dialog.role is DialogRole.UAS else "uac"
         headers = [("Session-Expires", f"{timer.interval};refresher={role}"),
                    ("Supported", "timer")]
-        via_host, via_port = self.b2bua.local_address(dialog.peer)
-        if "UPDATE" in allowed:
-            request = dialog.create_request("UPDATE", via_host=via_host, via_port=via_port,
+        host, port = call.local(leg.peer)
+        if "UPDATE" in leg.allows:
+            request = dialog.create_request("UPDATE", via_host=host, via_port=port,
                                             extra_headers=headers)
-        elif side in call.sdp_to:
-            request = dialog.create_request("INVITE", via_host=via_host, via_port=via_port,
-                                            body=call.sdp_to[side],
-                                            content_type="application/sdp",
+        elif leg.sdp_sent:
+            request = dialog.create_request("INVITE", via_host=host, via_port=port,
+                                            body=leg.sdp_sent, content_type="application/sdp",
                                             extra_headers=headers)
         else:
-            timer.stop()  # nothing to refresh with: the peer keeps the session
+            self.stop(leg)  # nothing to refresh with: the peer keeps the session
             return
-        peer = dialog.peer
+        call.send(request, leg.peer, self._answered, leg, request)
 
-        def answered(response: Response) -> None:
-            if response.status < 200:
-                return
-            if request.method == "INVITE" and 200 <= response.status < 300:
-                dialog.receive_response(response)
-                ack_host, ack_port = self.b2bua.local_address(peer)
-                self.b2bua.core.send(dialog.create_ack(request, response, via_host=ack_host,
-                                                 via_port=ack_port), peer)
-            if response.status < 300:
-                timer.start()
-            elif response.status in (408, 481):
-                self.b2bua._hangup(call, "system", f"session refresh got {response.status}")
-            elif response.status == 491:
-                call.timers.append(self.b2bua.clock.callLater(2.0, self.refresh, call, side))
-            else:
-                timer.stop()  # the peer refuses refreshes: it keeps the session itself
-
-        self.b2bua.core.transactions.send_request(
-            request, peer, on_response=answered,
-            on_timeout=lambda: self.b2bua._hangup(call, "system", "peer does not answer"),
-            on_transport_error=lambda: self.b2bua._hangup(call, "system", "peer unreachable"))
+    def _answered(self, event: ev.Event, leg: Leg, request: Request) -> None:
+        call = self.call
+        if isinstance(event, ev.RequestTimedOut):
+            call.hangup("system", "peer does not answer")
+            return
+        if isinstance(event, ev.TransportFailed):
+            call.hangup("system", "peer unreachable")
+            return
+        assert isinstance(event, ev.ResponseReceived)
+        response = event.response
+        if response.status < 200 or leg.dialog is None:
+            return
+        if request.method == "INVITE" and 200 <= response.status < 300:
+            leg.dialog.receive_response(response)
+            call.ack(leg, leg.dialog, request, response)
+        if response.status < 300:
+            self.arm(leg)
+        elif response.status in (408, 481):
+            call.hangup("system", f"session refresh got {response.status}")
+        elif response.status == 491:
+            call.start_timer(f"refresh_retry:{leg.name}", 2.0, self.refresh, leg)
+        else:
+            self.stop(leg)  # the peer refuses refreshes: it keeps the session itself

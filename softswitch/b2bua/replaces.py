@@ -1,111 +1,144 @@
 """INVITE with Replaces (RFC 3891): a new party takes one side of a call.
 
-Used for call pickup, or by phones that complete an attended transfer
-themselves. The party that stays gets the newcomer's offer in a re-INVITE;
-its answer goes back in our 200, and the replaced party gets a BYE.
+A part of the call machine, used for call pickup, or by phones that
+complete an attended transfer themselves. The glue hands the INVITE to the
+call that owns the dialog it names. The party that stays gets the
+newcomer's offer in a re-INVITE; its answer goes back in our 200, the
+replaced party gets a BYE, and the newcomer takes its place in the call.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
-from softswitch.b2bua.call import BLeg, Call, CallState
+from softswitch.b2bua import events as ev
 from softswitch.b2bua.dialing import ALLOW, contact_of
-from softswitch.b2bua.transfer import find_replaced
+from softswitch.b2bua.legs import Leg, LegId, LegState
 from softswitch.sip.dialog import Dialog, Reason
 from softswitch.sip.message import Request, Response, make_response, new_tag
-from softswitch.sip.transaction import ServerTransaction
+from softswitch.sip.peer import Peer
 
 if TYPE_CHECKING:
-    from softswitch.b2bua.b2bua import B2BUA
+    from softswitch.b2bua.machine import CallMachine
 
 
-class DialogReplacement:
-    def __init__(self, b2bua: B2BUA) -> None:
-        self.b2bua = b2bua
+class Replacement:
+    def __init__(self, call: CallMachine) -> None:
+        self.call = call
+        self.awaiting_ack: set[str] = set()  # names of newcomers whose 200 is not ACKed
 
-    def replace(self, tx: ServerTransaction, request: Request, replaces: str,
-                 caller: str) -> None:
-        """A new party takes the place of one side of an established call.
-
-        Its INVITE names that side's dialog with us (call pickup, or the end
-        of an attended transfer done by the phones). Its offer goes to the
-        party that stays, in a re-INVITE, and the answer comes back in our
-        200; the replaced party gets a BYE.
-        """
-        replaced = find_replaced(self.b2bua, unquote(replaces))
-        call = self.b2bua._by_dialog.get(replaced.id) if replaced is not None else None
-        stays = call.other_dialog(replaced) if call is not None and replaced is not None else None
-        if replaced is None or call is None or stays is None \
-                or call.state is not CallState.CONFIRMED or stays.peer is None:
-            tx.respond(make_response(request, 481, "Replaced dialog not found",
-                                     to_tag=new_tag()))
+    def invite(self, ref: int, request: Request, source: Peer, caller: str) -> None:
+        call = self.call
+        replaced = call.replaced_by(request.get("replaces") or "")
+        stays = call.other(replaced) if replaced is not None else None
+        if replaced is None or stays is None or stays.dialog is None or not call.established:
+            call.respond(ref, make_response(request, 481, "Replaced dialog not found",
+                                            to_tag=new_tag()))
             return
         if not request.body:
-            tx.respond(make_response(request, 488, "An offer is needed to replace a dialog",
-                                     to_tag=new_tag()))
+            call.respond(ref, make_response(request, 488,
+                                            "An offer is needed to replace a dialog",
+                                            to_tag=new_tag()))
             return
-        tx.respond(make_response(request, 100))
-        via_host, via_port = self.b2bua.local_address(stays.peer)
-        side = "a" if stays is call.a.dialog else "b"
-        content_type = request.get("content-type")
-        offer = self.b2bua.media.offer(call.uuid, "new", side, request.body, content_type)
-        reinvite = stays.create_request("INVITE", via_host=via_host, via_port=via_port,
-                                        body=offer, content_type=content_type)
-        call.sdp_to[side] = offer
-        peer = stays.peer
+        call.respond(ref, make_response(request, 100))
+        new = call.new_leg(True, f"user/{caller}", source,
+                           LegId(request.call_id, new_tag(), request.from_tag or ""),
+                           LegState.INCOMING, invite=request, invite_ref=ref)
+        call.media(True, new, stays, request.body, request.get("content-type"),
+                   self._reinvite, new, replaced, stays)
 
-        def answered(response: Response) -> None:
-            if response.status < 200:
-                return
-            if response.status >= 300:
-                tx.respond(make_response(request, response.status, response.reason,
-                                         to_tag=new_tag()))
-                return
-            stays.receive_response(response)
-            ack_host, ack_port = self.b2bua.local_address(peer)
-            self.b2bua.core.send(stays.create_ack(reinvite, response, via_host=ack_host,
-                                            via_port=ack_port), peer)
-            self.replaced(call, replaced, stays, tx, request, response, caller)
+    def _reinvite(self, body: bytes | None, new: Leg, replaced: Leg, stays: Leg) -> None:
+        call = self.call
+        assert new.invite is not None
+        if body is None or stays.dialog is None or not call.established:
+            status, reason = call.media_failure if body is None else (481, "Call Ended")
+            self._refuse(new, status, reason)
+            return
+        host, port = call.local(stays.peer)
+        content_type = new.invite.get("content-type")
+        reinvite = stays.dialog.create_request("INVITE", via_host=host, via_port=port,
+                                               body=body, content_type=content_type)
+        stays.sdp_sent = body
+        call.send(reinvite, stays.peer, self._answered, new, replaced, stays, reinvite)
 
-        self.b2bua.core.transactions.send_request(
-            reinvite, peer, on_response=answered,
-            on_timeout=lambda: tx.respond(make_response(request, 408, to_tag=new_tag())))
+    def _refuse(self, new: Leg, status: int, reason: str) -> None:
+        assert new.invite is not None
+        self.call.respond(new.invite_ref, make_response(new.invite, status, reason,
+                                                        to_tag=new.id.local_tag))
+        self.call.release_media(new)
+        new.move(LegState.ENDED)
 
-    def replaced(self, call: Call, replaced: Dialog, stays: Dialog, tx: ServerTransaction,
-                  request: Request, answer: Response, caller: str) -> None:
-        local_host, local_port = self.b2bua.local_address(tx.source)
-        new = Dialog.from_uas(request, new_tag(), contact_of(local_host, local_port,
-                                                             tx.source.transport),
-                              peer=tx.source)
-        ok = make_response(request, 200, to_tag=new.local_tag)
-        ok.add("Contact", str(new.local_contact))
+    def _answered(self, event: ev.Event, new: Leg, replaced: Leg, stays: Leg,
+                  reinvite: Request) -> None:
+        call = self.call
+        if not isinstance(event, ev.ResponseReceived):
+            self._refuse(new, 408, "Request Timeout")
+            return
+        response = event.response
+        if response.status < 200 or new.state is not LegState.INCOMING:
+            return
+        if response.status >= 300:
+            self._refuse(new, response.status, response.reason)
+            return
+        if stays.dialog is None:
+            return
+        stays.dialog.receive_response(response)
+        call.ack(stays, stays.dialog, reinvite, response)
+        call.media(False, stays, new, response.body, response.get("content-type"),
+                   self._replace, new, replaced, response)
+
+    def _replace(self, body: bytes | None, new: Leg, replaced: Leg, answer: Response) -> None:
+        call = self.call
+        request = new.invite
+        assert request is not None
+        if body is None:
+            self._refuse(new, *call.media_failure)
+            return
+        host, port = call.local(new.peer)
+        dialog = Dialog.from_uas(request, new.id.local_tag,
+                                 contact_of(host, port, new.peer.transport), peer=new.peer)
+        ok = make_response(request, 200, to_tag=new.id.local_tag)
+        ok.add("Contact", str(dialog.local_contact))
         ok.add("Allow", ALLOW)
-        side = "a" if replaced is call.a.dialog else "b"
-        body = self.b2bua.media.answer(call.uuid, "b" if side == "a" else "a", "new", answer.body,
-                                 answer.get("content-type"))
         ok.set_body(body, answer.get("content-type"))
-        new.sent_response(ok)
-        self.b2bua._bye(replaced, Reason("SIP", 200, "Call replaced"))
-        self.b2bua.dialogs.remove(replaced)
-        self.b2bua._by_dialog.pop(replaced.id, None)
-        self.b2bua.dialogs.add(new)
-        self.b2bua._by_dialog[new.id] = call
-        if side == "a":
-            call.a.dialog = new
-        else:
-            leg = BLeg(None, tx.source, f"user/{caller}", dialog=new, final_status=200)
-            call.b_legs.append(leg)
-            call.winner = leg
-            call.callee = leg.target
-        call.sdp_to[side] = body
-        timer = call.session_timers.pop(side, None)
-        if timer is not None:
-            timer.stop()
-        tx.respond(ok)
-        self.b2bua._awaiting_ack[new.id] = self.b2bua._retransmit_2xx(
-            tx, ok, lambda: self.b2bua._hangup(call, "system", "no ACK after Replaces"))
-        self.b2bua.log.info("dialog_replaced", call=call.uuid, by=caller)
-        if self.b2bua.on_call_confirmed is not None:
-            self.b2bua.on_call_confirmed(call)
+        dialog.sent_response(ok)
+        new.sdp_sent = body
+        call.bye(replaced.dialog, replaced.peer, Reason("SIP", 200, "Call replaced"))
+        call.sessions.stop(replaced)
+        call.close_dialog(replaced)
+        replaced.move(LegState.ENDED)
+        call.open_dialog(new, dialog)
+        new.move(LegState.ANSWERED)
+        call.rebridge(replaced, new)
+        call.respond(new.invite_ref, ok)
+        self.awaiting_ack.add(new.name)
+        call.retransmit(f"2xx:{new.name}", new.invite_ref, ok, call.hangup, "system",
+                        "no ACK after Replaces")
+        call.log("dialog_replaced", by=new.target)
+        call.changed()
+
+    def ack(self, leg: Leg) -> bool:
+        """The newcomer's ACK; False if `leg` is not a newcomer waiting for one."""
+        if leg.name not in self.awaiting_ack:
+            return False
+        self.awaiting_ack.discard(leg.name)
+        self.call.stop_retransmit(f"2xx:{leg.name}")
+        leg.move(LegState.CONFIRMED)
+        return True
+
+
+def dialog_ids(replaces: str) -> tuple[tuple[str, str, str], ...]:
+    """The dialog IDs a Replaces value may name (RFC 3891 3), ours first.
+
+    The sender names the dialog it has with us: its to-tag is our tag and
+    its from-tag the sender's. The reverse is tried too, for senders that
+    write it from the other side.
+    """
+    call_id, _, rest = replaces.partition(";")
+    params: dict[str, str] = {}
+    for item in rest.split(";"):
+        name, _, value = item.partition("=")
+        params[name.strip().lower()] = value.strip()
+    to_tag, from_tag = params.get("to-tag", ""), params.get("from-tag", "")
+    call_id = call_id.strip()
+    return ((call_id, to_tag, from_tag), (call_id, from_tag, to_tag))

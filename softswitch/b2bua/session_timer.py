@@ -14,9 +14,7 @@ comes before the interval runs out (RFC 4028 10). A refresh that fails with
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import parse_params
@@ -103,30 +101,29 @@ def negotiate_as_uac(response: Message) -> tuple[int, Refresher] | None:
     return agreed.interval, refresher
 
 
+@dataclass(slots=True, frozen=True)
 class SessionTimer:
-    """The timer of one leg: refreshes it, or watches for the peer's refreshes."""
+    """The session timer of one leg, as a value: how long until it fires, and what then.
 
-    def __init__(self, clock: Any, interval: int, refresher: Refresher,
-                 refresh: Callable[[], None], expired: Callable[[], None]) -> None:
-        self.clock = clock
-        self.interval = interval
-        self.refresher = refresher
-        self._refresh = refresh
-        self._expired = expired
-        self._call: Any = None
-        self.start()
+    The call machine arms a timer of `delay` seconds whenever the session is
+    set up or refreshed (by either side); when it fires, `REFRESH` means we
+    send a refresh, `EXPIRE` that the peer's refresh never came.
+    """
 
-    def start(self) -> None:
-        """(Re)arm after the session was refreshed, by either side."""
-        self.stop()
+    interval: int
+    refresher: Refresher
+
+    @property
+    def delay(self) -> float:
         if self.refresher is Refresher.US:
-            self._call = self.clock.callLater(self.interval / 2, self._refresh)
-        else:
-            # RFC 4028 10: the non-refresher gives the refresher a margin.
-            margin = min(32, self.interval / 3)
-            self._call = self.clock.callLater(self.interval - margin, self._expired)
+            return self.interval / 2
+        # RFC 4028 10: the non-refresher gives the refresher a margin.
+        return self.interval - min(32, self.interval / 3)
 
-    def stop(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+    @property
+    def on_fire(self) -> str:
+        return REFRESH if self.refresher is Refresher.US else EXPIRE
+
+
+REFRESH = "refresh"
+EXPIRE = "expire"

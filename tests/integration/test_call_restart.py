@@ -22,7 +22,7 @@ def _saved_calls(server: ServerProcess) -> int:
     if not path.exists():
         return 0
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+        return int(conn.execute("SELECT COUNT(*) FROM call_snapshots").fetchone()[0])
 
 
 def test_call_survives_kill_9_and_ends_cleanly_after_restart(own_server: ServerProcess,

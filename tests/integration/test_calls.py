@@ -189,8 +189,9 @@ def test_callee_hangs_up(pbx: ServerProcess, phone: Phones) -> None:
 
 def test_busy_callee_runs_the_shipped_on_busy_branch(pbx: ServerProcess,
                                                      phone: Phones) -> None:
-    """The shipped plan sends a busy extension to voicemail, a placeholder
-    that ends the call with 480 "Voicemail not available"."""
+    """The shipped plan sends a busy extension to voicemail, which cannot run
+    without the media relay: the caller still hears the callee's busy (a
+    failed fallback does not hide the original failure)."""
     a, b = phone("1001"), phone("1002")
     before = len(cdrs(pbx))
     since = b.mark()
@@ -198,9 +199,9 @@ def test_busy_callee_runs_the_shipped_on_busy_branch(pbx: ServerProcess,
     incoming = b.wait_event("incoming_call", 10, since=since)
     b.answer(incoming["call"], 486)
     ended = a.wait_call_state(call, "DISCONNECTED", 10)
-    assert (ended["code"], ended["reason"]) == (480, "Voicemail not available")
+    assert ended["code"] == 486
     record = new_cdr(pbx, before)
-    assert record.sip_code == 480 and record.b_leg_codes == [486]
+    assert record.sip_code == 486 and record.b_leg_codes == [486]
     assert record.hangup_side is HangupSide.CALLEE and record.answer is None
 
 
@@ -358,13 +359,13 @@ def test_hold_and_resume(pbx: ServerProcess, phone: Phones) -> None:
 
 def test_unregistered_user_runs_the_shipped_no_answer_branch(
         pbx: ServerProcess, phone: Phones) -> None:
-    """1003 has no phone on this server: the dial fails with 480, and the
-    shipped plan's on_no_answer (voicemail, a placeholder) answers 480."""
+    """1003 has no phone on this server: the dial fails with 480; the shipped
+    plan's on_no_answer (voicemail) cannot run, so the caller gets that 480."""
     a = phone("1001")
     before = len(cdrs(pbx))
     call = a.call(uri(pbx, "1003"))
     ended = a.wait_call_state(call, "DISCONNECTED", 10)
-    assert (ended["code"], ended["reason"]) == (480, "Voicemail not available")
+    assert (ended["code"], ended["reason"]) == (480, "Temporarily Unavailable")
     record = new_cdr(pbx, before)
     assert record.dialled == "1003" and record.sip_code == 480 and record.answer is None
     # Nothing rang: a failure of the system's, not an unanswered phone.

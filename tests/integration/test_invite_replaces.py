@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -18,16 +19,16 @@ pytestmark = pytest.mark.integration
 
 
 def _b_leg(server: ServerProcess) -> tuple[str, str, str] | None:
+    """The callee's dialog of the one saved call, from its snapshot."""
     path = server.data_dir / "calls.sqlite"
     if not path.exists():
         return None
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(call_legs)")]
-        rows = [dict(zip(columns, row, strict=True))
-                for row in conn.execute("SELECT * FROM call_legs")]
-    for row in rows:
-        if row.get("side") == "b":
-            return row["call_id"], row["local_tag"], row["remote_tag"]
+        rows = [json.loads(text) for (text,) in conn.execute("SELECT snapshot FROM call_snapshots")]
+    for snapshot in rows:
+        callee = next(leg for leg in snapshot["legs"] if leg["name"] == snapshot["bridge"][1])
+        dialog = callee["dialog"]
+        return dialog["call_id"], dialog["local_tag"], dialog["remote_tag"]
     return None
 
 

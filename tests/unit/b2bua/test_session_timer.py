@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.task import Clock
 
 from softswitch.b2bua.session_timer import (
+    EXPIRE,
+    REFRESH,
     Refresher,
     SessionExpires,
     SessionTimer,
@@ -64,26 +65,13 @@ def test_uac_negotiation_from_the_2xx() -> None:
 
 
 def test_refresher_refreshes_every_half_interval() -> None:
-    clock, events = Clock(), []
-    timer = SessionTimer(clock, 100, Refresher.US, lambda: events.append("refresh"),
-                         lambda: events.append("expired"))
-    clock.advance(49)
-    assert events == []
-    clock.advance(1)
-    assert events == ["refresh"]
-    timer.start()  # the refresh succeeded
-    clock.advance(50)
-    assert events == ["refresh", "refresh"]
+    timer = SessionTimer(100, Refresher.US)
+    assert timer.delay == 50
+    assert timer.on_fire == REFRESH
 
 
-def test_non_refresher_expires_without_refresh_and_rearms_on_one() -> None:
-    clock, events = Clock(), []
-    timer = SessionTimer(clock, 90, Refresher.PEER, lambda: events.append("refresh"),
-                         lambda: events.append("expired"))
-    clock.advance(50)
-    timer.start()  # the peer refreshed
-    clock.advance(59)
-    assert events == []
-    clock.advance(1)  # 90 - min(32, 90/3) = 60 s after the last refresh
-    assert events == ["expired"]
-    timer.stop()
+def test_non_refresher_expires_with_a_margin_for_the_refresher() -> None:
+    # RFC 4028 10: interval minus min(32, interval/3).
+    assert SessionTimer(90, Refresher.PEER).delay == 60
+    assert SessionTimer(1800, Refresher.PEER).delay == 1768
+    assert SessionTimer(90, Refresher.PEER).on_fire == EXPIRE
