@@ -20,6 +20,7 @@ from softswitch.b2bua import events as ev
 from softswitch.b2bua.machine import Caller, CallMachine, CallSettings
 from softswitch.b2bua.session_timer import negotiate_as_uas
 from softswitch.b2bua.targets import Destination
+from softswitch.sip.dialog import Dialog
 from softswitch.sip.message import Request, Response, make_response, new_tag, parse_message
 from softswitch.sip.peer import Peer
 from softswitch.sip.uri import parse_sip_uri
@@ -104,6 +105,10 @@ def response_to(request: Request, status: int, *, to_tag: str | None = None,
     return response
 
 
+def _target_key(target: Any) -> str:
+    return str(getattr(target, "user", "") or getattr(target, "number", ""))
+
+
 def in_dialog(request_from_peer: str) -> Request:
     message = parse_message(request_from_peer.encode())
     assert isinstance(message, Request)
@@ -129,6 +134,9 @@ class CallDriver:
     cdrs: list[Any] = field(default_factory=list)
     saved: list[Any] = field(default_factory=list)
     released: list[tuple[str, Any]] = field(default_factory=list)
+    # Targets (user or number) whose Resolve is held until `resolve_held` (a slow DNS).
+    hold_resolve: set[str] = field(default_factory=set)
+    held_resolves: list[tuple[str, ev.Resolve]] = field(default_factory=list)
     _refs: Any = field(default_factory=lambda: itertools.count(1000))
 
     def settings(self) -> CallSettings:
@@ -189,16 +197,11 @@ class CallDriver:
                     self.timers[(machine.uuid, name)] = self.now + delay
                 case ev.StopTimer(name=name):
                     self.timers.pop((machine.uuid, name), None)
-                case ev.Resolve(ref=ref, target=target):
-                    key = str(getattr(target, "user", "") or getattr(target, "number", ""))
-                    if key in self.failures:
-                        code, reason = self.failures[key]
-                        self.feed(machine, ev.TargetResolved(ref, (), code, reason))
+                case ev.Resolve(target=target):
+                    if _target_key(target) in self.hold_resolve:
+                        self.held_resolves.append((machine.uuid, effect))
                     else:
-                        found = tuple(self.destinations.get(key, ()))
-                        self.feed(machine, ev.TargetResolved(
-                            ref, found, None if found else 480,
-                            "" if found else "Temporarily Unavailable"))
+                        self._resolve(machine, effect)
                 case ev.MediaOffer() | ev.MediaAnswer():
                     if self.media_mode == "now":
                         self.feed(machine, ev.MediaReady(effect.ref, effect.body))
@@ -220,6 +223,23 @@ class CallDriver:
                 case ev.OtherCall(uuid=uuid, effects=others):
                     self._carry_out(self.calls[uuid], list(others))
 
+    def _resolve(self, machine: CallMachine, effect: ev.Resolve) -> None:
+        key = _target_key(effect.target)
+        if key in self.failures:
+            code, reason = self.failures[key]
+            self.feed(machine, ev.TargetResolved(effect.ref, (), code, reason))
+        else:
+            found = tuple(self.destinations.get(key, ()))
+            self.feed(machine, ev.TargetResolved(
+                effect.ref, found, None if found else 480,
+                "" if found else "Temporarily Unavailable"))
+
+    def resolve_held(self) -> None:
+        """Answer the held `Resolve`s now, from the table (the DNS answer came)."""
+        held, self.held_resolves = self.held_resolves, []
+        for uuid, effect in held:
+            self._resolve(self.calls[uuid], effect)
+
     def release_media_answers(self, fail: bool = False) -> None:
         held, self.held_media = self.held_media, []
         for uuid, effect in held:
@@ -240,9 +260,85 @@ class CallDriver:
         return [e.response.status for e in self.of(ev.Respond)
                 if ref is None or e.ref == ref]
 
+    def caller_ok(self, machine: CallMachine) -> Response:
+        """The last 2xx the caller got to its INVITE."""
+        return next(e.response for e in reversed(self.effects) if isinstance(e, ev.Respond)
+                    and e.ref == machine.a_ref and 200 <= e.response.status < 300)
+
+    def connect(self, dest: str = "1002", body: bytes = SDP, *, headers: Iterable[str] = (),
+                answer_body: bytes = SDP_B, answer_headers: Iterable[tuple[str, str]] = (),
+                ack: bool = True) -> tuple[CallMachine, Party, Party]:
+        """A call to `dest`, answered by its first destination (and ACKed by the caller)."""
+        machine = self.start(invite(dest, body, headers=headers))
+        sent = self.requests("INVITE")[-1]
+        ok = self.answer(machine, sent, 200, to_tag=new_tag(), body=answer_body,
+                         headers=answer_headers)
+        caller = Party.caller(self, machine)
+        if ack:
+            assert machine.a.invite is not None
+            self.feed(machine, ev.AckReceived(caller.ack(machine.a.invite,
+                                                         self.caller_ok(machine))))
+        return machine, caller, Party.callee(sent, ok)
+
     def answer(self, machine: CallMachine, sent: ev.SendRequest, status: int, *,
                to_tag: str | None = None, body: bytes = b"",
                headers: Iterable[tuple[str, str]] = ()) -> Response:
         response = response_to(sent.request, status, to_tag=to_tag, body=body, headers=headers)
         self.feed(machine, ev.ResponseReceived(sent.ref, response))
         return response
+
+
+# -- the far ends, as phones see their dialogs with us --------------------------------
+
+
+@dataclass
+class Party:
+    """One far end of a call, as it sees its dialog with us: builds the requests it sends.
+
+    `caller(driver, machine)` is the caller once it got our 2xx (or a
+    reliable 18x); `callee(driver, sent, answer)` is a party we rang, from
+    our INVITE and the answer the test gave it. `send` feeds a request to
+    the machine in a new server transaction and returns that ref.
+    """
+
+    dialog: Dialog
+    source: Peer
+    host: str
+
+    @classmethod
+    def caller(cls, driver: CallDriver, machine: CallMachine,
+               invite_request: Request | None = None, source: Peer = CALLER) -> Party:
+        request = invite_request or machine.a.invite
+        assert request is not None
+        ok = next(e.response for e in reversed(driver.effects) if isinstance(e, ev.Respond)
+                  and e.response.call_id == request.call_id
+                  and e.response.cseq.method == "INVITE" and 100 < e.response.status < 300
+                  and e.response.to_tag)
+        dialog = Dialog.from_uac(request, ok, peer=source)
+        if ok.status >= 200:
+            dialog.receive_response(ok)
+        return cls(dialog, source, source.host)
+
+    @classmethod
+    def callee(cls, sent: ev.SendRequest, answer: Response) -> Party:
+        tag = answer.to_tag or ""
+        contact = answer.get("contact") or f"<sip:peer@{sent.peer.host}:5060>"
+        dialog = Dialog.from_uas(sent.request, tag, contact, peer=sent.peer)
+        dialog.sent_response(answer)
+        return cls(dialog, sent.peer, sent.peer.host)
+
+    def request(self, method: str, body: bytes = b"",
+                headers: Iterable[tuple[str, str]] = ()) -> Request:
+        return self.dialog.create_request(method, via_host=self.host, via_port=5060, body=body,
+                                          content_type="application/sdp" if body else None,
+                                          extra_headers=list(headers))
+
+    def ack(self, invite_request: Request, ok: Response, body: bytes = b"") -> Request:
+        return self.dialog.create_ack(invite_request, ok, via_host=self.host, via_port=5060,
+                                      body=body,
+                                      content_type="application/sdp" if body else None)
+
+    def send(self, driver: CallDriver, machine: CallMachine, request: Request) -> int:
+        ref = next(driver._refs)
+        driver.feed(machine, ev.RequestReceived(ref, request, self.source))
+        return ref
