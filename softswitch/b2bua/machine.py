@@ -1190,6 +1190,7 @@ class CallMachine:
             self.stop_timer(name)
         self._backoffs.clear()
         self.reliable.stop()
+        self.transfers.stop()
         for attempt in self.attempts:
             if not attempt.finished:
                 attempt.finished = True

@@ -280,6 +280,25 @@ class Transfers:
                  attended=transfer.other_call is not None)
         call.changed()
 
+    def stop(self) -> None:
+        """The call ends: a target whose 2xx waits for our ACK is not left hanging.
+
+        A blind target is ACKed and hung up; an attended one keeps its own
+        call, its offer answered with the session it had (RFC 3261 13.2.2.4
+        wants the ACK either way, or the target ends its dialog).
+        """
+        transfer, self.current = self.current, None
+        if transfer is None or transfer.state is not TransferState.BRIDGING:
+            return
+        transfer.state = TransferState.FAILED
+        if transfer.other_call is None:
+            self._abandon(transfer)
+            return
+        z, offer, invite = transfer.z, transfer.z_offer, transfer.z_invite
+        if z is not None and z.dialog is not None and offer is not None and invite is not None:
+            z.ack = self.call.ack(z, z.dialog, invite, offer, z.sdp_sent,
+                                  offer.get("content-type") if z.sdp_sent else None)
+
     def end_detached(self, leg: Leg) -> None:
         call = self.call
         call.stop_timer(f"detached:{leg.name}")

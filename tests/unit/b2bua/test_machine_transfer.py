@@ -255,3 +255,42 @@ def test_invite_with_replaces_swaps_the_replaced_party() -> None:
     assert len(d.requests("BYE", "192.0.2.4")) == 1
     (cdr,) = d.cdrs
     assert cdr.callee == "user/1004"
+
+
+def test_a_blind_target_that_answered_is_acked_and_byed_when_the_call_ends_meanwhile() -> None:
+    # Bug: the transferee hung up while its re-INVITE was out; the target's 2xx
+    # was never ACKed nor BYEd, and the target was left in a dead call.
+    d = driver()
+    machine, caller, callee = d.connect()
+    refer(d, machine, callee, "1003")
+    z = target_invite(d, "192.0.2.3")
+    d.answer(machine, z, 200, to_tag="z", body=SDP_Z)
+    reinvite = d.requests("INVITE", "192.0.2.1")[-1]
+    assert d.responses(caller.send(d, machine, caller.request("BYE"))) == [200]
+    assert len(d.of(ev.SendAck, lambda e: e.peer.host == "192.0.2.3")) == 1
+    assert len(d.requests("BYE", "192.0.2.3")) == 1
+    assert len(d.requests("BYE", "192.0.2.2")) == 1
+    d.answer(machine, reinvite, 481)
+    (cdr,) = d.cdrs
+    assert cdr.hangup_side == "caller"
+    assert machine.finished and d.dialogs == {}
+
+
+def test_an_attended_target_keeps_its_call_when_the_transferring_call_ends_meanwhile() -> None:
+    d = driver()
+    first, caller1, transferee = d.connect("1002")
+    second, _, _ = d.connect("1003")
+    a2 = second.a
+    replaces = f"{a2.id.call_id}%3Bto-tag%3D{a2.id.local_tag}%3Bfrom-tag%3D{a2.id.remote_tag}"
+    caller1.send(d, first, caller1.request("REFER", headers=[
+        ("Refer-To", f"<sip:1003@pbx.example.com?Replaces={replaces}>")]))
+    solicit = d.requests("INVITE", "192.0.2.3")[-1]
+    d.answer(first, solicit, 200, body=SDP_Z)
+    transferee.send(d, first, transferee.request("BYE"))
+    # Z's offer is answered with the session it had, and its own call goes on.
+    ack = d.of(ev.SendAck, lambda e: e.peer.host == "192.0.2.3")[-1]
+    assert ack.request.cseq.seq == solicit.request.cseq.seq and ack.request.body
+    assert d.requests("BYE", "192.0.2.3") == []
+    assert [c.uuid for c in d.cdrs] == [first.uuid]
+    assert second.state is CallState.CONFIRMED
+
