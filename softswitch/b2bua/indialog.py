@@ -50,10 +50,18 @@ class DialogRelay:
         self.call = call
         self.relays: dict[str, Relay] = {}  # offers in progress, by origin leg name
 
-    def busy(self, leg: Leg) -> bool:
-        """An offer is in progress on `leg`'s side of the call or the other's."""
+    def relaying(self, leg: Leg) -> bool:
+        """An offer is being relayed from `leg`'s side of the call or the other's."""
         other = self.call.other(leg)
         return leg.name in self.relays or (other is not None and other.name in self.relays)
+
+    def busy(self, leg: Leg) -> bool:
+        """An offer or re-INVITE is in progress on `leg`'s side of the call or the other's:
+        a relayed one, or our own session refresh (RFC 3261 14.1)."""
+        other = self.call.other(leg)
+        inviting = self.call.sessions.inviting
+        return self.relaying(leg) or leg.name in inviting \
+            or (other is not None and other.name in inviting)
 
     def request(self, ref: int, request: Request, source: Peer) -> None:
         call = self.call

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 class SessionRefresh:
     def __init__(self, call: CallMachine) -> None:
         self.call = call
+        # Legs with our refresh re-INVITE in progress: an INVITE or offer
+        # crossing it gets 491 (RFC 3261 14.1, 14.2).
+        self.inviting: set[str] = set()
 
     def start(self) -> None:
         """The call is established: negotiate and arm each leg's timer."""
@@ -78,7 +81,9 @@ class SessionRefresh:
         if timer is None or dialog is None or call.other(leg) is None \
                 or not call.established:
             return
-        if call.relay.busy(leg):
+        if leg.name in self.inviting:
+            return  # our last refresh is still out
+        if call.relay.relaying(leg):
             self.arm(leg)  # an offer is crossing: the relayed one refreshes the session
             return
         role = "uas" if dialog.role is DialogRole.UAS else "uac"
@@ -95,10 +100,14 @@ class SessionRefresh:
         else:
             self.stop(leg)  # nothing to refresh with: the peer keeps the session
             return
+        if request.method == "INVITE":
+            self.inviting.add(leg.name)
         call.send(request, leg.peer, self._answered, leg, request)
 
     def _answered(self, event: ev.Event, leg: Leg, request: Request) -> None:
         call = self.call
+        if not isinstance(event, ev.ResponseReceived) or event.response.status >= 200:
+            self.inviting.discard(leg.name)
         if isinstance(event, ev.RequestTimedOut):
             call.hangup("system", "peer does not answer")
             return

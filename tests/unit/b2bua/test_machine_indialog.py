@@ -239,3 +239,18 @@ def test_media_failing_a_reinvite_answers_it_with_the_failure_and_keeps_the_call
     ref = caller.send(d, machine, caller.request("INVITE", body=SDP_C))
     assert d.responses(ref) == [503]
     assert machine.state is CallState.CONFIRMED
+
+
+def test_a_reinvite_crossing_our_refresh_reinvite_gets_491() -> None:
+    # RFC 3261 14.2: an INVITE received while ours is in progress on the dialog.
+    d = driver(session_expires=120, min_se=90)
+    machine, caller, callee = d.connect(answer_headers=[
+        ("Session-Expires", "120;refresher=uac"), ("Allow", "INVITE, ACK, BYE")])
+    d.advance(61)
+    (refresh,) = d.requests("INVITE", "192.0.2.2")[1:]
+    ref = callee.send(d, machine, callee.request("INVITE", body=SDP_C))
+    assert d.responses(ref) == [491]
+    assert d.requests("INVITE", "192.0.2.1") == []
+    d.answer(machine, refresh, 200, body=SDP_B)
+    ref = callee.send(d, machine, callee.request("INVITE", body=SDP_C))
+    assert d.requests("INVITE", "192.0.2.1") != []
