@@ -32,6 +32,9 @@ def test_forking_first_2xx_wins_and_the_other_fork_is_cancelled_with_a_reason() 
     assert cancel.invite_ref == b2.ref
     assert cancel.cancel.get("reason") == 'SIP;cause=200;text="Call completed elsewhere"'
     assert driver.caller_ok(machine).body == SDP_B
+    assert ev.StartTimer("no_answer:1", 60.0) in driver.effects
+    assert ev.StopTimer("no_answer:1") in driver.effects
+    assert len(driver.of(ev.DialogOpened)) == 2  # the caller's and the winner's
     # The cancelled fork's media is freed.
     assert (machine.uuid, machine.legs[2].id) in driver.released
 
@@ -354,3 +357,15 @@ def test_media_side_failing_the_offer_fails_the_call_cleanly() -> None:
     assert driver.requests("INVITE") == []
     assert driver.responses(machine.a_ref)[-1] == 503
     assert len(driver.cdrs) == 1 and machine.finished
+
+
+def test_shutdown_while_ringing_cancels_and_answers_503() -> None:
+    driver = CallDriver(destinations=dict(TWO))
+    machine = driver.start(invite("1002"))
+    (b1,) = driver.requests("INVITE")
+    driver.answer(machine, b1, 180, to_tag="t1")
+    driver.feed(machine, ev.Shutdown())
+    assert driver.responses(machine.a_ref)[-1] == 503
+    (cancel,) = driver.of(ev.SendCancel)
+    assert "cause=487" in (cancel.cancel.get("reason") or "")
+    assert len(driver.cdrs) == 1

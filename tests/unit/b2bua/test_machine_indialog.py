@@ -254,3 +254,18 @@ def test_a_reinvite_crossing_our_refresh_reinvite_gets_491() -> None:
     d.answer(machine, refresh, 200, body=SDP_B)
     ref = callee.send(d, machine, callee.request("INVITE", body=SDP_C))
     assert d.requests("INVITE", "192.0.2.1") != []
+
+
+def test_a_restored_call_keeps_its_maximum_duration_deadline() -> None:
+    d = driver(max_duration=600.0)
+    machine, _, _ = d.connect()
+    d.advance(400)
+    d.timers.clear()  # the old process is gone
+    again = restored(d, machine, True)
+    assert ("max_duration", d.now + 200) in again.snapshot().timers
+    d.advance(199)
+    assert d.cdrs == []
+    d.advance(2)
+    (cdr,) = d.cdrs
+    assert cdr.hangup_cause == "maximum call duration"
+    assert len(d.requests("BYE")) == 2
