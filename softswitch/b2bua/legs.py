@@ -77,6 +77,7 @@ class Leg:
     ack: Request | None = None  # our ACK to that 2xx, resent on its retransmissions
     got_provisional: bool = False
     cancel_reason: Reason | None = None
+    cancel_sent: bool = False  # one CANCEL per leg, whatever provisionals follow
     auth_tries: int = 0
     session_retries: int = 0
     alternates: list[Peer] = field(default_factory=list)

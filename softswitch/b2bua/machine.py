@@ -909,16 +909,15 @@ class CallMachine:
             self._send_cancel(leg)
 
     def _send_cancel(self, leg: Leg) -> None:
-        if leg.invite is None or leg.invite_ref is None:
+        if leg.invite is None or leg.invite_ref is None or leg.cancel_sent:
             return
         cancel = make_cancel(leg.invite)
         if leg.cancel_reason is not None:
             cancel.add("Reason", str(leg.cancel_reason))
         self.emit(ev.SendCancel(leg.invite_ref, cancel, leg.peer))
-        leg.cancel_reason = None
-        # The 487 (or a 2xx that crossed) still comes to _leg_event.
-        if leg.got_provisional:
-            leg.got_provisional = False  # sent: do not send it again
+        # The 487 (or a 2xx that crossed) still comes to _leg_event; later
+        # provisionals must not send another CANCEL (without its Reason).
+        leg.cancel_sent = True
 
     def leg_failed(self, leg: Leg, code: int, reason: str) -> None:
         if leg.state is LegState.ENDED:

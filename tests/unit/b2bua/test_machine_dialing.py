@@ -369,3 +369,16 @@ def test_shutdown_while_ringing_cancels_and_answers_503() -> None:
     (cancel,) = driver.of(ev.SendCancel)
     assert "cause=487" in (cancel.cancel.get("reason") or "")
     assert len(driver.cdrs) == 1
+
+
+def test_provisionals_after_our_cancel_do_not_send_another_cancel() -> None:
+    # Bug: every 1xx that followed our CANCEL sent one more, without its Reason.
+    driver = CallDriver(destinations=dict(TWO))
+    machine = driver.start(invite("1002"))
+    (b1,) = driver.requests("INVITE")
+    driver.answer(machine, b1, 180, to_tag="t1")
+    driver.feed(machine, ev.CancelReceived())
+    driver.answer(machine, b1, 180, to_tag="t1")
+    driver.answer(machine, b1, 183, to_tag="t1", body=SDP_B)
+    (cancel,) = driver.of(ev.SendCancel)
+    assert cancel.cancel.get("reason") == 'SIP;cause=487;text="Caller cancelled"'
