@@ -1189,6 +1189,7 @@ class CallMachine:
             self.stop_timer(name)
         self._backoffs.clear()
         self.reliable.stop()
+        waiting = self.transfers.listening()  # before stop() forgets the transfer
         self.transfers.stop()
         for attempt in self.attempts:
             if not attempt.finished:
@@ -1202,7 +1203,7 @@ class CallMachine:
         # Keep listening for the 487s of CANCELled forks (a 2xx that crossed
         # the CANCEL is ACKed and BYEd); forget everything else.
         keep = {leg.invite_ref for leg in self.legs
-                if leg.state is LegState.CANCELLING and leg.invite_ref is not None}
+                if leg.state is LegState.CANCELLING and leg.invite_ref is not None} | waiting
         self._pending = {ref: entry for ref, entry in self._pending.items() if ref in keep}
         self.queue.clear()
         self.release_media()

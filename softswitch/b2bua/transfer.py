@@ -61,6 +61,7 @@ class TransferInProgress:
     z_invite: Request | None = None  # the INVITE that 2xx answers
     other_call: Any = None  # attended: the call Z comes from (a CallMachine)
     replaced: Leg | None = None  # attended: X's leg in that call
+    solicit_ref: int | None = None  # attended: our offerless re-INVITE to Z
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -171,7 +172,7 @@ class Transfers:
         transfer.z = z
         host, port = call.local(z.peer)
         solicit = z.dialog.create_request("INVITE", via_host=host, via_port=port)
-        call.send(solicit, z.peer, self._offered, transfer, solicit)
+        transfer.solicit_ref = call.send(solicit, z.peer, self._offered, transfer, solicit)
 
     def _offered(self, event: ev.Event, transfer: TransferInProgress, solicit: Request) -> None:
         if not isinstance(event, ev.ResponseReceived):
@@ -183,6 +184,15 @@ class Transfers:
             return
         if transfer.z_offer is not None:
             return  # a retransmitted 2xx: answered once the transferee answers
+        if transfer.state is TransferState.FAILED:
+            # Our call ended meanwhile: Z stays in its own call, its offer
+            # answered with the session it had.
+            self.call.forget(transfer.solicit_ref)
+            if 200 <= response.status < 300:
+                z.dialog.receive_response(response)
+                z.ack = self.call.ack(z, z.dialog, solicit, response, z.sdp_sent,
+                                      response.get("content-type") if z.sdp_sent else None)
+            return
         if response.status >= 300 or not response.body:
             self._fail(transfer, response.status if response.status >= 300 else 488,
                        response.reason)
@@ -288,9 +298,11 @@ class Transfers:
         wants the ACK either way, or the target ends its dialog).
         """
         transfer, self.current = self.current, None
-        if transfer is None or transfer.state is not TransferState.BRIDGING:
+        if transfer is None:
             return
-        transfer.state = TransferState.FAILED
+        state, transfer.state = transfer.state, TransferState.FAILED
+        if state is not TransferState.BRIDGING:
+            return
         if transfer.other_call is None:
             self._abandon(transfer)
             return
@@ -298,6 +310,14 @@ class Transfers:
         if z is not None and z.dialog is not None and offer is not None and invite is not None:
             z.ack = self.call.ack(z, z.dialog, invite, offer, z.sdp_sent,
                                   offer.get("content-type") if z.sdp_sent else None)
+
+    def listening(self) -> set[int]:
+        """Refs the call must still hear once ended: an attended target's answer."""
+        transfer = self.current
+        if transfer is not None and transfer.state is TransferState.CALLING \
+                and transfer.solicit_ref is not None and transfer.z_offer is None:
+            return {transfer.solicit_ref}
+        return set()
 
     def end_detached(self, leg: Leg) -> None:
         call = self.call

@@ -294,3 +294,24 @@ def test_an_attended_target_keeps_its_call_when_the_transferring_call_ends_meanw
     assert [c.uuid for c in d.cdrs] == [first.uuid]
     assert second.state is CallState.CONFIRMED
 
+
+
+def test_an_attended_targets_late_2xx_is_acked_after_the_transferring_call_ended() -> None:
+    # The solicit re-INVITE is out when the transferee hangs up: its 2xx must
+    # still be ACKed, or the target ends its own call (RFC 3261 13.3.1.4).
+    d = driver()
+    first, caller1, transferee = d.connect("1002")
+    second, _, _ = d.connect("1003")
+    a2 = second.a
+    replaces = f"{a2.id.call_id}%3Bto-tag%3D{a2.id.local_tag}%3Bfrom-tag%3D{a2.id.remote_tag}"
+    caller1.send(d, first, caller1.request("REFER", headers=[
+        ("Refer-To", f"<sip:1003@pbx.example.com?Replaces={replaces}>")]))
+    solicit = d.requests("INVITE", "192.0.2.3")[-1]
+    transferee.send(d, first, transferee.request("BYE"))
+    assert [c.uuid for c in d.cdrs] == [first.uuid]
+    assert not first.finished  # still waiting for the target's answer
+    d.answer(first, solicit, 200, body=SDP_Z)
+    ack = d.of(ev.SendAck, lambda e: e.peer.host == "192.0.2.3")[-1]
+    assert ack.request.cseq.seq == solicit.request.cseq.seq and ack.request.body
+    assert first.finished
+    assert d.requests("BYE", "192.0.2.3") == [] and second.state is CallState.CONFIRMED
