@@ -224,6 +224,11 @@ def test_best_failure_busy_beats_other_codes_and_6xx_beats_busy() -> None:
     driver.answer(machine, b1, 486, to_tag="t1")
     driver.answer(machine, b2, 603, to_tag="t2")
     assert driver.responses(machine.a_ref)[-1] == 603
+    # A 487 says nothing about the callee: the other fork's answer is given.
+    driver, machine, (b1, b2) = forked()
+    driver.answer(machine, b1, 487, to_tag="t1")
+    driver.answer(machine, b2, 480, to_tag="t2")
+    assert driver.responses(machine.a_ref)[-1] == 480
 
 
 def test_a_busy_callee_whose_voicemail_cannot_run_gives_the_caller_486() -> None:

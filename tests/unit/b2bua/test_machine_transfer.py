@@ -52,6 +52,7 @@ def complete(d: CallDriver, machine: CallMachine, z: ev.SendRequest, transferee_
     final = d.requests("NOTIFY", referrer_host)[-1]
     assert final.request.body.startswith(b"SIP/2.0 200")
     assert "terminated" in (final.request.get("subscription-state") or "")
+    assert d.requests("BYE", referrer_host) == []  # not before it heard of the success
     d.answer(machine, final, 200)
     return ok
 
