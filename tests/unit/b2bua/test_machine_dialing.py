@@ -387,3 +387,14 @@ def test_provisionals_after_our_cancel_do_not_send_another_cancel() -> None:
     driver.answer(machine, b1, 183, to_tag="t1", body=SDP_B)
     (cancel,) = driver.of(ev.SendCancel)
     assert cancel.cancel.get("reason") == 'SIP;cause=487;text="Caller cancelled"'
+
+
+def test_cancel_while_the_target_is_still_being_resolved_rings_nobody() -> None:
+    driver = CallDriver(destinations=dict(TWO))
+    driver.hold_resolve.add("1002")
+    machine = driver.start(invite("1002"))
+    driver.feed(machine, ev.CancelReceived())
+    assert driver.responses(machine.a_ref)[-1] == 487
+    driver.resolve_held()
+    assert driver.requests("INVITE") == []
+    assert len(driver.cdrs) == 1 and machine.finished
