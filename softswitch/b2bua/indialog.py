@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from softswitch.b2bua import events as ev
 from softswitch.b2bua.legs import Leg
 from softswitch.b2bua.session_timer import Refresher, supports_timer
-from softswitch.sip.dialog import DialogRole, RAck
+from softswitch.sip.dialog import DialogRole, DialogState, RAck
 from softswitch.sip.message import Request, Response, make_response
 from softswitch.sip.peer import Peer
 
@@ -210,6 +210,12 @@ class DialogRelay:
             self.relays.pop(relay.origin.name, None)
         if offer and 200 <= status < 300:
             call.changed()  # a party may have moved: a restart needs its new target
+        target = relay.target.dialog
+        if status in (408, 481) and target is not None \
+                and target.state is DialogState.TERMINATED:
+            # RFC 3261 12.2.1.2: the target lost the dialog; the bridge cannot go on.
+            self.relays.pop(relay.origin.name, None)
+            call.hangup("system", f"{request.method} got {status}")
 
     def ack(self, leg: Leg, ack: Request) -> bool:
         """The ACK of a relayed re-INVITE's 2xx; False if it is not one."""
