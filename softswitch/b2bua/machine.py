@@ -867,6 +867,8 @@ class CallMachine:
                 leg.final_status = response.status
             self.ack(leg, dialog, leg.invite, response)
             self.bye(dialog, leg.peer, CALL_COMPLETED_ELSEWHERE)
+            if leg.dialog is not None:
+                return  # a 2xx from another early dialog of an answered leg: the leg goes on
             self.forget(leg.invite_ref)
             if leg.state is not LegState.ENDED:
                 leg.move(LegState.ENDED)
