@@ -739,6 +739,8 @@ class CallMachine:
     def _leg_event(self, event: ev.Event, leg: Leg) -> None:
         if isinstance(event, ev.ResponseReceived):
             self._leg_response(leg, event.response)
+        elif leg.answer_2xx is not None:
+            return  # answered: the INVITE's transaction is over, a time-out says nothing
         elif isinstance(event, ev.RequestTimedOut):
             if not self._fail_over(leg):
                 self.leg_failed(leg, 408, "Request Timeout")
