@@ -181,6 +181,16 @@ class DialogRelay:
             status, reason = call.media_failure
             self.relays.pop(relay.origin.name, None)
             call.respond(relay.ref, make_response(request, status, reason))
+            target = relay.target
+            if request.method == "INVITE" and 200 <= response.status < 300 \
+                    and relay.sent is not None and target.dialog is not None:
+                # RFC 3261 13.2.2.4: the target's 2xx is ACKed all the same
+                # (and again on its retransmissions).
+                host, port = call.local(target.peer)
+                relay.held_2xx = response
+                relay.ack_sent = target.dialog.create_ack(relay.sent, response,
+                                                          via_host=host, via_port=port)
+                call.send_ack(relay.ack_sent, target.peer)
             return
         if 200 <= status < 300 and offer:
             call.sessions.arm(relay.target)
