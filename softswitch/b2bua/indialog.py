@@ -220,9 +220,8 @@ class DialogRelay:
             self.relays.pop(relay.origin.name, None)
         if offer and 200 <= status < 300:
             call.changed()  # a party may have moved: a restart needs its new target
-        target = relay.target.dialog
-        if status in (408, 481) and target is not None \
-                and target.state is DialogState.TERMINATED:
+        lost = relay.target.dialog
+        if status in (408, 481) and lost is not None and lost.state is DialogState.TERMINATED:
             # RFC 3261 12.2.1.2: the target lost the dialog; the bridge cannot go on.
             self.relays.pop(relay.origin.name, None)
             call.hangup("system", f"{request.method} got {status}")
