@@ -737,10 +737,11 @@ class CallMachine:
         leg.invite_ref = self.send(leg.invite, leg.peer, self._leg_event, leg)
 
     def _leg_event(self, event: ev.Event, leg: Leg) -> None:
+        if leg.answer_2xx is not None and not (isinstance(event, ev.ResponseReceived)
+                                               and event.response.status < 300):
+            return  # answered: the INVITE's transaction is over, a late failure says nothing
         if isinstance(event, ev.ResponseReceived):
             self._leg_response(leg, event.response)
-        elif leg.answer_2xx is not None:
-            return  # answered: the INVITE's transaction is over, a time-out says nothing
         elif isinstance(event, ev.RequestTimedOut):
             if not self._fail_over(leg):
                 self.leg_failed(leg, 408, "Request Timeout")
