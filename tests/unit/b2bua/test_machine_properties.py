@@ -186,6 +186,11 @@ class CallProperties(RuleBasedStateMachine):
         return any(e.ref == a_ref and 200 <= e.response.status < 300
                    for e in self.driver.of(ev.Respond))
 
+    @rule(really=SELDOM)
+    def shutdown(self, really: bool) -> None:
+        if really:
+            self._feed(ev.Shutdown())
+
     def _caller(self) -> Party | None:
         assert self.driver is not None and self.machine is not None
         if self.caller is None:
