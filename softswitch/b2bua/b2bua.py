@@ -87,6 +87,7 @@ from softswitch.sip.message import (
     new_tag,
 )
 from softswitch.sip.peer import Peer
+from softswitch.sip.retransmit import Backoff
 from softswitch.sip.transaction import ServerTransaction, TimerSettings, make_cancel
 from softswitch.sip.uri import SipURI
 from softswitch.transport.dns import DnsLocator
@@ -724,24 +725,21 @@ class B2BUA:
     def _retransmit_2xx(self, tx: ServerTransaction, response: Response,
                         give_up: Callable[[], None]) -> Retransmission:
         """Resend a 2xx until its ACK arrives (RFC 3261 13.3.1.4)."""
-        t1, t2 = self.timers.t1, self.timers.t2
         state = Retransmission()
-        interval, elapsed = t1, 0.0
+        backoff = Backoff(self.timers.t1, self.timers.t2)
 
         def tick() -> None:
-            nonlocal interval, elapsed
             if state.stopped:
                 return
-            elapsed += interval
-            if elapsed >= 64 * t1:
+            delay = backoff.next()
+            if delay is None:  # no ACK within 64*T1
                 state.stopped = True
                 give_up()
                 return
             tx.respond(response)
-            interval = min(2 * interval, t2)
-            state.timer = self.clock.callLater(interval, tick)
+            state.timer = self.clock.callLater(delay, tick)
 
-        state.timer = self.clock.callLater(interval, tick)
+        state.timer = self.clock.callLater(backoff.first(), tick)
         return state
 
     # -- CANCEL and ACK from the caller ----------------------------------------------------

@@ -15,20 +15,19 @@ from typing import Any
 
 from softswitch.sip.dialog import RAck
 from softswitch.sip.message import Response
+from softswitch.sip.retransmit import Backoff
 
 
 class ReliableProvisionals:
     def __init__(self, clock: Any, t1: float, t2: float,
                  send: Callable[[Response], object]) -> None:
         self.clock = clock
-        self.t1, self.t2 = t1, t2
         self._send = send
         self._queue: collections.deque[Response] = collections.deque()
         self.pending: Response | None = None
         self._rack: RAck | None = None
         self._timer: Any = None
-        self._interval = t1
-        self._elapsed = 0.0
+        self._backoff = Backoff(t1, t2)
         # Every RAck we made: a PRACK that crossed our 2xx, or a repeated one,
         # still gets its 200 (a 481 would make the caller end the dialog).
         self._sent: set[RAck] = set()
@@ -43,21 +42,19 @@ class ReliableProvisionals:
         self.pending = response
         self._rack = RAck.for_response(response)
         self._sent.add(self._rack)
-        self._interval, self._elapsed = self.t1, 0.0
         self._send(response)
-        self._timer = self.clock.callLater(self._interval, self._resend)
+        self._timer = self.clock.callLater(self._backoff.first(), self._resend)
 
     def _resend(self) -> None:
         self._timer = None
         if self.pending is None:
             return
-        self._elapsed += self._interval
-        if self._elapsed >= 64 * self.t1:
-            self._next()  # no PRACK: give up on this one
+        delay = self._backoff.next()
+        if delay is None:
+            self._next()  # no PRACK within 64*T1: give up on this one
             return
         self._send(self.pending)
-        self._interval = min(2 * self._interval, self.t2)
-        self._timer = self.clock.callLater(self._interval, self._resend)
+        self._timer = self.clock.callLater(delay, self._resend)
 
     def prack(self, rack: RAck) -> bool:
         """A PRACK arrived; True if it names a reliable provisional we sent."""
