@@ -98,7 +98,7 @@ class RegistrarService(Service):
         policy = RegistrarPolicy(r.min_expires, r.default_expires, r.max_expires)
         self.registrar = Registrar(directory, self.store, Authenticator(load_secret(self.data_dir)),
                                    self.reactor, policy)
-        self.core.handlers["REGISTER"] = self.registrar.handle
+        self.core.route("REGISTER", self.registrar.handle)
         if "path" not in self.core.supported:
             self.core.supported.append("path")
         self._sweeper = LoopingCall(self._sweep)

@@ -156,33 +156,21 @@ class B2BUA:
         self.log = get_logger("softswitch.b2bua")
 
     def install(self) -> None:
-        """Take INVITE, BYE, UPDATE, INFO, CANCEL and ACK from the SIP core."""
+        """Take new INVITEs, in-dialog requests, CANCEL and ACK from the SIP core.
+
+        A request of these methods outside a dialog, other than INVITE, gets
+        the core's 481. In a dialog OPTIONS is the other party's business and
+        is relayed; outside one the core answers it.
+        """
         core = self.core
-        for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY", "PRACK"):
-            core.handlers[method] = self.on_request
-        core.handlers["CANCEL"] = self.on_cancel
-        options = core.handlers.get("OPTIONS")
-
-        def on_options(tx: ServerTransaction, request: Request) -> None:
-            # In a dialog OPTIONS is the other party's business: relay it.
-            if request.to_tag is not None:
-                self.relay.handle(tx, request)
-            elif options is not None:
-                options(tx, request)
-
-        core.handlers["OPTIONS"] = on_options
-        core.ack_handler = self.on_ack
-        core.response_handler = self.on_stray_response
+        core.route("INVITE", self._new_call, in_dialog=False)
+        for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY", "PRACK", "OPTIONS"):
+            core.route(method, self.relay.handle, in_dialog=True)
+        core.route("CANCEL", self.on_cancel)
+        core.add_ack_handler(self.on_ack)
+        core.add_stray_response_handler(self.on_stray_response)
 
     # -- new calls ------------------------------------------------------------------
-
-    def on_request(self, tx: ServerTransaction, request: Request) -> None:
-        if request.to_tag is not None:
-            self.relay.handle(tx, request)
-        elif request.method == "INVITE":
-            self._new_call(tx, request)
-        else:
-            tx.respond(make_response(request, 481, to_tag=new_tag()))
 
     def _new_call(self, tx: ServerTransaction, request: Request) -> None:
         now = self.clock.seconds()
@@ -764,24 +752,25 @@ class B2BUA:
         self._final_to_a(call, response)
         self._end(call, "caller", "CANCEL", Disposition.CANCELLED)
 
-    def on_ack(self, request: Request, source: Peer) -> None:
+    def on_ack(self, request: Request, source: Peer) -> bool:
+        """An ACK for a 2xx; True when it belongs to one of our dialogs."""
         dialog = self.dialogs.find(request)
         if dialog is None:
-            return
+            return False
         waiting = self._awaiting_ack.pop(dialog.id, None)
         if waiting is not None:
             waiting.stop()
-            return
+            return True
         call = self._by_dialog.get(dialog.id)
         if call is None:
-            return
+            return True
         relay = self.relay.relays.get(dialog.id)
         if relay is not None and relay.held_2xx is not None \
                 and request.cseq.seq == relay.request.cseq.seq:
             if relay.retransmit is not None:
                 relay.retransmit.stop()
             self.relay.relay_ack(call, relay, request)
-            return
+            return True
         if call.state is CallState.ANSWERED and dialog is call.a.dialog:
             if call.a.retransmit is not None:
                 call.a.retransmit.stop()
@@ -798,17 +787,22 @@ class B2BUA:
                     self.max_duration, self._hangup, call, "system", "maximum call duration"))
             if self.on_call_confirmed is not None:
                 self.on_call_confirmed(call)
+        return True
 
-    def on_stray_response(self, response: Response, source: Peer) -> None:
-        """A 2xx retransmission after its transaction ended: ACK it again."""
+    def on_stray_response(self, response: Response, source: Peer) -> bool:
+        """A 2xx retransmission after its transaction ended: ACK it again.
+
+        True when the response is for the winning leg of one of our calls.
+        """
         if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
-            return
+            return False
         dialog = self.dialogs.find(response)
         call = self._by_dialog.get(dialog.id) if dialog is not None else None
         if call is None or call.winner is None or call.winner.dialog is not dialog:
-            return
+            return False
         if call.winner.ack is not None:
             self.core.send(call.winner.ack, call.winner.peer)
+        return True
 
     # -- in-dialog requests -----------------------------------------------------------------
 
