@@ -18,7 +18,6 @@ import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from twisted.internet.defer import DeferredList
 
@@ -38,7 +37,6 @@ from dialplan import (
     UserTarget,
     Voicemail,
 )
-from softswitch.auth import Outcome
 from softswitch.b2bua.call import ALeg, BLeg, Call, CallState, Disposition
 from softswitch.b2bua.dialing import (
     ALLOW,
@@ -59,9 +57,9 @@ from softswitch.b2bua.session_timer import (
     min_se_of,
     negotiate_as_uas,
 )
-from softswitch.b2bua.trunks import trunk_by_address, trunk_by_credentials
 from softswitch.callstate import CallRecord
 from softswitch.config import TrunkSettings
+from softswitch.identity import CallerIdentity
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar
 from softswitch.sip.dialog import (
@@ -89,7 +87,6 @@ from softswitch.sip.message import (
 from softswitch.sip.peer import Peer
 from softswitch.sip.retransmit import Backoff
 from softswitch.sip.transaction import ServerTransaction, TimerSettings, make_cancel
-from softswitch.sip.uri import SipURI
 from softswitch.transport.dns import DnsLocator
 
 BUSY_CODES = frozenset({486, 600})
@@ -128,12 +125,16 @@ class B2BUA:
                  on_call_confirmed: Callable[[Call], None] | None = None,
                  no_answer_timeout: float = 60.0, max_duration: float = 0.0,
                  session_expires: int = 1800, min_se: int = 90,
-                 dns: DnsLocator | None = None) -> None:
+                 dns: DnsLocator | None = None, identity: CallerIdentity | None = None) -> None:
         self.core = core
         self.registrar = registrar
         self.plan = plan
         self.local_address = local_address
         self.trunks = trunks
+        # Who calls (accounts, trunks by ACL or credentials); the service
+        # passes one sharing the registrar's directory and authenticator.
+        self.identity = identity or CallerIdentity(
+            lambda: registrar.directory, registrar.auth, trunks, local_names=registrar.local_names)
         self.clock = clock
         self.media = media or DirectMedia()
         self.timers = timers or TimerSettings()
@@ -174,57 +175,14 @@ class B2BUA:
 
     def _new_call(self, tx: ServerTransaction, request: Request) -> None:
         now = self.clock.seconds()
-        trunk = trunk_by_address(self.trunks, tx.source)
-        from_uri = request.from_addr.uri
-        dest = request.uri.user if isinstance(request.uri, SipURI) else None
-        if dest is None:
-            tx.respond(make_response(request, 404, "No number dialled", to_tag=new_tag()))
+        caller = self.identity.identify(request, tx.source, now)
+        if isinstance(caller, Response):
+            tx.respond(caller)
             return
-        dest = unquote(dest)
-        if trunk is not None:
-            to_uri = request.to_addr.uri
-            if dest == trunk.username and isinstance(to_uri, SipURI) and to_uri.user:
-                # A provider we register to calls our registered Contact
-                # (sip:trunkuser@us); the dialled number is in To.
-                dest = unquote(to_uri.user)
-            caller = from_uri.user if isinstance(from_uri, SipURI) and from_uri.user else ""
-            caller_name = request.from_addr.display_name or ""
-            context, groups, domain = trunk.context, frozenset[str](), None
-        else:
-            if not isinstance(from_uri, SipURI) or from_uri.user is None:
-                tx.respond(make_response(request, 403, to_tag=new_tag()))
-                return
-            domain_obj = self.registrar.domain_for(from_uri.host) \
-                or self.registrar.directory.default_domain
-            if domain_obj is None:
-                tx.respond(make_response(request, 403, to_tag=new_tag()))
-                return
-            account = domain_obj.accounts.get(unquote(from_uri.user))
-            by_credentials = None if account is not None \
-                else trunk_by_credentials(self.trunks, request, domain_obj)
-            checked = account if by_credentials is None else by_credentials[1]
-            result = self.registrar.auth.check(request, checked, domain_obj, now)
-            if result.outcome is not Outcome.OK:
-                assert result.response is not None
-                self.log.info("invite_auth", outcome=result.outcome.value, reason=result.reason,
-                              call_id=request.call_id, peer=str(tx.source))
-                tx.respond(result.response)
-                return
-            if by_credentials is not None:
-                # A trunk that authenticates instead of being known by address.
-                trunk = by_credentials[0]
-                caller = from_uri.user
-                caller_name = request.from_addr.display_name or ""
-                context, groups, domain = trunk.context, frozenset[str](), None
-            else:
-                assert account is not None
-                caller = account.user
-                caller_name = account.display_name or request.from_addr.display_name or ""
-                context, groups, domain = (account.context, frozenset(account.groups),
-                                           domain_obj.name)
+        dest = self.identity.dialled(request, tx.source, caller)
         replaces = request.get("replaces")
         if replaces is not None:
-            self.replacing.replace(tx, request, replaces, caller)
+            self.replacing.replace(tx, request, replaces, caller.user)
             return
         negotiation = negotiate_as_uas(request, self.session_expires, self.min_se)
         if isinstance(negotiation, int):
@@ -234,11 +192,10 @@ class B2BUA:
             return
         tx.respond(make_response(request, 100))
         a = ALeg(request, tx, tx.source, new_tag())
-        call = Call(a, caller, caller_name or None, dest, context, trunk.name if trunk else None,
-                    started=now)
+        call = Call(a, caller.user, caller.display_name or None, dest, caller.context,
+                    caller.trunk, started=now)
         call.a_session = negotiation
-        call.variables["domain"] = domain or (self.registrar.directory.default_domain.name
-                                              if self.registrar.directory.default_domain else "")
+        call.variables["domain"] = caller.domain or self.identity.default_domain() or ""
         self.calls[call.uuid] = call
         self._by_invite_tx[id(tx)] = call
         tx.on_timeout = lambda: self._end(call, "system", "no ACK from the caller")
@@ -247,13 +204,14 @@ class B2BUA:
             self._fail(call, 503, "No dialplan")
             return
         headers = {name: value for name, value in request.headers}
-        facts = CallFacts(context=context, dest=dest, caller=caller, caller_name=caller_name,
-                          trunk=call.trunk, groups=groups, headers=headers)
+        facts = CallFacts(context=caller.context, dest=dest, caller=caller.user,
+                          caller_name=caller.display_name, trunk=call.trunk,
+                          groups=caller.groups, headers=headers)
         call.plan, call.facts = plan, facts
         decision = plan.route(facts)
         call.variables.update(decision.variables)
-        self.log.info("call_routed", call_id=request.call_id, call=call.uuid, caller=caller,
-                      dest=dest, context=context, trunk=call.trunk,
+        self.log.info("call_routed", call_id=request.call_id, call=call.uuid, caller=caller.user,
+                      dest=dest, context=caller.context, trunk=call.trunk,
                       actions=len(decision.actions), matched=decision.matched)
         call.queue = collections.deque(decision.actions)
         self._run(call)
