@@ -60,8 +60,8 @@ class Transaction:
         self._table = table
         self._retransmit: DelayedCall | None = None
         self._timer: DelayedCall | None = None
-        # The schedule of Timer A, E or G; made only when one is armed, since
-        # most transactions run over TCP or never retransmit.
+        # The schedule of Timer A, E or G, made when one is armed: transactions
+        # over TCP or TLS and most server transactions never need one.
         self._backoff: Backoff | None = None
 
     @property
