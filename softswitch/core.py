@@ -4,15 +4,17 @@
 transports deliver, answers what cannot be parsed (400/505/513, when the
 sender's Via can be read), passes requests and responses through the
 transaction layer, applies the checks every request gets (RFC 3261 8.2:
-method, Require, Max-Forwards), and hands the request to the handler of its
-method: OPTIONS here; REGISTER in the registrar; INVITE and dialogs in the
-B2BUA.
+method, Require, Max-Forwards), and hands the request to the handler routed
+for its method (`route`), inside or outside a dialog: OPTIONS here; REGISTER
+in the registrar; INVITE and dialogs in the B2BUA. ACKs and responses no
+transaction took go along chains of handlers; observers (`add_observer`)
+see every message received and sent, retransmissions included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -38,8 +40,23 @@ from softswitch.sip.transaction import (
 
 Handler = Callable[[ServerTransaction, Request], None]
 Send = Callable[[Any, Peer], None]
+AckHandler = Callable[[Request, Peer], bool]
+StrayResponseHandler = Callable[[Response, Peer], bool]
 
 ACCEPT = "application/sdp"
+
+
+class MessageObserver(Protocol):
+    """Sees every message the core receives (parsed) and sends, e.g. a ladder recorder.
+
+    Called on the wire side of the transaction layer, so retransmissions are
+    seen too. An observer must not change the message; one that raises is
+    logged once and otherwise ignored.
+    """
+
+    def message_received(self, message: Request | Response, peer: Peer, now: float) -> None: ...
+
+    def message_sent(self, message: Request | Response, peer: Peer, now: float) -> None: ...
 
 
 class SipCore:
@@ -54,14 +71,57 @@ class SipCore:
         self.log = get_logger("softswitch.sip")
         self.timers = timers or TimerSettings()
         self.transactions = TransactionLayer(clock, self.send, self.timers, self)
-        self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
+        # method -> {in_dialog: handler}, as routed, and the handler to use
+        # for requests without and with a To tag, derived from it.
+        self._routes: dict[str, dict[bool | None, Handler]] = {}
+        self._dispatch: dict[str, tuple[Handler | None, Handler | None]] = {}
         self.supported: list[str] = []
-        self.ack_handler: Callable[[Request, Peer], None] | None = None
-        self.response_handler: Callable[[Response, Peer], None] | None = None
+        self._ack_handlers: list[AckHandler] = []
+        self._stray_response_handlers: list[StrayResponseHandler] = []
+        self._observers: list[MessageObserver] = []
+        self._failed_observers: set[int] = set()  # id() of those already logged
         self.draining = False
         self._log_messages: bool | None = None
         self._capabilities_cache: tuple[object, list[tuple[str, str]]] | None = None
         self.stats = {"received": 0, "sent": 0, "malformed": 0}
+        self.route("OPTIONS", self._options)
+
+    # -- what the other parts register ---------------------------------------------
+
+    def route(self, method: str, handler: Handler, *, in_dialog: bool | None = None) -> None:
+        """Hand requests of `method` to `handler`.
+
+        `in_dialog=True` takes only requests with a To tag (RFC 3261 12.2),
+        False only those without, None both; a route for True or False wins
+        over the None route of the same method. Routing a method again for
+        the same `in_dialog` replaces the handler. Every routed method is
+        listed in Allow. A routed method with no handler for the request's
+        side is answered 481 (no such dialog). CANCEL is matched to its
+        INVITE here and the CANCEL route, if any, gets the INVITE transaction.
+        """
+        routes = self._routes.setdefault(method, {})
+        routes[in_dialog] = handler
+        default = routes.get(None)
+        self._dispatch[method] = (routes.get(False, default), routes.get(True, default))
+
+    def add_ack_handler(self, handler: AckHandler) -> None:
+        """Offer ACKs no transaction consumed (for a 2xx, RFC 6026 8.7) to `handler`.
+
+        Handlers are tried in the order added until one returns True.
+        """
+        self._ack_handlers.append(handler)
+
+    def add_stray_response_handler(self, handler: StrayResponseHandler) -> None:
+        """Offer responses no client transaction matched to `handler`.
+
+        E.g. a 2xx retransmitted after Timer M; tried in order until one
+        returns True.
+        """
+        self._stray_response_handlers.append(handler)
+
+    def add_observer(self, observer: MessageObserver) -> None:
+        """Show `observer` every parsed message received and every message sent."""
+        self._observers.append(observer)
 
     # -- what the transports call ------------------------------------------------
 
@@ -74,6 +134,10 @@ class SipCore:
             return
         if self.log_messages:
             self.log.debug("sip_in", **message_fields(message, peer))
+        if self._observers:
+            # Before the transaction layer, so that a ladder shows the
+            # request ahead of the responses its handler sends at once.
+            self._notify(message, peer, received=True)
         if isinstance(message, Request):
             try:
                 self.transactions.receive_request(message, peer)
@@ -99,7 +163,24 @@ class SipCore:
         self.stats["sent"] += 1
         if self.log_messages:
             self.log.debug("sip_out", **message_fields(message, peer))
+        if self._observers:
+            self._notify(message, peer, received=False)
         self._send(message, peer)
+
+    def _notify(self, message: Request | Response, peer: Peer, *, received: bool) -> None:
+        now = self.clock.seconds()
+        for observer in self._observers:
+            try:
+                if received:
+                    observer.message_received(message, peer, now)
+                else:
+                    observer.message_sent(message, peer, now)
+            except Exception:  # noqa: BLE001 - an observer must not stop signalling
+                # Logged once per observer: a broken recorder under load
+                # would otherwise flood the log with one trace per message.
+                if id(observer) not in self._failed_observers:
+                    self._failed_observers.add(id(observer))
+                    self.log.exception("sip_observer_failed", observer=repr(observer))
 
     @property
     def log_messages(self) -> bool:
@@ -120,8 +201,8 @@ class SipCore:
             response.add("Retry-After", "5")
             tx.respond(response)
             return
-        handler = self.handlers.get(method)
-        if handler is None and method != "CANCEL":
+        dispatch = self._dispatch.get(method)
+        if dispatch is None and method != "CANCEL":
             response = make_response(request, 405, to_tag=new_tag())
             response.add("Allow", self.allow)
             tx.respond(response)
@@ -139,25 +220,33 @@ class SipCore:
         if method == "CANCEL":
             self._cancel(tx, request)
             return
-        assert handler is not None
+        assert dispatch is not None
+        handler = _pick(dispatch, request)
+        if handler is None:
+            # Routed, but not on this side of a dialog: e.g. a BYE without
+            # a To tag, or with one when only new requests are taken.
+            tx.respond(make_response(request, 481, to_tag=new_tag()))
+            return
         try:
             handler(tx, request)
         except MessageError as exc:
             tx.respond(make_response(request, exc.status, exc.reason, to_tag=new_tag()))
 
     def on_ack(self, request: Request, source: Peer) -> None:
-        if self.ack_handler is not None:
-            self.ack_handler(request, source)
+        for handler in self._ack_handlers:
+            if handler(request, source):
+                return
 
     def on_stray_response(self, response: Response, source: Peer) -> None:
-        if self.response_handler is not None:
-            self.response_handler(response, source)
+        for handler in self._stray_response_handlers:
+            if handler(response, source):
+                return
 
     # -- checks and built-in methods ------------------------------------------------
 
     @property
     def allow(self) -> str:
-        return ", ".join(sorted({*self.handlers, "ACK", "CANCEL"}))
+        return ", ".join(sorted({*self._routes, "ACK", "CANCEL"}))
 
     def _unsupported(self, request: Request) -> list[str]:
         required = request.values("require")
@@ -181,8 +270,8 @@ class SipCore:
         tx.respond(response)
 
     def _capabilities(self) -> list[tuple[str, str]]:
-        """The headers of a 200 to OPTIONS, rebuilt only when handlers change."""
-        key = (tuple(self.handlers), tuple(self.supported))
+        """The headers of a 200 to OPTIONS, rebuilt only when routes change."""
+        key = (tuple(self._routes), tuple(self.supported))
         if self._capabilities_cache is None or self._capabilities_cache[0] != key:
             lines = [("Allow", self.allow), ("Accept", ACCEPT),
                      ("Accept-Encoding", "identity"), ("Accept-Language", "en")]
@@ -198,7 +287,8 @@ class SipCore:
             tx.respond(make_response(request, 481, to_tag=new_tag()))
             return
         tx.respond(make_response(request, 200, to_tag=invite_tx_to_tag(invite_tx)))
-        cancel = self.handlers.get("CANCEL")
+        dispatch = self._dispatch.get("CANCEL")
+        cancel = _pick(dispatch, request) if dispatch is not None else None
         if cancel is not None:
             cancel(invite_tx, request)
         elif invite_tx.is_pending:
@@ -227,6 +317,16 @@ class SipCore:
 
         check()
         return done
+
+
+def _pick(dispatch: tuple[Handler | None, Handler | None], request: Request) -> Handler | None:
+    """The handler for `request` from its method's (outside, inside a dialog) pair."""
+    outside, inside = dispatch
+    # Only look at the To tag when the two sides differ: parsing To is work
+    # the common case (one route for both) does not need.
+    if outside is inside:
+        return outside
+    return inside if request.to_tag is not None else outside
 
 
 def invite_tx_to_tag(tx: ServerTransaction) -> str:

@@ -14,7 +14,6 @@ request to the phone must use), Path (RFC 3327), +sip.instance and reg-id
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -22,6 +21,7 @@ from typing import Any
 
 from softswitch.auth import Authenticator, Outcome
 from softswitch.directory import Directory, Domain
+from softswitch.identity import domain_for
 from softswitch.location.binding import Binding
 from softswitch.location.store import LocationStore
 from softswitch.logs import get_logger
@@ -186,14 +186,6 @@ def _host_port(peer: Peer) -> str:
     return f"{host}:{peer.port}"
 
 
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 class Registrar:
     """The REGISTER handler the SIP core calls."""
 
@@ -212,12 +204,9 @@ class Registrar:
         """The directory domain a request for `host` belongs to.
 
         A phone configured with the server's address instead of the domain
-        name registers into the default domain.
+        name registers into the default domain (the rule calls use too).
         """
-        domain = self.directory.domain(host)
-        if domain is None and (_is_address(host) or host.lower() in self.local_names()):
-            domain = self.directory.default_domain
-        return domain
+        return domain_for(self.directory, host, self.local_names)
 
     def bindings(self, aor: str, now: float) -> list[Binding]:
         return [b for b in self.store.lookup(aor) if not b.is_expired(now)]

@@ -27,6 +27,7 @@ from softswitch.cdr import SQLiteCdrStore
 from softswitch.config import Config, ListenAddress
 from softswitch.core import SipCore
 from softswitch.directory import DirectoryError, load_directory
+from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar, RegistrarPolicy
@@ -98,7 +99,7 @@ class RegistrarService(Service):
         policy = RegistrarPolicy(r.min_expires, r.default_expires, r.max_expires)
         self.registrar = Registrar(directory, self.store, Authenticator(load_secret(self.data_dir)),
                                    self.reactor, policy)
-        self.core.handlers["REGISTER"] = self.registrar.handle
+        self.core.route("REGISTER", self.registrar.handle)
         if "path" not in self.core.supported:
             self.core.supported.append("path")
         self._sweeper = LoopingCall(self._sweep)
@@ -163,13 +164,17 @@ class CallService(Service):
         self.calls = SQLiteCallStateStore(str(self.data_dir / "calls.sqlite"), self.reactor)
         self.calls.load()
         s = self.config.settings
+        # Read through the registrar at each call: a reload replaces its directory.
+        identity = CallerIdentity(lambda: registrar.directory, registrar.auth, list(s.trunks),
+                                  local_names=registrar.local_names)
         self.b2bua = B2BUA(
             self.sip.core, registrar, lambda: self.dialplan_service.plan, self._local,
             list(s.trunks), self.reactor, timers=self.sip.core.timers,
             on_call_end=self._ended, on_call_changed=self._changed,
             max_duration=float(s.max_call_duration),
             session_expires=s.sip.session_expires, min_se=s.sip.min_se,
-            dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor))
+            dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor),
+            identity=identity)
         self.b2bua.install()
         for option in ("100rel", "timer"):  # RFC 3262, RFC 4028
             if option not in self.sip.core.supported:

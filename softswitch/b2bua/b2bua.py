@@ -15,31 +15,28 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from softswitch.auth import Outcome
 from softswitch.b2bua import events as ev
 from softswitch.b2bua.dialing import LocalAddress, Resolution, TargetResolver
 from softswitch.b2bua.legs import Leg
-from softswitch.b2bua.machine import Caller, CallMachine, CallSettings
+from softswitch.b2bua.machine import CallMachine, CallSettings
 from softswitch.b2bua.media import DirectMedia, MediaError, MediaSeam
 from softswitch.b2bua.registry import CallRegistry
 from softswitch.b2bua.replaces import dialog_ids
 from softswitch.b2bua.session_timer import negotiate_as_uas
 from softswitch.b2bua.snapshot import CallSnapshot
-from softswitch.b2bua.trunks import trunk_by_address, trunk_by_credentials
 from softswitch.config import TrunkSettings
+from softswitch.identity import CallerIdentity
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar
 from softswitch.sip.message import Request, Response, make_response, new_tag
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ClientTransaction, ServerTransaction, TimerSettings
-from softswitch.sip.uri import SipURI
 from softswitch.transport.dns import DnsLocator
 
 
@@ -64,11 +61,15 @@ class B2BUA:
                  on_call_changed: Callable[[CallSnapshot], None] | None = None,
                  no_answer_timeout: float = 60.0, max_duration: float = 0.0,
                  session_expires: int = 1800, min_se: int = 90,
-                 dns: DnsLocator | None = None) -> None:
+                 dns: DnsLocator | None = None, identity: CallerIdentity | None = None) -> None:
         self.core = core
         self.registrar = registrar
         self.plan = plan
         self.trunks = trunks
+        # Who calls (accounts, trunks by ACL or credentials); the service
+        # passes one sharing the registrar's directory and authenticator.
+        self.identity = identity or CallerIdentity(
+            lambda: registrar.directory, registrar.auth, trunks, local_names=registrar.local_names)
         self.clock = clock
         self.media = media or DirectMedia()
         timers = timers or TimerSettings()
@@ -88,23 +89,19 @@ class B2BUA:
         self.log = get_logger("softswitch.b2bua")
 
     def install(self) -> None:
-        """Take INVITE and the in-dialog methods, CANCEL, ACK and stray 2xx from the SIP core."""
+        """Take new INVITEs, in-dialog requests, CANCEL, ACK and stray 2xx from the SIP core.
+
+        A request of these methods outside a dialog, other than INVITE, gets
+        the core's 481. In a dialog OPTIONS is the other party's business and
+        is relayed; outside one the core answers it.
+        """
         core = self.core
-        for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY", "PRACK"):
-            core.handlers[method] = self.on_request
-        core.handlers["CANCEL"] = self.on_cancel
-        options = core.handlers.get("OPTIONS")
-
-        def on_options(tx: ServerTransaction, request: Request) -> None:
-            # In a dialog OPTIONS is the other party's business: relay it.
-            if request.to_tag is not None:
-                self.in_dialog(tx, request)
-            elif options is not None:
-                options(tx, request)
-
-        core.handlers["OPTIONS"] = on_options
-        core.ack_handler = self.on_ack
-        core.response_handler = self.on_stray_response
+        core.route("INVITE", self._new_call, in_dialog=False)
+        for method in ("INVITE", "BYE", "UPDATE", "INFO", "REFER", "NOTIFY", "PRACK", "OPTIONS"):
+            core.route(method, self.in_dialog, in_dialog=True)
+        core.route("CANCEL", self.on_cancel)
+        core.add_ack_handler(self.on_ack)
+        core.add_stray_response_handler(self.on_stray_response)
 
     # -- look-ups the machines use ---------------------------------------------------------
 
@@ -123,14 +120,6 @@ class B2BUA:
 
     # -- requests from the core -------------------------------------------------------------
 
-    def on_request(self, tx: ServerTransaction, request: Request) -> None:
-        if request.to_tag is not None:
-            self.in_dialog(tx, request)
-        elif request.method == "INVITE":
-            self._new_call(tx, request)
-        else:
-            tx.respond(make_response(request, 481, to_tag=new_tag()))
-
     def in_dialog(self, tx: ServerTransaction, request: Request) -> None:
         ctx = self.calls.by_dialog((request.call_id, request.to_tag or "",
                                     request.from_tag or ""))
@@ -144,60 +133,13 @@ class B2BUA:
         ctx.servers[self._server_refs] = tx
         return self._server_refs
 
-    def _identify(self, tx: ServerTransaction, request: Request,
-                  now: float) -> tuple[Caller, str] | None:
-        """Who calls, and the number dialled; None when answered here (401/403/404)."""
-        trunk = trunk_by_address(self.trunks, tx.source)
-        from_uri = request.from_addr.uri
-        dest = request.uri.user if isinstance(request.uri, SipURI) else None
-        if dest is None:
-            tx.respond(make_response(request, 404, "No number dialled", to_tag=new_tag()))
-            return None
-        dest = unquote(dest)
-        if trunk is None:
-            if not isinstance(from_uri, SipURI) or from_uri.user is None:
-                tx.respond(make_response(request, 403, to_tag=new_tag()))
-                return None
-            domain = self.registrar.domain_for(from_uri.host) \
-                or self.registrar.directory.default_domain
-            if domain is None:
-                tx.respond(make_response(request, 403, to_tag=new_tag()))
-                return None
-            account = domain.accounts.get(unquote(from_uri.user))
-            by_credentials = None if account is not None \
-                else trunk_by_credentials(self.trunks, request, domain)
-            checked = account if by_credentials is None else by_credentials[1]
-            result = self.registrar.auth.check(request, checked, domain, now)
-            if result.outcome is not Outcome.OK:
-                assert result.response is not None
-                self.log.info("invite_auth", outcome=result.outcome.value,
-                              reason=result.reason, call_id=request.call_id,
-                              peer=str(tx.source))
-                tx.respond(result.response)
-                return None
-            if by_credentials is None:
-                assert account is not None
-                name = account.display_name or request.from_addr.display_name or ""
-                return Caller(account.user, name, account.context, frozenset(account.groups),
-                              domain.name, None), dest
-            # A trunk that authenticates instead of being known by address.
-            trunk = by_credentials[0]
-        to_uri = request.to_addr.uri
-        if dest == trunk.username and isinstance(to_uri, SipURI) and to_uri.user:
-            # A provider we register to calls our registered Contact
-            # (sip:trunkuser@us); the dialled number is in To.
-            dest = unquote(to_uri.user)
-        user = from_uri.user if isinstance(from_uri, SipURI) and from_uri.user else ""
-        default = self.registrar.directory.default_domain
-        return Caller(user, request.from_addr.display_name or "", trunk.context, frozenset(),
-                      default.name if default is not None else None, trunk.name), dest
-
     def _new_call(self, tx: ServerTransaction, request: Request) -> None:
         now = self.clock.seconds()
-        identified = self._identify(tx, request, now)
-        if identified is None:
+        caller = self.identity.identify(request, tx.source, now)
+        if isinstance(caller, Response):
+            tx.respond(caller)
             return
-        caller, dest = identified
+        dest = self.identity.dialled(request, tx.source, caller)
         replaces = request.get("replaces")
         if replaces is not None:
             found = self._find_dialog(replaces)
@@ -218,6 +160,9 @@ class B2BUA:
             return
         self._server_refs += 1
         ref = self._server_refs
+        if caller.domain is None:
+            # Trunk calls: our own URIs (From of the B-legs) in the default domain.
+            caller = replace(caller, domain=self.identity.default_domain())
         machine, effects = CallMachine.incoming(self.settings, ref, request, tx.source, caller,
                                                 dest, self.plan(), negotiation, now)
         ctx = CallContext(machine)
@@ -233,17 +178,21 @@ class B2BUA:
             return
         self._feed(ctx, ev.CancelReceived())
 
-    def on_ack(self, request: Request, source: Peer) -> None:
+    def on_ack(self, request: Request, source: Peer) -> bool:
         ctx = self.calls.by_dialog((request.call_id, request.to_tag or "",
                                     request.from_tag or ""))
-        if ctx is not None:
-            self._feed(ctx, ev.AckReceived(request))
+        if ctx is None:
+            return False
+        self._feed(ctx, ev.AckReceived(request))
+        return True
 
-    def on_stray_response(self, response: Response, source: Peer) -> None:
+    def on_stray_response(self, response: Response, source: Peer) -> bool:
         ctx = self.calls.by_dialog((response.call_id, response.from_tag or "",
                                     response.to_tag or ""))
-        if ctx is not None:
-            self._feed(ctx, ev.StrayResponse(response))
+        if ctx is None:
+            return False
+        self._feed(ctx, ev.StrayResponse(response))
+        return True
 
     # -- calls that outlived a restart --------------------------------------------------------
 

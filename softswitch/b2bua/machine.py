@@ -54,6 +54,7 @@ from softswitch.b2bua.snapshot import CallSnapshot, LegSnapshot
 from softswitch.b2bua.targets import Destination
 from softswitch.cdr import Disposition
 from softswitch.config import TrunkSettings
+from softswitch.identity import Caller
 from softswitch.sip.dialog import (
     CALL_COMPLETED_ELSEWHERE,
     Dialog,
@@ -113,18 +114,6 @@ class CallSettings:
     account_context: Callable[[str, str | None], str | None] = lambda user, domain: None
     # The call and leg a Replaces value names, among all calls (attended transfer).
     find_dialog: Callable[[str], tuple[Any, Leg] | None] = lambda replaces: None
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who placed the call, as the glue identified it (account or trunk)."""
-
-    user: str
-    display_name: str
-    context: str
-    groups: frozenset[str] = frozenset()
-    domain: str | None = None
-    trunk: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -259,8 +248,8 @@ class CallMachine:
             raise ValueError(f"call {snapshot.uuid} has no answered callee")
         a = leg_from_snapshot(a_snap, settings.local_address)
         b = leg_from_snapshot(b_snap, settings.local_address)
-        caller = Caller(snapshot.caller, snapshot.caller_name, snapshot.context,
-                        trunk=snapshot.trunk)
+        caller = Caller(snapshot.caller, snapshot.caller_name, snapshot.context, frozenset(),
+                        dict(snapshot.variables).get("domain") or None, snapshot.trunk, None)
         machine = cls(settings, uuid=snapshot.uuid, caller=caller, dialled=snapshot.dialled,
                       a=a, a_ref=None, now=now, plan=plan)
         machine.b = b

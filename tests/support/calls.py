@@ -157,7 +157,8 @@ class CallDriver:
 
     def start(self, request: Request, caller: Caller | None = None,
               source: Peer = CALLER) -> CallMachine:
-        caller = caller or Caller("1001", "", "internal", domain="pbx.example.com")
+        caller = caller or Caller("1001", "", "internal", frozenset(), "pbx.example.com", None,
+                                  "1001")
         negotiation = negotiate_as_uas(request, 1800, 90)
         assert not isinstance(negotiation, int)
         machine, effects = CallMachine.incoming(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from softswitch.sip.message import Message, Request
 from softswitch.sip.peer import Peer
+from softswitch.sip.retransmit import Backoff
 from softswitch.sip.transaction.state import (
     TransactionState,
     TransactionStateError,
@@ -48,7 +49,7 @@ class Transaction:
     """The part of a client or server transaction that is not a state machine."""
 
     __slots__ = ("request", "peer", "state", "_ctx", "_table", "_retransmit", "_timer",
-                 "_interval")
+                 "_backoff")
 
     def __init__(self, ctx: TransactionContext, request: Request, peer: Peer,
                  initial: TransactionState, table: Transitions) -> None:
@@ -59,7 +60,9 @@ class Transaction:
         self._table = table
         self._retransmit: DelayedCall | None = None
         self._timer: DelayedCall | None = None
-        self._interval = ctx.timers.t1  # the next retransmission interval
+        # The schedule of Timer A, E or G, made when one is armed: transactions
+        # over TCP or TLS and most server transactions never need one.
+        self._backoff: Backoff | None = None
 
     @property
     def method(self) -> str:
@@ -85,8 +88,17 @@ class Transaction:
                 f"{self.state.value} -> {new.value} is not a transition"
             )
 
+    def _start_retransmit(self, fn: Callable[[], None], *, capped: bool = True) -> None:
+        """Arm the first retransmission, T1 from now (Timer A, E or G)."""
+        timers = self._ctx.timers
+        self._backoff = Backoff(timers.t1, timers.t2 if capped else None)
+        self._arm_retransmit(self._backoff.first(), fn)
+
+    def _next_retransmit_delay(self) -> float | None:
+        """The delay before the retransmission after this one; None past 64*T1."""
+        return self._backoff.next() if self._backoff is not None else None
+
     def _arm_retransmit(self, delay: float, fn: Callable[[], None]) -> None:
-        self._interval = delay
         self._retransmit = self._ctx.clock.callLater(delay, fn)
 
     def _arm_timer(self, delay: float, fn: Callable[[], None]) -> None:

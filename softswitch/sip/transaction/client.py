@@ -113,7 +113,8 @@ class ClientTransaction(Transaction):
         """Send the request and arm A/B or E/F (RFC 3261 17.1.1.2, 17.1.2.2)."""
         timers = self._ctx.timers
         if not self.peer.reliable:
-            self._arm_retransmit(timers.t1, self._on_retransmit_timer)
+            # Timer A doubles without a cap (17.1.1.2), Timer E up to T2 (17.1.2.2).
+            self._start_retransmit(self._on_retransmit_timer, capped=not self.is_invite)
         self._arm_timer(timers.b if self.is_invite else timers.f, self._on_timeout_timer)
         if not self._transmit(self.request):
             self._transition(_S.TERMINATED)
@@ -176,10 +177,11 @@ class ClientTransaction(Transaction):
         # to T2, then T2 once a provisional arrived).
         self._retransmit = None
         state = self.state
-        if state is _S.CALLING:
-            interval = 2 * self._interval
-        elif state is _S.TRYING:
-            interval = min(2 * self._interval, self._ctx.timers.t2)
+        interval: float | None
+        if state is _S.CALLING or state is _S.TRYING:
+            interval = self._next_retransmit_delay()
+            if interval is None:
+                return  # 64*T1 is over: Timer B or F ends the transaction
         elif state is _S.PROCEEDING and not self.is_invite:
             interval = self._ctx.timers.t2
         else:

@@ -182,8 +182,11 @@ class ServerTransaction(Transaction):
         if self.state is not _S.COMPLETED:
             return
         assert self.final_response is not None
+        delay = self._next_retransmit_delay()
+        if delay is None:
+            return  # 64*T1 is over: Timer H ends the transaction
         if self._send_or_fail(self.final_response):
-            self._arm_retransmit(min(2 * self._interval, self._ctx.timers.t2), self._on_timer_g)
+            self._arm_retransmit(delay, self._on_timer_g)
 
     def _on_timer_h(self) -> None:
         # The ACK never came: the client is gone (RFC 3261 17.2.1).
@@ -210,7 +213,7 @@ class ServerTransaction(Transaction):
         if new is _S.COMPLETED:
             if self.is_invite:
                 if not reliable:
-                    self._arm_retransmit(timers.t1, self._on_timer_g)
+                    self._start_retransmit(self._on_timer_g)
                 self._arm_timer(timers.h, self._on_timer_h)
             else:
                 self._pack()
