@@ -277,7 +277,7 @@ def glue(media: FakeMedia) -> tuple[B2BUA, FakeCore, Party, CallMachine, list[An
     core, ended = FakeCore(), []
     b2bua = B2BUA(core, None, lambda: None,  # type: ignore[arg-type]
                   lambda peer: ("198.51.100.1", 5060), [], Clock(), media=media,  # type: ignore[arg-type]
-                  on_call_end=ended.append)
+                  on_call_end=ended.append, identity=object())  # type: ignore[arg-type]
     restored = b2bua.restore(machine.snapshot())
     assert restored is not None
     return b2bua, core, caller, restored, ended
@@ -286,7 +286,7 @@ def glue(media: FakeMedia) -> tuple[B2BUA, FakeCore, Party, CallMachine, list[An
 def reinvite(b2bua: B2BUA, caller: Party) -> FakeServerTransaction:
     request = caller.request("INVITE", body=SDP_C)
     tx = FakeServerTransaction(request, caller.source)
-    b2bua.on_request(tx, request)  # type: ignore[arg-type]
+    b2bua.in_dialog(tx, request)  # type: ignore[arg-type]
     return tx
 
 
@@ -341,7 +341,7 @@ def test_glue_the_end_of_the_call_releases_its_media_and_forgets_it() -> None:
     b2bua, core, caller, machine, ended = glue(media)
     bye = caller.request("BYE")
     tx = FakeServerTransaction(bye, caller.source)
-    b2bua.on_request(tx, bye)  # type: ignore[arg-type]
+    b2bua.in_dialog(tx, bye)  # type: ignore[arg-type]
     assert [r.status for r in tx.responses] == [200]
     assert media.released == [(machine.uuid, None)]
     assert len(ended) == 1
