@@ -88,11 +88,13 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     def on_stop(signum: int, frame: object) -> None:
         # A second SIGTERM or Ctrl-C (from a shell that signals the whole
         # process group, say) must not stop the reactor twice.
+        # The stop is scheduled before anything is logged: the log line is
+        # the part that can go wrong (see logs.StreamLogger), the stop must not.
         nonlocal stopping
         if not stopping:
             stopping = True
-            log.info("signal", signal=signal.Signals(signum).name)
             reactor.callFromThread(reactor.stop)
+            log.info("signal", signal=signal.Signals(signum).name)
 
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGTERM, on_stop)
