@@ -24,7 +24,8 @@ def _listen(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Configuration file [default: conf/softswitch.yaml].")
+              default=None, envvar="SOFTSWITCH_CONFIG", show_envvar=True,
+              help="Configuration file [default: conf/softswitch.yaml].")
 @click.option("--listen", multiple=True, callback=_listen, metavar="PROTO:HOST:PORT",
               help="Listen on udp:, tcp: or tls:HOST:PORT; repeatable; overrides the config.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -43,7 +44,7 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)
-        sys.exit(2)
+        sys.exit(2)  # exitcodes.USAGE, without importing the CLI package's modules first
     s = config.settings
     logs.configure(log_format or s.log.format, log_level or s.log.level)
     log = logs.get_logger("softswitch")
@@ -52,12 +53,22 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
 
     reactor: Any = _reactor
 
+    from softswitch.cli import exitcodes
+    from softswitch.datadir import DataDirBusy
     from softswitch.directory import DirectoryError
     from softswitch.routing import DialplanError
     from softswitch.service import build_application
 
     data = data_dir if data_dir is not None else Path(s.data_dir)
-    app = build_application(config, data, listen or None, reactor)
+    try:
+        app = build_application(config, data, listen or None, reactor)
+    except DataDirBusy as exc:
+        click.echo(f"error: {exc}; stop it first (softswitch.pid holds its pid), or give "
+                   "this one its own --data-dir", err=True)
+        sys.exit(exitcodes.IN_USE)
+    except OSError as exc:
+        click.echo(f"error: cannot use data dir {data}: {exc}", err=True)
+        sys.exit(exitcodes.FAILED)
     try:
         app.startService()
     except (DirectoryError, DialplanError) as exc:
