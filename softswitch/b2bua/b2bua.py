@@ -217,8 +217,12 @@ class B2BUA:
             result = self.registrar.auth.check(request, checked, domain_obj, now)
             if result.outcome is not Outcome.OK:
                 assert result.response is not None
-                self.log.info("invite_auth", outcome=result.outcome.value, reason=result.reason,
-                              call_id=request.call_id, peer=str(tx.source))
+                failed = result.outcome is not Outcome.CHALLENGE  # a challenge is routine
+                (self.log.warning if failed else self.log.debug)(
+                    "auth_failed" if failed else "invite_auth", method="INVITE",
+                    outcome=result.outcome.value, reason=result.reason,
+                    user=from_uri.user, call_id=request.call_id, source=tx.source.host,
+                    peer=str(tx.source))
                 tx.respond(result.response)
                 return
             if by_credentials is not None:
