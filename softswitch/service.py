@@ -327,6 +327,12 @@ class Application(MultiService):
     def startService(self) -> None:  # noqa: N802
         super().startService()
         self._write_reload_status([])
+        for trunk in self.config.settings.trunks:
+            if trunk.host.lower().rstrip(".").endswith(".invalid"):
+                # The shipped example trunk: calls through it fail until it is filled in.
+                self.log.warning("trunk_not_configured", trunk=trunk.name, host=trunk.host,
+                                 hint="put your provider's details in the configuration, "
+                                 "see docs/trunks.md")
 
     def reload(self) -> None:
         """Re-read what can change at run time (directory, dialplan); say how it went.
