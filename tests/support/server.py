@@ -73,6 +73,7 @@ class ServerProcess:
     directory: Path | None = None  # the user directory; conf/directory.yaml if None
     dialplan: Path | None = None  # the dialplan; conf/dialplan.yaml if None
     process: subprocess.Popen[bytes] | None = None
+    run_args: tuple[str, ...] = ()  # more `softswitch run` options (--listen...)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +113,7 @@ class ServerProcess:
     def command(self, *extra: str) -> list[str]:
         """The `softswitch run` command line of this server, plus `extra` options."""
         return [sys.executable, "-m", "softswitch", "run", "--config", str(self.config_path),
-                "--data-dir", str(self.data_dir), *extra]
+                "--data-dir", str(self.data_dir), *self.run_args, *extra]
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
