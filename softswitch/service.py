@@ -18,6 +18,7 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from softswitch.auth import Authenticator, load_secret
 from softswitch.b2bua.b2bua import B2BUA
@@ -145,9 +146,10 @@ class RegistrarService(Service):
         known = {account.aor for account in directory.accounts()}
         for aor in sorted({b.aor for b in self.store.list()} - known):
             self.log.info("bindings_removed", aor=aor, reason="user not in the directory")
-            self.store.remove(aor).addErrback(
-                lambda f, aor=aor: self.log.error("bindings_remove_failed", aor=aor,
-                                                  error=str(f.value)))
+            self.store.remove(aor).addErrback(self._remove_failed, aor)
+
+    def _remove_failed(self, failure: Failure, aor: str) -> None:
+        self.log.error("bindings_remove_failed", aor=aor, error=str(failure.value))
 
     def _sweep(self) -> None:
         assert self.store is not None and self.registrar is not None

@@ -107,7 +107,7 @@ def _json_record(r: CdrRecord, zone: tzinfo) -> dict[str, object]:
     record = r.as_dict()
     for name in ("start", "answer", "end"):
         record[f"{name}_epoch"] = record[name]
-        record[name] = iso(record[name], zone) or None  # type: ignore[arg-type]
+        record[name] = iso(record[name], zone) or None
     return record
 
 

@@ -74,10 +74,12 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     except (DirectoryError, DialplanError) as exc:
         for line in exc.errors:
             log.error("start_failed", error=line)
-        sys.exit(1)
+        app.lock.release()  # no pid file left behind for the CLI to wonder about
+        sys.exit(exitcodes.FAILED)
     except Exception as exc:  # noqa: BLE001 - a bind error and the like: say it and leave
         log.error("start_failed", error=str(exc))
-        sys.exit(1)
+        app.lock.release()
+        sys.exit(exitcodes.FAILED)
 
     # Everything loaded at start (modules, directory, dialplan, bindings) lives
     # as long as the process: move it out of the collector's way, so full
