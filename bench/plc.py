@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rtpmedia import plc  # noqa: E402
+from rtpmedia import codecs, plc  # noqa: E402
 
 RATE = plc.RATE
 FRAME = plc.FRAME
@@ -106,37 +106,10 @@ def speech_samples() -> list[np.ndarray]:
     return out
 
 
-# --- G.711 ---------------------------------------------------------------------
-
-
-def g711_roundtrip(x: np.ndarray) -> np.ndarray:
-    """Encode and decode with mu-law (the packets' content)."""
-    from rtpmedia.codecs import g711  # type: ignore[attr-defined]
-
-    return g711.ulaw_decode(g711.ulaw_encode(x))
-
-
-def _local_ulaw_roundtrip(x: np.ndarray) -> np.ndarray:
-    """G.711 mu-law both ways (used until rtpmedia.codecs has G.711)."""
-    s = x.astype(np.int32)
-    sign = np.where(s < 0, 0x80, 0)
-    mag = np.minimum(np.abs(s), 32635) + 0x84
-    exp = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mant = (mag >> (exp + 3)) & 0x0F
-    code = ~(sign | (exp << 4) | mant) & 0xFF
-    code = code ^ 0xFF  # decode
-    sign = code & 0x80
-    exp = (code >> 4) & 0x07
-    mant = code & 0x0F
-    mag = (((mant << 3) + 0x84) << exp) - 0x84
-    return np.where(sign != 0, -mag, mag).astype(np.int16)
-
-
-def codec_roundtrip(x: np.ndarray) -> np.ndarray:
-    try:
-        return g711_roundtrip(x)
-    except (ImportError, AttributeError):
-        return _local_ulaw_roundtrip(x)
+def codec_roundtrip(x: np.ndarray, codec: str = "PCMU/8000") -> np.ndarray:
+    """Encode and decode with G.711 (what the packets carry)."""
+    c = codecs.get(codec)
+    return c.decode_array(c.encode_array(x))
 
 
 # --- loss patterns -------------------------------------------------------------
@@ -220,15 +193,8 @@ def methods(ablate: bool) -> dict[str, Callable[[], plc.PacketConcealer]]:
     m["ours, no lookahead"] = lambda: plc.Concealer(tuning=plc.Tuning(lookahead=False))
     m["ours"] = plc.Concealer
     if ablate:
-        for k, v in [
-            ("lpc", False),
-            ("noise", False),
-            ("fractional_pitch", False),
-            ("more_periods", False),
-            ("comfort_noise", False),
-            ("aligned_merge", False),
-        ]:
-            m[f"ours -{k}"] = lambda k=k, v=v: plc.Concealer(tuning=plc.Tuning(**{k: v}))
+        for k in ("lpc", "fractional_pitch", "comfort_noise"):
+            m[f"ours, no {k}"] = lambda k=k: plc.Concealer(tuning=plc.Tuning(**{k: False}))
     return m
 
 

@@ -24,6 +24,7 @@ Concealers:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,7 @@ __all__ = [
     "PacketConcealer",
     "Repeat",
     "Silence",
+    "Tuning",
 ]
 
 
@@ -345,14 +347,28 @@ def _read(buf: npt.NDArray[np.float64], pos: npt.NDArray[np.float64]) -> npt.NDA
     return ((c3 * t + c2) * t + c1) * t + p0
 
 
-class _Extension:
-    """Continues a signal past its end: pitch-periodic LPC excitation plus shaped noise."""
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Switches for the steps of `Concealer`, so that the benchmark can measure each one."""
 
-    def __init__(
-        self, x: npt.NDArray[np.float64], rng: np.random.Generator, tuning: Tuning
-    ) -> None:
-        self.tuning = tuning
-        self.rng = rng
+    lookahead: bool = True  # interpolate towards next_frame when it is given
+    lpc: bool = True  # extend the LPC residual, not the waveform
+    fractional_pitch: bool = True
+    comfort_noise: bool = True  # fade towards the background level, not to zero
+    fade_start: float = 10e-3  # seconds at full level
+    fade_tau: float = 80e-3  # then an exponential decay with this time constant
+    merge_width: int = 24  # samples of cross-fade into audio that returns unannounced
+
+
+class _Extension:
+    """Continues a signal past its end: its LPC excitation repeated at the pitch period.
+
+    The synthesis filter starts from the signal's own last samples, so the
+    extension joins it without a step and without added delay.
+    """
+
+    def __init__(self, x: npt.NDArray[np.float64], tuning: Tuning) -> None:
+        self.lpc = tuning.lpc
         self.memory = x[-LPC_ORDER:].copy()
         # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
         span = min(160, max(64, len(x) - PITCH_MAX))
@@ -361,76 +377,34 @@ class _Extension:
             self.lag = float(round(self.lag))
         self.a = _lpc(x[-min(len(x), 240) :], LPC_ORDER) if tuning.lpc else np.array([1.0])
         self.res = _residual(x, self.a) if tuning.lpc else x.copy()
-        self.res_rms = float(np.sqrt(np.mean(self.res[-min(len(self.res), 160) :] ** 2)) + 1e-9)
         self.pos = 0  # samples produced so far
-
-    def periods(self, n: int) -> npt.NDArray[np.float64]:
-        """How many past periods the excitation cycles through at each produced sample."""
-        t = self.pos + np.arange(n)
-        if not self.tuning.more_periods:
-            return np.ones(n)
-        # One period for the first 10 ms, then two, then three (as Appendix I).
-        return np.minimum(1 + t // 80, 3).astype(np.float64)
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
         t = self.pos + np.arange(n, dtype=np.float64)
-        k = self.periods(n)
-        block = np.minimum(k * self.lag, len(self.res) - 4)
-        src = len(self.res) - block + np.mod(t, block)
-        periodic = _read(self.res, src)
-        exc = periodic
-        if self.tuning.noise:
-            v = float(
-                np.clip(
-                    (self.voicing - self.tuning.voiced_lo) / (1 - self.tuning.voiced_lo), 0.0, 1.0
-                )
-            )
-            noise = self.rng.standard_normal(n) * self.res_rms
-            exc = v * periodic + math.sqrt(max(0.0, 1 - v * v)) * noise
         self.pos += n
-        if not self.tuning.lpc:
+        exc = _read(self.res, len(self.res) - self.lag + np.mod(t, self.lag))
+        if not self.lpc:
             return exc
         y = _synthesise(exc, self.a, self.memory)
         self.memory = np.concatenate([self.memory, y])[-LPC_ORDER:]
         return y
 
 
-class Tuning:
-    """Switches for the steps of `Concealer`, so that the benchmark can measure each."""
-
-    def __init__(self, **kw: float | bool) -> None:
-        self.lookahead = True  # interpolate towards next_frame when given
-        self.lpc = True  # extend the LPC residual, not the waveform
-        self.noise = True  # mix LPC-shaped noise by voicing
-        self.voiced_lo = 0.3  # voicing below this is all noise
-        self.fractional_pitch = True
-        self.more_periods = True
-        self.comfort_noise = True
-        self.aligned_merge = True
-        self.merge_search = 40  # samples into the returning frame to look for alignment
-        self.merge_width = 48
-        self.fade_start = 10e-3  # seconds of full level
-        self.fade_tau = 40e-3  # then exponential decay with this time constant
-        for k, v in kw.items():
-            if not hasattr(self, k):
-                raise TypeError(f"unknown tuning {k}")
-            setattr(self, k, v)
-
-
 class Concealer(PacketConcealer):
-    """Our concealer: extrapolates the LPC excitation, interpolates when it can.
+    """Our concealer: extends the LPC excitation, and interpolates when it can.
 
-    * A lost frame continues the LPC residual of the last 60 ms periodically
-      (fractional pitch, cycling through up to three past periods), mixed
-      with noise by the voicing, through the LPC synthesis filter whose
-      memory is the last real samples, so the join is continuous without
-      adding delay.
-    * When the next frame is already at hand, it is extended backwards the
-      same way and the two extensions are cross-faded where they agree best.
-    * After 10 ms the level decays towards the stream's background noise
-      level (comfort noise), never to digital silence.
-    * When real audio returns unannounced, the extension is cross-faded into
-      it at the point where the two are best aligned.
+    * A lost frame continues the LPC residual of the last 60 ms at the
+      (fractional) pitch period, through the LPC synthesis filter whose
+      memory is the last real samples: the join is continuous without the
+      3.75 ms delay that Appendix I's overlap-add costs.
+    * When the next frame is already at hand (the jitter buffer holds it),
+      it is extended backwards the same way and the two extensions are
+      cross-faded over the whole frame.
+    * After 10 ms the level decays (time constant 80 ms) towards the
+      stream's background noise level: comfort noise, not digital silence.
+    * Audio that returns without warning is cross-faded in over 3 ms.
+
+    docs/benchmarks.md has what each step buys and what was tried and left out.
     """
 
     def __init__(self, seed: int = 0, tuning: Tuning | None = None) -> None:
@@ -439,17 +413,13 @@ class Concealer(PacketConcealer):
         self._history = np.zeros(HISTORY)
         self._lost = 0  # consecutive frames concealed
         self._ext: _Extension | None = None
-        self._expect: npt.NDArray[np.float64] | None = None
+        self._expect: npt.NDArray[np.float64] | None = None  # the next frame we interpolated to
         self._floor = 0.0  # background level (RMS) of received frames
-        self._floor_min = math.inf
-
-    # -- the interface --
 
     def good(self, frame: npt.ArrayLike) -> Frame:
         x = _frame_in(frame)
-        if self._lost and self._ext is not None:
-            if self._expect is None or not np.array_equal(self._expect, x):
-                x = self._merge(x)
+        if self._ext is not None and (self._expect is None or not np.array_equal(self._expect, x)):
+            x = self._merge(x)
         self._lost = 0
         self._ext = None
         self._expect = None
@@ -459,91 +429,50 @@ class Concealer(PacketConcealer):
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
         if self._ext is None:
-            self._ext = _Extension(self._history, self._rng, self.tuning)
-        start = self._lost * FRAME
-        y = self._ext.take(FRAME)
-        g = self._gain(start + np.arange(FRAME))
-        y = y * g + self._comfort(g)
+            self._ext = _Extension(self._history, self.tuning)
+        g = self._gain(self._lost * FRAME + np.arange(FRAME))
+        y = self._ext.take(FRAME) * g + self._comfort(g)
+        self._expect = None
         if next_frame is not None and self.tuning.lookahead:
             nxt = _frame_in(next_frame)
-            y = self._interpolate(y, nxt)
+            bwd = _Extension(nxt[::-1].copy(), self.tuning).take(FRAME)[::-1]
+            y = _crossfade(y, bwd, 0, FRAME)
             self._expect = nxt
-        else:
-            self._expect = None
         self._lost += 1
         self._remember(y)
         return _to_int16(y)
-
-    # -- parts --
 
     def _remember(self, x: npt.NDArray[np.float64]) -> None:
         self._history = np.concatenate([self._history[FRAME:], x])
 
     def _track_floor(self, x: npt.NDArray[np.float64]) -> None:
         rms = float(np.sqrt(np.mean(x * x)))
-        # Minimum statistics: follow drops at once, creep up 3% a frame.
+        # Minimum statistics: follow a drop at once, creep up 3% a frame.
         self._floor = rms if rms < self._floor else min(rms, self._floor * 1.03 + 0.1)
 
     def _gain(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         start = self.tuning.fade_start * RATE
-        tau = self.tuning.fade_tau * RATE
-        return np.exp(-np.maximum(t - start, 0) / tau)
+        return np.exp(-np.maximum(t - start, 0) / (self.tuning.fade_tau * RATE))
 
     def _comfort(self, g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Noise at the background level, rising as the extension `g` fades."""
         if not self.tuning.comfort_noise or self._floor <= 0:
             return np.zeros(len(g))
         noise = self._rng.standard_normal(len(g)) * self._floor
         return np.sqrt(np.maximum(1 - g * g, 0.0)) * noise
 
-    def _backward(self, nxt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        ext = _Extension(nxt[::-1].copy(), self._rng, self.tuning)
-        return ext.take(FRAME)[::-1]
-
-    def _interpolate(
-        self, fwd: npt.NDArray[np.float64], nxt: npt.NDArray[np.float64]
-    ) -> npt.NDArray[np.float64]:
-        bwd = self._backward(nxt)
-        return _crossfade(fwd, bwd, aligned=self.tuning.aligned_merge, prefer=(FRAME - 48) / 2)
-
     def _merge(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         assert self._ext is not None
-        start = self._lost * FRAME
-        y = self._ext.take(FRAME) * self._gain(start + np.arange(FRAME))
-        return _crossfade(
-            y,
-            x,
-            aligned=self.tuning.aligned_merge,
-            max_start=self.tuning.merge_search,
-            width=self.tuning.merge_width,
-        )
+        g = self._gain(self._lost * FRAME + np.arange(FRAME))
+        y = self._ext.take(FRAME) * g + self._comfort(g)
+        return _crossfade(y, x, 0, self.tuning.merge_width)
 
 
 def _crossfade(
-    a: npt.NDArray[np.float64],
-    b: npt.NDArray[np.float64],
-    *,
-    aligned: bool,
-    min_start: int = 0,
-    max_start: int | None = None,
-    width: int = 48,
-    prefer: float = 0.0,
+    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], start: int, width: int
 ) -> npt.NDArray[np.float64]:
-    """From `a` to `b`: a raised-cosine cross-fade over `width` samples.
-
-    Aligned, it starts where the two are best correlated (between `min_start`
-    and `max_start`, near `prefer` preferred); otherwise at `prefer`.
-    """
-    n = len(a)
-    last = n - width if max_start is None else min(max_start, n - width)
-    starts = np.arange(min_start, last + 1, 2) if aligned else np.array([int(prefer)])
-    wa = np.lib.stride_tricks.sliding_window_view(a, width)[starts]
-    wb = np.lib.stride_tricks.sliding_window_view(b, width)[starts]
-    cross = np.einsum("ij,ij->i", wa, wb)
-    den = np.sqrt(np.einsum("ij,ij->i", wa, wa) * np.einsum("ij,ij->i", wb, wb)) + 1e-9
-    # A fade far from `prefer` leans on the weaker of the two signals.
-    score = cross / den - 0.3 * np.abs(starts - prefer) / max(n, 1)
-    c = int(starts[int(np.argmax(score))])
-    w = np.zeros(n)
-    w[c : c + width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
-    w[c + width :] = 1.0
+    """`a` until `start`, then a raised-cosine cross-fade over `width` samples, then `b`."""
+    w = np.ones(len(a))
+    w[:start] = 0.0
+    w[start : start + width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
     return (1 - w) * a + w * b
