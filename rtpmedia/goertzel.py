@@ -158,15 +158,21 @@ class DtmfDetector:
 
     def feed(self, samples: npt.NDArray[np.int16]) -> str:
         """The digits that start in `samples` (usually none), in order."""
+        blocks = self.take_blocks(samples)
+        return self.advance(classify_blocks(blocks)) if len(blocks) else ""
+
+    def take_blocks(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        """Append `samples`; return the whole blocks now available (blocks x BLOCK_SIZE)."""
         data = np.concatenate([self._pending, np.asarray(samples, dtype=np.int16).reshape(-1)])
         whole = len(data) - len(data) % BLOCK_SIZE
         self._pending = data[whole:]
-        if not whole:
-            return ""
-        codes = classify_blocks(data[:whole].reshape(-1, BLOCK_SIZE))
+        return data[:whole].reshape(-1, BLOCK_SIZE)
+
+    def advance(self, codes: npt.NDArray[np.int8]) -> str:
+        """Run the per-block classification of this stream's next blocks through the debounce."""
         out = []
         for code in codes.tolist():
-            # Two consecutive blocks must agree before the state changes (debounce).
+            # Two consecutive blocks must agree before the state changes.
             if code == self._last and code != self._held:
                 self._held = code
                 if code != NO_DIGIT:
@@ -177,6 +183,25 @@ class DtmfDetector:
     def reset(self) -> None:
         self._pending = np.zeros(0, dtype=np.int16)
         self._last = self._held = NO_DIGIT
+
+
+def feed_many(detectors: Sequence[DtmfDetector],
+              frames: Sequence[npt.NDArray[np.int16]]) -> list[str]:
+    """`detector.feed(frame)` for every pair, with one classification call for all of them.
+
+    A relay's 20 ms tick: each stream's detector and its new audio, one numpy
+    pass over every block of every stream.
+    """
+    taken = [d.take_blocks(f) for d, f in zip(detectors, frames, strict=True)]
+    if not any(len(b) for b in taken):
+        return [""] * len(taken)
+    codes = classify_blocks(np.concatenate(taken))
+    out = []
+    start = 0
+    for detector, blocks in zip(detectors, taken, strict=True):
+        out.append(detector.advance(codes[start:start + len(blocks)]) if len(blocks) else "")
+        start += len(blocks)
+    return out
 
 
 def detect(samples: npt.NDArray[np.int16]) -> str:

@@ -16,6 +16,7 @@ from rtpmedia.goertzel import (
     DtmfDetector,
     classify_blocks,
     detect,
+    feed_many,
     goertzel,
     tone_powers,
 )
@@ -187,3 +188,16 @@ def test_many_streams_in_one_call() -> None:
     assert codes.shape == (16, 4)
     assert [DIGITS[c] for c in codes[:, 1]] == list(ALL)
     assert classify_blocks(np.zeros((3, BLOCK_SIZE))).tolist() == [NO_DIGIT] * 3
+
+
+def test_feed_many_streams_per_tick_equals_feeding_each() -> None:
+    rng = np.random.default_rng(15)
+    streams = [pcm(sequence(digits, rng, level=-12.0)) for digits in ("123", "A*", "", "0#9D")]
+    length = max(len(s) for s in streams)
+    streams = [np.concatenate([s, np.zeros(length - len(s), np.int16)]) for s in streams]
+    detectors = [DtmfDetector() for _ in streams]
+    got = ["", "", "", ""]
+    for i in range(0, length, 160):
+        for k, digits in enumerate(feed_many(detectors, [s[i:i + 160] for s in streams])):
+            got[k] += digits
+    assert got == ["123", "A*", "", "0#9D"]
