@@ -428,7 +428,9 @@ class Concealer(PacketConcealer):
         return _to_int16(x)
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
-        if self._ext is None:
+        if self._ext is None or self._expect is not None:
+            # After an interpolated frame, what was played leads into the frame
+            # that then did not come: extend that, not the old extension.
             self._ext = _Extension(self._history, self.tuning)
         g = self._gain(self._lost * FRAME + np.arange(FRAME))
         y = self._ext.take(FRAME) * g + self._comfort(g)

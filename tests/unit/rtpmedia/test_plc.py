@@ -91,6 +91,20 @@ def test_concealment_joins_the_real_signal_without_a_click(lookahead: bool) -> N
         assert _largest_step(y[join - 4 : join + 4]) <= 1.2 * natural
 
 
+def test_a_next_frame_that_then_does_not_come_leaves_no_click() -> None:
+    # The jitter buffer offered a next frame (another vowel), then concealed it too.
+    x = voiced(12)
+    other = frames(voiced(12, f0=210.0))
+    fr = frames(x)
+    c = Concealer()
+    out = [c.good(f) for f in fr[:5]]
+    out += [c.conceal(other[6]), c.conceal(), c.conceal(fr[8]), c.good(fr[8])]
+    y = np.concatenate(out)
+    natural = max(_largest_step(x), _largest_step(other.ravel()))
+    for join in (5 * FRAME, 6 * FRAME, 7 * FRAME, 8 * FRAME):
+        assert _largest_step(y[join - 4 : join + 4]) <= 1.2 * natural, join
+
+
 def test_an_isolated_loss_of_a_steady_vowel_is_nearly_restored() -> None:
     x = voiced(10)
     lost = [False] * 10
