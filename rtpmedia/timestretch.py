@@ -76,7 +76,7 @@ def find_period(
     # are nearly as good as the best, prefer the shortest: multiples of the
     # true period correlate as well and would remove too much.
     inner = (corr[1:-1] >= corr[:-2]) & (corr[1:-1] >= corr[2:])
-    peaks = list(np.nonzero(inner)[0] + 1)
+    peaks = [int(i) + 1 for i in np.nonzero(inner)[0]]
     if corr[0] > corr[1]:
         peaks.insert(0, 0)
     if corr[-1] > corr[-2]:
