@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import functools
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -118,7 +120,7 @@ def codec_roundtrip(x: np.ndarray, codec: str = "PCMU/8000") -> np.ndarray:
 def loss_pattern(model: str, p: float, r: float, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if model == "uniform":
-        return rng.random(n) < p
+        return np.asarray(rng.random(n) < p)
     lost = np.zeros(n, dtype=bool)
     bad = rng.random() < p / (p + r)  # start in the stationary distribution
     for i in range(n):
@@ -164,14 +166,14 @@ class SpanDSP(plc.PacketConcealer):
         self._state = _PlcState()
         lib.plc_init(ctypes.byref(self._state))
 
-    def good(self, frame: np.ndarray) -> np.ndarray:
+    def good(self, frame: npt.ArrayLike) -> plc.Frame:
         buf = np.ascontiguousarray(frame, dtype=np.int16).copy()
         self._lib.plc_rx(
             ctypes.byref(self._state), buf.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)), FRAME
         )
         return buf
 
-    def conceal(self, next_frame: np.ndarray | None = None) -> np.ndarray:
+    def conceal(self, next_frame: npt.ArrayLike | None = None) -> plc.Frame:
         buf = np.zeros(FRAME, dtype=np.int16)
         self._lib.plc_fillin(
             ctypes.byref(self._state), buf.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)), FRAME
@@ -194,7 +196,7 @@ def methods(ablate: bool) -> dict[str, Callable[[], plc.PacketConcealer]]:
     m["ours"] = plc.Concealer
     if ablate:
         for k in ("lpc", "fractional_pitch", "comfort_noise"):
-            m[f"ours, no {k}"] = lambda k=k: plc.Concealer(tuning=plc.Tuning(**{k: False}))
+            m[f"ours, no {k}"] = functools.partial(plc.Concealer, tuning=plc.Tuning(**{k: False}))
     return m
 
 

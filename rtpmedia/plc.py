@@ -55,7 +55,7 @@ def _frame_in(frame: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 def _to_int16(x: npt.NDArray[np.float64]) -> Frame:
     x = np.nan_to_num(x, nan=0.0, posinf=32767.0, neginf=-32768.0)
-    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+    return np.rint(x).clip(-32768, 32767).astype(np.int16)
 
 
 class PacketConcealer:
@@ -157,7 +157,7 @@ class G711AppendixI(PacketConcealer):
 
     @staticmethod
     def _short(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.trunc(np.clip(x, -32768.0, 32767.0))
+        return np.trunc(x.clip(-32768.0, 32767.0))
 
     def _savespeech(self, s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Append a sub-frame to the history; return the sub-frame delayed by POVERLAPMAX."""
@@ -316,7 +316,7 @@ def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[flo
     cross = win @ target
     energy = np.einsum("ij,ij->i", win, win)
     et = float(target @ target)
-    corr = cross / np.sqrt(np.maximum(energy * et, 1e-9))
+    corr = cross / np.sqrt((energy * et).clip(min=1e-9))
     i = int(np.argmax(corr))
     # Prefer a submultiple that is nearly as good (octave errors buzz badly).
     for div in (3, 2):
@@ -331,7 +331,7 @@ def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[flo
         c0, c1, c2 = corr[i - 1], corr[i], corr[i + 1]
         den = c0 - 2 * c1 + c2
         if den < 0:
-            frac = float(np.clip(0.5 * (c0 - c2) / den, -0.5, 0.5))
+            frac = min(max(float(0.5 * (c0 - c2) / den), -0.5), 0.5)
     return float(lags[i]) + frac, float(max(corr[i], 0.0))
 
 
@@ -340,7 +340,7 @@ def _read(buf: npt.NDArray[np.float64], pos: npt.NDArray[np.float64]) -> npt.NDA
     i = np.floor(pos).astype(np.int64)
     t = pos - i
     n = len(buf)
-    pm1, p0, p1, p2 = (buf[np.clip(i + k, 0, n - 1)] for k in (-1, 0, 1, 2))
+    pm1, p0, p1, p2 = (buf[(i + k).clip(0, n - 1)] for k in (-1, 0, 1, 2))
     c1 = 0.5 * (p1 - pm1)
     c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
     c3 = 0.5 * (p2 - pm1) + 1.5 * (p0 - p1)
@@ -382,7 +382,7 @@ class _Extension:
     def take(self, n: int) -> npt.NDArray[np.float64]:
         t = self.pos + np.arange(n, dtype=np.float64)
         self.pos += n
-        exc = _read(self.res, len(self.res) - self.lag + np.mod(t, self.lag))
+        exc = _read(self.res, len(self.res) - self.lag + t % self.lag)
         if not self.lpc:
             return exc
         y = _synthesise(exc, self.a, self.memory)
@@ -454,14 +454,14 @@ class Concealer(PacketConcealer):
 
     def _gain(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         start = self.tuning.fade_start * RATE
-        return np.exp(-np.maximum(t - start, 0) / (self.tuning.fade_tau * RATE))
+        return np.exp(-(t - start).clip(min=0.0) / (self.tuning.fade_tau * RATE))
 
     def _comfort(self, g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Noise at the background level, rising as the extension `g` fades."""
         if not self.tuning.comfort_noise or self._floor <= 0:
             return np.zeros(len(g))
         noise = self._rng.standard_normal(len(g)) * self._floor
-        return np.sqrt(np.maximum(1 - g * g, 0.0)) * noise
+        return np.sqrt((1 - g * g).clip(min=0.0)) * noise
 
     def _merge(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         assert self._ext is not None

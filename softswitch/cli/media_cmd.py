@@ -132,8 +132,7 @@ def receive(
                     break  # before playout starts nothing is heard
                 chunk = np.zeros(FRAME, dtype=np.int16)
             elif p.kind is PlayoutKind.CONCEAL:
-                nxt = None if p.next is None else decode(p.next.payload)
-                chunk = plc.conceal(nxt)
+                chunk = plc.conceal(None if p.next is None else decode(p.next.payload))
                 counts["concealed_frames"] += 1
                 consumed += 0 if p.waiting else 1
             else:
