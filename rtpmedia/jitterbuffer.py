@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -155,9 +156,12 @@ class JitterBufferStats:
 class DelayHistogram:
     """Histogram of relative delays that forgets, and its quantile.
 
-    Like NetEq's: every sample multiplies the histogram by `forget` and adds
-    (1 - forget) to its bucket; at the start the factor ramps up from 0 so
-    that the first packets are not drowned by the initial guess.
+    Like NetEq's: each new sample weighs (1 - forget) of the whole and the
+    past fades by `forget` per sample; at the start all samples weigh the
+    same (a running mean), so that the first packets are not drowned by the
+    initial guess. Fading is done by giving each new sample 1/forget times
+    the weight of the one before (rescaled now and then), so that adding is
+    O(1).
     """
 
     def __init__(self, bucket: float, max_delay: float, forget: float, initial: float) -> None:
@@ -165,21 +169,27 @@ class DelayHistogram:
         self.forget = forget
         self._hist = np.zeros(int(max_delay / bucket) + 2)
         self._hist[self._index(initial)] = 1.0
+        self._weight = 1.0
         self._count = 0
+        self._ramp = 1.0 / (1.0 - forget)
 
     def _index(self, delay: float) -> int:
         # The bucket's upper edge: a quantile never understates a delay.
-        return min(max(int(np.ceil(delay / self.bucket - 1e-9)), 0), len(self._hist) - 1)
+        i = math.ceil(delay / self.bucket - 1e-9)
+        return min(max(i, 0), len(self._hist) - 1)
 
     def add(self, delay: float) -> None:
         self._count += 1
-        f = min(self.forget, 1.0 - 1.0 / (self._count + 1))
-        self._hist *= f
-        self._hist[self._index(delay)] += 1.0 - f
+        if self._count > self._ramp:
+            self._weight /= self.forget
+            if self._weight > 1e100:
+                self._hist /= self._weight
+                self._weight = 1.0
+        self._hist[self._index(delay)] += self._weight
 
     def quantile(self, q: float) -> float:
-        cum = np.cumsum(self._hist)
-        i = int(np.searchsorted(cum, q * cum[-1]))
+        cum = self._hist.cumsum()
+        i = int(cum.searchsorted(q * cum[-1]))
         return min(i, len(self._hist) - 1) * self.bucket
 
 
@@ -434,18 +444,18 @@ class JitterBuffer(Generic[P]):
         ticks); queued samples only add delay, and the buffer trims them
         with accelerate when the signal allows.
         """
-        out = self._decide(now, queued_samples)
-        self._account(out, now)
+        target = self.target_delay
+        out = self._decide(now, queued_samples, target)
+        self._account(out, now, target)
         return out
 
-    def _decide(self, now: float, queued: int) -> Playout[P]:
+    def _decide(self, now: float, queued: int, target: float) -> Playout[P]:
         s = self._s
         fs = self.frame_samples
         half = fs // 2
         frame_time = fs / self.clock_rate
         if s is None or not s.keys and not s.started:
             return Playout(PlayoutKind.EMPTY)
-        target = self.target_delay
         if not s.started:
             first = s.keys[0]
             if self._lead(s, first, now) < target:
@@ -553,13 +563,12 @@ class JitterBuffer(Generic[P]):
             s.seqs.discard(frame.seq)
             self._c.discarded += 1
 
-    def _account(self, out: Playout[P], now: float) -> None:
+    def _account(self, out: Playout[P], now: float, target: float) -> None:
         c = self._c
         if out.kind is PlayoutKind.CONCEAL:
             c.concealed += self.frame_samples
             if self._last_kind is not PlayoutKind.CONCEAL:
                 c.events += 1
-        target = self.target_delay
         for f in out.frames:
             c.emitted += self.frame_samples
             c.delay += (now - f.arrival) * self.frame_samples
