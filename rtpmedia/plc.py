@@ -292,16 +292,35 @@ def _residual(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDA
     return np.convolve(x, a)[len(a) - 1 : len(x)]
 
 
+def _impulse_response(a: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
+    """The first `n` samples of the impulse response of 1/A(z).
+
+    Through the FFT rather than a per-sample loop: A(z) is minimum phase and
+    bandwidth-expanded, so the response has decayed long before the
+    transform's length wraps it around.
+    """
+    size = 1 << max(10, (4 * n - 1).bit_length())
+    return np.fft.irfft(1.0 / np.fft.rfft(a, size), size)[:n]
+
+
 def _synthesise(
-    exc: npt.NDArray[np.float64], a: npt.NDArray[np.float64], memory: npt.NDArray[np.float64]
+    exc: npt.NDArray[np.float64],
+    a: npt.NDArray[np.float64],
+    h: npt.NDArray[np.float64],
+    memory: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
-    """1/A(z) over `exc`, starting from the last len(a)-1 output samples in `memory`."""
+    """1/A(z) (impulse response `h`) over `exc`, continuing from past outputs `memory`.
+
+    The filter's memory acts as an extra input over its first len(a)-1
+    samples, so the whole is one convolution.
+    """
     p = len(a) - 1
-    y = np.concatenate([memory[-p:], np.zeros(len(exc))])
-    neg = -a[1:][::-1]
-    for n in range(len(exc)):
-        y[p + n] = exc[n] + neg @ y[n : n + p]
-    return y[p:]
+    n = len(exc)
+    drive = exc.copy()
+    past = memory[-p:][::-1]  # y[-1], y[-2], ...
+    for m in range(min(p, n)):
+        drive[m] -= a[m + 1 :] @ past[: p - m]
+    return np.convolve(drive, h[:n])[:n]
 
 
 def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[float, float]:
@@ -377,6 +396,7 @@ class _Extension:
             self.lag = float(round(self.lag))
         self.a = _lpc(x[-min(len(x), 240) :], LPC_ORDER) if tuning.lpc else np.array([1.0])
         self.res = _residual(x, self.a) if tuning.lpc else x.copy()
+        self.h = _impulse_response(self.a, 2 * FRAME)
         self.pos = 0  # samples produced so far
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
@@ -385,7 +405,7 @@ class _Extension:
         exc = _read(self.res, len(self.res) - self.lag + t % self.lag)
         if not self.lpc:
             return exc
-        y = _synthesise(exc, self.a, self.memory)
+        y = _synthesise(exc, self.a, self.h, self.memory)
         self.memory = np.concatenate([self.memory, y])[-LPC_ORDER:]
         return y
 
@@ -418,7 +438,15 @@ class Concealer(PacketConcealer):
 
     def good(self, frame: npt.ArrayLike) -> Frame:
         x = _frame_in(frame)
-        if self._ext is not None and (self._expect is None or not np.array_equal(self._expect, x)):
+        if self._ext is None:  # the common case, kept cheap: one per frame per stream
+            self._remember(x)
+            self._track_floor(x)
+            return (
+                np.array(frame, dtype=np.int16)
+                if np.asarray(frame).dtype == np.int16
+                else _to_int16(x)
+            )
+        if self._expect is None or not np.array_equal(self._expect, x):
             x = self._merge(x)
         self._lost = 0
         self._ext = None
@@ -445,10 +473,12 @@ class Concealer(PacketConcealer):
         return _to_int16(y)
 
     def _remember(self, x: npt.NDArray[np.float64]) -> None:
-        self._history = np.concatenate([self._history[FRAME:], x])
+        h = self._history
+        h[:-FRAME] = h[FRAME:]
+        h[-FRAME:] = x
 
     def _track_floor(self, x: npt.NDArray[np.float64]) -> None:
-        rms = float(np.sqrt(np.mean(x * x)))
+        rms = math.sqrt(float(x @ x) / FRAME)
         # Minimum statistics: follow a drop at once, creep up 3% a frame.
         self._floor = rms if rms < self._floor else min(rms, self._floor * 1.03 + 0.1)
 
