@@ -114,14 +114,26 @@ _A1_ATTENFAC = 0.2
 _A1_ATTENINCR = _A1_ATTENFAC / _A1_FRAMESZ
 
 
+def _a1_ramp(start: float, step: float, n: int) -> npt.NDArray[np.float64]:
+    """start, start + step, ... accumulated one addition at a time, as the reference's
+    loops do (a closed form rounds differently and flips some truncated samples)."""
+    out = np.empty(n)
+    v = start
+    for i in range(n):
+        out[i] = v
+        v += step
+    return out
+
+
 def _a1_ola(
     left: npt.NDArray[np.float64], right: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
     """Appendix I's triangular overlap-add: `left` fades out while `right` fades in."""
     n = len(left)
     incr = 1.0 / n
-    rw = incr * np.arange(1, n + 1)
-    return (1.0 - rw) * left + rw * right
+    lw = _a1_ramp(1.0 - incr, -incr, n)
+    rw = _a1_ramp(incr, incr, n)
+    return (lw * left + rw * right).clip(-32768.0, 32767.0)
 
 
 class G711AppendixI(PacketConcealer):
@@ -173,7 +185,7 @@ class G711AppendixI(PacketConcealer):
         return self._short(self._pitchbuf[self._start + idx])
 
     def _scalespeech(self, out: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        g = 1.0 - (self._erasecnt - 1) * _A1_ATTENFAC - _A1_ATTENINCR * np.arange(_A1_FRAMESZ)
+        g = _a1_ramp(1.0 - (self._erasecnt - 1) * _A1_ATTENFAC, -_A1_ATTENINCR, _A1_FRAMESZ)
         return np.trunc(out * g)
 
     def _findpitch(self) -> int:
@@ -246,9 +258,11 @@ class G711AppendixI(PacketConcealer):
             f = self._getfespeech(olen)
             # The synthetic side keeps the gain the erasure had reached.
             gain = max(1.0 - (self._erasecnt - 1) * _A1_ATTENFAC, 0.0)
-            rw = np.arange(1, olen + 1) / olen
+            incr = 1.0 / olen
+            lw = _a1_ramp((1.0 - incr) * gain, -incr * gain, olen)
+            rw = _a1_ramp(incr, incr, olen)
             s = s.copy()
-            s[:olen] = self._short(gain * (1.0 - rw) * f + rw * s[:olen])
+            s[:olen] = self._short(lw * f + rw * s[:olen])
             self._erasecnt = 0
         return self._savespeech(s)
 
