@@ -22,7 +22,7 @@ The target delay follows the measured delay distribution as WebRTC NetEq's
 DelayManager does: each packet's offset (arrival minus RTP timestamp)
 relative to the smallest offset of a recent window (which also follows clock
 skew) goes into a histogram that forgets old packets; the target is a high
-quantile of it, bounded by min/max delay. The quantile (97% at the start) is
+quantile of it, bounded by min/max delay. The quantile (98% at the start) is
 steered by the late losses actually seen, towards `late_loss_target`: a late
 frame raises it at once, frames in time lower it slowly. The buffer moves its
 delay to the target by time stretching, by waiting (concealing without giving
@@ -285,8 +285,8 @@ class JitterBuffer(Generic[P]):
         min_delay: float = 0.0,
         max_delay: float = 1.0,
         initial_delay: float = 0.08,
-        initial_quantile: float = 0.97,
-        late_loss_target: float = 0.005,
+        initial_quantile: float = 0.98,
+        late_loss_target: float = 0.006,
         forget: float = 0.999,
         bucket: float = 0.005,
         min_window: float = 4.0,
