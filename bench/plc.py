@@ -10,6 +10,7 @@ Each concealer repairs the stream and PESQ (ITU-T P.862 narrow band, the
     .venv/bin/python bench/plc.py                 # the table in docs/benchmarks.md
     .venv/bin/python bench/plc.py --seeds 2       # quicker
     .venv/bin/python bench/plc.py --ablate        # ours with each step switched off
+    .venv/bin/python bench/plc.py --corpus flite  # other talkers (Debian's flite)
 
 Needs espeak-ng and sox (Debian packages of the same names), `pip install
 pesq`, and, for the spandsp column, Debian's libspandsp2.
@@ -75,15 +76,29 @@ CONDITIONS: dict[str, tuple[str, float, float]] = {
 }
 
 
-def have_tools() -> bool:
-    return shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
+# A second corpus from another synthesiser (Debian's flite: diphone and
+# statistical voices), to check that conclusions do not hang on espeak-ng's
+# formant synthesis.
+FLITE_SPEECH = [
+    (voice, text)
+    for voice in ("kal16", "awb", "rms", "slt")
+    for text in (SPEECH[0][1], SPEECH[2][1])
+]
 
 
-def speak(voice: str, text: str, path: Path) -> None:
-    """Speech from espeak-ng, as 8 kHz mono 16-bit WAV (sox does the resampling)."""
+def have_tools(corpus: str = "espeak") -> bool:
+    synth = "flite" if corpus == "flite" else "espeak-ng"
+    return shutil.which(synth) is not None and shutil.which("sox") is not None
+
+
+def speak(voice: str, text: str, path: Path, synth: str = "espeak-ng") -> None:
+    """Speech from espeak-ng or flite, as 8 kHz mono 16-bit WAV (sox resamples)."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
+        if synth == "flite":
+            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True)
+        else:
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
         subprocess.run(
             ["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)],
             check=True,
@@ -96,13 +111,14 @@ def read_wav(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
 
 
-def speech_samples() -> list[np.ndarray]:
+def speech_samples(corpus: str = "espeak") -> list[np.ndarray]:
     CACHE.mkdir(parents=True, exist_ok=True)
     out = []
-    for i, (voice, text) in enumerate(SPEECH):
-        path = CACHE / f"speech{i}.wav"
+    flite = corpus == "flite"
+    for i, (voice, text) in enumerate(FLITE_SPEECH if flite else SPEECH):
+        path = CACHE / (f"flite{i}.wav" if flite else f"speech{i}.wav")
         if not path.exists():
-            speak(voice, text, path)
+            speak(voice, text, path, "flite" if flite else "espeak-ng")
         x = read_wav(path)
         out.append(x[: len(x) // FRAME * FRAME])
     return out
@@ -215,11 +231,11 @@ def conceal_stream(c: plc.PacketConcealer, decoded: np.ndarray, lost: np.ndarray
     return y
 
 
-def _score(job: tuple[int, str, int, bool]) -> dict[str, float]:
+def _score(job: tuple[int, str, int, bool, str]) -> dict[str, float]:
     from pesq import pesq
 
-    idx, cond, seed, ablate = job
-    clean = speech_samples()[idx]
+    idx, cond, seed, ablate, corpus = job
+    clean = speech_samples(corpus)[idx]
     decoded = codec_roundtrip(clean)
     model, p, r = CONDITIONS[cond]
     lost = loss_pattern(model, p, r, len(clean) // FRAME, seed * 1000 + idx)
@@ -238,13 +254,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--ablate", action="store_true", help="also ours with each step switched off")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument(
+        "--corpus",
+        choices=("espeak", "flite"),
+        default="espeak",
+        help="talkers from espeak-ng (the documented table) or from flite (a cross-check)",
+    )
     args = ap.parse_args()
-    if not have_tools():
-        sys.exit("bench/plc.py needs espeak-ng and sox (apt-get install espeak-ng sox)")
-    samples = speech_samples()
+    if not have_tools(args.corpus):
+        synth = "flite" if args.corpus == "flite" else "espeak-ng"
+        sys.exit(f"bench/plc.py needs {synth} and sox (apt-get install {synth} sox)")
+    samples = speech_samples(args.corpus)
     names = list(methods(args.ablate))
     jobs = [
-        (i, c, s, args.ablate)
+        (i, c, s, args.ablate, args.corpus)
         for c in CONDITIONS
         for i in range(len(samples))
         for s in range(args.seeds)
@@ -252,12 +275,12 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as ex:
         results = list(ex.map(_score, jobs))
     table: dict[str, dict[str, list[float]]] = {c: {n: [] for n in names} for c in CONDITIONS}
-    for (_i, c, _s, _a), res in zip(jobs, results, strict=True):
+    for (_i, c, _s, _a, _c), res in zip(jobs, results, strict=True):
         for n, v in res.items():
             table[c][n].append(v)
     secs = sum(len(x) for x in samples) / RATE
     print(
-        f"PESQ (P.862 narrow band, mean of {len(samples)} talkers x {args.seeds} seeds, "
+        f"PESQ (P.862 narrow band, mean of {len(samples)} {args.corpus} talkers x {args.seeds} seeds, "
         f"{secs:.0f} s of speech per seed), G.711 mu-law, 20 ms packets\n"
     )
     print("| condition | " + " | ".join(names) + " |")
