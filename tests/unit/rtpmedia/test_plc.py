@@ -170,17 +170,21 @@ def test_nyquist_square_at_full_scale_stays_finite(make) -> None:
 frame_strategy = hnp.arrays(np.int16, FRAME, elements=st.integers(-32768, 32767))
 
 
-@pytest.mark.parametrize("make", [Concealer, G711AppendixI])
+@pytest.mark.parametrize("make", ALL)
 @settings(max_examples=40, deadline=None)
 @given(
-    data=st.lists(st.tuples(frame_strategy, st.booleans()), min_size=1, max_size=12),
+    # (frame, lost, whether the jitter buffer offers the next frame when lost)
+    data=st.lists(st.tuples(frame_strategy, st.booleans(), st.booleans()), min_size=1, max_size=12),
 )
 def test_arbitrary_frames_and_losses_always_give_160_int16_samples(make, data) -> None:
     c = make()
-    fr = np.array([f for f, _ in data])
-    lost = [lo for _, lo in data]
-    y = play(c, fr, lost)
-    assert y.dtype == np.int16 and y.shape == (FRAME * len(data),)
+    for i, (frame, lost, offered) in enumerate(data):
+        if lost:
+            nxt = data[i + 1][0] if offered and i + 1 < len(data) else None
+            y = c.conceal(nxt)
+        else:
+            y = c.good(frame)
+        assert y.dtype == np.int16 and y.shape == (FRAME,)
 
 
 # --- quality ---------------------------------------------------------------
