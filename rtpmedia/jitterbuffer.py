@@ -23,12 +23,14 @@ DelayManager does: each packet's offset (arrival minus RTP timestamp)
 relative to the smallest offset of a recent window (which also follows clock
 skew) goes into a histogram that forgets old packets; the target is a high
 quantile of it, bounded by min/max delay. The quantile (98% at the start) is
-steered by the late losses actually seen, towards `late_loss_target`: a late
-frame raises it at once, frames in time lower it slowly. The buffer moves its
-delay to the target by time stretching, by waiting (concealing without giving
-up the missing frame: how it rises fast when a delay spike empties it), and
-at talkspurt starts (marker bit, or a timestamp gap after contiguous sequence
-numbers) by re-timing playout in the silence, where it costs nothing.
+steered by the late losses actually seen, towards `late_loss_target`: each
+late frame raises it at once (a delay spike raises the target fast), frames
+in time lower it slowly. The buffer moves its delay to the target by time
+stretching, by waiting while below target (concealing without giving up the
+missing frame), and at talkspurt starts (marker bit, or a timestamp gap after
+contiguous sequence numbers) by re-timing playout in the silence, where it
+costs nothing. At or above target a missing frame is concealed and given up,
+as a fixed buffer would: if it comes later it is dropped as late.
 
 Payloads are opaque (`P`): the relay should store encoded payload bytes and
 decode after `get`, so that a tick collects the frames of every stream and
@@ -105,8 +107,9 @@ class Playout(Generic[P]):
     #: the samples missing to reach it (one pitch period is inserted anyway).
     stretch_samples: int = 0
     #: CONCEAL only: False when the missing frame is given up (playout moves
-    #: on), True when the buffer waits for it (it is late, or playout is
-    #: growing its delay): the concealment is then inserted audio.
+    #: on), True when the buffer waits for it (the delay is below target and
+    #: grows by this frame): the concealment is then inserted audio, and the
+    #: frame may still follow.
     waiting: bool = False
 
     @property
@@ -471,9 +474,12 @@ class JitterBuffer(Generic[P]):
         if s.keys and s.keys[0] <= s.playout_ts + half:
             return self._play(s, lead, target, queued)
         if not s.keys:
-            # Underrun: a delay spike (or the end of a talkspurt). Waiting
-            # raises the delay by one frame per tick, as far as max_delay.
-            if lead + frame_time <= self.max_delay:
+            # Underrun: a loss, a delay spike or the end of a talkspurt.
+            # Below target, waiting raises the delay by a frame per tick.
+            # At or above it, the frame is given up as a fixed buffer would
+            # (if late, it is dropped and counted, which raises the target):
+            # waiting there would add a concealment and delay to every loss.
+            if lead < target and lead + frame_time <= self.max_delay:
                 s.waits += 1
                 return Playout(PlayoutKind.CONCEAL, waiting=True)
             return self._conceal_skip(s)
@@ -491,8 +497,8 @@ class JitterBuffer(Generic[P]):
             self._current = lead + queued / self.clock_rate
             return self._play(s, lead, target, queued)
         if lead < target:
-            # A hole with later packets held: wait for it (it may be
-            # reordered) while the delay is below target.
+            # A hole with later packets held, below target: wait for it (it
+            # may be reordered), which also raises the delay.
             s.waits += 1
             return Playout(PlayoutKind.CONCEAL, waiting=True)
         return self._conceal_skip(s)
