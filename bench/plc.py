@@ -280,7 +280,7 @@ def main() -> None:
             table[c][n].append(v)
     secs = sum(len(x) for x in samples) / RATE
     print(
-        f"PESQ (P.862 narrow band, mean of {len(samples)} {args.corpus} talkers x {args.seeds} seeds, "
+        f"PESQ (P.862 narrow band, mean of {len(samples)} {args.corpus} recordings x {args.seeds} seeds, "
         f"{secs:.0f} s of speech per seed), G.711 mu-law, 20 ms packets\n"
     )
     print("| condition | " + " | ".join(names) + " |")
