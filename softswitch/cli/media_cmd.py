@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 RATE = 8000
 FRAME = 160
-#: Least playout delay: two frames held, so that a lost frame's successor is
-#: usually there to interpolate towards (with none held, every loss costs a
-#: wait, a second concealed frame and an acceleration).
+#: Least playout delay: frames are held long enough that a lost frame's
+#: successor is usually there for the concealer to interpolate towards (with
+#: no floor the target falls to zero on on-time packets and it never is).
 MIN_DELAY = 0.040
 CODECS = {"pcmu": "PCMU/8000", "pcma": "PCMA/8000"}
 
