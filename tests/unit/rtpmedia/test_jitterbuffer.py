@@ -147,6 +147,36 @@ def test_a_lost_frame_is_concealed_with_the_next_frame_at_hand() -> None:
     assert s.concealment_events >= 1 and s.concealed_samples >= FRAME
 
 
+def test_isolated_losses_cost_one_concealment_each_and_no_delay() -> None:
+    # No jitter, least delay 0: the frame after a lost one is not there yet
+    # when the lost one is due, yet the buffer must not wait for it (that
+    # would conceal twice and add delay that accelerate must remove again).
+    lost = set(range(20, 1000, 9))
+    pkts = [p for p in steady(1000) if p.seq not in lost]
+    jb = JitterBuffer[int](min_delay=0.0, initial_delay=0.0)
+    run = drive(jb, pkts, until=20.2)
+    assert run.played == [k for k in range(1000) if k not in lost]
+    assert len(run.gaps()) == len(lost)
+    assert not any(run.outs[i].waiting for i in run.gaps())
+    s = jb.stats()
+    assert s.removed_samples_for_acceleration <= 2 * FRAME
+    assert max(run.delays[100:-20]) <= 0.025
+
+
+def test_sender_restarting_its_sequence_numbers() -> None:
+    # RFC 3550 A.1: a leap in sequence numbers is believed once the next
+    # packet follows it; the stream then goes on from there.
+    pkts = steady(100)
+    for p in pkts[50:]:
+        p.seq0 = 1000 + 20_000
+    jb = buffer()
+    run = drive(jb, pkts, until=2.4)
+    assert run.puts.count(PutResult.SEQ_JUMP) == 1
+    assert run.played[:50] == list(range(50))
+    assert run.played[-40:] == list(range(60, 100))
+    assert run.played == sorted(run.played)
+
+
 def test_a_too_late_packet_is_discarded() -> None:
     pkts = steady(60)
     pkts[30].arrival += 0.5
