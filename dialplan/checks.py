@@ -7,16 +7,19 @@ Owns the warnings and errors that need more than one rule to see:
   check follows unconditional gotos whose number is fixed or unchanged and
   stops as soon as the outcome depends on the call, so it never refuses a
   plan that could route;
-- a dial or transfer to a user or trunk the configuration does not know (warning).
+- a dial or transfer to a user or trunk the configuration does not know (warning);
+- whether any rule reaches a given user (`reaches_user`, for `softswitch users add`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
 from dialplan.action_parser import References
-from dialplan.actions import TrunkTarget, UserTarget
+from dialplan.actions import Dial, TrunkTarget, UserTarget
 from dialplan.diagnostics import Reporter
+from dialplan.facts import CallFacts
 from dialplan.nodes import suggest
 from dialplan.patterns import AsteriskPattern, covers, literal_as_pattern
 from dialplan.plan import Context, Plan, Rule
@@ -228,3 +231,17 @@ def check_targets(
                     or "define it under trunks: in the configuration",
                     "unknown-trunk",
                 )
+
+
+def reaches_user(plan: Plan, user: str, context: str, when: datetime) -> bool:
+    """Whether a call to `user`'s number from `context` at `when` dials user/`user`.
+
+    Used when a user is added: a new extension that no rule reaches gets 404
+    from every phone, which is easy to miss until someone calls it.
+    """
+    facts = CallFacts(context=context, dest=user, time=when)
+    return any(
+        isinstance(action, Dial)
+        and any(isinstance(t, UserTarget) and t.user == user for t in action.targets)
+        for action in plan.route(facts).actions
+    )

@@ -28,7 +28,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -491,6 +491,8 @@ def add_user(
     password: str,
     display_name: str | None = None,
     store_ha1_only: bool = False,
+    context: str | None = None,
+    groups: Sequence[str] = (),
 ) -> Account:
     """Append a user to `domain` (None: the default domain) and save the file."""
     doc, directory = _parse(_read(path), str(path))
@@ -505,6 +507,12 @@ def add_user(
         entry[k] = v
     if display_name:
         entry["display_name"] = DoubleQuotedScalarString(display_name)
+    if context:
+        entry["context"] = context
+    if groups:
+        listed = CommentedSeq(groups)
+        listed.fa.set_flow_style()  # groups: [sales, support], as the shipped file writes them
+        entry["groups"] = listed
     users = node.get("users")
     if not isinstance(users, CommentedSeq):
         users = CommentedSeq()

@@ -120,8 +120,13 @@ class CallerIdentity:
         result = self._auth.check(request, checked, domain, now)
         if result.outcome is not Outcome.OK:
             assert result.response is not None
-            self.log.info("invite_auth", outcome=result.outcome.value, reason=result.reason,
-                          call_id=request.call_id, peer=str(source))
+            # A challenge is routine (debug); a wrong password or an unknown
+            # user is what fail2ban-style tools read (warning, with the source).
+            failed = result.outcome is not Outcome.CHALLENGE
+            (self.log.warning if failed else self.log.debug)(
+                "auth_failed" if failed else "invite_auth", method="INVITE",
+                outcome=result.outcome.value, reason=result.reason, user=from_uri.user,
+                call_id=request.call_id, source=source.host, peer=str(source))
             return result.response
         if by_credentials is not None:
             # A trunk that authenticates instead of being known by address.

@@ -8,7 +8,9 @@ event dict is built, so debug lines on the hot path cost a method call only.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from typing import Any, TextIO
 
 import structlog
@@ -18,6 +20,54 @@ from softswitch.sip.peer import Peer
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO,
            "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class StreamLogger:
+    """Writes each rendered line to a stream, and never raises into the caller.
+
+    The stream is often a pipe (`softswitch run | tee server.log`). When its
+    reader dies (Ctrl-C reaches `tee` too) every write fails with EPIPE; a log
+    call raising there would escape into the reactor or a signal handler and
+    leave a server that answers SIP but can no longer be stopped. So the
+    first failed write points the descriptor at /dev/null: later lines, and
+    the interpreter's own flush at exit, then go nowhere instead of failing.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lost = False  # the stream failed once; lines are discarded since
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            try:
+                self.stream.write(message + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # EPIPE, EIO, ENOSPC; ValueError: closed
+                self._give_up()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+    def _give_up(self) -> None:
+        self.lost = True
+        try:
+            fd = self.stream.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+            # Drop what the failed write left in the buffer: it goes to /dev/null now.
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class _StreamLoggerFactory:
+    def __init__(self, stream: TextIO) -> None:
+        self.logger = StreamLogger(stream)
+
+    def __call__(self, *args: Any) -> StreamLogger:
+        return self.logger
 
 
 def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None) -> None:
@@ -34,7 +84,7 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=_StreamLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
 

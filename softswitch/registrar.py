@@ -230,8 +230,16 @@ class Registrar:
         result = self.auth.check(request, account, domain, now)
         if result.outcome is not Outcome.OK:
             assert result.response is not None
-            self.log.info("register_auth", outcome=result.outcome.value, reason=result.reason,
-                          user=user, call_id=request.call_id, peer=str(tx.source))
+            if result.outcome is Outcome.CHALLENGE:
+                # Every phone's first REGISTER is challenged: routine, debug.
+                self.log.debug("register_auth", outcome=result.outcome.value,
+                               reason=result.reason, user=user, call_id=request.call_id,
+                               peer=str(tx.source))
+            else:
+                # Wrong password or unknown user: what fail2ban-style tools watch for.
+                self.log.warning("auth_failed", method="REGISTER", outcome=result.outcome.value,
+                                 reason=result.reason, user=user, call_id=request.call_id,
+                                 source=tx.source.host, peer=str(tx.source))
             tx.respond(result.response)
             return
         assert account is not None

@@ -40,6 +40,7 @@ class DialplanService(Service):
         self.log = get_logger("softswitch.dialplan")
         self.plan: dialplan.Plan | None = None
         self.generation = 0
+        self.refused: list[str] = []  # the errors of the last refused reload
         self._stamp: tuple[float, int] | None = None
         self._watcher: LoopingCall | None = None
 
@@ -78,6 +79,7 @@ class DialplanService(Service):
         """Compile the file again; install it only if it has no errors."""
         result = self._compile()
         if result.plan is None:
+            self.refused = [d.format() for d in result.errors]
             for diagnostic in result.errors:
                 self.log.error("dialplan_refused", error=diagnostic.format())
             self.log.warning("dialplan_kept", generation=self.generation)

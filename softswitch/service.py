@@ -10,6 +10,7 @@ finished, then closes the listeners and the stores.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from softswitch.auth import Authenticator, load_secret
 from softswitch.b2bua.b2bua import B2BUA
@@ -26,7 +28,13 @@ from softswitch.callstate import SQLiteCallStateStore
 from softswitch.cdr import SQLiteCdrStore
 from softswitch.config import Config, ListenAddress
 from softswitch.core import SipCore
-from softswitch.directory import DirectoryError, load_directory
+from softswitch.datadir import (
+    DataDirLock,
+    ReloadPart,
+    ReloadStatus,
+    write_reload_status,
+)
+from softswitch.directory import Directory, DirectoryError, load_directory
 from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
@@ -76,22 +84,36 @@ class RegistrarService(Service):
     """The directory, the location store and the REGISTER handler.
 
     The store is read into memory at start; expired bindings are swept every
-    second. The directory is re-read on reload; a broken file is refused with
-    its errors logged, and the accounts in force stay.
+    second. The directory is re-read on reload and when the file changes on
+    disk (polled like the dialplan: hand edits count as much as the CLI's);
+    a broken file is refused with its errors logged, and the accounts in
+    force stay. Bindings of users no longer in the directory are removed.
     """
 
-    def __init__(self, config: Config, data_dir: Path, core: SipCore, reactor: Any) -> None:
+    def __init__(self, config: Config, data_dir: Path, core: SipCore, reactor: Any,
+                 poll_interval: float = 2.0) -> None:
         self.config = config
         self.data_dir = data_dir
         self.core = core
         self.reactor = reactor
         self.directory_path = config.resolve(config.settings.directory)
+        self.poll_interval = poll_interval
         self.log = get_logger("softswitch.registrar")
         self.store: SQLiteLocationStore | None = None
         self.registrar: Registrar | None = None
         self._sweeper: LoopingCall | None = None
+        self._watcher: LoopingCall | None = None
+        self._stamp: tuple[float, int] | None = None
+
+    def _file_stamp(self) -> tuple[float, int] | None:
+        try:
+            st = self.directory_path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
 
     def startService(self) -> None:  # noqa: N802
+        self._stamp = self._file_stamp()
         directory = load_directory(self.directory_path)  # DirectoryError stops the start
         self.store = SQLiteLocationStore(str(self.data_dir / "location.sqlite"), self.reactor)
         self.store.load(self.reactor.seconds())
@@ -105,9 +127,30 @@ class RegistrarService(Service):
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = self.reactor
         self._sweeper.start(1.0, now=False)
+        self._watcher = LoopingCall(self._poll)
+        self._watcher.clock = self.reactor
+        self._watcher.start(self.poll_interval, now=False)
+        # Users removed while the server was down leave bindings behind.
+        self._remove_bindings_of_removed_users(directory)
         self.log.info("registrar_started", bindings=len(self.store),
                       accounts=sum(1 for _ in directory.accounts()))
         super().startService()
+
+    def _poll(self) -> None:
+        if self._file_stamp() != self._stamp:
+            self.log.info("directory_changed_on_disk", path=str(self.directory_path))
+            self.reload()
+
+    def _remove_bindings_of_removed_users(self, directory: Directory) -> None:
+        """Delete, durably through the store, the bindings no account owns any more."""
+        assert self.store is not None
+        known = {account.aor for account in directory.accounts()}
+        for aor in sorted({b.aor for b in self.store.list()} - known):
+            self.log.info("bindings_removed", aor=aor, reason="user not in the directory")
+            self.store.remove(aor).addErrback(self._remove_failed, aor)
+
+    def _remove_failed(self, failure: Failure, aor: str) -> None:
+        self.log.error("bindings_remove_failed", aor=aor, error=str(failure.value))
 
     def _sweep(self) -> None:
         assert self.store is not None and self.registrar is not None
@@ -115,21 +158,26 @@ class RegistrarService(Service):
         for binding in self.store.expire(now):
             self.log.info("binding_expired", aor=binding.aor, contact=binding.contact)
 
-    def reload(self) -> None:
+    def reload(self) -> ReloadPart:
+        self._stamp = self._file_stamp()
         try:
             directory = load_directory(self.directory_path)
         except DirectoryError as exc:
             for error in exc.errors:
                 self.log.error("directory_refused", error=error)
-            return
+            return ReloadPart("directory", False, "the accounts in force stay", tuple(exc.errors))
+        accounts = sum(1 for _ in directory.accounts())
         if self.registrar is not None:
             self.registrar.directory = directory
-        self.log.info("directory_reloaded", accounts=sum(1 for _ in directory.accounts()))
+            self._remove_bindings_of_removed_users(directory)
+        self.log.info("directory_reloaded", accounts=accounts)
+        return ReloadPart("directory", True, f"{accounts} account{'s' if accounts != 1 else ''}")
 
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
+        for loop in (self._sweeper, self._watcher):
+            if loop is not None and loop.running:
+                loop.stop()
         if self.store is not None:
             self.store.close()
 
@@ -198,6 +246,16 @@ class CallService(Service):
 
     def _ended(self, snapshot: CallSnapshot) -> None:
         assert self.cdrs is not None and self.calls is not None
+        if snapshot.answered is None and is_emergency(snapshot):
+            # An emergency call that failed is what an operator must hear
+            # about first: error level, whatever the cause.
+            code, _, reason = snapshot.hangup_cause.partition(" ")
+            self.log.error("emergency_call_failed", call=snapshot.uuid, call_id=snapshot.call_id,
+                           caller=snapshot.caller, dialled=snapshot.dialled,
+                           dest=dict(snapshot.variables).get("dest", snapshot.dialled),
+                           code=snapshot.sip_code, reason=reason if code.isdigit() else "",
+                           cause=snapshot.hangup_cause,
+                           b_legs=[leg.target for leg in snapshot.legs if not leg.caller_side])
         calls = self.calls
         done = self.cdrs.write(cdr_of(snapshot))
         if snapshot.answered is not None:
@@ -216,23 +274,31 @@ class CallService(Service):
                 store.close()
 
 
+EMERGENCY_NUMBERS = frozenset({"911", "112"})
+
+
+def is_emergency(call: CallSnapshot) -> bool:
+    """911/112 as dialled or after the dialplan's rewriting, or a rule's `set: {emergency: yes}`."""
+    variables = dict(call.variables)
+    flag = variables.get("emergency", "").strip().lower()
+    return (flag in ("yes", "true", "1")
+            or call.dialled in EMERGENCY_NUMBERS
+            or variables.get("dest") in EMERGENCY_NUMBERS)
+
+
 class PidFile(Service):
-    """`DATA_DIR/softswitch.pid`, so that CLI commands can signal the server."""
+    """`DATA_DIR/softswitch.pid` and the data dir lock (see `softswitch.datadir`).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    The lock is taken by `build_application`, before anything opens a store;
+    this service gives it back, last, when the server stops.
+    """
 
-    def startService(self) -> None:  # noqa: N802
-        self.path.write_text(f"{os.getpid()}\n")
-        super().startService()
+    def __init__(self, lock: DataDirLock) -> None:
+        self.lock = lock
 
     def stopService(self) -> None:  # noqa: N802
         super().stopService()
-        try:
-            if self.path.read_text().strip() == str(os.getpid()):
-                self.path.unlink()
-        except OSError:
-            pass
+        self.lock.release()
 
 
 class Application(MultiService):
@@ -245,6 +311,7 @@ class Application(MultiService):
         self.data_dir = data_dir
         self.log = get_logger("softswitch")
         self.reload_hooks: list[Callable[[], object]] = []
+        self.reload_attempt = 0
         self.sip = SipService(config, listen, reactor)
         self.sip.setServiceParent(self)
         self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)
@@ -253,16 +320,17 @@ class Application(MultiService):
         self.dialplan = DialplanService(
             config.resolve(config.settings.dialplan), reactor,
             known_users=self._known_users,
-            known_trunks=lambda: [t.name for t in config.settings.trunks] or None)
+            known_trunks=lambda: [t.name for t in config.settings.trunks])
         self.dialplan.setServiceParent(self)
-        self.reload_hooks.append(self.dialplan.reload)
+        self.reload_hooks.append(self._reload_dialplan)
         self.calls = CallService(config, data_dir, self.sip, self.registrar, self.dialplan,
                                  reactor)
         self.calls.setServiceParent(self)
         self.trunk_registrations = TrunkRegistrationService(
             config.settings.trunks, self.sip.core, self.calls._local, reactor)
         self.trunk_registrations.setServiceParent(self)
-        PidFile(data_dir / "softswitch.pid").setServiceParent(self)
+        self.lock = DataDirLock(data_dir)
+        PidFile(self.lock).setServiceParent(self)
 
     def _known_users(self) -> list[str] | None:
         registrar = self.registrar.registrar
@@ -270,14 +338,48 @@ class Application(MultiService):
             return None
         return [account.user for account in registrar.directory.accounts()]
 
+    def _reload_dialplan(self) -> ReloadPart:
+        if self.dialplan.reload():
+            return ReloadPart("dialplan", True, f"generation {self.dialplan.generation}")
+        return ReloadPart("dialplan", False, f"generation {self.dialplan.generation} kept",
+                          tuple(self.dialplan.refused))
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self._write_reload_status([])
+        for trunk in self.config.settings.trunks:
+            if trunk.host.lower().rstrip(".").endswith(".invalid"):
+                # The shipped example trunk: calls through it fail until it is filled in.
+                self.log.warning("trunk_not_configured", trunk=trunk.name, host=trunk.host,
+                                 hint="put your provider's details in the configuration, "
+                                 "see docs/trunks.md")
+
     def reload(self) -> None:
-        """Re-read what can change at run time (directory, dialplan)."""
+        """Re-read what can change at run time (directory, dialplan); say how it went.
+
+        The outcome goes to DATA_DIR/reload-status.json, where `softswitch
+        reload` and `softswitch users` read what the server did.
+        """
         self.log.info("reload")
+        self.reload_attempt += 1
+        parts: list[ReloadPart] = []
         for hook in self.reload_hooks:
             try:
-                hook()
-            except Exception:  # noqa: BLE001 - one failed reload must not stop the others
+                part = hook()
+            except Exception as exc:  # noqa: BLE001 - one failed reload must not stop the others
                 self.log.exception("reload_failed")
+                part = ReloadPart(getattr(hook, "__name__", "reload"), False,
+                                  errors=(f"internal error: {exc}",))
+            if isinstance(part, ReloadPart):
+                parts.append(part)
+        self._write_reload_status(parts)
+
+    def _write_reload_status(self, parts: list[ReloadPart]) -> None:
+        try:
+            write_reload_status(self.data_dir, ReloadStatus(
+                os.getpid(), self.reload_attempt, time.time(), tuple(parts)))
+        except OSError as exc:
+            self.log.error("reload_status_not_written", error=str(exc))
 
     @inlineCallbacks
     def stopService(self) -> Any:  # noqa: N802
@@ -293,6 +395,10 @@ class Application(MultiService):
 
 def build_application(config: Config, data_dir: Path, listen: list[ListenAddress] | None,
                       reactor: Any) -> Application:
+    """The server's services; DataDirBusy if another server runs on `data_dir`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     addresses = listen or config.settings.listen_addresses
-    return Application(config, data_dir, addresses, reactor)
+    app = Application(config, data_dir, addresses, reactor)
+    # Before any service opens a store in the data dir.
+    app.lock.acquire()
+    return app

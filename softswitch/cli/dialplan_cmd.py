@@ -2,13 +2,17 @@
 
 Both work on files only (no server, no network). `check` prints every problem
 as file:line:column with a hint and exits 1 on errors; `test` routes one
-imagined call and prints the trace and the actions, without placing it.
-User and trunk names for the checker's warnings come from the directory and
-the server configuration when those files exist.
+imagined call and prints the trace and the actions (or JSON), without
+placing it. The files come from the server configuration (`--config`, as
+for every command): its `dialplan`, its `directory` (user names, contexts
+and groups) and its `trunks` (a dial to a trunk it does not define is a
+warning). The configuration is read leniently here, for names only, so a
+check still runs beside a configuration that `run` would refuse.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,10 +24,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 import dialplan as dp
+from softswitch.cli import exitcodes
+from softswitch.cli.server_files import ENV_CONFIG, config_option, find_config
 
-DEFAULT_DIALPLAN = "conf/dialplan.yaml"
-DEFAULT_DIRECTORY = "conf/directory.yaml"
-DEFAULT_CONFIG = "conf/softswitch.yaml"
+DEFAULT_DIALPLAN = "dialplan.yaml"  # as in the configuration, relative to its folder
+DEFAULT_DIRECTORY = "directory.yaml"
 BUILTIN_VARIABLES = frozenset({"dest", "caller", "caller_name", "context", "trunk"})
 
 
@@ -52,7 +57,34 @@ def _read_yaml(path: Path) -> tuple[Any, str | None]:
         return None, f"cannot read {path} ({first})"
 
 
-def read_known_names(directory: Path, config: Path) -> KnownNames:
+@dataclass(slots=True)
+class DialplanFiles:
+    dialplan: Path
+    directory: Path
+    config: Path | None
+
+
+def dialplan_files(config: Path | None, dialplan_file: Path | None,
+                   directory: Path | None) -> DialplanFiles:
+    """The files to work on: those given, else those the configuration names."""
+    config = find_config(config)
+    base = config.parent if config is not None else Path("conf")
+    data, _ = _read_yaml(config) if config is not None else (None, None)
+    names = data if isinstance(data, dict) else {}
+
+    def named(key: str, default: str) -> Path:
+        path = Path(str(names.get(key) or default))
+        return path if path.is_absolute() else base / path
+
+    return DialplanFiles(
+        dialplan=dialplan_file if dialplan_file is not None
+        else named("dialplan", DEFAULT_DIALPLAN),
+        directory=directory if directory is not None else named("directory", DEFAULT_DIRECTORY),
+        config=config,
+    )
+
+
+def read_known_names(directory: Path, config: Path | None) -> KnownNames:
     """User names from the directory and trunk names from the server configuration."""
     known = KnownNames()
     data, problem = _read_yaml(directory)
@@ -73,12 +105,19 @@ def read_known_names(directory: Path, config: Path) -> KnownNames:
                         if isinstance(groups, list)
                         else frozenset(),
                     )
+    if config is None:
+        known.notes.append(f"no configuration (no --config, ${ENV_CONFIG} unset, no "
+                           f"conf/softswitch.yaml in {Path.cwd()}): trunk names not checked")
+        return known
     data, problem = _read_yaml(config)
     if problem:
         known.notes.append(f"{problem}: trunk names not checked")
-    elif isinstance(data, dict):
-        # Trunks may not be configured yet; an absent list means "no trunk warnings".
-        trunks = data.get("trunks")
+    elif data is None and not config.is_file():
+        known.notes.append(f"no configuration file {config}: trunk names not checked")
+    elif isinstance(data, dict) or data is None:
+        # No `trunks:` is no trunk at all: a dial to trunk/provider then fails
+        # with 503 on every call, which is what the warning is for.
+        trunks = (data or {}).get("trunks") or []
         if isinstance(trunks, list):
             known.trunks = {
                 str(t["name"]) for t in trunks if isinstance(t, dict) and t.get("name") is not None
@@ -94,28 +133,26 @@ def dialplan() -> None:
 _directory_option = click.option(
     "--directory",
     "directory",
-    default=DEFAULT_DIRECTORY,
-    show_default=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Directory of users (for user names, contexts and groups).",
-)
-_config_option = click.option(
-    "--config",
-    "config",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Server configuration (for trunk names).",
+    help="Directory of users (for user names, contexts and groups) "
+    "[default: directory of the configuration].",
 )
 
 
 @dialplan.command("check")
-@click.argument("file", default=DEFAULT_DIALPLAN, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @_directory_option
-@_config_option
-def check(file: Path, directory: Path, config: Path) -> None:
-    """Check FILE and report every error and warning at once."""
-    known = read_known_names(directory, config)
+@config_option
+def check(file: Path | None, directory: Path | None, config_path: Path | None) -> None:
+    """Check FILE [default: dialplan of the configuration]: every error and warning at once.
+
+    Warns about dial targets naming a user the directory lacks or a trunk the
+    configuration does not define. Exits 1 on errors.
+    """
+    files = dialplan_files(config_path, file, directory)
+    file = files.dialplan
+    known = read_known_names(files.directory, files.config)
     for note in known.notes:
         click.echo(f"note: {note}", err=True)
     result = dp.load_file(
@@ -128,7 +165,7 @@ def check(file: Path, directory: Path, config: Path) -> None:
     errors, warnings = len(result.errors), len(result.warnings)
     if result.plan is None:
         click.echo(f"{file}: {_count(errors, 'error')}, {_count(warnings, 'warning')}; refused")
-        sys.exit(1)
+        sys.exit(exitcodes.FAILED)
     plan = result.plan
     click.echo(
         f"{file}: ok, {_count(len(plan.contexts), 'context')}, "
@@ -154,10 +191,9 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 @click.option(
     "--file",
     "file",
-    default=DEFAULT_DIALPLAN,
-    show_default=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Dialplan file.",
+    help="Dialplan file [default: dialplan of the configuration].",
 )
 @click.option("--context", help="Context the call enters [default: the user's, else internal].")
 @click.option("--from", "caller", default="", help="Caller: a user or a number.")
@@ -176,10 +212,11 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     help="Time of the call, ISO 8601 (2026-12-24T19:00); without an offset it is "
     "read in the dialplan's time zone [default: now].",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON, for scripts.")
 @_directory_option
-@_config_option
+@config_option
 def test(
-    file: Path,
+    file: Path | None,
     context: str | None,
     caller: str,
     dest: str,
@@ -189,11 +226,17 @@ def test(
     headers: tuple[str, ...],
     variables: tuple[str, ...],
     at: str | None,
-    directory: Path,
-    config: Path,
+    as_json: bool,
+    directory: Path | None,
+    config_path: Path | None,
 ) -> None:
-    """Show how a call would be routed, without placing it."""
-    known = read_known_names(directory, config)
+    """Show how a call would be routed, without placing it.
+
+    Exits 1 when the plan has errors or the context does not exist.
+    """
+    files = dialplan_files(config_path, file, directory)
+    file = files.dialplan
+    known = read_known_names(files.directory, files.config)
     result = dp.load_file(
         file,
         known_users=set(known.users) if known.users is not None else None,
@@ -203,12 +246,17 @@ def test(
         click.echo(diagnostic.format(), err=True)
     if result.plan is None:
         click.echo(f"{file}: has errors; run `softswitch dialplan check {file}`", err=True)
-        sys.exit(1)
+        sys.exit(exitcodes.FAILED)
     plan = result.plan
     user = (known.users or {}).get(caller) if trunk is None else None
     when = _parse_time(at, plan)
+    entered = context or (user.context if user else "internal")
+    if entered not in plan.contexts:
+        click.echo(f"error: no context {entered!r} in {file}; its contexts: "
+                   f"{', '.join(sorted(plan.contexts))}", err=True)
+        sys.exit(exitcodes.FAILED)
     facts = dp.CallFacts(
-        context=context or (user.context if user else "internal"),
+        context=entered,
         dest=dest,
         caller=caller,
         caller_name=caller_name if caller_name is not None else (user.display_name if user else ""),
@@ -219,7 +267,34 @@ def test(
         variables=_pairs(variables, "--var"),
     )
     decision = plan.route(facts)
-    _print_decision(facts, decision, when)
+    if as_json:
+        click.echo(json.dumps(_decision_json(facts, decision, when), indent=2))
+    else:
+        _print_decision(facts, decision, when)
+
+
+def _decision_json(facts: dp.CallFacts, decision: dp.Decision,
+                   when: datetime) -> dict[str, Any]:
+    def handlers(action: object) -> dict[str, list[str]]:
+        if not isinstance(action, dp.Dial):
+            return {}
+        return {label: [dp.describe_action(a) for a in handler]
+                for label, handler in (("on_busy", action.on_busy),
+                                       ("on_no_answer", action.on_no_answer),
+                                       ("on_failure", action.on_failure))
+                if handler is not None}
+
+    return {
+        "call": {"context": facts.context, "from": facts.caller, "to": facts.dest,
+                 "name": facts.caller_name, "trunk": facts.trunk,
+                 "groups": sorted(facts.groups), "at": when.isoformat()},
+        "matched": decision.matched,
+        "trace": [{"context": s.context, "rule": s.rule, "line": s.line, "outcome": s.outcome,
+                   "reason": s.reason} for s in decision.trace],
+        "actions": [{"action": dp.describe_action(a), **handlers(a)} for a in decision.actions],
+        "variables": {k: v for k, v in decision.variables.items()
+                      if k not in BUILTIN_VARIABLES and not k.startswith("header.")},
+    }
 
 
 def _parse_time(at: str | None, plan: dp.Plan) -> datetime:

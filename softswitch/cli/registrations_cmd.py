@@ -16,10 +16,12 @@ from pathlib import Path
 
 import click
 
+from softswitch.cli import exitcodes
+from softswitch.cli.listing import print_listing
+from softswitch.cli.server_files import config_option, data_dir_option, server_files
 from softswitch.location import Binding, LocationStoreError
 from softswitch.location.sqlite import read_bindings
 
-DEFAULT_DATA_DIR = Path("data")
 DATABASE = "location.sqlite"
 
 
@@ -49,56 +51,43 @@ def _as_json(binding: Binding, now: float) -> dict[str, object]:
 
 @click.command()
 @click.argument("aor", required=False)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    help="The server's data folder (holds location.sqlite).",
-)
+@config_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, for scripts.")
-def registrations(aor: str | None, data_dir: Path, as_json: bool) -> None:
-    """Show the current registrations, all or those of AOR (user@domain, or user)."""
-    database = data_dir / DATABASE
+def registrations(aor: str | None, config_path: Path | None, data_dir: Path | None,
+                  as_json: bool) -> None:
+    """Show the current registrations, all or those of AOR (user@domain, or user).
+
+    A table on a terminal, one registration per line on a pipe, or JSON.
+    Exit status: 0 when something is listed (or, without AOR, when nothing
+    is registered), 1 when AOR has no current registration, or on an error.
+    """
+    files = server_files(config_path, data_dir)
+    database = files.data_dir / DATABASE
     if not database.exists():
-        click.echo(f"no registrations database at {database}: the server creates it when it "
-                   "first starts with this data dir (see --data-dir)", err=True)
-        sys.exit(1)
+        click.echo(f"error: no registrations database {DATABASE} in data dir {files.where()}: "
+                   "the server creates it when it first starts with this data dir (see "
+                   "--config, --data-dir)", err=True)
+        sys.exit(exitcodes.FAILED)
     now = time.time()
     try:
-        bindings = current_bindings(data_dir, aor, now)
+        bindings = current_bindings(files.data_dir, aor, now)
     except LocationStoreError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(exitcodes.FAILED)
     if as_json:
         click.echo(json.dumps([_as_json(b, now) for b in bindings], indent=2))
-        return
-    if not bindings:
-        click.echo(f"no current registrations for {aor}" if aor else "no current registrations")
-        return
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(bindings)} registration{'s' if len(bindings) != 1 else ''}")
-    # Numbers stay on one line; text folds, the contact never below a readable width.
-    table.add_column("AOR", overflow="fold")
-    table.add_column("contact", overflow="fold", min_width=16)
-    table.add_column("received from", overflow="fold")
-    table.add_column("transport", no_wrap=True)
-    table.add_column("expires in", justify="right", no_wrap=True)
-    table.add_column("user agent", overflow="fold")
-    table.add_column("q", justify="right", no_wrap=True)
-    table.add_column("instance", overflow="fold")
-    for b in bindings:
-        table.add_row(
-            b.aor,
-            b.contact,
-            b.received,
-            b.transport,
-            f"{b.expires_in(now)} s",
-            b.user_agent or "",
-            f"{b.q:g}",
-            b.instance or "",
+    elif not bindings:
+        click.echo(f"no current registrations for {aor}" if aor else "no current registrations",
+                   err=aor is not None)
+    else:
+        print_listing(
+            f"{len(bindings)} registration{'s' if len(bindings) != 1 else ''}",
+            ["AOR", "contact", "received from", "transport", "expires in", "user agent", "q",
+             "instance"],
+            [[b.aor, b.contact, b.received, b.transport, f"{b.expires_in(now)} s",
+              b.user_agent or "", f"{b.q:g}", b.instance or ""] for b in bindings],
+            no_wrap=frozenset({"transport", "expires in", "q"}),
         )
-    Console().print(table)
+    if aor is not None and not bindings:
+        sys.exit(exitcodes.FAILED)

@@ -7,19 +7,20 @@ from pathlib import Path
 
 import click
 
-from softswitch.cli.pidfile import notify_server
+from softswitch.cli.pidfile import reload_server, report
+from softswitch.cli.server_files import config_option, data_dir_option, server_files
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
-              show_default=True, help="The running server's data dir (holds softswitch.pid).")
-def reload(data_dir: Path) -> None:
+@config_option
+@data_dir_option
+def reload(config_path: Path | None, data_dir: Path | None) -> None:
     """Reload the directory and the dialplan of the running server (SIGHUP).
 
-    A file with errors is refused by the server, which logs them and keeps
-    what it had; check a dialplan first with `softswitch dialplan check`.
+    Prints what the server did: reloaded (with the dialplan's generation),
+    or refused with every error and its file:line:column, in which case the
+    server keeps what it had. Exit status: 0 reloaded, 1 refused (or no
+    answer), 3 no server runs on the data dir.
     """
-    outcome = notify_server(data_dir)
-    click.echo(outcome)
-    if outcome != "reloaded running server":
-        sys.exit(1)
+    files = server_files(config_path, data_dir)
+    sys.exit(report(reload_server(files.data_dir), files.where()))

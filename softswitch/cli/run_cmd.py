@@ -24,7 +24,8 @@ def _listen(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Configuration file [default: conf/softswitch.yaml].")
+              default=None, envvar="SOFTSWITCH_CONFIG", show_envvar=True,
+              help="Configuration file [default: conf/softswitch.yaml].")
 @click.option("--listen", multiple=True, callback=_listen, metavar="PROTO:HOST:PORT",
               help="Listen on udp:, tcp: or tls:HOST:PORT; repeatable; overrides the config.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -43,7 +44,7 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     except ConfigError as exc:
         for line in exc.errors:
             click.echo(line, err=True)
-        sys.exit(2)
+        sys.exit(2)  # exitcodes.USAGE, without importing the CLI package's modules first
     s = config.settings
     logs.configure(log_format or s.log.format, log_level or s.log.level)
     log = logs.get_logger("softswitch")
@@ -52,21 +53,33 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
 
     reactor: Any = _reactor
 
+    from softswitch.cli import exitcodes
+    from softswitch.datadir import DataDirBusy
     from softswitch.directory import DirectoryError
     from softswitch.routing import DialplanError
     from softswitch.service import build_application
 
     data = data_dir if data_dir is not None else Path(s.data_dir)
-    app = build_application(config, data, listen or None, reactor)
+    try:
+        app = build_application(config, data, listen or None, reactor)
+    except DataDirBusy as exc:
+        click.echo(f"error: {exc}; stop it first (softswitch.pid holds its pid), or give "
+                   "this one its own --data-dir", err=True)
+        sys.exit(exitcodes.IN_USE)
+    except OSError as exc:
+        click.echo(f"error: cannot use data dir {data}: {exc}", err=True)
+        sys.exit(exitcodes.FAILED)
     try:
         app.startService()
     except (DirectoryError, DialplanError) as exc:
         for line in exc.errors:
             log.error("start_failed", error=line)
-        sys.exit(1)
+        app.lock.release()  # no pid file left behind for the CLI to wonder about
+        sys.exit(exitcodes.FAILED)
     except Exception as exc:  # noqa: BLE001 - a bind error and the like: say it and leave
         log.error("start_failed", error=str(exc))
-        sys.exit(1)
+        app.lock.release()
+        sys.exit(exitcodes.FAILED)
 
     # Everything loaded at start (modules, directory, dialplan, bindings) lives
     # as long as the process: move it out of the collector's way, so full
@@ -88,11 +101,13 @@ def run(config_path: Path | None, listen: list[ListenAddress], data_dir: Path | 
     def on_stop(signum: int, frame: object) -> None:
         # A second SIGTERM or Ctrl-C (from a shell that signals the whole
         # process group, say) must not stop the reactor twice.
+        # The stop is scheduled before anything is logged: the log line is
+        # the part that can go wrong (see logs.StreamLogger), the stop must not.
         nonlocal stopping
         if not stopping:
             stopping = True
-            log.info("signal", signal=signal.Signals(signum).name)
             reactor.callFromThread(reactor.stop)
+            log.info("signal", signal=signal.Signals(signum).name)
 
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGTERM, on_stop)

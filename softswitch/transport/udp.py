@@ -21,6 +21,13 @@ class UDPTransport(DatagramProtocol):
         self.family = family
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # noqa: N802
+        if not data.strip(b"\r\n"):
+            # A CRLF keep-alive ("\r\n\r\n", or a lone "\r\n") that phones send
+            # every few seconds to keep their NAT binding open. RFC 5626 4.4.1
+            # defines STUN, not CRLF, as the UDP keep-alive, and a double CRLF
+            # has no answer over UDP (the pong is for streams, 4.4.1 / 3.5.1):
+            # it is dropped without a word, never answered as a malformed request.
+            return
         host = addr[0]
         if host.startswith("::ffff:"):
             host = host[7:]

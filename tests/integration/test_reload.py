@@ -67,7 +67,11 @@ def test_broken_dialplan_is_refused_and_the_old_one_stays(reloadable: ServerProc
     good = plan.read_text()
     plan.write_text(good + "\n  broken-context:\n    rules:\n      - match: _X.\n        actions: [frobnicate: 1]\n")
     result = CliRunner().invoke(main, ["reload", "--data-dir", str(reloadable.data_dir)])
-    assert result.exit_code == 0 and "reloaded running server" in result.output
+    # The command reports the server's refusal, with the position, and fails.
+    assert result.exit_code == 1, result.output
+    assert "refused" in result.output and "dialplan: refused (generation 1 kept)" in result.output
+    assert f"{plan}:" in result.output and "frobnicate" in result.output
+    assert "directory: reloaded (4 accounts)" in result.output
     refused = _wait_for(reloadable, lambda e: e.get("event") == "dialplan_refused")
     assert f"{plan}:" in refused["error"] and "frobnicate" in refused["error"]
     _wait_for(reloadable, lambda e: e.get("event") == "dialplan_kept" and e.get("generation") == 1)
@@ -85,11 +89,13 @@ def test_directory_edit_reaches_the_running_server(reloadable: ServerProcess,
                                        "--directory", str(directory),
                                        "--data-dir", str(reloadable.data_dir)])
     assert result.exit_code == 0, result.output
-    assert "reloaded running server" in result.output
+    assert "server reloaded: directory (5 accounts), dialplan (generation 2)" in result.output
     event = _wait_for(reloadable, lambda e: e.get("event") == "directory_reloaded")
     assert event["accounts"] == 5
     # A broken directory is refused and the accounts stay.
     directory.write_text(directory.read_text() + "\n  - oops: [\n")
-    CliRunner().invoke(main, ["reload", "--data-dir", str(reloadable.data_dir)])
+    result = CliRunner().invoke(main, ["reload", "--data-dir", str(reloadable.data_dir)])
+    assert result.exit_code == 1 and "directory: refused" in result.output
+    assert f"{directory}:" in result.output
     _wait_for(reloadable, lambda e: e.get("event") == "directory_refused")
     assert _answers(reloadable)

@@ -1,7 +1,11 @@
-"""A trunk that refuses the TCP connection fails the call at once, not after 32 s."""
+"""A trunk that refuses the TCP connection fails the call at once, not after 32 s.
+
+An emergency call failing that way is logged at error level.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,6 +13,7 @@ import pytest
 
 from tests.support.phone import Phone
 from tests.support.server import ServerProcess, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,4 +33,17 @@ def test_refused_tcp_connection_to_a_trunk_fails_the_call_quickly(own_server: Se
         # The shipped plan answers a failed trunk dial with 503.
         assert ended["code"] == 503
         assert time.monotonic() - start < 5  # not Timer B's 32 s
+        # An emergency call that fails is logged at error level; the other was not.
+        assert not _emergency_failures(own_server)
+        call = phone.call(f"sip:911@127.0.0.1:{own_server.udp_port}")
+        assert phone.wait_call_state(call, "DISCONNECTED", 10)["code"] == 503
     assert '"connect_failed"' in own_server.log()
+    [failed] = wait_for(lambda: _emergency_failures(own_server), 5, "the emergency failure logged")
+    assert failed["level"] == "error"
+    assert failed["caller"] == "1001" and failed["dialled"] == "911" and failed["code"] == 503
+    assert failed["b_legs"] == ["trunk/provider/911"]
+
+
+def _emergency_failures(server: ServerProcess) -> list[dict]:
+    return [json.loads(line) for line in server.log_path.read_text().splitlines()
+            if '"emergency_call_failed"' in line]

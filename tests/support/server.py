@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tests.support.sip_client import SipClient, options_request
 
@@ -72,6 +73,7 @@ class ServerProcess:
     directory: Path | None = None  # the user directory; conf/directory.yaml if None
     dialplan: Path | None = None  # the dialplan; conf/dialplan.yaml if None
     process: subprocess.Popen[bytes] | None = None
+    run_args: tuple[str, ...] = ()  # more `softswitch run` options (--listen...)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,16 +99,21 @@ class ServerProcess:
             f"log:\n  format: json\n  level: debug\n"
             f"{self.extra_config}")
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0, output: IO[bytes] | None = None) -> None:
+        """Start and wait until it answers OPTIONS; its output goes to `output` or the log."""
         if not self.config_path.exists():
             self.write_config()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "softswitch", "run", "--config", str(self.config_path),
-             "--data-dir", str(self.data_dir)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+            self.command(), cwd=ROOT, stdout=output or self._log, stderr=subprocess.STDOUT,
+            env=env)
         self.wait_ready(timeout)
+
+    def command(self, *extra: str) -> list[str]:
+        """The `softswitch run` command line of this server, plus `extra` options."""
+        return [sys.executable, "-m", "softswitch", "run", "--config", str(self.config_path),
+                "--data-dir", str(self.data_dir), *self.run_args, *extra]
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

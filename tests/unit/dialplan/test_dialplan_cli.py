@@ -205,3 +205,54 @@ def test_warning_classes(text: str, code: str) -> None:
     result = load_text(text)
     assert result.plan is not None
     assert code in {d.code for d in result.warnings}
+
+
+# --- issue 18: trunks, --config, --json, exit codes ---
+
+
+def test_check_warns_about_a_trunk_the_configuration_lacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A configuration without `trunks:` defines none: trunk/provider would get 503.
+    (tmp_path / "plan.yaml").write_text(
+        "contexts:\n  internal:\n    rules:\n      - {match: '911', actions: [dial: trunk/provider/911]}\n"
+    )
+    (tmp_path / "server.yaml").write_text("dialplan: plan.yaml\n")
+    code, out = run(["check", "--config", "server.yaml"], tmp_path, monkeypatch)
+    assert code == 0
+    assert "plan.yaml:4:" in out and "unknown trunk 'provider'" in out
+    assert "1 warning" in out
+
+
+def test_shipped_configuration_defines_the_shipped_plans_trunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out = run(["check", "--config", str(REPO / "conf" / "softswitch.yaml")], REPO, monkeypatch)
+    assert code == 0, out
+    assert out.strip().endswith("0 warnings") and "conf/dialplan.yaml: ok" in out
+
+
+def test_test_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["test", "--file", str(SHIPPED), "--directory", "directory.yaml", "--config",
+            "softswitch.yaml", "--from", "1001", "--to", "918005551234", "--at",
+            "2026-12-24T19:00", "--json"]
+    code, out = run(args, GOLDEN, monkeypatch)
+    assert code == 0
+    import json
+
+    decision = json.loads(out)
+    assert decision["call"]["context"] == "internal" and decision["call"]["groups"] == ["sales"]
+    assert decision["call"]["at"] == "2026-12-24T19:00:00-05:00"
+    assert decision["matched"] is True
+    assert decision["trace"][-1]["rule"] == "trunk" and decision["trace"][-1]["outcome"] == "match"
+    [action] = decision["actions"]
+    assert action["action"].startswith("dial trunk/provider/+18005551234")
+    assert action["on_failure"] == ["hangup 503 Service Unavailable"]
+
+
+def test_test_with_an_unknown_context_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(
+        dialplan, ["test", "--file", str(SHIPPED), "--context", "NOSUCH", "--to", "1001"]
+    )
+    assert result.exit_code == 1
+    assert "no context 'NOSUCH'" in result.stderr and "internal" in result.stderr

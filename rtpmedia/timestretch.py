@@ -1,0 +1,154 @@
+"""Time stretching of decoded 8 kHz audio by whole pitch periods.
+
+The jitter buffer (`rtpmedia.jitterbuffer`) decides *when* its delay should
+shrink or grow; this module does it on the decoded samples, as NetEq's
+Accelerate and PreemptiveExpand do: find the pitch period P of the segment by
+normalised cross-correlation, then remove one period (accelerate) or insert one
+(preemptive expand) with a cross-fade over a whole period. Because the two
+periods that are blended are alike, the splice has no click. A segment that is
+neither periodic enough (correlation below `MIN_CORRELATION`) nor quiet is left
+unchanged: changing delay there would be audible, so the buffer simply tries
+again on a later frame.
+
+Functions are pure: int16 (or float) arrays in, a new array and the number of
+samples removed or added out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 8000
+#: Pitch search range in samples at 8 kHz: 400 Hz down to 66.7 Hz.
+MIN_LAG = 20
+MAX_LAG = 120
+#: NetEq stretches voiced speech only when the periods match this well.
+MIN_CORRELATION = 0.9
+#: Below this RMS (int16 scale, about -50 dBFS) a segment counts as silence,
+#: where any splice of matching length is inaudible.
+SILENCE_RMS = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """The result of one stretch: the new audio and how much it changed."""
+
+    audio: npt.NDArray[np.int16]
+    #: Samples removed (accelerate) or added (preemptive expand); 0 if the
+    #: segment was not suitable and `audio` is the input unchanged.
+    samples: int
+    #: The pitch period used (samples), or 0.
+    lag: int
+    #: Normalised correlation between the two blended periods.
+    correlation: float
+
+
+def find_period(
+    x: npt.NDArray[np.float64], min_lag: int = MIN_LAG, max_lag: int = MAX_LAG
+) -> tuple[int, float]:
+    """The lag in [min_lag, max_lag] with the best normalised correlation.
+
+    Compares x[0:P] with x[P:2P] for every P (the two periods a stretch
+    blends), so the answer is directly the quality of the splice. Returns
+    (lag, correlation); (0, 0.0) when x is too short for min_lag.
+    """
+    n = len(x)
+    max_lag = min(max_lag, n // 2)
+    if max_lag < min_lag:
+        return 0, 0.0
+    # A fixed comparison window (the shortest admissible period pair) keeps
+    # the correlations of different lags comparable; then the best lag is
+    # refined over its own full period.
+    w = min_lag
+    lags = np.arange(min_lag, max_lag + 1)
+    # Vectorised: a window of length w at offset 0 against offset P, and the
+    # energies of both, for every lag at once.
+    idx = lags[:, None] + np.arange(w)[None, :]
+    seg = x[idx]
+    ref = x[:w]
+    num = seg @ ref
+    den = np.sqrt(np.sum(seg * seg, axis=1) * np.dot(ref, ref)) + 1e-9
+    corr = num / den
+    # Candidates are the local maxima of the correlation; among those that
+    # are nearly as good as the best, prefer the shortest: multiples of the
+    # true period correlate as well and would remove too much.
+    inner = (corr[1:-1] >= corr[:-2]) & (corr[1:-1] >= corr[2:])
+    peaks = [int(i) + 1 for i in np.nonzero(inner)[0]]
+    if corr[0] > corr[1]:
+        peaks.insert(0, 0)
+    if corr[-1] > corr[-2]:
+        peaks.append(len(corr) - 1)
+    full: list[tuple[int, float]] = []
+    for i in peaks:
+        p = int(lags[i])
+        a, b = x[:p], x[p : 2 * p]
+        full.append((p, float(a @ b / (np.sqrt((a @ a) * (b @ b)) + 1e-9))))
+    if not full:
+        return 0, 0.0
+    top = max(c for _, c in full)
+    best_lag, best_corr = next((p, c) for p, c in full if c >= top - 0.03)
+    return best_lag, best_corr
+
+
+def _rms(x: npt.NDArray[np.float64]) -> float:
+    return float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
+
+
+def _to_int16(y: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
+    return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+
+
+def _choose_lag(x: npt.NDArray[np.float64], max_samples: int) -> tuple[int, float]:
+    max_lag = min(MAX_LAG, max_samples, len(x) // 2)
+    if _rms(x) < SILENCE_RMS:
+        # In silence the splice is inaudible; take the longest period that
+        # fits to move the delay as far as one operation can.
+        return (max_lag, 1.0) if max_lag >= MIN_LAG else (0, 0.0)
+    lag, corr = find_period(x)
+    if lag and corr >= MIN_CORRELATION and lag <= max_lag:
+        return lag, corr
+    return 0, corr
+
+
+def accelerate(
+    audio: npt.NDArray[np.integer] | npt.NDArray[np.floating], max_samples: int = MAX_LAG
+) -> Stretch:
+    """Remove one pitch period (at most `max_samples`) from `audio`.
+
+    `audio` must hold at least two periods; if its period is longer than
+    `max_samples`, nothing is removed.
+
+    Output: x[0:P] cross-faded into x[P:2P] (fading x[0:P] out), then x[2P:].
+    Its first sample is x[0] and its P-th continues into x[2P], so the
+    result joins both the audio played before it and the audio after it.
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    lag, corr = _choose_lag(x, max_samples)
+    if not lag:
+        return Stretch(_to_int16(x), 0, 0, corr)
+    w = (np.arange(lag) + 0.5) / lag
+    blend = x[:lag] * (1.0 - w) + x[lag : 2 * lag] * w
+    y = np.concatenate([blend, x[2 * lag :]])
+    return Stretch(_to_int16(y), lag, lag, corr)
+
+
+def preemptive_expand(
+    audio: npt.NDArray[np.integer] | npt.NDArray[np.floating], max_samples: int = MAX_LAG
+) -> Stretch:
+    """Insert one pitch period (at most `max_samples`) into `audio`.
+
+    Output: x[0:P], then a period that fades from x[P:2P] (which continues
+    x[P-1]) into x[0:P] (which x[P] continues), then x[P:]: the first period
+    is heard twice, blended, and both joins are smooth.
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    lag, corr = _choose_lag(x, max_samples)
+    if not lag:
+        return Stretch(_to_int16(x), 0, 0, corr)
+    w = (np.arange(lag) + 0.5) / lag
+    blend = x[lag : 2 * lag] * (1.0 - w) + x[:lag] * w
+    y = np.concatenate([x[:lag], blend, x[lag:]])
+    return Stretch(_to_int16(y), lag, lag, corr)

@@ -1,0 +1,24 @@
+"""The signalling process stays free of numpy (CONVENTIONS 1: PyPy/mypyc stay possible)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+PROBE = """
+import importlib, pkgutil, sys
+import softswitch
+for module in pkgutil.walk_packages(softswitch.__path__, "softswitch."):
+    if not module.name.endswith("__main__"):  # runs the CLI
+        importlib.import_module(module.name)
+print("numpy" in sys.modules, "rtpmedia" in sys.modules)
+"""
+
+
+def test_importing_every_signalling_module_imports_no_numpy() -> None:
+    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["False", "False"], result.stderr
