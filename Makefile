@@ -15,10 +15,18 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 
 # The integration tests drive the server with sipp (Debian: sip-tester).
+# The PLC tests speak with espeak-ng and resample with sox; the pesq
+# package builds from source (a C compiler and Python's headers).
 test-deps: system-deps
-	@command -v sipp >/dev/null 2>&1 || { \
-		echo "installing sipp (sip-tester)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester; }
+	@need=""; \
+	command -v sipp >/dev/null 2>&1 || need="$$need sip-tester"; \
+	command -v espeak-ng >/dev/null 2>&1 || need="$$need espeak-ng"; \
+	command -v sox >/dev/null 2>&1 || need="$$need sox"; \
+	command -v gcc >/dev/null 2>&1 || need="$$need gcc"; \
+	$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		2>/dev/null || need="$$need python3-dev"; \
+	if [ -n "$$need" ]; then echo "installing$$need"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$need; fi
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
