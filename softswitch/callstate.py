@@ -249,7 +249,11 @@ class SQLiteCallStateStore:
     def __init__(self, path: str, reactor: ThreadCaller) -> None:
         self.path = path
         self._calls: dict[str, CallRecord] = {}
-        self._snapshots: dict[str, tuple[float, dict[str, Any]]] = {}
+        # The snapshots the previous run left, as JSON text (parsed when read),
+        # and the calls saved since: a running server never reads its own
+        # snapshots back, so only their uuids stay in memory.
+        self._snapshots: dict[str, tuple[float, str]] = {}
+        self._saved_uuids: set[str] = set()
         self._writer = GroupCommitWriter(
             path, reactor, _SCHEMA, "call state",
             schema_version=SCHEMA_VERSION, error=CallStateError,
@@ -274,7 +278,7 @@ class SQLiteCallStateStore:
                     self._calls[call[0]] = _record(call, a_leg, b_leg)
             for uuid, start, text in conn.execute(
                     "SELECT uuid, start_time, snapshot FROM call_snapshots"):
-                self._snapshots[uuid] = (start, json.loads(text))
+                self._snapshots[uuid] = (start, text)
 
         try:
             self._writer.start(prepare)
@@ -295,11 +299,12 @@ class SQLiteCallStateStore:
         return _by_start(self._calls.values())
 
     def snapshots(self) -> builtins.list[dict[str, Any]]:
-        """Every call saved as a snapshot (a JSON document), oldest first."""
-        return [doc for _, doc in sorted(self._snapshots.values(), key=lambda e: e[0])]
+        """The calls the previous run left as snapshots (JSON documents), oldest first."""
+        return [json.loads(text)
+                for _, text in sorted(self._snapshots.values(), key=lambda e: e[0])]
 
     def __len__(self) -> int:
-        return len(self._calls) + len(self._snapshots)
+        return len(self._calls) + len(self._snapshots.keys() | self._saved_uuids)
 
     # -- writes -----------------------------------------------------------------
 
@@ -318,7 +323,7 @@ class SQLiteCallStateStore:
         return self._writer.submit(op).addCallback(self._snapshot_saved, op)
 
     def _snapshot_saved(self, _: None, op: _SaveSnapshot) -> None:
-        self._snapshots[op.uuid] = (op.start, json.loads(op.text))
+        self._saved_uuids.add(op.uuid)
 
     def remove(self, uuid: str) -> Deferred[None]:
         return self._writer.submit(_Remove(uuid)).addCallback(self._removed, uuid)
@@ -330,3 +335,4 @@ class SQLiteCallStateStore:
     def _removed(self, _: None, uuid: str) -> None:
         self._calls.pop(uuid, None)
         self._snapshots.pop(uuid, None)
+        self._saved_uuids.discard(uuid)

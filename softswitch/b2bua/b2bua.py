@@ -13,7 +13,6 @@ Every decision is the machine's (`machine.py`).
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -48,7 +47,7 @@ class CallContext:
     servers: dict[int, ServerTransaction] = field(default_factory=dict)
     invites: dict[int, ClientTransaction] = field(default_factory=dict)  # for CANCEL
     timers: dict[str, Any] = field(default_factory=dict)
-    queue: collections.deque[ev.Event] = field(default_factory=collections.deque)
+    queue: list[ev.Event] = field(default_factory=list)  # short: a list beats a deque's 600 bytes
     busy: bool = False
     gone: bool = False
 
@@ -229,7 +228,7 @@ class B2BUA:
         ctx.busy = True
         try:
             while ctx.queue and not ctx.gone:
-                effects = ctx.machine.handle(ctx.queue.popleft(), self.clock.seconds())
+                effects = ctx.machine.handle(ctx.queue.pop(0), self.clock.seconds())
                 self._carry_out(ctx, effects)
         finally:
             ctx.busy = False
@@ -242,7 +241,7 @@ class B2BUA:
         finally:
             ctx.busy = False
         if ctx.queue:
-            self._feed(ctx, ctx.queue.popleft())
+            self._feed(ctx, ctx.queue.pop(0))
         else:
             self._forget_if_done(ctx)
 

@@ -46,6 +46,8 @@ class Relay:
 
 
 class DialogRelay:
+    __slots__ = ("call", "relays")
+
     def __init__(self, call: CallMachine) -> None:
         self.call = call
         self.relays: dict[str, Relay] = {}  # offers in progress, by origin leg name

@@ -21,7 +21,6 @@ it as a value, and `CallMachine.restore` builds a machine back from one.
 
 from __future__ import annotations
 
-import collections
 import enum
 import itertools
 import uuid as uuidlib
@@ -147,6 +146,15 @@ Handler = Callable[..., None]
 class CallMachine:
     """One call. Feed it events with `handle`; carry out what it returns."""
 
+    # Thousands live at once: slots keep each small (memory per call).
+    __slots__ = ("settings", "uuid", "caller", "dialled", "a", "a_ref", "b", "legs", "state",
+                 "plan", "facts", "rule", "variables", "queue", "trunk", "callee", "started",
+                 "answered", "ended", "b_codes", "hangup_cause", "hangup_side", "disposition",
+                 "sip_code", "last_failure", "dial_result", "a_session", "attempts", "now",
+                 "media_failure", "_out", "_refs", "_leg_numbers", "_pending", "_timers",
+                 "_dialogs", "_backoffs", "relay", "sessions", "reliable", "transfers",
+                 "replacement")
+
     def __init__(self, settings: CallSettings, *, uuid: str | None = None,
                  caller: Caller, dialled: str, a: Leg, a_ref: int | None, now: float,
                  plan: Any = None, facts: CallFacts | None = None) -> None:
@@ -163,7 +171,7 @@ class CallMachine:
         self.facts = facts
         self.rule: str | None = None
         self.variables: dict[str, str] = {}
-        self.queue: collections.deque[Any] = collections.deque()
+        self.queue: list[Any] = []  # the dialplan actions still to run
         self.trunk = caller.trunk
         self.callee: str | None = None
         self.started = now
@@ -182,6 +190,7 @@ class CallMachine:
         self.a_session: UasNegotiation | None = None
         self.attempts: list[DialAttempt] = []
         self.now = now
+        self.media_failure: tuple[int, str] = (488, "Not Acceptable Here")
         self._out: Effects = []
         self._refs = itertools.count(1)
         self._leg_numbers = itertools.count(1)
@@ -383,7 +392,6 @@ class CallMachine:
         kind = ev.MediaOffer if offer else ev.MediaAnswer
         self._out.append(kind(ref, source.id, sink.id, body, content_type))
 
-    media_failure: tuple[int, str] = (488, "Not Acceptable Here")
 
     def _media_done(self, event: ev.Event, then: Handler, args: tuple[Any, ...]) -> None:
         if isinstance(event, ev.MediaReady):
@@ -559,7 +567,7 @@ class CallMachine:
     def run(self) -> None:
         queue = self.queue
         while queue and self.state is CallState.ROUTING:
-            action = queue.popleft()
+            action = queue.pop(0)
             match action:
                 case SetVariables(variables=variables):
                     self.variables.update(dict(variables))
@@ -665,6 +673,7 @@ class CallMachine:
             assert attempt.on_failure is not None
             attempt.on_failure(code, reason, attempt, False)
             return
+        attempt.resolved = []  # read: the destinations live on in the legs
         number, name = caller or self.caller_id(attempt.action)
         for dest in destinations:
             self._ring(attempt, dest, number, name)
@@ -1119,6 +1128,10 @@ class CallMachine:
             b.move(LegState.CONFIRMED)
 
     def _established(self) -> None:
+        # Routing is over: the facts (the caller's headers among them) and the
+        # header.* variables are not needed again; thousands of calls are up.
+        self.facts = None
+        self.variables = {k: v for k, v in self.variables.items() if not k.startswith("header.")}
         self.sessions.start()
         if self.settings.max_duration > 0:
             self.start_timer("max_duration", self.settings.max_duration, self.hangup,
@@ -1226,7 +1239,10 @@ class CallMachine:
             b_codes=tuple(self.b_codes), hangup_cause=self.hangup_cause,
             hangup_side=self.hangup_side,
             disposition=self.disposition.value if self.disposition is not None else None,
-            sip_code=self.sip_code, variables=tuple(sorted(self.variables.items())))
+            sip_code=self.sip_code,
+            # The caller's headers (header.*) are the INVITE's, not the call's state.
+            variables=tuple(sorted((k, v) for k, v in self.variables.items()
+                                   if not k.startswith("header."))))
 
 
 REASONS = {486: "Busy Here", 480: "Temporarily Unavailable", 404: "Not Found",

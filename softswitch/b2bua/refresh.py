@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 
 
 class SessionRefresh:
+    __slots__ = ("call", "inviting")
+
     def __init__(self, call: CallMachine) -> None:
         self.call = call
         # Legs with our refresh re-INVITE in progress: an INVITE or offer
         # crossing it gets 491 (RFC 3261 14.1, 14.2).
-        self.inviting: set[str] = set()
+        self.inviting: list[str] = []  # a list: tiny, and far smaller than a set
 
     def start(self) -> None:
         """The call is established: negotiate and arm each leg's timer."""
@@ -101,13 +103,14 @@ class SessionRefresh:
             self.stop(leg)  # nothing to refresh with: the peer keeps the session
             return
         if request.method == "INVITE":
-            self.inviting.add(leg.name)
+            self.inviting.append(leg.name)
         call.send(request, leg.peer, self._answered, leg, request)
 
     def _answered(self, event: ev.Event, leg: Leg, request: Request) -> None:
         call = self.call
         if not isinstance(event, ev.ResponseReceived) or event.response.status >= 200:
-            self.inviting.discard(leg.name)
+            if leg.name in self.inviting:
+                self.inviting.remove(leg.name)
         if isinstance(event, ev.RequestTimedOut):
             call.hangup("system", "peer does not answer")
             return

@@ -10,7 +10,6 @@ machine: it returns its sends and timers through the machine.
 
 from __future__ import annotations
 
-import collections
 from typing import TYPE_CHECKING
 
 from softswitch.sip.dialog import RAck
@@ -24,15 +23,17 @@ TIMER = "reliable"
 
 
 class ReliableProvisionals:
+    __slots__ = ("call", "queue", "pending", "rack", "backoff", "sent")
+
     def __init__(self, call: CallMachine) -> None:
         self.call = call
-        self.queue: collections.deque[Response] = collections.deque()
+        self.queue: list[Response] = []
         self.pending: Response | None = None
         self.rack: RAck | None = None
         self.backoff = Backoff(call.settings.t1, call.settings.t2)
         # Every RAck we made: a PRACK that crossed our 2xx, or a repeated one,
         # still gets its 200 (a 481 would make the caller end the dialog).
-        self.sent: set[RAck] = set()
+        self.sent: list[RAck] = []
 
     def send(self, response: Response) -> None:
         if self.pending is not None:
@@ -43,7 +44,7 @@ class ReliableProvisionals:
     def _start(self, response: Response) -> None:
         self.pending = response
         self.rack = RAck.for_response(response)
-        self.sent.add(self.rack)
+        self.sent.append(self.rack)
         self.call.respond(self.call.a_ref, response)
         self.call.start_timer(TIMER, self.backoff.first(), self._resend)
 
@@ -68,7 +69,7 @@ class ReliableProvisionals:
         self.call.stop_timer(TIMER)
         self.pending, self.rack = None, None
         if self.queue:
-            self._start(self.queue.popleft())
+            self._start(self.queue.pop(0))
 
     def stop(self) -> None:
         """The final response went out: resend nothing more."""

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 
 class Replacement:
+    __slots__ = ("call", "awaiting_ack")
+
     def __init__(self, call: CallMachine) -> None:
         self.call = call
-        self.awaiting_ack: set[str] = set()  # names of newcomers whose 200 is not ACKed
+        self.awaiting_ack: list[str] = []  # names of newcomers whose 200 is not ACKed
 
     def invite(self, ref: int, request: Request, source: Peer, caller: str) -> None:
         call = self.call
@@ -111,7 +113,7 @@ class Replacement:
         new.move(LegState.ANSWERED)
         call.rebridge(replaced, new)
         call.respond(new.invite_ref, ok)
-        self.awaiting_ack.add(new.name)
+        self.awaiting_ack.append(new.name)
         call.retransmit(f"2xx:{new.name}", new.invite_ref, ok, call.hangup, "system",
                         "no ACK after Replaces")
         call.log("dialog_replaced", by=new.target)
@@ -121,7 +123,7 @@ class Replacement:
         """The newcomer's ACK; False if `leg` is not a newcomer waiting for one."""
         if leg.name not in self.awaiting_ack:
             return False
-        self.awaiting_ack.discard(leg.name)
+        self.awaiting_ack.remove(leg.name)
         self.call.stop_retransmit(f"2xx:{leg.name}")
         leg.move(LegState.CONFIRMED)
         return True

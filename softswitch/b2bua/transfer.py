@@ -66,6 +66,8 @@ class TransferInProgress:
 
 
 class Transfers:
+    __slots__ = ("call", "current")
+
     def __init__(self, call: CallMachine) -> None:
         self.call = call
         self.current: TransferInProgress | None = None
