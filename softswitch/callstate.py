@@ -158,7 +158,7 @@ CREATE TABLE IF NOT EXISTS call_snapshots (
     uuid TEXT PRIMARY KEY,
     start_time REAL NOT NULL,
     snapshot TEXT NOT NULL
-) WITHOUT ROWID;
+);
 """
 
 _CALL_COLUMNS = (
@@ -222,10 +222,12 @@ class _Save:
 @dataclass(slots=True)
 class _Remove:
     uuid: str
+    legacy: bool  # saved as rows of calls/call_legs (an older version), not as a snapshot
 
     def apply(self, conn: sqlite3.Connection) -> None:
-        conn.execute(_DELETE_LEGS, (self.uuid,))
-        conn.execute(_DELETE_CALL, (self.uuid,))
+        if self.legacy:
+            conn.execute(_DELETE_LEGS, (self.uuid,))
+            conn.execute(_DELETE_CALL, (self.uuid,))
         conn.execute(_DELETE_SNAPSHOT, (self.uuid,))
 
 
@@ -326,7 +328,7 @@ class SQLiteCallStateStore:
         self._saved_uuids.add(op.uuid)
 
     def remove(self, uuid: str) -> Deferred[None]:
-        return self._writer.submit(_Remove(uuid)).addCallback(self._removed, uuid)
+        return self._writer.submit(_Remove(uuid, uuid in self._calls)).addCallback(self._removed, uuid)
 
     def _saved(self, _: None, op: _Save) -> None:
         record = op.record()

@@ -84,6 +84,15 @@ class B2BUA:
             trunks={t.name: t for t in trunks}, account_context=self._account_context,
             find_dialog=self._find_dialog)
         self.calls: CallRegistry[CallContext] = CallRegistry()
+        self._doers: dict[type, Callable[[CallContext, Any], None]] = {
+            ev.Respond: self._respond, ev.SendRequest: self._send_request,
+            ev.SendCancel: self._send_cancel, ev.SendAck: self._send_ack,
+            ev.StartTimer: self._start_timer, ev.StopTimer: self._stop_timer,
+            ev.Resolve: self._resolve_target, ev.MediaOffer: self._media,
+            ev.MediaAnswer: self._media, ev.ReleaseMedia: self._release_media,
+            ev.DialogOpened: self._dialog_opened, ev.DialogClosed: self._dialog_closed,
+            ev.CallChanged: self._call_changed, ev.CallEnded: self._call_ended,
+            ev.OtherCall: self._other_call, ev.Log: self._log}
         self._server_refs = 0
         self.log = get_logger("softswitch.b2bua")
 
@@ -265,64 +274,80 @@ class B2BUA:
             self._do(ctx, effect)
 
     def _do(self, ctx: CallContext, effect: ev.Effect) -> None:
-        machine = ctx.machine
-        match effect:
-            case ev.Respond(ref=ref, response=response):
-                tx = ctx.servers.get(ref)
-                if tx is not None:
-                    tx.respond(response)
-                    if response.status >= 200 and ref != machine.a_ref \
-                            and response.cseq.method != "INVITE":
-                        del ctx.servers[ref]
-                    if ref == machine.a_ref and response.status >= 200:
-                        self.calls.forget_invite(machine.uuid)
-            case ev.SendRequest(ref=ref, request=request, peer=peer):
-                tx = self.core.transactions.send_request(
-                    request, peer,
-                    on_response=lambda r, c=ctx, n=ref: self._feed(c, ev.ResponseReceived(n, r)),
-                    on_timeout=lambda c=ctx, n=ref: self._feed(c, ev.RequestTimedOut(n)),
-                    on_transport_error=lambda c=ctx, n=ref: self._feed(c, ev.TransportFailed(n)))
-                if request.method == "INVITE":
-                    ctx.invites[ref] = tx
-            case ev.SendCancel(invite_ref=ref, cancel=cancel, peer=peer):
-                self.core.transactions.send_request(cancel, peer, on_response=_ignore)
-                invite = ctx.invites.get(ref)
-                if invite is not None:
-                    invite.cancel_sent()
-            case ev.SendAck(request=request, peer=peer):
-                self.core.send(request, peer)
-            case ev.StartTimer(name=name, delay=delay):
-                old = ctx.timers.get(name)
-                if old is not None and old.active():
-                    old.cancel()
-                ctx.timers[name] = self.clock.callLater(delay, self._feed, ctx,
-                                                        ev.TimerFired(name))
-            case ev.StopTimer(name=name):
-                timer = ctx.timers.pop(name, None)
-                if timer is not None and timer.active():
-                    timer.cancel()
-            case ev.Resolve(ref=ref, target=target, domain=domain):
-                self._resolve(ctx, ref, self.resolver.resolve(target, domain))
-            case ev.MediaOffer() | ev.MediaAnswer():
-                self._media(ctx, effect)
-            case ev.ReleaseMedia(leg=leg):
-                self.media.release(machine.uuid, leg)
-            case ev.DialogOpened(dialog_id=dialog_id):
-                self.calls.open_dialog(machine.uuid, dialog_id)
-            case ev.DialogClosed(dialog_id=dialog_id):
-                self.calls.close_dialog(machine.uuid, dialog_id)
-            case ev.CallChanged(snapshot=snapshot):
-                if self.on_call_changed is not None:
-                    self.on_call_changed(snapshot)
-            case ev.CallEnded(snapshot=snapshot):
-                if self.on_call_end is not None:
-                    self.on_call_end(snapshot)
-            case ev.OtherCall(uuid=uuid, effects=effects):
-                other = self.calls.get(uuid)
-                if other is not None:
-                    self._run(other, list(effects))
-            case ev.Log(event=event, fields=fields, level=level):
-                getattr(self.log, level)(event, **dict(fields))
+        # One dictionary look-up per effect: a match statement would try the
+        # classes in turn, and a call makes a few dozen effects.
+        self._doers[type(effect)](ctx, effect)
+
+    def _respond(self, ctx: CallContext, effect: ev.Respond) -> None:
+        machine, ref, response = ctx.machine, effect.ref, effect.response
+        tx = ctx.servers.get(ref)
+        if tx is None:
+            return
+        tx.respond(response)
+        if response.status >= 200:
+            if ref == machine.a_ref:
+                self.calls.forget_invite(machine.uuid)
+            elif response.cseq.method != "INVITE":
+                del ctx.servers[ref]
+
+    def _send_request(self, ctx: CallContext, effect: ev.SendRequest) -> None:
+        ref, request = effect.ref, effect.request
+        tx = self.core.transactions.send_request(
+            request, effect.peer,
+            on_response=lambda r: self._feed(ctx, ev.ResponseReceived(ref, r)),
+            on_timeout=lambda: self._feed(ctx, ev.RequestTimedOut(ref)),
+            on_transport_error=lambda: self._feed(ctx, ev.TransportFailed(ref)))
+        if request.method == "INVITE":
+            ctx.invites[ref] = tx
+
+    def _send_cancel(self, ctx: CallContext, effect: ev.SendCancel) -> None:
+        self.core.transactions.send_request(effect.cancel, effect.peer, on_response=_ignore)
+        invite = ctx.invites.get(effect.invite_ref)
+        if invite is not None:
+            invite.cancel_sent()
+
+    def _send_ack(self, ctx: CallContext, effect: ev.SendAck) -> None:
+        self.core.send(effect.request, effect.peer)
+
+    def _start_timer(self, ctx: CallContext, effect: ev.StartTimer) -> None:
+        old = ctx.timers.get(effect.name)
+        if old is not None and old.active():
+            old.cancel()
+        ctx.timers[effect.name] = self.clock.callLater(effect.delay, self._feed, ctx,
+                                                       ev.TimerFired(effect.name))
+
+    def _stop_timer(self, ctx: CallContext, effect: ev.StopTimer) -> None:
+        timer = ctx.timers.pop(effect.name, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _resolve_target(self, ctx: CallContext, effect: ev.Resolve) -> None:
+        self._resolve(ctx, effect.ref, self.resolver.resolve(effect.target, effect.domain))
+
+    def _release_media(self, ctx: CallContext, effect: ev.ReleaseMedia) -> None:
+        self.media.release(ctx.machine.uuid, effect.leg)
+
+    def _dialog_opened(self, ctx: CallContext, effect: ev.DialogOpened) -> None:
+        self.calls.open_dialog(ctx.machine.uuid, effect.dialog_id)
+
+    def _dialog_closed(self, ctx: CallContext, effect: ev.DialogClosed) -> None:
+        self.calls.close_dialog(ctx.machine.uuid, effect.dialog_id)
+
+    def _call_changed(self, ctx: CallContext, effect: ev.CallChanged) -> None:
+        if self.on_call_changed is not None:
+            self.on_call_changed(effect.snapshot)
+
+    def _call_ended(self, ctx: CallContext, effect: ev.CallEnded) -> None:
+        if self.on_call_end is not None:
+            self.on_call_end(effect.snapshot)
+
+    def _other_call(self, ctx: CallContext, effect: ev.OtherCall) -> None:
+        other = self.calls.get(effect.uuid)
+        if other is not None:
+            self._run(other, list(effect.effects))
+
+    def _log(self, ctx: CallContext, effect: ev.Log) -> None:
+        getattr(self.log, effect.level)(effect.event, **dict(effect.fields))
 
     def _resolve(self, ctx: CallContext, ref: int, resolution: Resolution) -> None:
         if resolution.pending is not None:

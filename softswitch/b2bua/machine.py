@@ -1216,7 +1216,8 @@ class CallMachine:
         self.release_media()
         self.log("call_ended", side=self.hangup_side, cause=self.hangup_cause,
                  disposition=self.disposition.value)
-        self._out.append(ev.CallEnded(self.snapshot()))
+        # Its dialogs are over: the final snapshot (the CDR's) leaves them out.
+        self._out.append(ev.CallEnded(self.snapshot(dialogs=False)))
 
     @property
     def finished(self) -> bool:
@@ -1225,9 +1226,10 @@ class CallMachine:
 
     # == the call as a value ===============================================================================
 
-    def snapshot(self) -> CallSnapshot:
+    def snapshot(self, *, dialogs: bool = True) -> CallSnapshot:
+        """The call as a value; `dialogs=False` leaves out dialog state and SDP."""
         from softswitch.b2bua.records import leg_snapshot
-        legs: list[LegSnapshot] = [leg_snapshot(leg) for leg in self.legs]
+        legs: list[LegSnapshot] = [leg_snapshot(leg, dialogs) for leg in self.legs]
         return CallSnapshot(
             uuid=self.uuid, call_id=self.call_id, state=self.state.value,
             caller=self.caller.user, caller_name=self.caller.display_name,

@@ -35,14 +35,14 @@ def dialog_snapshot(dialog: Dialog) -> DialogSnapshot:
         host=peer.host, port=peer.port, uas=dialog.role is DialogRole.UAS)
 
 
-def leg_snapshot(leg: Leg) -> LegSnapshot:
+def leg_snapshot(leg: Leg, dialog: bool = True) -> LegSnapshot:
     session = leg.session
     return LegSnapshot(
         name=leg.name, id=leg.id, caller_side=leg.caller_side, state=leg.state.value,
         target=leg.target, transport=leg.peer.transport, host=leg.peer.host,
         port=leg.peer.port,
-        dialog=dialog_snapshot(leg.dialog) if leg.dialog is not None else None,
-        sdp_sent=leg.sdp_sent.decode("latin-1"),
+        dialog=dialog_snapshot(leg.dialog) if dialog and leg.dialog is not None else None,
+        sdp_sent=leg.sdp_sent.decode("latin-1") if dialog else "",
         session_interval=session.interval if session is not None else 0,
         session_refresher=session.refresher.value if session is not None else "",
         allows=tuple(sorted(leg.allows)), final_status=leg.final_status)
