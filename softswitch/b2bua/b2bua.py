@@ -82,7 +82,7 @@ class B2BUA:
             no_answer_timeout=no_answer_timeout, max_duration=max_duration,
             session_expires=session_expires, min_se=min_se,
             trunks={t.name: t for t in trunks}, account_context=self._account_context,
-            find_dialog=self._find_dialog)
+            find_dialog=self._find_dialog, media_passthrough=isinstance(self.media, DirectMedia))
         self.calls: CallRegistry[CallContext] = CallRegistry()
         self._doers: dict[type, Callable[[CallContext, Any], None]] = {
             ev.Respond: self._respond, ev.SendRequest: self._send_request,

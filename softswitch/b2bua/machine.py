@@ -111,6 +111,9 @@ class CallSettings:
     trunks: Mapping[str, TrunkSettings] = field(default_factory=dict)
     # The dialplan context of a user of ours (for a transfer made by the callee).
     account_context: Callable[[str, str | None], str | None] = lambda user, domain: None
+    # SDP passes unchanged (direct media): no need to ask the media side and
+    # wait for its answer, which costs three events per call.
+    media_passthrough: bool = False
     # The call and leg a Replaces value names, among all calls (attended transfer).
     find_dialog: Callable[[str], tuple[Any, Leg] | None] = lambda replaces: None
 
@@ -384,8 +387,8 @@ class CallMachine:
         with b"", when there is no body). A failure runs `then(None, *args)`
         with the status and reason to give in `media_failure`.
         """
-        if not body:
-            then(b"", *args)
+        if not body or self.settings.media_passthrough:
+            then(body, *args)
             return
         ref = self.next_ref()
         self._pending[ref] = (self._media_done, (then, args))

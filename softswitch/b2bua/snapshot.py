@@ -106,12 +106,17 @@ class CallSnapshot:
         })
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    # Scalars first: they are most of a snapshot, and a failed attribute
+    # look-up (the dataclass test) on each of them costs an exception.
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
-    return value
+    return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
 
 
 def cdr_of(snapshot: CallSnapshot) -> CdrRecord:
