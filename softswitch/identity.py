@@ -11,7 +11,6 @@ returns the caller or the response that refuses the request.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -20,6 +19,7 @@ from softswitch.auth import Authenticator, Outcome
 from softswitch.config import TrunkSettings
 from softswitch.directory import Directory, Domain
 from softswitch.logs import get_logger
+from softswitch.sip.locate import is_numeric
 from softswitch.sip.message import Request, Response, make_response, new_tag
 from softswitch.sip.peer import Peer
 from softswitch.sip.uri import SipURI
@@ -47,17 +47,9 @@ def domain_for(directory: Directory, host: str,
     instead of the domain name belongs to the default domain.
     """
     domain = directory.domain(host)
-    if domain is None and (_is_address(host) or host.lower() in local_names()):
+    if domain is None and (is_numeric(host) or host.lower() in local_names()):
         domain = directory.default_domain
     return domain
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _default_local_names() -> set[str]:

@@ -19,7 +19,6 @@ configured with `register: true`.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from softswitch.logs import get_logger
 from softswitch.sip.digest import Challenge, authorization, first_challenge
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import Via
+from softswitch.sip.locate import is_numeric
 from softswitch.sip.message import Request, Response, new_branch, new_tag
 from softswitch.sip.peer import DEFAULT_PORTS, Peer
 from softswitch.sip.transaction import Clock, DelayedCall
@@ -100,14 +100,6 @@ def registrar_peer(settings: TrunkSettings) -> Peer:
         return Peer(settings.transport, host.strip("[]"),
                     port or DEFAULT_PORTS.get(settings.transport, 5060))
     return Peer(settings.transport, settings.host.strip("[]"), settings.port)
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 class TrunkRegistration:
@@ -385,7 +377,7 @@ class TrunkRegistrationService(Service):
             if not trunk.register_:
                 continue
             peer = registrar_peer(trunk)
-            if not is_ip(peer.host):
+            if not is_numeric(peer.host):
                 self.log.error("trunk_registration_skipped", trunk=trunk.name,
                                reason="the registrar must be an IP address")
                 continue

@@ -10,7 +10,6 @@ less than the caller's (loop protection), Route from the binding's Path.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from softswitch.config import TrunkSettings
 from softswitch.registrar import Registrar
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import NameAddr, Via, quote
-from softswitch.sip.locate import TargetSpec
+from softswitch.sip.locate import TargetSpec, is_numeric
 from softswitch.sip.message import Request, new_branch, new_tag
 from softswitch.sip.peer import DEFAULT_PORTS, Peer
 from softswitch.sip.uri import SipURI, parse_sip_uri
@@ -49,14 +48,6 @@ class Resolution:
     reason: str = ""
     # A host name being looked up (RFC 3263): the Resolution comes later.
     pending: Deferred[Resolution] | None = None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _peer_from_received(received: str, transport: str) -> Peer | None:
@@ -108,7 +99,7 @@ class TargetResolver:
         trunk = self.trunks.get(name)
         if trunk is None:
             return Resolution(failure=503, reason=f"No trunk {name}")
-        if not _is_ip(trunk.host):
+        if not is_numeric(trunk.host):
             # RFC 3263: a port or transport the operator wrote is kept; what
             # is left to defaults is for NAPTR/SRV to choose.
             explicit = trunk.model_fields_set
@@ -130,7 +121,7 @@ class TargetResolver:
             uri = parse_sip_uri(text)
         except MessageError:
             return Resolution(failure=404, reason="Bad URI")
-        if not _is_ip(uri.host):
+        if not is_numeric(uri.host):
             return self._later(TargetSpec.from_uri(uri), uri, str(uri), text, None)
         transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
         port = uri.port or DEFAULT_PORTS.get(transport, 5060)
