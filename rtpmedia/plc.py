@@ -26,6 +26,7 @@ Concealers:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,19 +62,19 @@ def _to_int16(x: npt.NDArray[np.float64]) -> Frame:
     return np.rint(x).clip(-32768, 32767).astype(np.int16)
 
 
-class PacketConcealer:
+class PacketConcealer(ABC):
     """The interface: one instance per stream, fed every frame in playout order."""
 
     #: Samples by which `good` delays its output (Appendix I adds 30).
     delay: int = 0
 
+    @abstractmethod
     def good(self, frame: npt.ArrayLike) -> Frame:
         """A frame was received: remember it; return the frame to play."""
-        raise NotImplementedError
 
+    @abstractmethod
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
         """A frame is missing: return a substitute of `FRAME` samples."""
-        raise NotImplementedError
 
 
 class Silence(PacketConcealer):
