@@ -160,15 +160,16 @@ class CallMachine:
 
     def __init__(self, settings: CallSettings, *, uuid: str | None = None,
                  caller: Caller, dialled: str, a: Leg, a_ref: int | None, now: float,
-                 plan: Any = None, facts: CallFacts | None = None) -> None:
+                 plan: Any = None, facts: CallFacts | None = None,
+                 b: Leg | None = None) -> None:
         self.settings = settings
         self.uuid = uuid or uuidlib.uuid4().hex
         self.caller = caller
         self.dialled = dialled
         self.a = a
         self.a_ref = a_ref  # the server transaction of the caller's INVITE
-        self.b: Leg | None = None  # the leg bridged to the caller (who answered)
-        self.legs: list[Leg] = [a]
+        self.b: Leg | None = b  # the leg bridged to the caller (who answered)
+        self.legs: list[Leg] = [a] if b is None else [a, b]
         self.state = CallState.ROUTING
         self.plan = plan
         self.facts = facts
@@ -196,7 +197,9 @@ class CallMachine:
         self.media_failure: tuple[int, str] = (488, "Not Acceptable Here")
         self._out: Effects = []
         self._refs = itertools.count(1)
-        self._leg_numbers = itertools.count(1)
+        # New legs are numbered after those a restored call already has.
+        numbers = [int(leg.name[1:]) for leg in self.legs if leg.name[1:].isdigit()]
+        self._leg_numbers = itertools.count(max(numbers, default=0) + 1)
         self._pending: dict[int, tuple[Handler, tuple[Any, ...]]] = {}
         self._timers: dict[str, tuple[float, Handler, tuple[Any, ...]]] = {}
         self._dialogs: dict[tuple[str, str, str], Leg] = {}
@@ -263,9 +266,7 @@ class CallMachine:
         caller = Caller(snapshot.caller, snapshot.caller_name, snapshot.context, frozenset(),
                         dict(snapshot.variables).get("domain") or None, snapshot.trunk, None)
         machine = cls(settings, uuid=snapshot.uuid, caller=caller, dialled=snapshot.dialled,
-                      a=a, a_ref=None, now=now, plan=plan)
-        machine.b = b
-        machine.legs.append(b)
+                      a=a, a_ref=None, now=now, plan=plan, b=b)
         machine.state = CallState.CONFIRMED
         machine.rule = snapshot.rule
         machine.variables = dict(snapshot.variables)
@@ -273,8 +274,6 @@ class CallMachine:
         machine.callee = snapshot.callee
         machine.started, machine.answered = snapshot.started, snapshot.answered
         machine.b_codes = list(snapshot.b_codes)
-        numbers = [int(leg.name[1:]) for leg in (a, b) if leg.name[1:].isdigit()]
-        machine._leg_numbers = itertools.count(max(numbers, default=0) + 1)
         for leg in (a, b):
             assert leg.dialog is not None
             machine.open_dialog(leg, leg.dialog)

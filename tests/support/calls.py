@@ -19,6 +19,7 @@ from dialplan import Plan, load_text
 from softswitch.b2bua import events as ev
 from softswitch.b2bua.machine import Caller, CallMachine, CallSettings
 from softswitch.b2bua.session_timer import negotiate_as_uas
+from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.b2bua.targets import Destination
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.message import Request, Response, make_response, new_tag, parse_message
@@ -169,6 +170,22 @@ class CallDriver:
         return machine
 
     # -- events ---------------------------------------------------------------------
+
+    def next_ref(self) -> int:
+        """A fresh ref for a request the machine receives (a server transaction)."""
+        return int(next(self._refs))
+
+    def restore(self, machine: CallMachine, through_dict: bool = True) -> CallMachine:
+        """`machine` back from its snapshot, as a restart would; it replaces `machine`."""
+        snapshot = machine.snapshot()
+        if through_dict:
+            snapshot = CallSnapshot.from_dict(snapshot.as_dict())
+        again, effects = CallMachine.restore(self.settings(), snapshot, self.plan, self.now)
+        del self.calls[machine.uuid]
+        self.dialogs.clear()
+        self.calls[again.uuid] = again
+        self._carry_out(again, effects)
+        return again
 
     def feed(self, machine: CallMachine, event: ev.Event) -> list[ev.Effect]:
         effects = machine.handle(event, self.now)
@@ -340,6 +357,6 @@ class Party:
                                       content_type="application/sdp" if body else None)
 
     def send(self, driver: CallDriver, machine: CallMachine, request: Request) -> int:
-        ref = next(driver._refs)
+        ref = driver.next_ref()
         driver.feed(machine, ev.RequestReceived(ref, request, self.source))
         return ref

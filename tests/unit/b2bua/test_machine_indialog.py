@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from softswitch.b2bua import events as ev
 from softswitch.b2bua.machine import CallMachine, CallState
-from softswitch.b2bua.snapshot import CallSnapshot
 from tests.support.calls import SDP, SDP_B, CallDriver, contact_dest
 
 DESTS = {"1002": [contact_dest("1002")], "1003": [contact_dest("1003", "192.0.2.3")]}
@@ -205,15 +204,7 @@ def test_a_refresh_from_the_non_refresher_side_rearms_the_timer() -> None:
 
 
 def restored(d: CallDriver, machine: CallMachine, through_dict: bool) -> CallMachine:
-    snapshot = machine.snapshot()
-    if through_dict:
-        snapshot = CallSnapshot.from_dict(snapshot.as_dict())
-    again, effects = CallMachine.restore(d.settings(), snapshot, d.plan, d.now)
-    del d.calls[machine.uuid]
-    d.dialogs.clear()
-    d.calls[again.uuid] = again
-    d._carry_out(again, effects)
-    return again
+    return d.restore(machine, through_dict)
 
 
 def test_a_restored_call_relays_a_bye() -> None:

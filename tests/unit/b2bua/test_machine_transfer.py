@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from softswitch.b2bua import events as ev
 from softswitch.b2bua.machine import CallMachine, CallState
-from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import TrunkSettings
 from softswitch.sip.message import Response, new_tag
 from softswitch.sip.peer import Peer
@@ -183,12 +182,7 @@ def test_a_restored_call_can_be_transferred() -> None:
     # Bug: a call restored after a restart could not be transferred.
     d = driver()
     machine, caller, callee = d.connect()
-    snapshot = CallSnapshot.from_dict(machine.snapshot().as_dict())
-    again, effects = CallMachine.restore(d.settings(), snapshot, d.plan, d.now)
-    del d.calls[machine.uuid]
-    d.dialogs.clear()
-    d.calls[again.uuid] = again
-    d._carry_out(again, effects)
+    again = d.restore(machine)
     assert d.responses(refer(d, again, callee, "1003")) == [202]
     z = target_invite(d, "192.0.2.3")
     complete(d, again, z, "192.0.2.1", "192.0.2.2")
