@@ -218,7 +218,11 @@ class B2BUA:
         return machine
 
     def stop(self) -> None:
-        """Stop every timer (the server stops); calls stay in the store for the restart."""
+        """The server stops: calls not yet up end (503, forks CANCELled, a CDR);
+        established ones stay in the store for the restart. Then every timer stops."""
+        for ctx in self.calls:
+            if not ctx.machine.established:
+                self._feed(ctx, ev.Shutdown())
         for ctx in self.calls:
             for timer in ctx.timers.values():
                 if timer.active():
