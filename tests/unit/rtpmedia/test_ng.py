@@ -1,0 +1,26 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rtpmedia import ng
+
+
+def test_round_trip() -> None:
+    datagram = ng.encode(b"5323_1", {"command": "offer", "flags": ["trust-address"], "n": 3})
+    assert datagram.startswith(b"5323_1 d")
+    assert ng.decode(datagram) == (b"5323_1", {"command": "offer", "flags": ["trust-address"], "n": 3})
+
+
+@pytest.mark.parametrize("datagram", [b"", b"nocookie", b" d1:ai1ee", b"c li1ee", b"c d1:a", b"c zz"])
+def test_not_ng(datagram: bytes) -> None:
+    with pytest.raises(ng.NgError):
+        ng.decode(datagram)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_decode_or_ng_error(datagram: bytes) -> None:
+    try:
+        cookie, message = ng.decode(datagram)
+    except ng.NgError:
+        return
+    assert isinstance(message, dict) and cookie
