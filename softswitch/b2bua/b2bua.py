@@ -217,6 +217,19 @@ class B2BUA:
         self._run(ctx, effects)
         return machine
 
+    def hang_up(self, uuid: str, cause: str) -> bool:
+        """End call `uuid` now (an operator, a media timeout): BYE on both legs
+        of an established call, 503 to a call still ringing. False if unknown."""
+        ctx = self.calls.get(uuid)
+        if ctx is None or ctx.machine.finished:
+            return False
+        self._feed(ctx, ev.Shutdown(cause))
+        return True
+
+    def live_calls(self) -> list[CallSnapshot]:
+        """A snapshot of every call in progress (for listings; not the store's)."""
+        return [ctx.machine.snapshot() for ctx in self.calls if not ctx.machine.finished]
+
     def stop(self) -> None:
         """The server stops: calls not yet up end (503, forks CANCELled, a CDR);
         established ones stay in the store for the restart. Then every timer stops."""

@@ -346,3 +346,17 @@ def test_glue_the_end_of_the_call_releases_its_media_and_forgets_it() -> None:
     assert media.released == [(machine.uuid, None)]
     assert len(ended) == 1
     assert b2bua.calls.is_empty()
+
+
+def test_glue_hang_up_byes_both_legs_with_the_cause_and_lists_no_more() -> None:
+    media = FakeMedia()
+    b2bua, core, caller, machine, ended = glue(media)
+    assert [s.uuid for s in b2bua.live_calls()] == [machine.uuid]
+    assert b2bua.hang_up(machine.uuid, "media timeout")
+    byes = [r for r, _, _ in core.transactions.sent if r.method == "BYE"]
+    assert len(byes) == 2
+    (cdr,) = ended
+    assert cdr.hangup_cause == "media timeout"
+    assert b2bua.live_calls() == []
+    assert not b2bua.hang_up(machine.uuid, "again")
+    assert not b2bua.hang_up("no-such-call", "operator")
