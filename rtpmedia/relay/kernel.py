@@ -1,0 +1,336 @@
+"""The kernel fast path: latched RTP flows forwarded by the stock Linux kernel.
+
+A flow becomes four map elements in a dedicated nftables table: `dnat`
+rewrites the destination of a packet arriving from a latched remote at the
+relay's port to the other side's remote, `snat` rewrites its source to the
+relay's port on that side. NAT in netfilter runs on the first packet of a
+conntrack entry only; every later packet of the stream, in both directions,
+is forwarded by conntrack's NAT binding without leaving the kernel
+(MediaProxy's approach, with nftables maps instead of hand-made conntrack
+entries). The keys are exact 5-tuples, so strict source comes for free: a
+stranger's packets match nothing and reach the relay's socket.
+
+Locally generated packets (every party on 127.0.0.1, as in the tests) pass
+the nat *output* hook, a phone reaching the relay over an interface passes
+*prerouting*; the table hooks both, and `snat` sits in *postrouting* (sent
+on) and *input* (delivered to a local phone). Per-direction counters are a
+counter set keyed on the arriving 5-tuple, seen once per packet before NAT.
+
+Conntrack entries made while the stream was in userspace would keep packets
+going to the relay's socket (NAT is only decided for new entries), so
+install and remove delete the entries holding either side's 5-tuple,
+through ctnetlink (pyroute2's NFCTSocket).
+
+Several relays on one host need distinct table names; `probe` deletes a
+stale table of the same name left by a relay killed with -9.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+import select
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rtpmedia.relay.fastpath import Address, FastPath, Flow, FlowCounters, NoFastPath
+from rtpmedia.relay.libnftables import Libnftables, NftError
+
+DEFAULT_TABLE = "softswitch_relay"
+_CAP_NET_ADMIN = 12
+_UDP = 17
+
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+_COUNTER = re.compile(
+    r"(?P<saddr>[0-9A-Fa-f:.]+) \. (?P<sport>\d+) \. (?P<daddr>[0-9A-Fa-f:.]+) \. (?P<dport>\d+)"
+    r" counter packets (?P<packets>\d+) bytes (?P<bytes>\d+)")
+
+
+class KernelError(RuntimeError):
+    """The kernel refused a flow; the caller keeps the stream in userspace."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    ip: str  # nft's payload protocol: ip or ip6
+    addr_type: str
+    suffix: str  # of the map and set names
+    af: int
+
+
+_V4 = _Family("ip", "ipv4_addr", "4", socket.AF_INET)
+_V6 = _Family("ip6", "ipv6_addr", "6", socket.AF_INET6)
+
+
+def _ruleset(table: str) -> str:
+    lines = [f"table inet {table} {{"]
+    for fam in (_V4, _V6):
+        key = f"{fam.addr_type} . inet_service . {fam.addr_type} . inet_service"
+        tuple5 = f"{fam.ip} saddr . udp sport . {fam.ip} daddr . udp dport"
+        s = fam.suffix
+        lines += [
+            f"  map dnat{s} {{ type {key} : {fam.addr_type} . inet_service; }}",
+            f"  map snat{s} {{ type {key} : {fam.addr_type} . inet_service; }}",
+            f"  set count{s} {{ type {key}; counter; }}",
+        ]
+        for hook in ("prerouting", "output"):
+            lines.append(f"  chain count_{hook}{s} {{ type filter hook {hook} priority -300; {tuple5} @count{s}; }}")
+            lines.append(f"  chain dnat_{hook}{s} {{ type nat hook {hook} priority -100;"
+                         f" dnat {fam.ip} to {tuple5} map @dnat{s}; }}")
+        for hook in ("postrouting", "input"):
+            lines.append(f"  chain snat_{hook}{s} {{ type nat hook {hook} priority 100;"
+                         f" snat {fam.ip} to {tuple5} map @snat{s}; }}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _family(flow: Flow) -> _Family:
+    try:
+        versions = {ipaddress.ip_address(host).version
+                    for host, _ in (flow.a_local, flow.a_remote, flow.b_local, flow.b_remote)}
+    except ValueError as exc:
+        raise ValueError(f"flow {flow.key!r}: {exc}") from None
+    if len(versions) != 1:
+        raise ValueError(f"flow {flow.key!r} mixes IPv4 and IPv6 addresses")
+    for host, port in (flow.a_local, flow.a_remote, flow.b_local, flow.b_remote):
+        if not 0 < port < 65536:
+            raise ValueError(f"flow {flow.key!r}: port {port} of {host} out of range")
+    if flow.a_remote == flow.b_remote:
+        # Both directions would share one snat key: a hairpin to itself.
+        raise ValueError(f"flow {flow.key!r}: both sides are the same remote {flow.a_remote}")
+    return _V4 if versions == {4} else _V6
+
+
+def _elem(*addresses: Address) -> str:
+    return " . ".join(f"{host} . {port}" for host, port in addresses)
+
+
+class NftablesFastPath:
+    """`FastPath` on nftables NAT maps; made by `probe`, which checks that it works."""
+
+    name = "kernel"
+
+    def __init__(self, nft: Libnftables, table: str) -> None:
+        self._nft = nft
+        self._table = table
+        self._flows: dict[str, Flow] = {}
+        self._conntrack: dict[int, Any] = {}
+
+    # -- FastPath -------------------------------------------------------------
+
+    def install(self, flow: Flow) -> None:
+        fam = _family(flow)
+        old = self._flows.get(flow.key)
+        commands = self._delete_commands(old) if old is not None else []
+        commands += self._add_commands(flow, fam)
+        try:
+            self._nft.run("\n".join(commands) + "\n")
+        except NftError as exc:
+            raise KernelError(f"flow {flow.key!r} not installed: {exc}") from None
+        self._flows[flow.key] = flow
+        # After the maps, so that a packet arriving in between either keeps the
+        # old entry or makes a new one through the new maps.
+        if old is not None:
+            self._forget_conntrack(old)
+        self._forget_conntrack(flow)
+
+    def remove(self, key: str) -> FlowCounters:
+        flow = self._flows.pop(key, None)
+        if flow is None:
+            return FlowCounters()
+        counts = self._read_counters(flow)
+        try:
+            self._nft.run("\n".join(self._delete_commands(flow)) + "\n")
+        except NftError as exc:
+            raise KernelError(f"flow {key!r} not removed: {exc}") from None
+        self._forget_conntrack(flow)
+        return counts
+
+    def counters(self, key: str) -> FlowCounters:
+        flow = self._flows.get(key)
+        return FlowCounters() if flow is None else self._read_counters(flow)
+
+    def close(self) -> None:
+        flows = list(self._flows.values())
+        self._flows.clear()
+        try:
+            self._nft.run(f"delete table inet {self._table}\n")
+        except NftError:
+            pass  # already gone (someone deleted it by hand)
+        for flow in flows:
+            self._forget_conntrack(flow)
+        for ct in self._conntrack.values():
+            ct.close()
+        self._conntrack.clear()
+        self._nft.close()
+
+    # -- inspection -------------------------------------------------------------
+
+    @property
+    def table(self) -> str:
+        return self._table
+
+    def flows(self) -> list[Flow]:
+        return list(self._flows.values())
+
+    # -- the batches ------------------------------------------------------------
+
+    def _add_commands(self, flow: Flow, fam: _Family) -> list[str]:
+        t, s = self._table, fam.suffix
+        a_in = _elem(flow.a_remote, flow.a_local)
+        b_in = _elem(flow.b_remote, flow.b_local)
+        return [
+            f"add element inet {t} dnat{s} {{ {a_in} : {_elem(flow.b_remote)},"
+            f" {b_in} : {_elem(flow.a_remote)} }}",
+            # snat sees the packet after dnat: from the sending remote to the other remote.
+            f"add element inet {t} snat{s} {{ {_elem(flow.a_remote, flow.b_remote)} : {_elem(flow.b_local)},"
+            f" {_elem(flow.b_remote, flow.a_remote)} : {_elem(flow.a_local)} }}",
+            f"add element inet {t} count{s} {{ {a_in}, {b_in} }}",
+        ]
+
+    def _delete_commands(self, flow: Flow) -> list[str]:
+        t, s = self._table, _family(flow).suffix
+        a_in = _elem(flow.a_remote, flow.a_local)
+        b_in = _elem(flow.b_remote, flow.b_local)
+        return [
+            f"delete element inet {t} dnat{s} {{ {a_in}, {b_in} }}",
+            f"delete element inet {t} snat{s} {{ {_elem(flow.a_remote, flow.b_remote)},"
+            f" {_elem(flow.b_remote, flow.a_remote)} }}",
+            f"delete element inet {t} count{s} {{ {a_in}, {b_in} }}",
+        ]
+
+    def _read_counters(self, flow: Flow) -> FlowCounters:
+        fam = _family(flow)
+        a_in = _elem(flow.a_remote, flow.a_local)
+        b_in = _elem(flow.b_remote, flow.b_local)
+        try:
+            out = self._nft.run(f"get element inet {self._table} count{fam.suffix} {{ {a_in}, {b_in} }}\n")
+        except NftError as exc:
+            raise KernelError(f"counters of {flow.key!r}: {exc}") from None
+        found: dict[tuple[str, int, str, int], tuple[int, int]] = {}
+        for m in _COUNTER.finditer(out):
+            k = (_norm(m["saddr"]), int(m["sport"]), _norm(m["daddr"]), int(m["dport"]))
+            found[k] = (int(m["packets"]), int(m["bytes"]))
+        a = found.get((_norm(flow.a_remote[0]), flow.a_remote[1], _norm(flow.a_local[0]), flow.a_local[1]), (0, 0))
+        b = found.get((_norm(flow.b_remote[0]), flow.b_remote[1], _norm(flow.b_local[0]), flow.b_local[1]), (0, 0))
+        return FlowCounters(a_to_b_packets=a[0], a_to_b_bytes=a[1], b_to_a_packets=b[0], b_to_a_bytes=b[1])
+
+    # -- conntrack --------------------------------------------------------------
+
+    def _forget_conntrack(self, flow: Flow) -> None:
+        """Delete the conntrack entries holding either side's arriving 5-tuple (in either direction)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+        af = _family(flow).af
+        ct = self._conntrack_socket(af)
+        for remote, local in ((flow.a_remote, flow.a_local), (flow.b_remote, flow.b_local)):
+            # ctnetlink looks a tuple up in the hash of both directions, so one
+            # delete finds an entry whether the phone or the relay spoke first.
+            tuple_ = NFCTAttrTuple(family=af, saddr=remote[0], daddr=local[0], proto=_UDP,
+                                   sport=remote[1], dport=local[1])
+            try:
+                ct.entry("del", tuple_orig=tuple_)
+            except NetlinkError as exc:
+                if exc.code != errno.ENOENT:
+                    raise KernelError(f"conntrack delete for {flow.key!r}: {exc}") from None
+
+    def _conntrack_socket(self, af: int) -> Any:
+        ct = self._conntrack.get(af)
+        if ct is None:
+            from pyroute2 import NFCTSocket
+
+            ct = self._conntrack[af] = NFCTSocket(nfgen_family=af)
+        return ct
+
+
+def _norm(host: str) -> str:
+    return str(ipaddress.ip_address(host))
+
+
+# -- probe ------------------------------------------------------------------------
+
+
+def _has_cap_net_admin() -> bool:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_NET_ADMIN & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def probe(table: str = DEFAULT_TABLE, self_test: bool = True) -> tuple[FastPath, str | None]:
+    """The working kernel fast path, or `NoFastPath()` and why the kernel path is unavailable.
+
+    `self_test` forwards one packet between throwaway loopback sockets, so
+    that a kernel that accepts the rules but does not forward (a missing NAT
+    module, a sandbox) is found at start and not on the first call.
+    """
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"bad nftables table name {table!r}")
+    if not os.path.exists("/proc/net/netfilter") and not os.path.exists("/proc/sys/net/netfilter"):
+        return NoFastPath(), "no netfilter in this kernel (or /proc is not mounted)"
+    if not _has_cap_net_admin():
+        return NoFastPath(), "no CAP_NET_ADMIN: run the relay as root or grant it cap_net_admin"
+    try:
+        nft = Libnftables()
+    except NftError as exc:
+        return NoFastPath(), str(exc)
+    try:
+        # A relay killed with -9 leaves its table behind: its flows are stale.
+        nft.run(f"table inet {table}\ndelete table inet {table}\n")
+        nft.run(_ruleset(table))
+    except NftError as exc:
+        nft.close()
+        return NoFastPath(), f"nftables refused the relay's table (a container without NAT?): {exc}"
+    fast = NftablesFastPath(nft, table)
+    try:
+        fast._conntrack_socket(socket.AF_INET)
+    except Exception as exc:  # noqa: BLE001 - any failure means no kernel path, said once
+        fast.close()
+        return NoFastPath(), f"conntrack netlink unavailable: {exc}"
+    if self_test:
+        reason = _self_test(fast)
+        if reason is not None:
+            fast.close()
+            return NoFastPath(), reason
+    return fast, None
+
+
+def _self_test(fast: NftablesFastPath, timeout: float = 1.0) -> str | None:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        phone_a, relay_a, relay_b, phone_b = socks
+        flow = Flow("softswitch-self-test", relay_a.getsockname(), phone_a.getsockname(),
+                    relay_b.getsockname(), phone_b.getsockname())
+        try:
+            fast.install(flow)
+        except (KernelError, ValueError) as exc:
+            return f"self-test flow refused: {exc}"
+        try:
+            phone_a.sendto(b"self-test", flow.a_local)
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([phone_b, relay_a], [], [], left)
+                if phone_b in ready:
+                    data, source = phone_b.recvfrom(64)
+                    if data == b"self-test" and source == flow.b_local:
+                        return None
+                    return f"self-test packet arrived from {source}, not {flow.b_local}"
+                if relay_a in ready:
+                    return "the kernel did not forward the self-test packet (it reached the relay's socket)"
+            return "the kernel did not forward the self-test packet (nothing arrived)"
+        finally:
+            fast.remove(flow.key)
+    finally:
+        for s in socks:
+            s.close()
