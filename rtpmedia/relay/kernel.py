@@ -14,12 +14,13 @@ Locally generated packets (every party on 127.0.0.1, as in the tests) pass
 the nat *output* hook, a phone reaching the relay over an interface passes
 *prerouting*; the table hooks both, and `snat` sits in *postrouting* (sent
 on) and *input* (delivered to a local phone). Per-direction counters are a
-counter set keyed on the arriving 5-tuple, seen once per packet before NAT.
+counter set keyed on the arriving 5-tuple, seen once per packet before NAT,
+read one element at a time over netlink (`rtpmedia.relay.nftsets`).
 
 Conntrack entries made while the stream was in userspace would keep packets
 going to the relay's socket (NAT is only decided for new entries), so
 install and remove delete the entries holding either side's 5-tuple,
-through ctnetlink (pyroute2's NFCTSocket).
+through ctnetlink (`rtpmedia.relay.ctnetlink`).
 
 Several relays on one host need distinct table names; `probe` deletes a
 stale table of the same name left by a relay killed with -9.
@@ -27,27 +28,24 @@ stale table of the same name left by a relay killed with -9.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 import re
 import select
 import socket
 import time
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
 
+from rtpmedia.relay.ctnetlink import Conntrack, ConntrackError
 from rtpmedia.relay.fastpath import Address, FastPath, Flow, FlowCounters, NoFastPath
 from rtpmedia.relay.libnftables import Libnftables, NftError
+from rtpmedia.relay.nftsets import SetCounters, key_bytes
 
 DEFAULT_TABLE = "softswitch_relay"
 _CAP_NET_ADMIN = 12
-_UDP = 17
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
-_COUNTER = re.compile(
-    r"(?P<saddr>[0-9A-Fa-f:.]+) \. (?P<sport>\d+) \. (?P<daddr>[0-9A-Fa-f:.]+) \. (?P<dport>\d+)"
-    r" counter packets (?P<packets>\d+) bytes (?P<bytes>\d+)")
 
 
 class KernelError(RuntimeError):
@@ -114,11 +112,12 @@ class NftablesFastPath:
 
     name = "kernel"
 
-    def __init__(self, nft: Libnftables, table: str) -> None:
+    def __init__(self, nft: Libnftables, conntrack: Conntrack, counters: SetCounters, table: str) -> None:
         self._nft = nft
+        self._conntrack = conntrack
+        self._counters = counters
         self._table = table
         self._flows: dict[str, Flow] = {}
-        self._conntrack: dict[int, Any] = {}
 
     # -- FastPath -------------------------------------------------------------
 
@@ -162,10 +161,10 @@ class NftablesFastPath:
         except NftError:
             pass  # already gone (someone deleted it by hand)
         for flow in flows:
-            self._forget_conntrack(flow)
-        for ct in self._conntrack.values():
-            ct.close()
-        self._conntrack.clear()
+            with suppress(KernelError):
+                self._forget_conntrack(flow)
+        self._conntrack.close()
+        self._counters.close()
         self._nft.close()
 
     # -- inspection -------------------------------------------------------------
@@ -205,51 +204,22 @@ class NftablesFastPath:
 
     def _read_counters(self, flow: Flow) -> FlowCounters:
         fam = _family(flow)
-        a_in = _elem(flow.a_remote, flow.a_local)
-        b_in = _elem(flow.b_remote, flow.b_local)
         try:
-            out = self._nft.run(f"get element inet {self._table} count{fam.suffix} {{ {a_in}, {b_in} }}\n")
-        except NftError as exc:
+            a, b = self._counters.get(f"count{fam.suffix}", [key_bytes(flow.a_remote, flow.a_local),
+                                                             key_bytes(flow.b_remote, flow.b_local)])
+        except OSError as exc:
             raise KernelError(f"counters of {flow.key!r}: {exc}") from None
-        found: dict[tuple[str, int, str, int], tuple[int, int]] = {}
-        for m in _COUNTER.finditer(out):
-            k = (_norm(m["saddr"]), int(m["sport"]), _norm(m["daddr"]), int(m["dport"]))
-            found[k] = (int(m["packets"]), int(m["bytes"]))
-        a = found.get((_norm(flow.a_remote[0]), flow.a_remote[1], _norm(flow.a_local[0]), flow.a_local[1]), (0, 0))
-        b = found.get((_norm(flow.b_remote[0]), flow.b_remote[1], _norm(flow.b_local[0]), flow.b_local[1]), (0, 0))
+        a, b = a or (0, 0), b or (0, 0)
         return FlowCounters(a_to_b_packets=a[0], a_to_b_bytes=a[1], b_to_a_packets=b[0], b_to_a_bytes=b[1])
 
     # -- conntrack --------------------------------------------------------------
 
     def _forget_conntrack(self, flow: Flow) -> None:
         """Delete the conntrack entries holding either side's arriving 5-tuple (in either direction)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-
-        af = _family(flow).af
-        ct = self._conntrack_socket(af)
-        for remote, local in ((flow.a_remote, flow.a_local), (flow.b_remote, flow.b_local)):
-            # ctnetlink looks a tuple up in the hash of both directions, so one
-            # delete finds an entry whether the phone or the relay spoke first.
-            tuple_ = NFCTAttrTuple(family=af, saddr=remote[0], daddr=local[0], proto=_UDP,
-                                   sport=remote[1], dport=local[1])
-            try:
-                ct.entry("del", tuple_orig=tuple_)
-            except NetlinkError as exc:
-                if exc.code != errno.ENOENT:
-                    raise KernelError(f"conntrack delete for {flow.key!r}: {exc}") from None
-
-    def _conntrack_socket(self, af: int) -> Any:
-        ct = self._conntrack.get(af)
-        if ct is None:
-            from pyroute2 import NFCTSocket
-
-            ct = self._conntrack[af] = NFCTSocket(nfgen_family=af)
-        return ct
-
-
-def _norm(host: str) -> str:
-    return str(ipaddress.ip_address(host))
+        try:
+            self._conntrack.delete([(flow.a_remote, flow.a_local), (flow.b_remote, flow.b_local)])
+        except (ConntrackError, OSError) as exc:
+            raise KernelError(f"flow {flow.key!r}: {exc}") from None
 
 
 # -- probe ------------------------------------------------------------------------
@@ -290,12 +260,14 @@ def probe(table: str = DEFAULT_TABLE, self_test: bool = True) -> tuple[FastPath,
     except NftError as exc:
         nft.close()
         return NoFastPath(), f"nftables refused the relay's table (a container without NAT?): {exc}"
-    fast = NftablesFastPath(nft, table)
     try:
-        fast._conntrack_socket(socket.AF_INET)
-    except Exception as exc:  # noqa: BLE001 - any failure means no kernel path, said once
-        fast.close()
-        return NoFastPath(), f"conntrack netlink unavailable: {exc}"
+        conntrack = Conntrack()
+        counters = SetCounters(table)
+    except OSError as exc:
+        nft.run(f"delete table inet {table}\n")
+        nft.close()
+        return NoFastPath(), f"netfilter netlink unavailable: {exc}"
+    fast = NftablesFastPath(nft, conntrack, counters, table)
     if self_test:
         reason = _self_test(fast)
         if reason is not None:

@@ -196,6 +196,33 @@ def test_many_flows_are_independent(fast: NftablesFastPath) -> None:
             c.close()
 
 
+def test_ipv6_flow_on_loopback(fast: NftablesFastPath) -> None:
+    socks = []
+    try:
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind(("::1", 0))
+            s.settimeout(RECV_TIMEOUT)
+        phone_a, relay_a, relay_b, phone_b = socks
+        addr = [s.getsockname()[:2] for s in socks]
+        flow = Flow("v6", addr[1], addr[0], addr[2], addr[3])
+        phone_a.sendto(b"early", flow.a_local)
+        assert relay_a.recvfrom(64)[0] == b"early"
+        fast.install(flow)
+        phone_a.sendto(b"six", flow.a_local)
+        data, source = phone_b.recvfrom(64)
+        assert (data, source[:2]) == (b"six", flow.b_local)
+        phone_b.sendto(b"xis", flow.b_local)
+        data, source = phone_a.recvfrom(64)
+        assert (data, source[:2]) == (b"xis", flow.a_local)
+        # IPv6 header 40 + UDP 8 + payload 3
+        assert fast.remove("v6") == FlowCounters(1, 51, 1, 51)
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_bad_flows_are_refused_with_a_clear_error(fast: NftablesFastPath) -> None:
     with pytest.raises(ValueError, match="mixes IPv4 and IPv6"):
         fast.install(Flow("x", ("127.0.0.1", 1000), ("::1", 1001), ("127.0.0.1", 1002), ("127.0.0.1", 1003)))
