@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rtpmedia import ng  # noqa: E402
 from rtpmedia.relay.fastpath import Flow  # noqa: E402
 from rtpmedia.relay.kernel import NftablesFastPath, probe  # noqa: E402
+from rtpmedia.relay.quality import ReceptionStats, ReportBlock, RtcpReport, mos, parse_rtcp  # noqa: E402
 
 HOST = "127.0.0.1"
 PAYLOAD = 160
@@ -493,6 +494,49 @@ def print_paced(results: list[Result], skipped: dict[str, str]) -> None:
         print(f"{name:<11} not measured: {why}")
 
 
+# -- per-packet Python costs of stream health ----------------------------------------
+
+
+def micro(n: int = 200_000) -> None:
+    """What the userspace forwarder pays per packet for health figures (best of 3)."""
+    in_order = [((i & 0xFFFF), i * 160 & 0xFFFFFFFF, i * 0.02) for i in range(n)]
+    best_in_order = float("inf")
+    for _ in range(3):
+        stats = ReceptionStats(8000)
+        update = stats.update
+        start = time.perf_counter()
+        for seq, ts, arrival in in_order:
+            update(seq, ts, arrival)
+        best_in_order = min(best_in_order, time.perf_counter() - start)
+    class Empty:
+        __slots__ = ()
+
+        def update(self, seq: int, ts: int, arrival: float) -> None:
+            return None
+
+    best_empty = float("inf")
+    for _ in range(3):
+        update = Empty().update
+        start = time.perf_counter()
+        for seq, ts, arrival in in_order:
+            update(seq, ts, arrival)
+        best_empty = min(best_empty, time.perf_counter() - start)
+    block = ReportBlock(1, 2, 3, 4, 5, 6, 7)
+    compound = RtcpReport(9, (block,), ntp=1 << 40, rtp_timestamp=1, packet_count=2, octet_count=3).serialize()
+    start = time.perf_counter()
+    for _ in range(n // 10):
+        parse_rtcp(compound)
+    rtcp = (time.perf_counter() - start) / (n // 10)
+    start = time.perf_counter()
+    for _ in range(n // 10):
+        mos("PCMU", 0.01, 5.0, 40.0)
+    e_model = (time.perf_counter() - start) / (n // 10)
+    print(f"ReceptionStats.update: {1e9 * best_in_order / n:.0f} ns a packet"
+          f" (an empty method in the same loop: {1e9 * best_empty / n:.0f} ns);"
+          f" parse_rtcp(SR + 1 block): {1e9 * rtcp:.0f} ns;"
+          f" mos(): {1e9 * e_model:.0f} ns")
+
+
 # -- main ------------------------------------------------------------------------------
 
 
@@ -555,6 +599,7 @@ def main() -> None:
             t.stop()
     print(f"# bench/relay.py: {os.cpu_count()} cores, shared with other work (compare ratios);"
           f" {PACKET}-byte RTP, windows of {args.seconds:g} s after {WARMUP:g} s of warm-up")
+    micro()
     try:
         print(f"\n## flood: {args.pairs} pairs ({2 * args.pairs} streams), one sender process at full speed")
         flood = []

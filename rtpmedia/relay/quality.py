@@ -67,29 +67,18 @@ class ReceptionStats:
 
     def update(self, seq: int, timestamp: int, arrival: float) -> None:
         """One RTP packet with `seq` and `timestamp` arrived at `arrival` (seconds, any epoch)."""
+        # Called per packet in userspace: the in-sequence case comes first
+        # and touches as few attributes as it can.
         seq &= 0xFFFF
         self._last_arrival = arrival
-        if not self._started:
-            self._started = True
-            self._init_seq(seq)
-            self._max_seq = (seq - 1) & 0xFFFF
         if self._probation:
-            if seq == (self._max_seq + 1) & 0xFFFF:
-                self._probation -= 1
-                self._max_seq = seq
-                if self._probation:
-                    return
-                self._init_seq((seq - (MIN_SEQUENTIAL - 1)) & 0xFFFF)
-                self._max_seq = seq
-                self._received = MIN_SEQUENTIAL - 1
-            else:
-                self._probation = MIN_SEQUENTIAL - 1
-                self._max_seq = seq
+            if not self._probation_step(seq):
                 return
         else:
-            udelta = (seq - self._max_seq) & 0xFFFF
+            max_seq = self._max_seq
+            udelta = (seq - max_seq) & 0xFFFF
             if udelta < MAX_DROPOUT:
-                if seq < self._max_seq:
+                if seq < max_seq:
                     self._cycles += RTP_SEQ_MOD
                 self._max_seq = seq
             elif udelta <= RTP_SEQ_MOD - MAX_MISORDER:
@@ -103,14 +92,34 @@ class ReceptionStats:
         self._received += 1
         # A.8 interarrival jitter, in timestamp units; the timestamp
         # difference is taken modulo 2^32 so a wrap is not a jump.
-        timestamp &= 0xFFFFFFFF
         transit = arrival * self.clock_rate
-        if self._transit is not None:
-            dts = ((timestamp - self._last_ts + _TS_HALF) % _TS_MOD) - _TS_HALF
-            d = transit - self._transit - dts
-            self._jitter += (abs(d) - self._jitter) / 16.0
+        last = self._transit
+        if last is not None:
+            d = transit - last - (((timestamp - self._last_ts + _TS_HALF) & 0xFFFFFFFF) - _TS_HALF)
+            if d < 0:
+                d = -d
+            self._jitter += (d - self._jitter) * 0.0625
         self._transit = transit
         self._last_ts = timestamp
+
+    def _probation_step(self, seq: int) -> bool:
+        """A.1's probation: True once MIN_SEQUENTIAL packets came in sequence (this one counts)."""
+        if not self._started:
+            self._started = True
+            self._init_seq(seq)
+            self._max_seq = (seq - 1) & 0xFFFF
+        if seq != (self._max_seq + 1) & 0xFFFF:
+            self._probation = MIN_SEQUENTIAL - 1
+            self._max_seq = seq
+            return False
+        self._probation -= 1
+        self._max_seq = seq
+        if self._probation:
+            return False
+        self._init_seq((seq - (MIN_SEQUENTIAL - 1)) & 0xFFFF)
+        self._max_seq = seq
+        self._received = MIN_SEQUENTIAL - 1
+        return True
 
     @property
     def packets(self) -> int:
