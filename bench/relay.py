@@ -52,8 +52,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rtpmedia import ng  # noqa: E402
+from rtpmedia.relay import ctnetlink  # noqa: E402
 from rtpmedia.relay.fastpath import Flow  # noqa: E402
 from rtpmedia.relay.kernel import NftablesFastPath, probe  # noqa: E402
+from rtpmedia.relay.netlink import NetfilterSocket, Request, attr, nested  # noqa: E402
 from rtpmedia.relay.quality import ReceptionStats, ReportBlock, RtcpReport, mos, parse_rtcp  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -291,6 +293,14 @@ class Kernel(Target):
 
     def setup(self, pairs: list[Pair], tag: str) -> None:
         assert self.fast is not None
+        flows = self._bind(pairs, tag)
+        start = time.perf_counter()
+        for flow in flows:
+            self.fast.install(flow)
+        self.install_rate = len(flows) / (time.perf_counter() - start)
+
+    def _bind(self, pairs: list[Pair], tag: str) -> list[Flow]:
+        """The relay's two never-read sockets per pair, and the flows through them."""
         socks = []
         flows = []
         for i, p in enumerate(pairs):
@@ -301,10 +311,7 @@ class Kernel(Target):
             p.a_to, p.b_to = ra.getsockname(), rb.getsockname()
             flows.append(Flow(f"{tag}-{i}", p.a_to, p.a.getsockname(), p.b_to, p.b.getsockname()))
         self.relay_socks[tag] = socks
-        start = time.perf_counter()
-        for flow in flows:
-            self.fast.install(flow)
-        self.install_rate = len(flows) / (time.perf_counter() - start)
+        return flows
 
     def teardown(self, pairs: list[Pair], tag: str) -> None:
         assert self.fast is not None
@@ -318,6 +325,69 @@ class Kernel(Target):
     def stop(self) -> None:
         if self.fast is not None:
             self.fast.close()
+
+
+class ConntrackNat(Kernel):
+    """MediaProxy's way, for comparison: one conntrack entry with DNAT+SNAT made per pair over ctnetlink."""
+
+    name = "conntrack"
+    # nfnetlink_conntrack.h
+    CTA_NAT_SRC, CTA_TIMEOUT, CTA_NAT_DST = 6, 7, 13
+    CTA_NAT_V4_MINIP, CTA_NAT_V4_MAXIP, CTA_NAT_PROTO = 1, 2, 3
+    CTA_PROTONAT_PORT_MIN, CTA_PROTONAT_PORT_MAX = 1, 2
+    NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nl: NetfilterSocket | None = None
+        self.ct: ctnetlink.Conntrack | None = None
+        self.flows: dict[str, list[Flow]] = {}
+
+    def start(self) -> str | None:
+        try:
+            self.nl, self.ct = NetfilterSocket(), ctnetlink.Conntrack()
+        except OSError as exc:
+            return f"no ctnetlink: {exc}"
+        return None
+
+    def _nat(self, kind: int, to: tuple[str, int]) -> bytes:
+        ip = socket.inet_aton(to[0])
+        port = struct.pack("!H", to[1])
+        return nested(kind, attr(self.CTA_NAT_V4_MINIP, ip), attr(self.CTA_NAT_V4_MAXIP, ip),
+                      nested(self.CTA_NAT_PROTO, attr(self.CTA_PROTONAT_PORT_MIN, port),
+                             attr(self.CTA_PROTONAT_PORT_MAX, port)))
+
+    def setup(self, pairs: list[Pair], tag: str) -> None:
+        assert self.nl is not None and self.ct is not None
+        flows = self._bind(pairs, tag)
+        start = time.perf_counter()
+        for flow in flows:
+            self.ct.delete([(flow.a_remote, flow.a_local), (flow.b_remote, flow.b_local)])
+            family, orig = ctnetlink.tuple_attr(ctnetlink.CTA_TUPLE_ORIG, flow.a_remote, flow.a_local)
+            _, reply = ctnetlink.tuple_attr(ctnetlink.CTA_TUPLE_REPLY, flow.a_local, flow.a_remote)
+            body = (orig + reply + attr(self.CTA_TIMEOUT, struct.pack("!I", 600))
+                    + self._nat(self.CTA_NAT_DST, flow.b_remote) + self._nat(self.CTA_NAT_SRC, flow.b_local))
+            (answer,) = self.nl.transact([Request(ctnetlink.NFNL_SUBSYS_CTNETLINK, ctnetlink.IPCTNL_MSG_CT_NEW,
+                                                  family, body, self.NLM_F_CREATE | self.NLM_F_EXCL)])
+            if answer.error:
+                raise OSError(answer.error, f"conntrack entry for {flow.key}: {os.strerror(answer.error)}")
+        self.install_rate = len(flows) / (time.perf_counter() - start)
+        self.flows[tag] = flows
+
+    def teardown(self, pairs: list[Pair], tag: str) -> None:
+        assert self.ct is not None
+        start = time.perf_counter()
+        for flow in self.flows.pop(tag, []):
+            self.ct.delete([(flow.a_remote, flow.a_local)])
+        self.remove_rate = len(pairs) / (time.perf_counter() - start)
+        for s in self.relay_socks.pop(tag, []):
+            s.close()
+
+    def stop(self) -> None:
+        if self.nl is not None:
+            self.nl.close()
+        if self.ct is not None:
+            self.ct.close()
 
 
 # -- load processes -----------------------------------------------------------------------
@@ -566,14 +636,16 @@ def build_targets(names: list[str], workdir: Path, relay_cmd: str) -> list[Targe
             targets.append(NgRelay("ours", argv, port, workdir))
         elif name == "kernel":
             targets.append(Kernel())
+        elif name == "conntrack":
+            targets.append(ConntrackNat())
         else:
-            raise SystemExit(f"unknown target {name!r} (direct, rtpengine, ours, kernel)")
+            raise SystemExit(f"unknown target {name!r} (direct, rtpengine, ours, kernel, conntrack)")
     return targets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", default="direct,rtpengine,ours,kernel")
+    parser.add_argument("--targets", default="direct,rtpengine,ours,kernel,conntrack")
     parser.add_argument("--pairs", type=int, default=50, help="stream pairs of the flood load")
     parser.add_argument("--streams", default="500,1000", help="stream counts of the paced load (50 pps each)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window of each step")
@@ -626,8 +698,8 @@ def main() -> None:
             print_paced(paced, skipped)
         for t in ready:
             if isinstance(t, Kernel):
-                print(f"\nkernel flows: {t.install_rate:,.0f} installs/s, {t.remove_rate:,.0f} removes/s"
-                      f" (last step, {n // 2} flows, one at a time)")
+                print(f"{t.name} flows: {t.install_rate:,.0f} installs/s, {t.remove_rate:,.0f} removes/s"
+                      f" (last step, {n // 2} flows, one at a time, stale conntrack flushed first)")
     finally:
         for t in ready:
             t.stop()

@@ -20,8 +20,10 @@ import struct
 from rtpmedia.relay.netlink import NetfilterSocket, Request, attr, nested
 
 NFNL_SUBSYS_CTNETLINK = 1
+IPCTNL_MSG_CT_NEW = 0
 IPCTNL_MSG_CT_DELETE = 2
 CTA_TUPLE_ORIG = 1
+CTA_TUPLE_REPLY = 2
 CTA_TUPLE_IP = 1
 CTA_TUPLE_PROTO = 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
@@ -34,7 +36,9 @@ class ConntrackError(OSError):
     """ctnetlink refused a request for another reason than 'no such entry'."""
 
 
-def _tuple(source: Address, destination: Address, proto: int) -> tuple[int, bytes]:
+def tuple_attr(kind: int, source: Address, destination: Address,
+               proto: int = socket.IPPROTO_UDP) -> tuple[int, bytes]:
+    """The address family and the nested CTA_TUPLE_* attribute `kind` for source -> destination."""
     src, dst = ipaddress.ip_address(source[0]), ipaddress.ip_address(destination[0])
     if src.version != dst.version:
         raise ValueError(f"{source} and {destination} are not of one address family")
@@ -42,7 +46,7 @@ def _tuple(source: Address, destination: Address, proto: int) -> tuple[int, byte
         family, s_kind, d_kind = socket.AF_INET, CTA_IP_V4_SRC, CTA_IP_V4_DST
     else:
         family, s_kind, d_kind = socket.AF_INET6, CTA_IP_V6_SRC, CTA_IP_V6_DST
-    body = nested(CTA_TUPLE_ORIG,
+    body = nested(kind,
                   nested(CTA_TUPLE_IP, attr(s_kind, src.packed), attr(d_kind, dst.packed)),
                   nested(CTA_TUPLE_PROTO, attr(CTA_PROTO_NUM, bytes([proto])),
                          attr(CTA_PROTO_SRC_PORT, struct.pack("!H", source[1])),
@@ -60,7 +64,7 @@ class Conntrack:
         """Delete the entries holding each (source, destination) tuple; how many existed."""
         requests = []
         for source, destination in tuples:
-            family, body = _tuple(source, destination, proto)
+            family, body = tuple_attr(CTA_TUPLE_ORIG, source, destination, proto)
             requests.append(Request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, family, body))
         deleted = 0
         for (source, destination), reply in zip(tuples, self._nl.transact(requests), strict=True):

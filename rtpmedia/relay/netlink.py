@@ -80,6 +80,7 @@ class Request:
     message: int
     family: int
     body: bytes  # the attributes after the nfgenmsg
+    flags: int = 0  # beyond NLM_F_REQUEST | NLM_F_ACK (NLM_F_CREATE for a new entry, say)
 
 
 class NetfilterSocket:
@@ -103,7 +104,7 @@ class NetfilterSocket:
             replies[seq] = Reply()
             body = _NFGENMSG.pack(r.family, 0, 0) + r.body
             datagram += _NLMSGHDR.pack(_NLMSGHDR.size + len(body), r.subsystem << 8 | r.message,
-                                       NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+                                       NLM_F_REQUEST | NLM_F_ACK | r.flags, seq, 0) + body
         self._sock.send(datagram)
         waiting = set(order)
         while waiting:
