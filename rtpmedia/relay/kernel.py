@@ -103,6 +103,27 @@ def _family(flow: Flow) -> _Family:
     return _V4 if versions == {4} else _V6
 
 
+_FORWARDING: dict[int, str] = {socket.AF_INET: "/proc/sys/net/ipv4/ip_forward",
+                          socket.AF_INET6: "/proc/sys/net/ipv6/conf/all/forwarding"}
+_local: dict[str, bool] = {}
+
+
+def _is_local(host: str, af: int) -> bool:
+    """Whether `host` is one of this host's addresses (in the relay's network namespace)."""
+    known = _local.get(host)
+    if known is None:
+        with socket.socket(af, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, 0))
+                known = True
+            except OSError:
+                known = False
+        if len(_local) > 4096:
+            _local.clear()
+        _local[host] = known
+    return known
+
+
 def _elem(*addresses: Address) -> str:
     return " . ".join(f"{host} . {port}" for host, port in addresses)
 
@@ -123,6 +144,7 @@ class NftablesFastPath:
 
     def install(self, flow: Flow) -> None:
         fam = _family(flow)
+        self._check_forwarding(flow, fam)
         old = self._flows.get(flow.key)
         commands = self._delete_commands(old) if old is not None else []
         commands += self._add_commands(flow, fam)
@@ -175,6 +197,26 @@ class NftablesFastPath:
 
     def flows(self) -> list[Flow]:
         return list(self._flows.values())
+
+    def _check_forwarding(self, flow: Flow, fam: _Family) -> None:
+        """Refuse a flow the kernel would drop: between two remote hosts with forwarding off.
+
+        A packet from a local phone leaves through the output path and one
+        to a local phone is delivered locally; only remote-to-remote needs
+        the forward path, and the kernel drops it silently when the
+        forwarding sysctl is 0. We do not change the host's sysctls.
+        """
+        if _is_local(flow.a_remote[0], fam.af) or _is_local(flow.b_remote[0], fam.af):
+            return
+        sysctl = _FORWARDING[fam.af]
+        try:
+            with open(sysctl) as f:
+                on = f.read().strip() == "1"
+        except OSError:
+            on = False
+        if not on:
+            raise KernelError(f"flow {flow.key!r} joins two remote hosts but {sysctl} is not 1:"
+                              " the kernel would drop it (set the sysctl, or the stream stays in userspace)")
 
     # -- the batches ------------------------------------------------------------
 

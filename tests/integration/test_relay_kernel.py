@@ -159,6 +159,7 @@ def test_reinstall_with_a_new_remote_forwards_to_the_new_one(fast: NftablesFastP
     try:
         moved = call.flow(b_remote=new_b.getsockname())
         fast.install(moved)
+        fast.install(moved)  # the same flow again (a retried command) changes nothing
         call.phone_a.sendto(b"to-new", flow.a_local)
         assert recv(new_b) == (b"to-new", flow.b_local)
         new_b.sendto(b"from-new", flow.b_local)
@@ -246,6 +247,21 @@ def test_a_second_flow_claiming_the_same_5_tuple_is_refused(fast: NftablesFastPa
         assert recv(call.phone_b) == (b"still", flow.b_local)
     finally:
         fast.remove(flow.key)
+
+
+def test_remote_to_remote_needs_forwarding_on(fast: NftablesFastPath) -> None:
+    # TEST-NET addresses: neither is this host's, so the kernel would route between them.
+    flow = Flow("routed", ("127.0.0.1", 40002), ("192.0.2.10", 5004), ("127.0.0.1", 40004), ("198.51.100.7", 5006))
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        forwarding = f.read().strip() == "1"
+    if forwarding:
+        fast.install(flow)
+        assert [f.key for f in fast.flows()].count("routed") == 1
+        fast.remove("routed")
+    else:
+        with pytest.raises(KernelError, match="ip_forward"):
+            fast.install(flow)
+        assert "routed" not in [f.key for f in fast.flows()]
 
 
 def test_probe_refuses_a_bad_table_name() -> None:
