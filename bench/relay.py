@@ -166,17 +166,29 @@ class Pair:
     b_to: tuple[str, int] = ("", 0)
 
 
+# Phones (and the kernel path's never-read relay sockets) take ports below
+# the ephemeral range, so that they never sit in a relay's port range.
+PHONE_PORTS = range(20000, 29999)
+_next_port = iter(PHONE_PORTS)
+
+
+def bound_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    for port in _next_port:
+        try:
+            s.bind((HOST, port))
+            return s
+        except OSError:
+            continue
+    s.close()
+    raise SystemExit(f"no free port left in {PHONE_PORTS}")
+
+
 def make_pairs(n: int) -> list[Pair]:
-    pairs = []
-    for _ in range(n):
-        socks = []
-        for _ in range(2):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            s.bind((HOST, 0))
-            socks.append(s)
-        pairs.append(Pair(socks[0], socks[1]))
-    return pairs
+    global _next_port
+    _next_port = iter(PHONE_PORTS)  # the previous step's sockets are closed
+    return [Pair(bound_socket(), bound_socket()) for _ in range(n)]
 
 
 def close_pairs(pairs: Sequence[Pair]) -> None:
@@ -304,9 +316,7 @@ class Kernel(Target):
         socks = []
         flows = []
         for i, p in enumerate(pairs):
-            ra, rb = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            ra.bind((HOST, 0))
-            rb.bind((HOST, 0))
+            ra, rb = bound_socket(), bound_socket()
             socks += [ra, rb]
             p.a_to, p.b_to = ra.getsockname(), rb.getsockname()
             flows.append(Flow(f"{tag}-{i}", p.a_to, p.a.getsockname(), p.b_to, p.b.getsockname()))
@@ -610,6 +620,22 @@ def micro(n: int = 200_000) -> None:
 # -- main ------------------------------------------------------------------------------
 
 
+def step(t: Target, pairs_n: int, paced: bool, seconds: float, tag: str,
+         failed: dict[str, str]) -> Result | None:
+    """One target under one load; a target that fails is reported, not fatal to the run."""
+    pairs = make_pairs(pairs_n)
+    try:
+        t.setup(pairs, f"{tag}-{t.name}")
+        result = measure(t, pairs, paced=paced, seconds=seconds, tag=tag)
+        t.teardown(pairs, f"{tag}-{t.name}")
+        return result
+    except (OSError, RuntimeError) as exc:
+        failed[t.name] = f"failed: {exc}"
+        return None
+    finally:
+        close_pairs(pairs)
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((HOST, 0))
@@ -654,7 +680,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 s windows, paced 500 streams only")
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.streams = 2.0, "500"
+        args.seconds = 2.0
+        if args.streams == parser.get_default("streams"):
+            args.streams = "500"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -675,27 +703,21 @@ def main() -> None:
     try:
         print(f"\n## flood: {args.pairs} pairs ({2 * args.pairs} streams), one sender process at full speed")
         flood = []
+        failed: dict[str, str] = {}
         for t in ready:
-            pairs = make_pairs(args.pairs)
-            try:
-                t.setup(pairs, f"flood-{t.name}")
-                flood.append(measure(t, pairs, paced=False, seconds=args.seconds, tag="flood"))
-                t.teardown(pairs, f"flood-{t.name}")
-            finally:
-                close_pairs(pairs)
-        print_flood(flood, skipped)
+            result = step(t, args.pairs, False, args.seconds, "flood", failed)
+            if result is not None:
+                flood.append(result)
+        print_flood(flood, skipped | failed)
         for n in [int(x) for x in args.streams.split(",") if x]:
             print(f"\n## paced: {n} streams at 50 packets/s ({n * 50:,} pps offered), one-way latency")
             paced = []
+            failed = {}
             for t in ready:
-                pairs = make_pairs(n // 2)
-                try:
-                    t.setup(pairs, f"paced{n}-{t.name}")
-                    paced.append(measure(t, pairs, paced=True, seconds=args.seconds, tag="paced"))
-                    t.teardown(pairs, f"paced{n}-{t.name}")
-                finally:
-                    close_pairs(pairs)
-            print_paced(paced, skipped)
+                result = step(t, n // 2, True, args.seconds, f"paced{n}", failed)
+                if result is not None:
+                    paced.append(result)
+            print_paced(paced, skipped | failed)
         for t in ready:
             if isinstance(t, Kernel):
                 print(f"{t.name} flows: {t.install_rate:,.0f} installs/s, {t.remove_rate:,.0f} removes/s"

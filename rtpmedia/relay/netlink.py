@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import socket
 import struct
+import threading
 from dataclasses import dataclass, field
 
 NETLINK_NETFILTER = 12
@@ -91,10 +92,18 @@ class NetfilterSocket:
         self._sock.bind((0, 0))
         self._sock.settimeout(timeout)
         self._seq = itertools.count(1)
+        # One request/ack exchange at a time: replies are matched by sequence
+        # number, and a second thread reading the socket would steal them.
+        self._lock = threading.Lock()
 
     def transact(self, requests: list[Request]) -> list[Reply]:
+        """One reply per request, in order; OSError (TimeoutError included) if the kernel does not answer."""
         if not requests:
             return []
+        with self._lock:
+            return self._transact(requests)
+
+    def _transact(self, requests: list[Request]) -> list[Reply]:
         replies: dict[int, Reply] = {}
         order = []
         datagram = bytearray()

@@ -20,6 +20,7 @@ import pytest
 
 from rtpmedia.relay.fastpath import Flow, FlowCounters
 from rtpmedia.relay.kernel import KernelError, NftablesFastPath, probe
+from rtpmedia.relay.libnftables import Libnftables, NftError
 
 RECV_TIMEOUT = 2.0
 
@@ -262,6 +263,17 @@ def test_remote_to_remote_needs_forwarding_on(fast: NftablesFastPath) -> None:
         with pytest.raises(KernelError, match="ip_forward"):
             fast.install(flow)
         assert "routed" not in [f.key for f in fast.flows()]
+
+
+def test_libnftables_reports_nfts_own_error() -> None:
+    nft = Libnftables()
+    try:
+        with pytest.raises(NftError, match="No such file or directory"):
+            nft.run("add element inet no_such_table_here s { bogus }\n")
+    finally:
+        nft.close()
+    with pytest.raises(NftError, match="closed"):
+        nft.run("list tables\n")
 
 
 def test_probe_refuses_a_bad_table_name() -> None:
