@@ -22,8 +22,8 @@ going to the relay's socket (NAT is only decided for new entries), so
 install and remove delete the entries holding either side's 5-tuple,
 through ctnetlink (`rtpmedia.relay.ctnetlink`).
 
-Several relays on one host need distinct table names; `probe` deletes a
-stale table of the same name left by a relay killed with -9.
+Each relay process has its own table (`softswitch_relay_<pid>`); `probe`
+deletes the tables of relay processes that died without closing theirs.
 """
 
 from __future__ import annotations
@@ -267,6 +267,14 @@ class NftablesFastPath:
 # -- probe ------------------------------------------------------------------------
 
 
+_PER_PID_TABLE = re.compile(rf"^table inet ({DEFAULT_TABLE}_(\d+))$", re.M)
+
+
+def _orphaned_tables(listing: str) -> list[str]:
+    """Per-process relay tables whose process is gone."""
+    return [m[1] for m in _PER_PID_TABLE.finditer(listing) if not os.path.exists(f"/proc/{m[2]}")]
+
+
 def _has_cap_net_admin() -> bool:
     try:
         with open("/proc/self/status") as status:
@@ -278,13 +286,21 @@ def _has_cap_net_admin() -> bool:
     return os.geteuid() == 0
 
 
-def probe(table: str = DEFAULT_TABLE, self_test: bool = True) -> tuple[FastPath, str | None]:
+def probe(table: str | None = None, self_test: bool = True) -> tuple[FastPath, str | None]:
     """The working kernel fast path, or `NoFastPath()` and why the kernel path is unavailable.
+
+    The table is `softswitch_relay_<pid>` unless named: relays on one host
+    (tests run several at once) never touch each other's flows, and the
+    tables of relays that died without `close` (kill -9) are deleted here,
+    so their stale flows do not outlive them. A named table replaces any
+    table of that name.
 
     `self_test` forwards one packet between throwaway loopback sockets, so
     that a kernel that accepts the rules but does not forward (a missing NAT
     module, a sandbox) is found at start and not on the first call.
     """
+    if table is None:
+        table = f"{DEFAULT_TABLE}_{os.getpid()}"
     if not _TABLE_NAME.match(table):
         raise ValueError(f"bad nftables table name {table!r}")
     if not os.path.exists("/proc/net/netfilter") and not os.path.exists("/proc/sys/net/netfilter"):
@@ -296,8 +312,9 @@ def probe(table: str = DEFAULT_TABLE, self_test: bool = True) -> tuple[FastPath,
     except NftError as exc:
         return NoFastPath(), str(exc)
     try:
-        # A relay killed with -9 leaves its table behind: its flows are stale.
-        nft.run(f"table inet {table}\ndelete table inet {table}\n")
+        stale = [table] + _orphaned_tables(nft.run("list tables\n"))
+        # `table` first makes the delete of our own name valid whether it existed or not.
+        nft.run("".join(f"table inet {t}\ndelete table inet {t}\n" for t in dict.fromkeys(stale)))
         nft.run(_ruleset(table))
     except NftError as exc:
         nft.close()

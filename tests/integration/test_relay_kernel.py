@@ -276,6 +276,25 @@ def test_libnftables_reports_nfts_own_error() -> None:
         nft.run("list tables\n")
 
 
+def test_probe_names_its_table_by_pid_and_sweeps_tables_of_dead_relays() -> None:
+    child = subprocess.Popen(["sleep", "0"])
+    child.wait()
+    orphan = f"softswitch_relay_{child.pid}"
+    subprocess.run(["nft", "add", "table", "inet", orphan], check=True)
+    path, reason = probe()
+    try:
+        assert reason is None and isinstance(path, NftablesFastPath)
+        assert path.table == f"softswitch_relay_{os.getpid()}"
+        listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+        assert f"table inet {path.table}" in listed
+        assert orphan not in listed
+    finally:
+        path.close()
+        subprocess.run(["nft", "delete", "table", "inet", orphan], capture_output=True)
+    listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    assert f"softswitch_relay_{os.getpid()}" not in listed
+
+
 def test_probe_refuses_a_bad_table_name() -> None:
     with pytest.raises(ValueError):
         probe(table="bad name; flush ruleset")
