@@ -25,6 +25,7 @@ def _register_commands() -> None:
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
     from softswitch.cli.users_cmd import users
+    from softswitch.cli.voicemail_cmd import voicemail
 
     main.add_command(run)
     main.add_command(dialplan)
@@ -33,6 +34,7 @@ def _register_commands() -> None:
     main.add_command(reload)
     main.add_command(cdr)
     main.add_command(media)
+    main.add_command(voicemail)
 
 
 _register_commands()
