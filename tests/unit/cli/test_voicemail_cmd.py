@@ -63,3 +63,21 @@ def test_unknown_mailbox_and_bad_usage_fail(tmp_path: Path) -> None:
     assert code == 1 and "no mailbox for 9999" in err
     code, _, err = run("delete", "1001", "--data-dir", str(data))
     assert code == 2
+
+
+def test_media_prompts_generates_once_then_keeps(tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    data = tmp_path / "data"
+    result = CliRunner().invoke(main, ["media", "prompts", "--json", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.stderr
+    first = json.loads(result.stdout)
+    assert {p["name"] for p in first} >= {"vm-greeting", "echo-intro", "vm-main-menu"}
+    assert all(p["generated"] and p["seconds"] > 0.3 for p in first)
+    again = CliRunner().invoke(main, ["media", "prompts", "--data-dir", str(data)])
+    assert again.exit_code == 0
+    assert all(line.split("\t")[2] == "kept" for line in again.stdout.splitlines()[1:])
