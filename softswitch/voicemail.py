@@ -320,3 +320,36 @@ class VoicemailStore:
             if path.exists():
                 os.replace(path, rejected / path.name)
         _fsync_dir(rejected)
+
+
+class MailboxAccess:
+    """One voicemail call's view of one mailbox: what `rtpmedia.voicemail_session` needs.
+
+    For a caller leaving a message, `caller`/`caller_name`/`call_id` go into
+    the deposited message's metadata; for the owner's menu, `mark_heard`,
+    `delete` and `audio` work on the mailbox directly.
+    """
+
+    def __init__(self, data_dir: Path, mailbox: str, *, caller: str = "", caller_name: str = "",
+                 call_id: str = "") -> None:
+        if not valid_mailbox(mailbox):
+            raise VoicemailError(f"not a mailbox name: {mailbox!r}")
+        self.data_dir = data_dir
+        self.mailbox = mailbox
+        self.caller = caller
+        self.caller_name = caller_name
+        self.call_id = call_id
+        self.store = VoicemailStore(data_dir)
+
+    def deposit(self, recording: Path, duration: float) -> None:
+        deposit(self.data_dir, self.mailbox, recording, caller=self.caller,
+                caller_name=self.caller_name, duration=duration, call_id=self.call_id)
+
+    def mark_heard(self, message_id: str) -> None:
+        self.store.mark_heard(self.mailbox, message_id)
+
+    def delete(self, message_id: str) -> None:
+        self.store.delete(self.mailbox, message_id)
+
+    def audio(self, message_id: str) -> Path:
+        return self.store.wav_path(self.mailbox, message_id)
