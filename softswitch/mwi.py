@@ -144,11 +144,16 @@ def _header_line(line: str) -> tuple[str, str]:
 
 # -- what a SUBSCRIBE asks (RFC 6665 4.1, 4.2.1) ------------------------------------------
 
+# An account's phones: bounds what one password can hold open.
+MAX_PER_MAILBOX = 20
+
+
 @dataclass(frozen=True, slots=True)
 class SubscribePolicy:
     min_expires: int = 60
     default_expires: int = 3600
     max_expires: int = 7200
+    max_per_mailbox: int = MAX_PER_MAILBOX
 
 
 class SubscribeRefused(Exception):
@@ -168,6 +173,7 @@ class SubscribeRequest:
 
     expires: int  # granted: 0 for an unsubscribe
     event_id: str | None  # the Event header's id parameter (RFC 6665 8.2.1)
+    max_per_mailbox: int = MAX_PER_MAILBOX
 
 
 def event_package(request: Request) -> tuple[str, str | None]:
@@ -213,7 +219,7 @@ def plan_subscribe(request: Request, policy: SubscribePolicy) -> SubscribeReques
         raise SubscribeRefused(400, "Bad Expires header")
     if 0 < expires < policy.min_expires:
         raise SubscribeRefused(423, None, (("Min-Expires", str(policy.min_expires)),))
-    return SubscribeRequest(min(expires, policy.max_expires), event_id)
+    return SubscribeRequest(min(expires, policy.max_expires), event_id, policy.max_per_mailbox)
 
 
 def _media_type(value: str) -> str:
@@ -417,6 +423,8 @@ class Subscriptions:
         RFC 6665 4.4.3: a SUBSCRIBE with Expires: 0 outside a dialog still
         gets one NOTIFY with the state, then the subscription ends.
         """
+        if asked.expires and len(self.of_mailbox(mailbox)) >= asked.max_per_mailbox:
+            raise SubscribeRefused(403, "Too many subscriptions")
         tag = new_tag()
         sub = Subscription.from_request(request, source, mailbox, tag, asked.event_id,
                                         now + asked.expires)

@@ -293,3 +293,18 @@ def test_unsolicited_notify_goes_to_the_contact() -> None:
     assert parsed.top_via.transport == "TCP"
     assert parsed.get("event") == "message-summary"
     assert MessageSummary.parse(parsed.body).waiting
+
+
+def test_subscriptions_per_mailbox_are_bounded() -> None:
+    table = Subscriptions()
+    policy = SubscribePolicy(max_per_mailbox=2)
+    for n in range(3):
+        request = subscribe(call_id=f"sub-{n}")
+        asked = plan_subscribe(request, policy)
+        if n < 2:
+            table.subscribe(request, SOURCE, "1001@pbx.example.com", asked, EMPTY, NOW)
+        else:
+            with pytest.raises(SubscribeRefused) as refused:
+                table.subscribe(request, SOURCE, "1001@pbx.example.com", asked, EMPTY, NOW)
+            assert refused.value.status == 403
+    assert len(table) == 2
