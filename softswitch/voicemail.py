@@ -204,6 +204,27 @@ class VoicemailStore:
             return []
         return sorted(n for n in names if valid_mailbox(n))
 
+    def stamps(self) -> dict[str, int]:
+        """Every mailbox with its folder's `stamp`, from one scan of DATA/voicemail.
+
+        What the server polls every second: one directory read and one stat
+        per mailbox, nothing per message.
+        """
+        found: dict[str, int] = {}
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    if entry.name in (INCOMING, REJECTED) or not valid_mailbox(entry.name):
+                        continue
+                    try:
+                        if entry.is_dir():
+                            found[entry.name] = entry.stat().st_mtime_ns
+                    except FileNotFoundError:
+                        continue  # deleted while we looked
+        except FileNotFoundError:
+            pass
+        return found
+
     def messages(self, mailbox: str) -> list[VoiceMessage]:
         """The messages of `mailbox`, oldest first; unreadable sidecars are skipped."""
         return sorted(self._read_all(mailbox), key=lambda m: m.id)
