@@ -19,6 +19,7 @@ Format (others rely on it):
             context: internal             # optional, default internal
             groups: [sales]               # optional
             algorithms: [MD5]             # optional per-user override
+            mwi_unsolicited: false        # optional: no NOTIFY unless subscribed (default true)
             caller_id / max_calls / allowed_destinations   # reserved
 """
 
@@ -59,6 +60,8 @@ _USER_KEYS = frozenset(
         "caller_id",
         "max_calls",
         "allowed_destinations",
+        # Message-waiting NOTIFYs to registered phones that do not subscribe.
+        "mwi_unsolicited",
     }
 )
 _HOST = re.compile(
@@ -97,6 +100,9 @@ class Account:
     password: str | None = field(default=None, repr=False)
     ha1_md5: str | None = field(default=None, repr=False)
     ha1_sha256: str | None = field(default=None, repr=False)
+    # Unsolicited message-waiting NOTIFYs to this account's registered
+    # phones (softswitch.mwi_service); on by default, as in Asterisk.
+    mwi_unsolicited: bool = True
 
     @property
     def aor(self) -> str:
@@ -306,6 +312,9 @@ def _check_account(
         if "allowed_destinations" in u
         else None
     )
+    mwi_unsolicited = u.get("mwi_unsolicited", True)
+    if not isinstance(mwi_unsolicited, bool):
+        c.value(u, "mwi_unsolicited", "mwi_unsolicited must be true or false")
     if c.count() != errors_before or user is None:
         return None
     return Account(
@@ -321,6 +330,7 @@ def _check_account(
         password=password,
         ha1_md5=ha1s["ha1_md5"],
         ha1_sha256=ha1s["ha1_sha256"],
+        mwi_unsolicited=mwi_unsolicited is not False,
     )
 
 

@@ -38,6 +38,7 @@ from softswitch.directory import Directory, DirectoryError, load_directory
 from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
+from softswitch.mwi_service import MwiService
 from softswitch.registrar import Registrar, RegistrarPolicy
 from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
@@ -329,6 +330,13 @@ class Application(MultiService):
         self.trunk_registrations = TrunkRegistrationService(
             config.settings.trunks, self.sip.core, self.calls._local, reactor)
         self.trunk_registrations.setServiceParent(self)
+        # Voicemail's message-waiting indication (SUBSCRIBE, NOTIFY, deposits).
+        self.mwi = MwiService(data_dir, self.sip.core, lambda: self.registrar.registrar,
+                              lambda peer: (self.sip.transports.local_address(peer.transport,
+                                                                             peer.host),
+                                            self.sip.transports.local_port(peer.transport)),
+                              reactor)
+        self.mwi.setServiceParent(self)
         self.lock = DataDirLock(data_dir)
         PidFile(self.lock).setServiceParent(self)
 

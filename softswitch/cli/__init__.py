@@ -21,10 +21,12 @@ def _register_commands() -> None:
     from softswitch.cli.cdr_cmd import cdr
     from softswitch.cli.dialplan_cmd import dialplan
     from softswitch.cli.media_cmd import media
+    from softswitch.cli.prompts_cmd import prompts
     from softswitch.cli.registrations_cmd import registrations
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
     from softswitch.cli.users_cmd import users
+    from softswitch.cli.voicemail_cmd import voicemail
 
     main.add_command(run)
     main.add_command(dialplan)
@@ -33,6 +35,8 @@ def _register_commands() -> None:
     main.add_command(reload)
     main.add_command(cdr)
     main.add_command(media)
+    media.add_command(prompts)
+    main.add_command(voicemail)
 
 
 _register_commands()
