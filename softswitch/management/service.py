@@ -10,12 +10,9 @@ the configuration: any free port).
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -26,6 +23,7 @@ from twisted.web.server import Site
 
 import dialplan as dp
 from softswitch.logs import get_logger
+from softswitch.management.address import remove_api_address, write_api_address
 from softswitch.management.api import ApiResource, Operations, ServerState
 from softswitch.management.calls import MediaFigures, NoMedia
 from softswitch.management.hep import HepCapture
@@ -40,17 +38,7 @@ from softswitch.management.metrics import (
 if TYPE_CHECKING:
     from softswitch.service import Application
 
-API_FILE = "management.json"
 LAG_INTERVAL = 0.5
-
-
-def read_api_address(data_dir: Path) -> dict[str, Any] | None:
-    """What the running server wrote about its API (url, pid), or None."""
-    try:
-        data = json.loads((data_dir / API_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "url" in data else None
 
 
 class ManagementService(Service):
@@ -221,11 +209,7 @@ class ManagementService(Service):
         bound = self._listener.getHost()
         shown = f"[{bound.host}]" if ":" in bound.host else bound.host
         url = f"http://{shown}:{bound.port}"
-        path = self.app.data_dir / API_FILE
-        temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps({"url": url, "pid": os.getpid(),
-                                    "token_required": token is not None}) + "\n")
-        temp.replace(path)
+        write_api_address(self.app.data_dir, url, token is not None)
         self.log.info("management_api_listening", url=url, token_required=token is not None)
 
     def stopService(self) -> Any:  # noqa: N802
@@ -234,10 +218,7 @@ class ManagementService(Service):
             self._lag.stop()
         if self._hep_socket is not None:
             self._hep_socket.close()
-        try:
-            (self.app.data_dir / API_FILE).unlink()
-        except OSError:
-            pass
+        remove_api_address(self.app.data_dir)
         if self._listener is not None:
             return self._listener.stopListening()
         return None

@@ -1,0 +1,336 @@
+"""Operations against a running server with real pjsua2 calls: the API, the CLI, metrics, HEP.
+
+One server for the module, with a HEP collector (a UDP socket of the test)
+and a trunk whose password must never show. The phones call each other;
+the tests read the call through `softswitch calls`, hang it up from the
+CLI, and check what the metrics and the collector saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from softswitch.cdr import read_cdrs
+from softswitch.management.hep import HepError, HepPacket, decode
+from tests.support.phone import Phone, answered_call, registered_phones
+from tests.support.server import ROOT, ServerProcess
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+TRUNK_PASSWORD = "trunk-secret-Zq81x"
+TOKEN = "tok-3f9a1c77e2d54b0a9e"
+
+
+class Collector:
+    """A HEP collector: a UDP socket that keeps every packet it can parse."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[HepPacket] = []
+        self.malformed = 0
+
+    def drain(self) -> list[HepPacket]:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return self.packets
+            try:
+                self.packets.append(decode(data))
+            except HepError:
+                self.malformed += 1
+
+
+@pytest.fixture(scope="module")
+def hep() -> Iterator[Collector]:
+    collector = Collector()
+    yield collector
+    collector.sock.close()
+
+
+@pytest.fixture(scope="module")
+def ops_server(tmp_path_factory: pytest.TempPathFactory, hep: Collector) -> Iterator[ServerProcess]:
+    proc = ServerProcess(Path(tmp_path_factory.mktemp("ops")), extra_config=(
+        f"hep:\n  collector: 127.0.0.1:{hep.port}\n  agent_id: 7\n"
+        "trunks:\n  - name: carrier\n    host: 192.0.2.50\n    port: 5999\n"
+        f"    username: acct42\n    password: {TRUNK_PASSWORD}\n"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def phones(ops_server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Phone, Phone]]:
+    a, b = registered_phones(ops_server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        yield a, b
+    finally:
+        for phone in (a, b):
+            try:
+                phone.unregister()
+            finally:
+                phone.close()
+
+
+def cli(server: ServerProcess, *args: str, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    """`softswitch ARGS` with its output on a pipe (so listings are one record per line)."""
+    return subprocess.run(
+        [sys.executable, "-m", "softswitch", *args, "--config", str(server.config_path),
+         "--data-dir", str(server.data_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+        env=dict(os.environ, **(env or {})))
+
+
+def api(server: ServerProcess, path: str, method: str = "GET", token: str | None = None) -> Any:
+    url = json.loads((server.data_dir / "management.json").read_text())["url"]
+    request = urllib.request.Request(url + path, method=method,
+                                     data=b"" if method == "POST" else None)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return body.decode() if path == "/metrics" else json.loads(body)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        match = re.match(r"([a-z_]+)(\{[^}]*\})? (\S+)$", line)
+        if match is None or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(3))
+    return total
+
+
+def ladder_of(call: dict[str, Any], call_id: str) -> list[tuple[str, str]]:
+    return [(m["direction"], m["summary"]) for m in call["messages"] if m["call_id"] == call_id]
+
+
+def in_order(seen: list[tuple[str, str]], wanted: list[tuple[str, str]]) -> bool:
+    """Whether `wanted` appears in `seen` in this order (other messages may come between)."""
+    position = 0
+    for item in seen:
+        if position < len(wanted) and (item[0], item[1].split()[0]) == wanted[position]:
+            position += 1
+    return position == len(wanted)
+
+
+def test_call_listed_detailed_captured_and_hung_up_from_the_cli(
+        ops_server: ServerProcess, phones: tuple[Phone, Phone], hep: Collector) -> None:
+    a, b = phones
+    before = api(ops_server, "/metrics")
+    cdrs_before = len(read_cdrs(ops_server.data_dir / "cdr.sqlite"))
+    since = b.mark()
+    call = a.call(f"sip:1002@127.0.0.1:{ops_server.udp_port}")
+    incoming = int(b.wait_event("incoming_call", 10, since=since)["call"])
+    b.answer(incoming, 180)
+    a.wait_call_state(call, "EARLY", 10)
+    b.answer(incoming, 200)
+    a.wait_call_state(call, "CONFIRMED", 10)
+
+    # The list, on a pipe: a header and one whole record per line.
+    listed = wait_for(lambda: (r := cli(ops_server, "calls")).stdout.count("\n") == 2 and r,
+                      10, "one call in `softswitch calls`")
+    assert listed.returncode == 0
+    header, line = listed.stdout.splitlines()
+    assert header.split("\t") == ["id", "caller", "callee", "state", "duration", "codecs",
+                                  "loss", "jitter", "MOS"]
+    fields = line.split("\t")
+    assert fields[1] == "1001" and fields[2] == "user/1002" and fields[3] == "confirmed"
+    assert "PCMU/8000" in fields[5].split() or "PCMA/8000" in fields[5].split()
+    assert fields[6:] == ["-", "-", "-"]  # no relay: no media figures
+    [summary] = json.loads(cli(ops_server, "calls", "--json").stdout)
+    short = fields[0]
+    assert summary["id"].startswith(short)
+
+    # The detail, by a prefix of the id, with both legs.
+    detail = json.loads(cli(ops_server, "calls", "show", short, "--json").stdout)
+    assert detail["context"] == "internal" and detail["rule"]
+    legs = {leg["name"]: leg for leg in detail["legs"]}
+    assert legs["a"]["call_id"] == detail["call_id"] and legs["a"]["state"] == "confirmed"
+    callee = next(leg for leg in detail["legs"] if not leg["caller_side"])
+    assert callee["call_id"] != detail["call_id"]
+    assert legs["a"]["user_agent"] == "softswitch-test-phone"  # from its INVITE
+    assert callee["codecs"] and legs["a"]["codecs"]
+    assert detail["timings"]["answered"] >= detail["timings"]["ringing"] >= detail["started"]
+
+    # Hang up from the CLI: both phones see the call end, a CDR is written.
+    done = cli(ops_server, "calls", "hangup", short)
+    assert done.returncode == 0, done.stderr
+    a.wait_call_state(call, "DISCONNECTED", 10)
+    b.wait_call_state(incoming, "DISCONNECTED", 10)
+    records = wait_for(lambda: read_cdrs(ops_server.data_dir / "cdr.sqlite")[cdrs_before:],
+                       10, "the CDR")
+    assert records[-1].uuid == summary["id"] and records[-1].answer is not None
+    again = cli(ops_server, "calls", "hangup", short)
+    assert again.returncode == 1 and "already ended" in again.stderr
+
+    # The ended call is still there for inspection, with the whole ladder.
+    def ended() -> dict[str, Any] | None:
+        found = json.loads(cli(ops_server, "calls", "show", short, "--json").stdout)
+        steps = ladder_of(found, found["call_id"])
+        return found if ("in", "200 OK") in steps[-1:] else None
+
+    finished = wait_for(ended, 10, "the BYE's 200 from the caller")
+    assert finished["finished"] is True
+    steps = ladder_of(finished, finished["call_id"])
+    assert in_order(steps, [("in", "INVITE"), ("out", "100"), ("out", "180"), ("out", "200"),
+                            ("in", "ACK"), ("out", "BYE"), ("in", "200")]), steps
+    b_steps = ladder_of(finished, callee["call_id"])
+    assert in_order(b_steps, [("out", "INVITE"), ("in", "180"), ("in", "200"), ("out", "ACK"),
+                              ("out", "BYE"), ("in", "200")]), b_steps
+    text = cli(ops_server, "calls", "show", short).stdout
+    assert "softswitch" in text and re.search(r"\|-+ INVITE -+>\|", text), text
+
+    # Metrics moved by what happened.
+    after = api(ops_server, "/metrics")
+    for name, labels, delta in [
+        ("softswitch_calls_started_total", {}, 1),
+        ("softswitch_calls_ended_total", {"disposition": "ANSWERED", "code": "200"}, 1),
+        ("softswitch_sip_requests_total", {"direction": "out", "method": "BYE"}, 2),
+    ]:
+        assert metric(after, name, **labels) - metric(before, name, **labels) == delta, name
+    assert metric(after, "softswitch_sip_requests_total", direction="in", method="INVITE") \
+        - metric(before, "softswitch_sip_requests_total", direction="in", method="INVITE") >= 1
+    assert metric(after, "softswitch_sip_response_seconds_count", side="ours",
+                  method="INVITE") > 0
+    assert metric(after, "softswitch_calls_active") == 0
+
+    # HEP: the collector got every message of both legs, correlated by Call-ID.
+    for call_id, seen in ((finished["call_id"], steps), (callee["call_id"], b_steps)):
+        def captured(call_id: str = call_id) -> list[HepPacket]:
+            return [p for p in hep.drain() if p.correlation_id == call_id]
+
+        packets = wait_for(lambda seen=seen, captured=captured: len(captured()) >= len(seen) and
+                           captured(), 10, "HEP packets")
+        assert len(packets) == len(seen)
+        for packet in packets:
+            assert packet.agent_id == 7 and packet.payload_type == 1
+            assert f"Call-ID: {call_id}".encode() in packet.payload or \
+                call_id.encode() in packet.payload
+            assert {packet.source[0], packet.destination[0]} == {"127.0.0.1"}
+            assert ops_server.udp_port in (packet.source[1], packet.destination[1])
+    assert hep.malformed == 0
+
+
+def test_every_listing_command_on_a_pipe_gives_whole_records(
+        ops_server: ServerProcess, phones: tuple[Phone, Phone]) -> None:
+    a, b = phones
+    call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{ops_server.udp_port}")
+    wait_for(lambda: cli(ops_server, "calls").stdout.count("\n") == 2, 10, "the call listed")
+    outputs = {}
+    for args in (["registrations"], ["calls"], ["trunks"], ["cdr"]):
+        result = cli(ops_server, *args)
+        assert result.returncode == 0, (args, result.stderr)
+        lines = result.stdout.splitlines()
+        assert len(lines) >= 2, (args, result.stdout)
+        width = len(lines[0].split("\t"))
+        assert width > 2 and all(len(line.split("\t")) == width for line in lines), args
+        assert not any(c in result.stdout for c in "│┃━─"), args  # no box drawing
+        outputs[args[0]] = lines
+    # Every field whole: grep finds the record by values that would wrap in a table.
+    contact = next(line for line in outputs["registrations"][1:] if line.startswith("1001@"))
+    assert re.search(r"\tsip:1001@127\.0\.0\.1:\d+[^\t]*\t", contact)
+    assert any(line.split("\t")[1] == "1001" for line in outputs["calls"][1:])
+    [trunk] = outputs["trunks"][1:]
+    assert trunk.split("\t")[:3] == ["carrier", "udp:192.0.2.50:5999", "from-trunk"]
+    a.hangup(call)
+    b.wait_call_state(incoming, "DISCONNECTED", 10)
+    cdr = wait_for(lambda: [line for line in cli(ops_server, "cdr").stdout.splitlines()
+                            if "\t1001\t" in line or "<1001>" in line], 10, "the CDR line")
+    assert all(len(line.split("\t")) == len(outputs["cdr"][0].split("\t")) for line in cdr)
+    relays = cli(ops_server, "relays")
+    assert relays.returncode == 0 and "no relay configured" in relays.stdout
+
+
+def test_secrets_never_leave_the_server(ops_server: ServerProcess,
+                                        phones: tuple[Phone, Phone]) -> None:
+    a, b = phones
+    call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{ops_server.udp_port}")
+    short = wait_for(lambda: cli(ops_server, "calls").stdout.splitlines()[1:], 10,
+                     "the call")[0].split("\t")[0]
+    seen = [ops_server.log_path.read_text(errors="replace")]
+    for path in ("/api/calls", "/api/trunks", "/api/registrations", "/metrics",
+                 f"/api/calls/{short}"):
+        seen.append(json.dumps(api(ops_server, path)))
+    for args in (["calls"], ["calls", "show", short, "--messages"], ["trunks", "--json"],
+                 ["registrations", "--json"]):
+        seen.append(cli(ops_server, *args).stdout)
+    a.hangup(call)
+    b.wait_call_state(incoming, "DISCONNECTED", 10)
+    everything = "\n".join(seen)
+    assert "INVITE" in everything and "carrier" in everything  # we did look at something
+    ha1 = hashlib.md5(b"1001:pbx.example.com:1001pass").hexdigest()
+    for secret in ("1001pass", "1002pass", ha1, TRUNK_PASSWORD):
+        assert secret not in everything, secret
+
+
+def test_every_log_line_about_a_call_names_it(ops_server: ServerProcess,
+                                              phones: tuple[Phone, Phone]) -> None:
+    a, b = phones
+    call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{ops_server.udp_port}")
+    a.hangup(call)
+    b.wait_call_state(incoming, "DISCONNECTED", 10)
+    lines = [json.loads(line) for line in ops_server.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    about_calls = [line for line in lines if "call" in line]
+    assert about_calls
+    for line in about_calls:
+        assert line.get("call_id"), line
+
+
+def test_no_server_exits_3(tmp_path: Path) -> None:
+    config = tmp_path / "softswitch.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    for args in (["calls"], ["calls", "show", "abc"], ["calls", "hangup", "abc"], ["trunks"],
+                 ["relays"]):
+        result = subprocess.run([sys.executable, "-m", "softswitch", *args, "--config",
+                                 str(config)], cwd=ROOT, capture_output=True, text=True,
+                                timeout=30)
+        assert result.returncode == 3, (args, result)
+        assert "no running server" in result.stderr and not result.stdout
+
+
+def test_api_off_loopback_needs_the_token(own_server: ServerProcess) -> None:
+    """Listening on 127.0.0.2 stands for "elsewhere": every request must carry the token."""
+    own_server.extra_config = f"management:\n  listen: 127.0.0.2:0\n  token: {TOKEN}\n"
+    own_server.start()
+    url = json.loads((own_server.data_dir / "management.json").read_text())["url"]
+    assert url.startswith("http://127.0.0.2:")
+    for token in (None, "wrong-token-0000000000", TOKEN[:-1]):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            api(own_server, "/api/calls", token=token)
+        assert refused.value.code == 401
+        with pytest.raises(urllib.error.HTTPError):
+            api(own_server, "/metrics", token=token)
+    assert api(own_server, "/api/calls", token=TOKEN) == []
+    assert "softswitch_calls_active" in api(own_server, "/metrics", token=TOKEN)
+    # The CLI takes the token from the configuration, or the environment.
+    assert cli(own_server, "calls").stdout.strip() == "no calls in progress"
+    wrong = cli(own_server, "calls", env={"SOFTSWITCH_API_TOKEN": "not-the-token-xxxxxx"})
+    assert wrong.returncode == 1 and "refused the token" in wrong.stderr
+    assert TOKEN not in wrong.stderr + wrong.stdout
+    assert TOKEN not in own_server.log_path.read_text()
