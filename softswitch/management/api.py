@@ -192,8 +192,9 @@ class ApiResource(Resource):
                 return self._write(request, _error(
                     401, "a valid token is required (Authorization: Bearer TOKEN)"))
         body = b""
-        if request.content is not None:
-            body = request.content.read(MAX_BODY + 1)
+        content = getattr(request, "content", None)
+        if content is not None:
+            body = content.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
             return self._write(request, _error(413, "request body too large"))
         path = (request.path or b"/").decode("utf-8", "replace")

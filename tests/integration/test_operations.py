@@ -334,3 +334,49 @@ def test_api_off_loopback_needs_the_token(own_server: ServerProcess) -> None:
     assert wrong.returncode == 1 and "refused the token" in wrong.stderr
     assert TOKEN not in wrong.stderr + wrong.stdout
     assert TOKEN not in own_server.log_path.read_text()
+
+
+def test_top_shows_the_call_opens_its_ladder_and_hangs_it_up(
+        ops_server: ServerProcess, phones: tuple[Phone, Phone]) -> None:
+    """`softswitch top` driven by textual's pilot, against the real server."""
+    import asyncio
+
+    from textual.widgets import DataTable, Static
+
+    from softswitch.cli.api_client import ApiClient
+    from softswitch.cli.top_app import CallScreen, TopApp
+
+    a, b = phones
+    call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{ops_server.udp_port}")
+    url = json.loads((ops_server.data_dir / "management.json").read_text())["url"]
+
+    async def until(pilot: Any, predicate: Any, what: str, timeout: float = 10.0) -> None:
+        for _ in range(int(timeout / 0.05)):
+            if predicate():
+                return
+            await pilot.pause(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def drive() -> None:
+        app = TopApp(ApiClient(url))
+        async with app.run_test(size=(160, 50)) as pilot:
+            table = app.query_one("#calls", DataTable)
+            await until(pilot, lambda: table.row_count == 1, "the call in the table")
+            row = table.get_row_at(0)
+            assert row[1] == "1001" and row[3] == "confirmed"
+            status = str(app.query_one("#status", Static).render())
+            assert "calls 1" in status and "registrations 2" in status
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, CallScreen), "the detail")
+            detail = app.screen.query_one("#detail", Static)
+            await until(pilot, lambda: "INVITE" in str(detail.render()), "the ladder")
+            assert "legs:" in str(detail.render())
+            await pilot.press("h")
+            await until(pilot, lambda: "(ended)" in str(detail.render()), "the call ended",
+                        timeout=15)
+            await pilot.press("escape")
+            await until(pilot, lambda: table.row_count == 0, "the table empty")
+
+    asyncio.run(drive())
+    a.wait_call_state(call, "DISCONNECTED", 10)
+    b.wait_call_state(incoming, "DISCONNECTED", 10)
