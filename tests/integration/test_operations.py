@@ -92,9 +92,10 @@ def phones(ops_server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Phone, P
 def cli(server: ServerProcess, *args: str, env: dict[str, str] | None = None,
         ) -> subprocess.CompletedProcess[str]:
     """`softswitch ARGS` with its output on a pipe (so listings are one record per line)."""
+    # `users` works on the directory file only: it has no --data-dir.
+    where = [] if args[0] == "users" else ["--data-dir", str(server.data_dir)]
     return subprocess.run(
-        [sys.executable, "-m", "softswitch", *args, "--config", str(server.config_path),
-         "--data-dir", str(server.data_dir)],
+        [sys.executable, "-m", "softswitch", *args, "--config", str(server.config_path), *where],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
         env=dict(os.environ, **(env or {})))
 
@@ -240,28 +241,30 @@ def test_every_listing_command_on_a_pipe_gives_whole_records(
         ops_server: ServerProcess, phones: tuple[Phone, Phone]) -> None:
     a, b = phones
     call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{ops_server.udp_port}")
-    wait_for(lambda: cli(ops_server, "calls").stdout.count("\n") == 2, 10, "the call listed")
-    outputs = {}
-    for args in (["registrations"], ["calls"], ["trunks"], ["cdr"]):
+    live = wait_for(lambda: (r := cli(ops_server, "calls")).stdout.count("\n") == 2 and r,
+                    10, "the call listed")
+    a.hangup(call)
+    b.wait_call_state(incoming, "DISCONNECTED", 10)
+    wait_for(lambda: "<1001>\t1002\t" in cli(ops_server, "cdr").stdout, 10, "the CDR")
+    outputs = {"calls": live.stdout.splitlines()}
+    for args in (["registrations"], ["trunks"], ["cdr"], ["users", "list"]):
         result = cli(ops_server, *args)
         assert result.returncode == 0, (args, result.stderr)
-        lines = result.stdout.splitlines()
-        assert len(lines) >= 2, (args, result.stdout)
+        outputs[args[0]] = result.stdout.splitlines()
+    for name, lines in outputs.items():
+        assert len(lines) >= 2, (name, lines)
         width = len(lines[0].split("\t"))
-        assert width > 2 and all(len(line.split("\t")) == width for line in lines), args
-        assert not any(c in result.stdout for c in "│┃━─"), args  # no box drawing
-        outputs[args[0]] = lines
+        assert width > 2 and all(len(line.split("\t")) == width for line in lines), name
+        assert not any(c in "\n".join(lines) for c in "│┃━─"), name  # no box drawing
     # Every field whole: grep finds the record by values that would wrap in a table.
     contact = next(line for line in outputs["registrations"][1:] if line.startswith("1001@"))
     assert re.search(r"\tsip:1001@127\.0\.0\.1:\d+[^\t]*\t", contact)
     assert any(line.split("\t")[1] == "1001" for line in outputs["calls"][1:])
+    assert any("1001" in line.split("\t") for line in outputs["users"][1:])
+    assert any(line.split("\t")[1] == "Alice Example <1001>" and line.split("\t")[2] == "1002"
+               for line in outputs["cdr"][1:])  # `softswitch cdr | grep 1001` finds it
     [trunk] = outputs["trunks"][1:]
     assert trunk.split("\t")[:3] == ["carrier", "udp:192.0.2.50:5999", "from-trunk"]
-    a.hangup(call)
-    b.wait_call_state(incoming, "DISCONNECTED", 10)
-    cdr = wait_for(lambda: [line for line in cli(ops_server, "cdr").stdout.splitlines()
-                            if "\t1001\t" in line or "<1001>" in line], 10, "the CDR line")
-    assert all(len(line.split("\t")) == len(outputs["cdr"][0].split("\t")) for line in cdr)
     relays = cli(ops_server, "relays")
     assert relays.returncode == 0 and "no relay configured" in relays.stdout
 
