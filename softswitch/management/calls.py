@@ -149,7 +149,9 @@ def detail(call: CallSnapshot, log: MessageLog, streams: list[StreamFigures],
             "ringing": ringing,
             "answered": call.answered,
             "ended": call.ended,
-            "setup": round((ringing if ringing is not None else end) - call.started, 3),
+            # Post-dial delay: until it rang, or was answered without ringing.
+            "setup": round(next(t for t in (ringing, call.answered, end) if t is not None)
+                           - call.started, 3),
             "answer_delay": round(call.answered - call.started, 3)
             if call.answered is not None else None,
             "duration": round(end - call.started, 3),

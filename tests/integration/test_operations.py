@@ -383,3 +383,41 @@ def test_top_shows_the_call_opens_its_ladder_and_hangs_it_up(
     asyncio.run(drive())
     a.wait_call_state(call, "DISCONNECTED", 10)
     b.wait_call_state(incoming, "DISCONNECTED", 10)
+
+
+def test_top_in_a_real_terminal(ops_server: ServerProcess, phones: tuple[Phone, Phone],
+                                tmp_path: Path) -> None:
+    """`softswitch top` in tmux: the call shows, Enter opens its ladder, q quits."""
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    a, b = phones
+    call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{ops_server.udp_port}")
+    tmux = ["tmux", "-L", f"softswitch-test-{os.getpid()}", "-f", "/dev/null"]
+    command = " ".join([sys.executable, "-m", "softswitch", "top", "--config",
+                        str(ops_server.config_path), "--data-dir", str(ops_server.data_dir)])
+    subprocess.run([*tmux, "new-session", "-d", "-s", "top", "-x", "160", "-y", "45",
+                    "-c", str(ROOT), command], check=True, timeout=10)
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "top"], capture_output=True,
+                              text=True, timeout=10).stdout
+
+    try:
+        wait_for(lambda: "1001" in screen() and "confirmed" in screen(), 20, "the call in top")
+        assert "calls 1" in screen()
+        subprocess.run([*tmux, "send-keys", "-t", "top", "Enter"], check=True, timeout=10)
+        wait_for(lambda: "legs:" in screen() and "user agent softswitch-test-phone" in screen(),
+                 10, "the call's detail")
+        subprocess.run([*tmux, "send-keys", "-t", "top", "Escape"], check=True, timeout=10)
+        # Back on the list (a key sent at once would read as Alt+key after Escape).
+        wait_for(lambda: "calls 1" in screen(), 10, "the list again")
+        subprocess.run([*tmux, "send-keys", "-t", "top", "q"], check=True, timeout=10)
+        wait_for(lambda: subprocess.run([*tmux, "has-session", "-t", "top"],
+                                        capture_output=True, timeout=10).returncode != 0,
+                 10, "top to quit")
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+        a.hangup(call)
+        b.wait_call_state(incoming, "DISCONNECTED", 10)
