@@ -151,6 +151,24 @@ class HepCapture:
     def message_sent(self, message: Request | Response, peer: Peer, now: float) -> None:
         self._capture(message, peer, now, False)
 
+    def rtcp_report(self, call_id: str, source: tuple[str, int], destination: tuple[str, int],
+                    report: str, now: float) -> None:
+        """An RTCP report from the relay, as the JSON Homer shows (payload type 5).
+
+        The relay's hook: it calls this with the report it decoded and the
+        Call-ID of the leg, so that Homer shows the quality next to the call.
+        """
+        try:
+            datagram = encode(HepPacket(
+                protocol=socket.IPPROTO_UDP, source=source, destination=destination, time=now,
+                payload=report.encode(), payload_type=RTCP_JSON, correlation_id=call_id,
+                agent_id=self.agent_id, auth_key=self.auth_key))
+        except (ValueError, struct.error):
+            self.skipped += 1
+            return
+        self.send(datagram)
+        self.sent += 1
+
     def _capture(self, message: Request | Response, peer: Peer, now: float,
                  received: bool) -> None:
         ours = self.local(peer)

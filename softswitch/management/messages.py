@@ -59,7 +59,7 @@ class Captured:
 class MessageLog:
     """Rings of messages by Call-ID; the snapshots of the last finished calls."""
 
-    def __init__(self, ring_size: int = 64, max_rings: int = 20000,
+    def __init__(self, ring_size: int = 64, max_rings: int = 10000,
                  keep_finished: int = 100) -> None:
         self.ring_size = ring_size
         self.max_rings = max_rings

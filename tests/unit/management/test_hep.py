@@ -99,3 +99,12 @@ def test_capture_sends_each_message_with_its_addresses_and_skips_host_names() ->
     assert first.protocol == socket.IPPROTO_TCP and first.correlation_id == "cid-1"
     assert second.source == ("10.0.0.1", 5060) and second.destination == ("10.0.0.2", 5062)
     assert capture.sent == 2 and capture.skipped == 1
+
+
+def test_rtcp_reports_go_as_json_with_the_call_id() -> None:
+    sent: list[bytes] = []
+    capture = HepCapture(sent.append, lambda peer: ("10.0.0.1", 5060))
+    capture.rtcp_report("cid-9", ("10.0.0.1", 30001), ("10.0.0.2", 4001), '{"type": 200}', 5.0)
+    [packet] = [decode(d) for d in sent]
+    assert packet.payload_type == 5 and packet.correlation_id == "cid-9"
+    assert packet.payload == b'{"type": 200}' and packet.source == ("10.0.0.1", 30001)
