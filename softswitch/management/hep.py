@@ -16,6 +16,7 @@ messages and RTCP reports).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -54,25 +55,39 @@ def _chunk(kind: int, value: bytes) -> bytes:
     return struct.pack("!HHH", 0, kind, 6 + len(value)) + value
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed(host: str) -> tuple[int, bytes]:
+    """IP version and packed address of `host` (ValueError if not an IP); cached:
+    a server talks to the same few addresses all day, and parsing one costs more
+    than the rest of the packet."""
+    address = ipaddress.ip_address(host)
+    return address.version, address.packed
+
+
+_HEAD = struct.Struct("!HHHB")  # a chunk of one byte
+_PORT = struct.Struct("!HHHH")
+_WORD = struct.Struct("!HHHI")
+
+
 def encode(packet: HepPacket) -> bytes:
     """The HEP v3 datagram of `packet`; ValueError if the addresses are not IPs of one family."""
-    src = ipaddress.ip_address(packet.source[0])
-    dst = ipaddress.ip_address(packet.destination[0])
-    if src.version != dst.version:
+    src_version, src = _packed(packet.source[0])
+    dst_version, dst = _packed(packet.destination[0])
+    if src_version != dst_version:
         raise ValueError("source and destination are of different IP families")
-    v4 = src.version == 4
+    v4 = src_version == 4
     seconds = int(packet.time)
     chunks = [
-        _chunk(1, bytes([socket.AF_INET if v4 else socket.AF_INET6])),
-        _chunk(2, bytes([packet.protocol])),
-        _chunk(3 if v4 else 5, src.packed),
-        _chunk(4 if v4 else 6, dst.packed),
-        _chunk(7, struct.pack("!H", packet.source[1])),
-        _chunk(8, struct.pack("!H", packet.destination[1])),
-        _chunk(9, struct.pack("!I", seconds)),
-        _chunk(10, struct.pack("!I", min(999999, int((packet.time - seconds) * 1e6)))),
-        _chunk(11, bytes([packet.payload_type])),
-        _chunk(12, struct.pack("!I", packet.agent_id)),
+        _HEAD.pack(0, 1, 7, socket.AF_INET if v4 else socket.AF_INET6),
+        _HEAD.pack(0, 2, 7, packet.protocol),
+        _chunk(3 if v4 else 5, src),
+        _chunk(4 if v4 else 6, dst),
+        _PORT.pack(0, 7, 8, packet.source[1]),
+        _PORT.pack(0, 8, 8, packet.destination[1]),
+        _WORD.pack(0, 9, 10, seconds),
+        _WORD.pack(0, 10, 10, min(999999, int((packet.time - seconds) * 1e6))),
+        _HEAD.pack(0, 11, 7, packet.payload_type),
+        _WORD.pack(0, 12, 10, packet.agent_id),
     ]
     if packet.auth_key:
         chunks.append(_chunk(14, packet.auth_key.encode()))
