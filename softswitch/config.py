@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
@@ -129,6 +137,69 @@ class LogSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    """`127.0.0.1:8089`, `[::1]:8089`; ValueError otherwise."""
+    if text.startswith("["):
+        host, close, rest = text[1:].partition("]")
+        if not close or not rest.startswith(":"):
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        port = rest[1:]
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return host, int(port)
+
+
+def _check_host_port(text: str) -> str:
+    _host_port(text)
+    return text
+
+
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class ManagementSettings(_Model):
+    """The HTTP API of `softswitch calls`, `top` and `/metrics` (docs/operations.md).
+
+    On 127.0.0.1 by default; listening anywhere else requires `token`,
+    which every request must then carry (Authorization: Bearer TOKEN).
+    Port 0 takes any free port; the CLI finds it in the data dir.
+    """
+
+    enabled: bool = True
+    listen: HostPort = "127.0.0.1:8089"
+    token: SecretStr | None = Field(None, min_length=16)  # SecretStr: never in a repr
+    ring_size: int = Field(64, ge=8, le=1024, description="SIP messages kept per Call-ID")
+    keep_finished: int = Field(100, ge=0, le=10000, description="ended calls kept for inspection")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return _host_port(self.listen)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> ManagementSettings:
+        if self.enabled and self.address[0] not in LOOPBACK_HOSTS and not self.token:
+            raise ValueError(f"listen {self.listen} is not 127.0.0.1 or ::1: set a token "
+                             "(16 characters or more) that clients must send")
+        return self
+
+
+class HepSettings(_Model):
+    """HEP v3 capture to a Homer collector (docs/operations.md); off without `collector`."""
+
+    collector: HostPort | None = None
+    agent_id: int = Field(0, ge=0, le=0xFFFFFFFF)
+    auth_key: str | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return _host_port(self.collector) if self.collector else None
+
+
 class Settings(_Model):
     listen: list[ListenText] = Field(default_factory=lambda: ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"])
     advertised_address: str | None = None
@@ -144,6 +215,8 @@ class Settings(_Model):
     # DNS servers (HOST:PORT) for RFC 3263 lookups of trunk and URI host names;
     # empty: the system's resolver (/etc/resolv.conf, /etc/hosts).
     dns_servers: list[str] = Field(default_factory=list)
+    management: ManagementSettings = ManagementSettings()
+    hep: HepSettings = HepSettings()
 
     @property
     def dns_server_addresses(self) -> list[tuple[str, int]]:

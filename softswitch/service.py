@@ -38,6 +38,7 @@ from softswitch.directory import Directory, DirectoryError, load_directory
 from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
+from softswitch.management.service import ManagementService
 from softswitch.mwi_service import MwiService
 from softswitch.registrar import Registrar, RegistrarPolicy
 from softswitch.routing import DialplanService
@@ -199,6 +200,12 @@ class CallService(Service):
         self.cdrs: SQLiteCdrStore | None = None
         self.calls: SQLiteCallStateStore | None = None
         self.b2bua: B2BUA | None = None
+        # Told of every ended call after its CDR is queued (the call inspection, metrics).
+        self.end_hooks: list[Callable[[CallSnapshot], None]] = []
+
+    def local_address(self, peer: Any) -> tuple[str, int]:
+        """Our address and port on the path to `peer` (for Via, Contact, HEP capture)."""
+        return self._local(peer)
 
     def _local(self, peer: Any) -> tuple[str, int]:
         transports = self.sip.transports
@@ -243,7 +250,7 @@ class CallService(Service):
         assert self.calls is not None
         self.calls.save_snapshot(snapshot.uuid, snapshot.started, snapshot.as_dict()).addErrback(
             lambda f: self.log.error("call_state_save_failed", call=snapshot.uuid,
-                                     error=str(f.value)))
+                                     call_id=snapshot.call_id, error=str(f.value)))
 
     def _ended(self, snapshot: CallSnapshot) -> None:
         assert self.cdrs is not None and self.calls is not None
@@ -264,7 +271,13 @@ class CallService(Service):
             # and the second CDR is ignored (written once per call uuid).
             done.addCallback(lambda _: calls.remove(snapshot.uuid))
         done.addErrback(lambda f: self.log.error("cdr_write_failed", call=snapshot.uuid,
-                                                 error=str(f.value)))
+                                                 call_id=snapshot.call_id, error=str(f.value)))
+        for hook in self.end_hooks:
+            try:
+                hook(snapshot)
+            except Exception:  # noqa: BLE001 - inspection must never lose a CDR or a call
+                self.log.exception("call_end_hook_failed", call=snapshot.uuid,
+                                   call_id=snapshot.call_id)
 
     def stopService(self) -> None:  # noqa: N802
         if self.b2bua is not None:
@@ -337,6 +350,9 @@ class Application(MultiService):
                                             self.sip.transports.local_port(peer.transport)),
                               reactor)
         self.mwi.setServiceParent(self)
+        # After the calls: its observers and hooks need the core and the B2BUA.
+        self.management = ManagementService(self, reactor)
+        self.management.setServiceParent(self)
         self.lock = DataDirLock(data_dir)
         PidFile(self.lock).setServiceParent(self)
 
@@ -362,7 +378,7 @@ class Application(MultiService):
                                  hint="put your provider's details in the configuration, "
                                  "see docs/trunks.md")
 
-    def reload(self) -> None:
+    def reload(self) -> list[ReloadPart]:
         """Re-read what can change at run time (directory, dialplan); say how it went.
 
         The outcome goes to DATA_DIR/reload-status.json, where `softswitch
@@ -381,6 +397,7 @@ class Application(MultiService):
             if isinstance(part, ReloadPart):
                 parts.append(part)
         self._write_reload_status(parts)
+        return parts
 
     def _write_reload_status(self, parts: list[ReloadPart]) -> None:
         try:

@@ -94,6 +94,7 @@ class B2BUA:
             ev.CallChanged: self._call_changed, ev.CallEnded: self._call_ended,
             ev.OtherCall: self._other_call, ev.Log: self._log}
         self._server_refs = 0
+        self.calls_started = 0  # calls given a machine since start (metrics)
         self.log = get_logger("softswitch.b2bua")
 
     def install(self) -> None:
@@ -173,6 +174,7 @@ class B2BUA:
             caller = replace(caller, domain=self.identity.default_domain())
         machine, effects = CallMachine.incoming(self.settings, ref, request, tx.source, caller,
                                                 dest, self.plan(), negotiation, now)
+        self.calls_started += 1
         ctx = CallContext(machine)
         ctx.servers[ref] = tx
         self.calls.add(machine.uuid, ctx, invite_key=id(tx))

@@ -18,6 +18,7 @@ def main() -> None:
 
 
 def _register_commands() -> None:
+    from softswitch.cli.calls_cmd import calls
     from softswitch.cli.cdr_cmd import cdr
     from softswitch.cli.dialplan_cmd import dialplan
     from softswitch.cli.media_cmd import media
@@ -25,6 +26,8 @@ def _register_commands() -> None:
     from softswitch.cli.registrations_cmd import registrations
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
+    from softswitch.cli.top_cmd import top
+    from softswitch.cli.trunks_cmd import relays, trunks
     from softswitch.cli.users_cmd import users
     from softswitch.cli.voicemail_cmd import voicemail
 
@@ -37,6 +40,10 @@ def _register_commands() -> None:
     main.add_command(media)
     media.add_command(prompts)
     main.add_command(voicemail)
+    main.add_command(calls)
+    main.add_command(trunks)
+    main.add_command(relays)
+    main.add_command(top)
 
 
 _register_commands()

@@ -97,7 +97,10 @@ class ServerProcess:
             f"directory: {self.directory or conf / 'directory.yaml'}\n"
             f"dialplan: {self.dialplan or conf / 'dialplan.yaml'}\n"
             f"log:\n  format: json\n  level: debug\n"
-            f"{self.extra_config}")
+            # Any free port for the management API: tests run servers side by side.
+            + ("" if "management:" in self.extra_config
+               else "management:\n  listen: 127.0.0.1:0\n")
+            + f"{self.extra_config}")
 
     def start(self, timeout: float = 20.0, output: IO[bytes] | None = None) -> None:
         """Start and wait until it answers OPTIONS; its output goes to `output` or the log."""
