@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.python.failure import Failure
 
 from softswitch.auth import Authenticator, load_secret
@@ -269,7 +269,9 @@ class CallService(Service):
         if snapshot.answered is not None:
             # The CDR first: a crash in between sends a BYE again on restart,
             # and the second CDR is ignored (written once per call uuid).
-            done.addCallback(lambda _: calls.remove(snapshot.uuid))
+            done.addCallback(lambda _: calls.remove(snapshot.uuid).addErrback(
+                lambda f: self.log.error("call_state_remove_failed", call=snapshot.uuid,
+                                         call_id=snapshot.call_id, error=str(f.value))))
         done.addErrback(lambda f: self.log.error("cdr_write_failed", call=snapshot.uuid,
                                                  call_id=snapshot.call_id, error=str(f.value)))
         for hook in self.end_hooks:
@@ -279,13 +281,20 @@ class CallService(Service):
                 self.log.exception("call_end_hook_failed", call=snapshot.uuid,
                                    call_id=snapshot.call_id)
 
-    def stopService(self) -> None:  # noqa: N802
+    def stopService(self) -> Deferred[None]:  # noqa: N802
         if self.b2bua is not None:
             self.b2bua.stop()
         super().stopService()
-        for store in (self.cdrs, self.calls):
-            if store is not None:
-                store.close()
+        if self.cdrs is not None:
+            self.cdrs.close()  # commits the last CDRs; their callbacks wait for the reactor
+        # Those callbacks remove the ended calls from the call store: close it
+        # only after them (thread calls run before the next timed call), or a
+        # restart would find the calls again and BYE them a second time.
+        return deferLater(self.reactor, 0, self._close_call_store)
+
+    def _close_call_store(self) -> None:
+        if self.calls is not None:
+            self.calls.close()
 
 
 EMERGENCY_NUMBERS = frozenset({"911", "112"})
