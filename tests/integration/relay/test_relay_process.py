@@ -29,8 +29,9 @@ def free_udp_port() -> int:
 
 
 class RelayProcess:
-    def __init__(self, data_dir: Path, low: int, high: int) -> None:
+    def __init__(self, data_dir: Path, low: int, high: int, *extra: str) -> None:
         self.data_dir = data_dir
+        self.extra = list(extra)
         self.low, self.high = low, high
         self.control = (HOST, free_udp_port())
         self.process: subprocess.Popen[bytes] | None = None
@@ -43,7 +44,7 @@ class RelayProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "softswitch", "relay", "--control",
              f"udp:{HOST}:{self.control[1]}", "--ports", f"{self.low}-{self.high}",
-             "--advertise", HOST, "--data-dir", str(self.data_dir)],
+             "--advertise", HOST, "--data-dir", str(self.data_dir), *self.extra],
             cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=open(self.data_dir / "relay.log", "ab"))  # noqa: SIM115
         wait_for(self._pong, timeout=20, what="the relay to answer ping")
@@ -302,5 +303,55 @@ def test_kill_9_and_restart_keeps_the_stream(tmp_path: Path,
         flows(a, to_a, b, 4)
         q = relay.command({"command": "query", "call-id": "survivor"})
         assert q["result"] == "ok" and q["totals"]["RTP"]["packets"] >= 2
+    finally:
+        relay.stop()
+
+
+def test_a_port_held_by_another_program_is_refused_then_skipped(
+        tmp_path: Path, phones: tuple[Phone, Phone, Phone]) -> None:
+    a, b, _ = phones
+    low, high = port_range(8)
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((HOST, low))  # the first pair the relay would hand out
+    relay = RelayProcess(tmp_path, low, high)
+    relay.start()
+    try:
+        out = relay.command({"command": "offer", "call-id": "squat", "from-tag": "A",
+                             "to-tag": "B", "sdp": a.sdp()})
+        assert out["result"] == "error" and str(low) in out["error-reason"]
+        assert relay.command({"command": "query", "call-id": "squat"})["result"] == "error"
+        to_a, to_b = call(relay, a, b, "after")
+        assert low not in (to_a, to_b)
+        flows(a, to_a, b, 1)
+    finally:
+        relay.stop()
+        squatter.close()
+
+
+def test_silent_call_is_torn_down_and_the_softswitch_told_until_it_acks(
+        tmp_path: Path, phones: tuple[Phone, Phone, Phone]) -> None:
+    a, b, softswitch = phones
+    low, high = port_range(8)
+    relay = RelayProcess(tmp_path, low, high, "--notify", f"udp:{HOST}:{softswitch.port}",
+                         "--silence-timeout", "1")
+    relay.start()
+    try:
+        to_a, to_b = call(relay, a, b, "quiet")
+        flows(a, to_a, b, 1)
+        softswitch.sock.settimeout(5)
+        data, source = softswitch.sock.recvfrom(2048)
+        cookie, message = ng.decode(data)
+        assert message == {"command": "teardown", "call-id": "quiet", "reason": "media timeout"}
+        again, _ = softswitch.sock.recvfrom(2048)  # not acknowledged: sent again
+        assert ng.decode(again)[0] == cookie
+        softswitch.sock.sendto(ng.encode(cookie, {"result": "ok"}), source)
+        assert relay.command({"command": "query", "call-id": "quiet"})["result"] == "error"
+        softswitch.sock.settimeout(2.5)
+        late = 0
+        with pytest.raises(TimeoutError):  # acknowledged: no more repeats
+            while late < 2:  # one already on its way is fine; a second is not
+                softswitch.sock.recvfrom(2048)
+                late += 1
+        assert late < 2
     finally:
         relay.stop()

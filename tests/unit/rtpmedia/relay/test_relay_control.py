@@ -243,7 +243,7 @@ def test_record_round_trip_and_restore_takes_the_same_ports() -> None:
     again = Call.from_record(record)
     assert again.record() == record
     fresh = control()
-    effects = fresh.restore(again)
+    effects = fresh.restore(again, 10)
     assert sorted(e.end.port for e in effects if isinstance(e, Bind)) == \
         sorted(e.port for e in call.ends())
     assert fresh.pool.available == fresh.pool.capacity - 2
