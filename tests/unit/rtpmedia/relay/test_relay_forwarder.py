@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -75,7 +76,7 @@ def rig() -> Iterator[tuple[Control, Forwarder, FakeReactor, FakeKernel, list[Me
     reactor, kernel = FakeReactor(), FakeKernel()
     latched: list[MediaEnd] = []
     forwarder = Forwarder(reactor, HOST, kernel, latched.append)
-    low = 52000 + (id(reactor) % 500) * 2
+    low = random.randrange(20000, 32000, 2)
     control = Control(PortPool(low, low + 19), HOST, kernel_counts=forwarder.kernel_counts)
     yield control, forwarder, reactor, kernel, latched
     forwarder.close()
