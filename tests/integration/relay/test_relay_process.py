@@ -354,3 +354,48 @@ def test_silent_call_is_torn_down_and_the_softswitch_told_until_it_acks(
         assert late < 2
     finally:
         relay.stop()
+
+
+def test_rtcp_on_its_own_port_and_demultiplexed(relay: RelayProcess) -> None:
+    """A multiplexes RTCP on its RTP port (rtcp-mux-demux); B uses RTP port + 1."""
+    a = Phone()
+    b_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for base in range(20001, 32000, 2):  # B needs an even/odd pair of its own
+        try:
+            b_rtp.bind((HOST, base - 1))
+            b_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            b_rtcp.bind((HOST, base))
+            break
+        except OSError:
+            b_rtp.close()
+            b_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b_rtcp.settimeout(0.2)
+    b_port = b_rtp.getsockname()[1]
+    try:
+        out = relay.command({"command": "offer", "call-id": "rtcp", "from-tag": "A",
+                             "to-tag": "B", "sdp": a.sdp(extra="a=rtcp-mux\r\n"),
+                             "rtcp-mux": ["demux"]})
+        back = relay.command({"command": "answer", "call-id": "rtcp", "from-tag": "A",
+                              "to-tag": "B", "sdp": a.sdp(port=b_port)})
+        assert "a=rtcp-mux" not in out["sdp"] and "a=rtcp-mux" in back["sdp"]
+        to_a, to_b = relay_port(back["sdp"]), relay_port(out["sdp"])
+        receiver_report = bytes([0x81, 201, 0, 7]) + bytes(28)  # RR, one report block
+
+        def rtcp_through() -> tuple[bytes, Any] | None:
+            a.sock.sendto(receiver_report, (HOST, to_a))  # on A's RTP port: muxed
+            try:
+                return b_rtcp.recvfrom(2048)
+            except TimeoutError:
+                return None
+        data, source = wait_for(rtcp_through, timeout=5, what="RTCP through the relay")
+        assert data == receiver_report and source == (HOST, to_b + 1)
+        b_rtcp.sendto(receiver_report, (HOST, to_b + 1))  # B's RTCP goes to A's RTP port
+        got = wait_for(a.receive, timeout=5, what="RTCP back to A")
+        assert got == (receiver_report, (HOST, to_a))
+        q = relay.command({"command": "query", "call-id": "rtcp"})
+        assert q["totals"]["RTCP"]["packets"] >= 2
+    finally:
+        relay.command({"command": "delete", "call-id": "rtcp"})
+        a.close()
+        b_rtp.close()
+        b_rtcp.close()
