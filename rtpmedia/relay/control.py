@@ -545,11 +545,13 @@ class Control:
                         expected is not None and end.latched[0] == expected[0]
                         and trusted):
                     end.unlatch()
-            if end.kernelized is not None or (end.sink is not None
-                                              and end.sink.kernelized is not None):
-                # RFC 3264 8: a new offer may move the stream; until packets show
-                # where it went, the stream is forwarded (and watched) in userspace.
+            # RFC 3264 8: a new offer or answer may move the stream, or pair this
+            # party with another fork; the old flows leave the kernel, and the
+            # glue installs the new pair once both of its sides are latched.
+            if end.kernelized is not None:
                 effects.append(Unkernel(end))
+            if end.sink is not None and end.sink.kernelized is not None:
+                effects.append(Unkernel(end.sink))
 
     def _strictness(self, author: Monologue, other: Monologue, opts: Options) -> None:
         strict = "strict-source" in opts.flags
