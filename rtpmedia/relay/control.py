@@ -520,6 +520,7 @@ class Control:
         for end, line in zip(mono.ends, lines, strict=False):
             end.media = line.media
             end.on_hold = line.on_hold
+            end.clock_rate = line.clock_rate
             if offer:
                 end.mux_offered = line.mux
                 end.mux_accept = bool({"accept", "demux"} & opts.rtcp_mux)

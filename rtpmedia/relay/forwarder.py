@@ -171,7 +171,7 @@ class Forwarder:
 
     def bind(self, end: MediaEnd) -> None:
         """Open and watch `end`'s RTP and RTCP ports. OSError if the system refuses."""
-        if end.health is None:
+        if end.health is None or end.health.clock_rate != end.clock_rate:
             end.health = StreamHealth(end.clock_rate)
         family = socket.AF_INET6 if ":" in self.listen else socket.AF_INET
         opened: list[tuple[int, socket.socket, bool]] = []
@@ -194,6 +194,11 @@ class Forwarder:
                 self.sockets[port] = sock
             self._by_fd[reader.fileno()] = reader
             self._epoll.register(reader.fileno(), select.EPOLLIN)
+
+    def refresh(self, end: MediaEnd) -> None:
+        """New SDP may name another codec: health figures follow its clock rate."""
+        if end.health is not None and end.health.clock_rate != end.clock_rate:
+            end.health = StreamHealth(end.clock_rate)
 
     def unbind(self, end: MediaEnd) -> None:
         self.unkernel(end)

@@ -19,9 +19,10 @@ except ImportError:  # pragma: no cover
 class StreamHealth:
     """What one party's RTP and RTCP say about its stream."""
 
-    __slots__ = ("_stats", "_reports")
+    __slots__ = ("clock_rate", "_stats", "_reports")
 
     def __init__(self, clock_rate: int) -> None:
+        self.clock_rate = clock_rate
         self._stats: Any = _quality.ReceptionStats(clock_rate) if _quality is not None else None
         self._reports: list[Any] = []
 

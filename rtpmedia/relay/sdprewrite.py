@@ -51,6 +51,7 @@ class MediaLine:
     mux: bool
     direction: str
     codecs: tuple[str, ...]  # encoding names, upper case
+    clock_rate: int = 8000  # of the first codec (RTP timestamps, for jitter)
 
     @property
     def relayed(self) -> bool:
@@ -104,7 +105,8 @@ def read(sdp: SessionDescription) -> list[MediaLine]:
             index=index, media=media.media, proto=media.proto, rtp=rtp, rtcp=rtcp,
             mux=media.attribute("rtcp-mux") is not None,
             direction=sdp.media_direction(media).value,
-            codecs=tuple((c.name or "").upper() for c in media.codecs)))
+            codecs=tuple((c.name or "").upper() for c in media.codecs),
+            clock_rate=next((c.clock_rate for c in media.codecs if c.clock_rate), 8000)))
     return out
 
 

@@ -258,6 +258,7 @@ class Relay(Service):
         self.store.apply(saves.values(), forgets)
         for call in saves.values():
             for end in call.ends():  # streams still latched go back to the kernel
+                self.forwarder.refresh(end)
                 self.forwarder.kernelize(end)
         for effect in effects:
             if isinstance(effect, Teardown):

@@ -93,3 +93,10 @@ def test_transport_protocol() -> None:
 def test_bad_sdp_is_an_sdp_error(body: str) -> None:
     with pytest.raises(SdpError):
         read(parse(body))
+
+
+def test_clock_rate_of_the_first_codec() -> None:
+    opus = OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 111 0").replace(
+        "a=rtpmap:0 PCMU/8000", "a=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000")
+    assert read(parse(opus))[0].clock_rate == 48000
+    assert read(parse(OFFER))[0].clock_rate == 8000
