@@ -24,6 +24,7 @@ def _register_commands() -> None:
     from softswitch.cli.media_cmd import media
     from softswitch.cli.prompts_cmd import prompts
     from softswitch.cli.registrations_cmd import registrations
+    from softswitch.cli.relay_cmd import relay
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
     from softswitch.cli.top_cmd import top
@@ -44,6 +45,7 @@ def _register_commands() -> None:
     main.add_command(trunks)
     main.add_command(relays)
     main.add_command(top)
+    main.add_command(relay)
 
 
 _register_commands()

@@ -24,3 +24,10 @@ def test_any_bytes_decode_or_ng_error(datagram: bytes) -> None:
     except ng.NgError:
         return
     assert isinstance(message, dict) and cookie
+
+
+def test_keys_in_any_order_as_kamailio_and_rtpengine_write_them() -> None:
+    assert ng.decode(b"c1 d7:command4:ping8:supportsl10:load limitee") == \
+        (b"c1", {"command": "ping", "supports": ["load limit"]})
+    with pytest.raises(ng.NgError):
+        ng.decode(b"c1 d1:zi1e1:a")
