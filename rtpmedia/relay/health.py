@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:  # pragma: no cover - depends on whether the quality module has landed
-    from rtpmedia.relay import quality as _quality  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover
-    _quality = None
+from rtpmedia.relay import quality as _quality
 
 
 class StreamHealth:
