@@ -30,10 +30,61 @@ def decode(datagram: bytes) -> tuple[bytes, dict[str, Any]]:
     try:
         value = fastbencode.bdecode(body)
     except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
-        raise NgError(f"not bencode: {exc}") from None
+        # rtpengine answers, and Kamailio's module asks, with dictionary keys
+        # in insertion order, which strict bencode (and fastbencode) refuses.
+        if "disordered" not in str(exc):
+            raise NgError(f"not bencode: {exc}") from None
+        value = _decode_unordered(body)
     if not isinstance(value, dict):
         raise NgError("not a dictionary")
     return cookie, text(value)
+
+
+def _decode_unordered(body: bytes) -> Any:
+    """Bencode whose dictionary keys may come in any order (first key wins on a repeat)."""
+    try:
+        value, end = _value(body, 0, 0)
+    except (ValueError, IndexError, RecursionError) as exc:
+        raise NgError(f"not bencode: {exc}") from None
+    if end != len(body):
+        raise NgError("not bencode: data after the value")
+    return value
+
+
+_MAX_DEPTH = 32
+
+
+def _value(data: bytes, at: int, depth: int) -> tuple[Any, int]:
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deep")
+    kind = data[at:at + 1]
+    if kind == b"i":
+        end = data.index(b"e", at)
+        return int(data[at + 1:end]), end + 1
+    if kind == b"l":
+        items: list[Any] = []
+        at += 1
+        while data[at:at + 1] != b"e":
+            item, at = _value(data, at, depth + 1)
+            items.append(item)
+        return items, at + 1
+    if kind == b"d":
+        out: dict[bytes, Any] = {}
+        at += 1
+        while data[at:at + 1] != b"e":
+            key, at = _value(data, at, depth + 1)
+            if not isinstance(key, bytes):
+                raise ValueError("dictionary key is not a string")
+            item, at = _value(data, at, depth + 1)
+            out.setdefault(key, item)
+        return out, at + 1
+    if kind.isdigit():
+        colon = data.index(b":", at)
+        size = int(data[at:colon])
+        if colon + 1 + size > len(data):
+            raise ValueError("string runs past the end")
+        return data[colon + 1:colon + 1 + size], colon + 1 + size
+    raise ValueError(f"unexpected {kind!r}")
 
 
 def encode(cookie: bytes, message: dict[str, Any]) -> bytes:
