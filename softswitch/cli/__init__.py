@@ -22,6 +22,7 @@ def _register_commands() -> None:
     from softswitch.cli.dialplan_cmd import dialplan
     from softswitch.cli.media_cmd import media
     from softswitch.cli.registrations_cmd import registrations
+    from softswitch.cli.relay_cmd import relay
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
     from softswitch.cli.users_cmd import users
@@ -33,6 +34,7 @@ def _register_commands() -> None:
     main.add_command(reload)
     main.add_command(cdr)
     main.add_command(media)
+    main.add_command(relay)
 
 
 _register_commands()
