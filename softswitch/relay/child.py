@@ -70,6 +70,7 @@ class EmbeddedRelay(Service):
         self.env = env
         self.process: Any = None
         self.child: _Child | None = None
+        self.child_pid: int | None = None  # Twisted forgets the pid once the process ends
         self.started_at = 0.0
         self.wait = FIRST_WAIT
         self.restarts = 0
@@ -90,7 +91,8 @@ class EmbeddedRelay(Service):
         self.started_at = self.reactor.seconds()
         self.process = self.reactor.spawnProcess(self.child, self.argv[0], self.argv,
                                                  env=self.env, childFDs={0: "w", 1: "r", 2: "r"})
-        self.log.info("relay_started", pid=self.process.pid)
+        self.child_pid = self.process.pid
+        self.log.info("relay_started", pid=self.child_pid)
 
     def output(self, data: bytes) -> None:
         # The relay logs on its own; pass its lines on so the operator sees them.
@@ -101,7 +103,7 @@ class EmbeddedRelay(Service):
     def ended(self, child: _Child, reason: Failure) -> None:
         if child is not self.child:
             return
-        pid = self.process.pid if self.process is not None else None
+        pid = self.child_pid
         self.process = None
         if not self.running:
             return

@@ -3,8 +3,9 @@
 Two shapes are read. rtpengine puts packet counts on each stream
 (`tags.T.medias[].streams[].stats`) and quality per SSRC in the call's
 `SSRC` table (`"average MOS": {"MOS": 10x the score, "jitter": ms,
-"packet loss": %}`), the stream naming its SSRC. Our relay may also put
-`loss` (%), `jitter` (ms) and `mos` on the stream itself. Figures of a tag
+"packet loss": %}`), the stream naming its SSRC. Our relay puts them on
+the stream itself: `MOS` (tenths), `jitter_ms`, `lost` and `expected`
+(bencode has no floats; `loss`, `jitter` and `mos` are read too). Figures of a tag
 are those of the media the relay received from that leg; anything missing
 stays None. Junk never raises: the answer comes from another process.
 """
@@ -46,7 +47,13 @@ def _mos(value: Any) -> float | None:
 
 
 def _quality(stream: dict[str, Any], ssrcs: dict[str, Any]) -> tuple[Any, Any, Any]:
-    loss, jitter, mos = stream.get("loss"), stream.get("jitter"), stream.get("mos")
+    loss = stream.get("loss")
+    if loss is None:
+        lost, expected = _number(stream.get("lost")), _number(stream.get("expected"))
+        if lost is not None and expected is not None and expected > 0:
+            loss = round(100.0 * max(0.0, lost) / expected, 2)
+    jitter = stream.get("jitter", stream.get("jitter_ms"))
+    mos = stream.get("mos", stream.get("MOS"))
     ssrc = ssrcs.get(str(stream.get("SSRC", stream.get("ssrc", ""))))
     if isinstance(ssrc, dict):
         average = ssrc.get("average MOS")
@@ -76,7 +83,10 @@ def leg_figures(answer: dict[str, Any]) -> dict[str, LegFigures]:
         for media in monologue["medias"]:
             streams = media.get("streams") if isinstance(media, dict) else None
             for stream in streams if isinstance(streams, list) else ():
-                if not isinstance(stream, dict) or "RTCP" in (stream.get("flags") or ()):
+                if not isinstance(stream, dict):
+                    continue
+                flags = stream.get("flags")
+                if isinstance(flags, list) and "RTCP" in flags:
                     continue
                 stats = stream.get("stats")
                 if isinstance(stats, dict):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
@@ -170,3 +172,21 @@ def test_rtpengine_shaped_figures() -> None:
                   "C": "junk"}}
     assert leg_figures(answer) == {"A": LegFigures(100, 0.0, 2.0, 4.3), "B": LegFigures(0)}
     assert leg_figures({"tags": []}) == {} and leg_figures({}) == {}
+
+
+def test_our_relays_figures() -> None:
+    answer = {"tags": {"A": {"medias": [{"streams": [
+        {"stats": {"packets": 98}, "lost": 2, "expected": 100, "jitter_ms": 7, "MOS": 41},
+        {"flags": ["RTCP"], "stats": {"packets": 3}}]}]}}}
+    assert leg_figures(answer) == {"A": LegFigures(98, 2.0, 7.0, 4.1)}
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda children: st.lists(children, max_size=3)
+                    | st.dictionaries(st.sampled_from(
+                        ["tags", "medias", "streams", "stats", "SSRC", "packets", "MOS",
+                         "lost", "expected", "jitter", "flags", "average MOS", "x"]),
+                        children, max_size=4), max_leaves=30))
+def test_figures_from_anything_never_raise(answer: Any) -> None:
+    if isinstance(answer, dict):
+        assert isinstance(leg_figures(answer), dict)
