@@ -26,12 +26,6 @@ STABLE_AFTER = 60.0
 STOP_GRACE = 5.0
 
 
-def relay_available() -> bool:
-    """Whether this softswitch has the `softswitch relay` command to start."""
-    from softswitch.cli import main  # the command line registers its commands on import
-    return "relay" in main.commands
-
-
 def relay_command(control: str, ports: str, advertise: str, data_dir: str, notify: str,
                   *, listen_address: str | None = None,
                   silence_timeout: float | None = None) -> list[str]:

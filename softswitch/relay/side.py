@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import Config
 from softswitch.logs import get_logger
-from softswitch.relay.child import EmbeddedRelay, relay_available, relay_command
+from softswitch.relay.child import EmbeddedRelay, relay_command
 from softswitch.relay.choice import MediaChoice
 from softswitch.relay.figures import LegFigures
 from softswitch.relay.ng_client import NgClient, parse_address
@@ -140,14 +140,6 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
     media = s.media
     trunk_modes = {t.name: t.media for t in s.trunks}
     wants_relay = media.mode == "relay" or any(m == "relay" for m in trunk_modes.values())
-    if wants_relay and media.embedded and not media.relays and not relay_available():
-        # An installation without the relay process: better calls with direct
-        # media than no calls at all. Said loudly, once.
-        get_logger("softswitch.relay").error(
-            "relay_unavailable", hint="this softswitch has no `softswitch relay` command; "
-            "media flows directly between the phones")
-        wants_relay = False
-        trunk_modes = {name: "direct" for name in trunk_modes}
     if not wants_relay:
         return MediaSide(MediaChoice("direct", None, trunk_modes), None, None)
     client = NgClient(reactor, timeout=media.timeout)

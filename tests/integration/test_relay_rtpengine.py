@@ -131,3 +131,55 @@ def test_a_call_through_rtpengine(rtpengine: Rtpengine, relayed_server: ServerPr
     finally:
         a.close()
         b.close()
+
+
+def test_hold_and_resume_keep_media_through_rtpengine(rtpengine: Rtpengine,
+                                                      relayed_server: ServerProcess,
+                                                      tmp_path: Path) -> None:
+    server = relayed_server
+    a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{server.udp_port}")
+        wait_for(lambda: b.stats(incoming)["rx_packets"] > 10, 10, "RTP")
+        a.hold(call)
+        a.unhold(call)
+        before = (a.stats(call)["rx_packets"], b.stats(incoming)["rx_packets"])
+        wait_for(lambda: a.stats(call)["rx_packets"] > before[0] + 25
+                 and b.stats(incoming)["rx_packets"] > before[1] + 25, 10,
+                 "RTP both ways after resume")
+        for phone, number in ((a, call), (b, incoming)):
+            port = int(str(phone.stats(number)["remote_rtp"]).rpartition(":")[2])
+            assert rtpengine.port_min <= port <= rtpengine.port_max
+        a.hangup(call)
+        b.wait_call_state(incoming, "DISCONNECTED", 10)
+        wait_for(lambda: not rtpengine.calls(), 10, "rtpengine to delete the call")
+    finally:
+        a.close()
+        b.close()
+
+
+SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       "m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+def test_deleting_a_cancelled_fork_keeps_the_call_in_rtpengine(rtpengine: Rtpengine) -> None:
+    # What RelayMedia sends when a fork is cancelled: from-tag (the offerer),
+    # to-tag and via-branch (the fork). rtpengine must keep the other fork.
+    flags = {"replace": ["origin", "session-connection"], "ICE": "remove",
+             "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"]}
+    call = "fork-test"
+    for fork in ("Y1", "Y2"):
+        answer = rtpengine.ask({"command": "offer", "call-id": call, "from-tag": "X",
+                                "to-tag": fork, "via-branch": fork,
+                                "sdp": SDP.format(port=5000), **flags})
+        assert answer is not None and answer["result"] == "ok", answer
+    deleted = rtpengine.ask({"command": "delete", "call-id": call, "from-tag": "X",
+                             "to-tag": "Y2", "via-branch": "Y2"})
+    assert deleted is not None and deleted["result"] == "ok", deleted
+    answer = rtpengine.ask({"command": "answer", "call-id": call, "from-tag": "X",
+                            "to-tag": "Y1", "via-branch": "Y1", "sdp": SDP.format(port=6000),
+                            **flags})
+    assert answer is not None and answer["result"] == "ok", answer
+    assert call in rtpengine.calls()
+    rtpengine.ask({"command": "delete", "call-id": call})
+    wait_for(lambda: call not in rtpengine.calls(), 5, "the call deleted")
