@@ -76,7 +76,11 @@ class RelayMedia:
     def place(self, call: str, known: str | None = None) -> str | None:
         """The relay of `call`: `known` (a restored call), the one it has, or a new choice."""
         if known:
-            self.calls[call] = known
+            try:
+                parse_address(known)
+                self.calls[call] = known
+            except ValueError:
+                self.log.error("bad_saved_relay", call=call, relay=known)
         where = self.calls.get(call)
         if where is None:
             where = self.pool.choose()

@@ -92,6 +92,7 @@ def test_a_call_sticks_to_its_relay_and_a_restored_call_to_the_saved_one() -> No
     assert m.place("c3", "udp:127.0.0.1:2") == "udp:127.0.0.1:2"
     result(m.answer("c3", Y, X, SDP, None))
     assert client.asked[-1][0] == ("127.0.0.1", 2)
+    assert m.place("c4", "not an address") in ("udp:127.0.0.1:1", "udp:127.0.0.1:2")
 
 
 @pytest.mark.parametrize("error,status", [
