@@ -107,8 +107,11 @@ class MediaSide(MultiService):
 
     def on_teardown(self, hang_up: Callable[[str, str], object]) -> None:
         """Relays' teardowns (media timeouts) end calls through `hang_up(uuid, cause)`."""
+        def teardown(call: str, reason: str) -> None:
+            hang_up(call, reason)  # False for a call already gone: a repeated teardown
+
         if self.client is not None:
-            self.client.on_teardown = lambda call, reason: (hang_up(call, reason), None)[1]
+            self.client.on_teardown = teardown
 
     def figures(self, call: CallSnapshot) -> Deferred[dict[str, float | None]]:
         """The CDR's media columns of a call that ended (empty when direct)."""

@@ -141,8 +141,14 @@ def test_hold_and_resume_keep_media_through_rtpengine(rtpengine: Rtpengine,
     try:
         call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{server.udp_port}")
         wait_for(lambda: b.stats(incoming)["rx_packets"] > 10, 10, "RTP")
+        since = a.mark()
         a.hold(call)
+        a.wait_event("media_state", 10, since=since,
+                     where=lambda e: e["call"] == call and e["status"] == "LOCAL_HOLD")
+        since = a.mark()
         a.unhold(call)
+        a.wait_event("media_state", 10, since=since,
+                     where=lambda e: e["call"] == call and e["status"] == "ACTIVE")
         before = (a.stats(call)["rx_packets"], b.stats(incoming)["rx_packets"])
         wait_for(lambda: a.stats(call)["rx_packets"] > before[0] + 25
                  and b.stats(incoming)["rx_packets"] > before[1] + 25, 10,
