@@ -289,6 +289,8 @@ class Control:
         if offerer is None:
             raise CommandError("Unknown from-tag")
         answerer = self._answerer(call, offerer, to_tag, via)
+        if answerer is offerer:
+            raise CommandError("from-tag and to-tag are the same")
         if to_tag and answerer.key != to_tag:
             self._rename(call, answerer, to_tag)
         new_ends = self._allocate(call, [offerer, answerer], len(lines))
@@ -365,15 +367,44 @@ class Control:
 
     # -- restore ---------------------------------------------------------------------
 
-    def restore(self, call: Call) -> list[Effect]:
-        """Take back a stored call after a restart: its ports, if they are still free."""
+    def restore(self, call: Call, now: float) -> list[Effect]:
+        """Take back a stored call after a restart: its ports, if they are still free.
+
+        Its media get a fresh silence allowance: packets sent while the relay
+        was down were lost, not missing.
+        """
         effects: list[Effect] = []
+        reserved: list[int] = []
         for end in call.ends():
             if not self.pool.reserve(end.port):
+                for port in reserved:
+                    self.pool.release(port)
                 raise CommandError(f"port {end.port} of call {call.call_id} is not free")
+            reserved.append(end.port)
+            end.last_packet = now
             effects.append(Bind(end))
         self.calls[call.call_id] = call
         return effects
+
+    def abandon(self, call_id: str, unusable: list[int]) -> list[Effect]:
+        """The system would not let us bind `unusable`: set them aside and drop the call."""
+        effects: list[Effect] = []
+        call = self.calls.get(call_id)
+        if call is not None:
+            self._drop_call(call, effects)
+        for port in unusable:
+            self.pool.skip(port)
+        return effects
+
+    def refuse(self, datagram: bytes, reason: str, now: float) -> bytes | None:
+        """Replace the answer to `datagram` (also for its retries) by an error."""
+        try:
+            cookie, _ = ng.decode(datagram)
+        except ng.NgError:
+            return None
+        reply = ng.encode(cookie, _error(reason))
+        self._remember(cookie, reply, now)
+        return reply
 
     # -- stats -----------------------------------------------------------------------
 
@@ -514,11 +545,13 @@ class Control:
                         expected is not None and end.latched[0] == expected[0]
                         and trusted):
                     end.unlatch()
-            if end.kernelized is not None or (end.sink is not None
-                                              and end.sink.kernelized is not None):
-                # RFC 3264 8: a new offer may move the stream; until packets show
-                # where it went, the stream is forwarded (and watched) in userspace.
+            # RFC 3264 8: a new offer or answer may move the stream, or pair this
+            # party with another fork; the old flows leave the kernel, and the
+            # glue installs the new pair once both of its sides are latched.
+            if end.kernelized is not None:
                 effects.append(Unkernel(end))
+            if end.sink is not None and end.sink.kernelized is not None:
+                effects.append(Unkernel(end.sink))
 
     def _strictness(self, author: Monologue, other: Monologue, opts: Options) -> None:
         strict = "strict-source" in opts.flags

@@ -2,10 +2,12 @@
 
 Twisted's DatagramProtocol costs a Python call chain and a bytes object per
 packet (measured in /work/shared/notes/media.md at several times a bare
-`recvfrom`). So each port is a plain socket given to `reactor.addReader`:
-on readiness, `doRead` drains up to BURST datagrams with `recvfrom_into`
-into one preallocated buffer and sends each with `sendto` from the sink's
-socket. Packets from the latched source take the short path; anything else
+`recvfrom`), and even a bare reader costs a reactor dispatch per ready
+socket. So the media sockets are plain non-blocking sockets in an epoll set
+of our own, and only that epoll's descriptor is on the reactor: one
+reactor dispatch serves every socket that is ready. Each socket's reader
+drains up to BURST datagrams with `recvfrom_into` into one preallocated
+buffer and sends each with `sendto` from the sink's socket. Packets from the latched source take the short path; anything else
 goes through `latching`.
 
 Once both ends of a stream are latched, the stream is handed to the kernel
@@ -15,6 +17,7 @@ stay here, where their reports feed the stream's health.
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -118,6 +121,31 @@ class PortReader:
                 end.errors += 1
 
 
+@implementer(IReadDescriptor)
+class EpollReader:
+    """The forwarder's epoll set, as one descriptor on the reactor."""
+
+    def __init__(self, epoll: select.epoll, readers: dict[int, PortReader]) -> None:
+        self.epoll = epoll
+        self.readers = readers
+
+    def fileno(self) -> int:
+        return self.epoll.fileno()
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted's interface
+        return "relay-media"
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's interface
+        return None
+
+    def doRead(self) -> None:  # noqa: N802 - Twisted's interface
+        readers = self.readers
+        for fd, _ in self.epoll.poll(0, 1024):
+            reader = readers.get(fd)
+            if reader is not None:
+                reader.doRead()
+
+
 class Forwarder:
     """The sockets of every end, the packets between them, and the kernel flows."""
 
@@ -131,6 +159,10 @@ class Forwarder:
         self.view = memoryview(self.buffer)
         self.sockets: dict[int, socket.socket] = {}  # RTP port -> its socket
         self._readers: dict[int, PortReader] = {}  # every bound port
+        self._by_fd: dict[int, PortReader] = {}
+        self._epoll = select.epoll()
+        self._epoll_reader = EpollReader(self._epoll, self._by_fd)
+        reactor.addReader(self._epoll_reader)
         self._flows: dict[str, tuple[MediaEnd, MediaEnd]] = {}
         self._last_counts: dict[str, FlowCounters] = {}
         self.fastpath_failed: str | None = None
@@ -160,7 +192,8 @@ class Forwarder:
             self._readers[port] = reader
             if not rtcp:
                 self.sockets[port] = sock
-            self.reactor.addReader(reader)
+            self._by_fd[reader.fileno()] = reader
+            self._epoll.register(reader.fileno(), select.EPOLLIN)
 
     def unbind(self, end: MediaEnd) -> None:
         self.unkernel(end)
@@ -168,8 +201,15 @@ class Forwarder:
             reader = self._readers.pop(port, None)
             self.sockets.pop(port, None)
             if reader is not None:
-                self.reactor.removeReader(reader)
-                reader.sock.close()
+                self._forget(reader)
+
+    def _forget(self, reader: PortReader) -> None:
+        self._by_fd.pop(reader.fileno(), None)
+        try:
+            self._epoll.unregister(reader.fileno())
+        except (OSError, ValueError):
+            pass
+        reader.sock.close()
 
     def bound(self) -> int:
         return len(self._readers)
@@ -178,10 +218,11 @@ class Forwarder:
         for key in list(self._flows):
             self._remove_flow(key)
         for reader in list(self._readers.values()):
-            self.reactor.removeReader(reader)
-            reader.sock.close()
+            self._forget(reader)
         self._readers.clear()
         self.sockets.clear()
+        self.reactor.removeReader(self._epoll_reader)
+        self._epoll.close()
 
     # -- packets off the short path ----------------------------------------------------
 

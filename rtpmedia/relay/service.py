@@ -201,12 +201,13 @@ class Relay(Service):
         dropped: list[str] = list(bad)
         for call in calls:
             try:
-                effects = self.control.restore(call)
+                effects = self.control.restore(call, time.time())
             except CommandError as exc:
                 log.error("stored call not restored", call_id=call.call_id, error=str(exc))
                 dropped.append(call.call_id)
                 continue
-            self.apply(effects)
+            for end in self.apply(effects):
+                log.error("stored call's port taken by another program", port=end.port)
         self.store.apply([], dropped)
         if calls:
             log.info("calls restored", calls=len(self.control.calls))
@@ -214,8 +215,15 @@ class Relay(Service):
     # -- commands and time -----------------------------------------------------------
 
     def on_command(self, datagram: bytes) -> bytes | None:
-        reply, effects = self.control.datagram(datagram, time.time())
-        self.apply(effects)
+        now = time.time()
+        reply, effects = self.control.datagram(datagram, now)
+        unbound = self.apply(effects)
+        if unbound:
+            # Another program holds a port of the range: the answer must not name it.
+            ports = sorted(end.port for end in unbound)
+            for call_id in {end.call_id for end in unbound}:
+                self.apply(self.control.abandon(call_id, ports))
+            reply = self.control.refuse(datagram, f"Cannot bind relay ports {ports}", now)
         return reply
 
     def tick(self) -> None:
@@ -223,16 +231,21 @@ class Relay(Service):
         self.forwarder.poll_kernel(now)
         self.apply(self.control.expire(now))
 
-    def apply(self, effects: Sequence[Effect]) -> None:
-        """Carry out a decision's effects: sockets first, then the store, then the notices."""
+    def apply(self, effects: Sequence[Effect]) -> list[MediaEnd]:
+        """Carry out a decision's effects: sockets first, then the store, then the notices.
+
+        Returns the ends whose ports could not be bound.
+        """
         saves: dict[str, Call] = {}
         forgets: list[str] = []
+        unbound: list[MediaEnd] = []
         for effect in effects:
             if isinstance(effect, Bind):
                 try:
                     self.forwarder.bind(effect.end)
                 except OSError as exc:
                     log.error("cannot bind relay port", port=effect.end.port, error=str(exc))
+                    unbound.append(effect.end)
             elif isinstance(effect, Unbind):
                 self.forwarder.unbind(effect.end)
             elif isinstance(effect, Unkernel):
@@ -251,6 +264,7 @@ class Relay(Service):
                 log.info("call ended by the relay", call_id=effect.call_id, reason=effect.reason)
                 if self.notifier is not None:
                     self.notifier.send(effect.call_id, effect.reason)
+        return unbound
 
     def _latched(self, end: MediaEnd) -> None:
         call = self.control.calls.get(end.call_id)

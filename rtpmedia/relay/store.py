@@ -10,7 +10,9 @@ Counters are not stored: they start again at zero after a restart.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,13 +28,21 @@ CREATE TABLE IF NOT EXISTS calls (
 
 
 class StoreError(Exception):
-    pass
+    """The store cannot be used (another relay holds it)."""
 
 
 class CallStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Two relays on one store would hand out the same ports: the second
+        # refuses to start. flock is released by the kernel when a relay dies.
+        self._lock = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            raise StoreError(f"another relay uses {path}") from None
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -66,3 +76,4 @@ class CallStore:
 
     def close(self) -> None:
         self._db.close()
+        os.close(self._lock)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import socket
@@ -29,8 +28,9 @@ def free_udp_port() -> int:
 
 
 class RelayProcess:
-    def __init__(self, data_dir: Path, low: int, high: int) -> None:
+    def __init__(self, data_dir: Path, low: int, high: int, *extra: str) -> None:
         self.data_dir = data_dir
+        self.extra = list(extra)
         self.low, self.high = low, high
         self.control = (HOST, free_udp_port())
         self.process: subprocess.Popen[bytes] | None = None
@@ -43,7 +43,7 @@ class RelayProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "softswitch", "relay", "--control",
              f"udp:{HOST}:{self.control[1]}", "--ports", f"{self.low}-{self.high}",
-             "--advertise", HOST, "--data-dir", str(self.data_dir)],
+             "--advertise", HOST, "--data-dir", str(self.data_dir), *self.extra],
             cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=open(self.data_dir / "relay.log", "ab"))  # noqa: SIM115
         wait_for(self._pong, timeout=20, what="the relay to answer ping")
@@ -87,7 +87,7 @@ class RelayProcess:
 
 
 def port_range(size: int) -> tuple[int, int]:
-    low = random.randrange(40000, 60000, 2) + (os.getpid() % 50) * 0
+    low = random.randrange(20000, 32000, 2)
     return low, low + size - 1
 
 
@@ -304,3 +304,98 @@ def test_kill_9_and_restart_keeps_the_stream(tmp_path: Path,
         assert q["result"] == "ok" and q["totals"]["RTP"]["packets"] >= 2
     finally:
         relay.stop()
+
+
+def test_a_port_held_by_another_program_is_refused_then_skipped(
+        tmp_path: Path, phones: tuple[Phone, Phone, Phone]) -> None:
+    a, b, _ = phones
+    low, high = port_range(8)
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((HOST, low))  # the first pair the relay would hand out
+    relay = RelayProcess(tmp_path, low, high)
+    relay.start()
+    try:
+        out = relay.command({"command": "offer", "call-id": "squat", "from-tag": "A",
+                             "to-tag": "B", "sdp": a.sdp()})
+        assert out["result"] == "error" and str(low) in out["error-reason"]
+        assert relay.command({"command": "query", "call-id": "squat"})["result"] == "error"
+        to_a, to_b = call(relay, a, b, "after")
+        assert low not in (to_a, to_b)
+        flows(a, to_a, b, 1)
+    finally:
+        relay.stop()
+        squatter.close()
+
+
+def test_silent_call_is_torn_down_and_the_softswitch_told_until_it_acks(
+        tmp_path: Path, phones: tuple[Phone, Phone, Phone]) -> None:
+    a, b, softswitch = phones
+    low, high = port_range(8)
+    relay = RelayProcess(tmp_path, low, high, "--notify", f"udp:{HOST}:{softswitch.port}",
+                         "--silence-timeout", "1")
+    relay.start()
+    try:
+        to_a, to_b = call(relay, a, b, "quiet")
+        flows(a, to_a, b, 1)
+        softswitch.sock.settimeout(5)
+        data, source = softswitch.sock.recvfrom(2048)
+        cookie, message = ng.decode(data)
+        assert message == {"command": "teardown", "call-id": "quiet", "reason": "media timeout"}
+        again, _ = softswitch.sock.recvfrom(2048)  # not acknowledged: sent again
+        assert ng.decode(again)[0] == cookie
+        softswitch.sock.sendto(ng.encode(cookie, {"result": "ok"}), source)
+        assert relay.command({"command": "query", "call-id": "quiet"})["result"] == "error"
+        softswitch.sock.settimeout(2.5)
+        late = 0
+        with pytest.raises(TimeoutError):  # acknowledged: no more repeats
+            while late < 2:  # one already on its way is fine; a second is not
+                softswitch.sock.recvfrom(2048)
+                late += 1
+        assert late < 2
+    finally:
+        relay.stop()
+
+
+def test_rtcp_on_its_own_port_and_demultiplexed(relay: RelayProcess) -> None:
+    """A multiplexes RTCP on its RTP port (rtcp-mux-demux); B uses RTP port + 1."""
+    a = Phone()
+    b_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for base in range(20001, 32000, 2):  # B needs an even/odd pair of its own
+        try:
+            b_rtp.bind((HOST, base - 1))
+            b_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            b_rtcp.bind((HOST, base))
+            break
+        except OSError:
+            b_rtp.close()
+            b_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b_rtcp.settimeout(0.2)
+    b_port = b_rtp.getsockname()[1]
+    try:
+        out = relay.command({"command": "offer", "call-id": "rtcp", "from-tag": "A",
+                             "to-tag": "B", "sdp": a.sdp(extra="a=rtcp-mux\r\n"),
+                             "rtcp-mux": ["demux"]})
+        back = relay.command({"command": "answer", "call-id": "rtcp", "from-tag": "A",
+                              "to-tag": "B", "sdp": a.sdp(port=b_port)})
+        assert "a=rtcp-mux" not in out["sdp"] and "a=rtcp-mux" in back["sdp"]
+        to_a, to_b = relay_port(back["sdp"]), relay_port(out["sdp"])
+        receiver_report = bytes([0x81, 201, 0, 7]) + bytes(28)  # RR, one report block
+
+        def rtcp_through() -> tuple[bytes, Any] | None:
+            a.sock.sendto(receiver_report, (HOST, to_a))  # on A's RTP port: muxed
+            try:
+                return b_rtcp.recvfrom(2048)
+            except TimeoutError:
+                return None
+        data, source = wait_for(rtcp_through, timeout=5, what="RTCP through the relay")
+        assert data == receiver_report and source == (HOST, to_b + 1)
+        b_rtcp.sendto(receiver_report, (HOST, to_b + 1))  # B's RTCP goes to A's RTP port
+        got = wait_for(a.receive, timeout=5, what="RTCP back to A")
+        assert got == (receiver_report, (HOST, to_a))
+        q = relay.command({"command": "query", "call-id": "rtcp"})
+        assert q["totals"]["RTCP"]["packets"] >= 2
+    finally:
+        relay.command({"command": "delete", "call-id": "rtcp"})
+        a.close()
+        b_rtp.close()
+        b_rtcp.close()

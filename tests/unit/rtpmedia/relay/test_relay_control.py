@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from rtpmedia import ng
 from rtpmedia.relay.calls import Call
-from rtpmedia.relay.control import Bind, Control, Forget, Save, Teardown, Unbind
+from rtpmedia.relay.control import Bind, Control, Forget, Save, Teardown, Unbind, Unkernel
 from rtpmedia.relay.ports import PortPool
 
 RELAY = "203.0.113.1"
@@ -243,7 +243,7 @@ def test_record_round_trip_and_restore_takes_the_same_ports() -> None:
     again = Call.from_record(record)
     assert again.record() == record
     fresh = control()
-    effects = fresh.restore(again)
+    effects = fresh.restore(again, 10)
     assert sorted(e.end.port for e in effects if isinstance(e, Bind)) == \
         sorted(e.port for e in call.ends())
     assert fresh.pool.available == fresh.pool.capacity - 2
@@ -284,3 +284,16 @@ def test_arbitrary_datagrams_never_crash(data: bytes) -> None:
     if reply is not None:
         cookie, message = ng.decode(reply)
         assert isinstance(message, dict) and "result" in message
+
+
+def test_answer_from_another_fork_takes_the_early_media_flow_out_of_the_kernel() -> None:
+    c = control()
+    offer(c, to="F1", via="F1")
+    offer(c, to="F2", via="F2")
+    answer(c, to="F1", via="F1", body=sdp("192.0.2.30", 7000))  # 183 with early media
+    a_end = c.calls["c1"].monologues["A"].ends[0]
+    f1_end = c.calls["c1"].monologues["F1"].ends[0]
+    a_end.kernelized = f1_end.kernelized = "flow-a-f1"  # as the forwarder marks them
+    _, effects = answer(c, to="F2", via="F2")
+    assert Unkernel(a_end) in effects
+    assert a_end.sink is c.calls["c1"].monologues["F2"].ends[0]
