@@ -130,6 +130,55 @@ class TrunkSettings(_Model):
     registrar: str | None = Field(None, description="host[:port] if not host:port")
     retry_min: float = Field(30.0, gt=0)
     retry_max: float = Field(300.0, gt=0)
+    # Relayed or direct media for calls to and from this trunk (docs/relay.md);
+    # None: the server's media.mode. A dialplan `set: {media: ...}` wins.
+    media: Literal["relay", "direct"] | None = None
+
+
+def _check_relay_address(text: str) -> str:
+    from softswitch.relay.ng_client import parse_address
+    parse_address(text)
+    return text
+
+
+RelayAddressText = Annotated[str, AfterValidator(_check_relay_address)]
+
+
+def _check_ports(text: str) -> str:
+    low, sep, high = text.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit() \
+            or not 1024 <= int(low) < int(high) <= 65535:
+        raise ValueError(f"expected LOW-HIGH between 1024 and 65535, got {text!r}")
+    return text
+
+
+class RelaySettings(_Model):
+    """A relay the softswitch may send calls to (ours on another host, or rtpengine)."""
+
+    address: RelayAddressText  # udp:HOST:PORT of its ng control socket
+    weight: int = Field(1, ge=0, le=1000)
+
+
+class MediaSettings(_Model):
+    """Where calls' media flows: through a relay (default) or directly between phones."""
+
+    mode: Literal["relay", "direct"] = "relay"
+    # Start our relay as a child of `softswitch run` (restarted if it dies).
+    embedded: bool = True
+    # Further relays (on other hosts, or rtpengine); with embedded: false, the only ones.
+    relays: list[RelaySettings] = Field(default_factory=list)
+    # The embedded relay: its ng control address, RTP port range, the
+    # address written into SDP (default: advertised_address, else the
+    # host's address towards the outside), its silence timeout.
+    control: RelayAddressText = "udp:127.0.0.1:2223"
+    ports: Annotated[str, AfterValidator(_check_ports)] = "30000-39999"
+    advertise: str | None = None
+    listen_address: str | None = None
+    silence_timeout: float = Field(60.0, gt=0)
+    # Our ng socket, where relays send teardowns (media timeouts).
+    notify: RelayAddressText = "udp:127.0.0.1:2224"
+    ping_interval: float = Field(5.0, gt=0, le=300)
+    timeout: float = Field(3.0, gt=0, le=60, description="seconds a relay has to answer")
 
 
 class LogSettings(_Model):
@@ -217,6 +266,7 @@ class Settings(_Model):
     dns_servers: list[str] = Field(default_factory=list)
     management: ManagementSettings = ManagementSettings()
     hep: HepSettings = HepSettings()
+    media: MediaSettings = MediaSettings()
 
     @property
     def dns_server_addresses(self) -> list[tuple[str, int]]:
@@ -225,6 +275,13 @@ class Settings(_Model):
             host, _, port = item.rpartition(":")
             out.append((host.strip("[]") or item, int(port) if port.isdigit() else 53))
         return out
+
+    @model_validator(mode="after")
+    def _relays_when_needed(self) -> Settings:
+        wants = self.media.mode == "relay" or any(t.media == "relay" for t in self.trunks)
+        if wants and not self.media.embedded and not self.media.relays:
+            raise ValueError("media: with embedded: false, relays must list at least one relay")
+        return self
 
     @property
     def listen_addresses(self) -> list[ListenAddress]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from softswitch.logs import get_logger
 from softswitch.management.service import ManagementService
 from softswitch.mwi_service import MwiService
 from softswitch.registrar import Registrar, RegistrarPolicy
+from softswitch.relay.side import MediaSide, build_media_side
 from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
 from softswitch.sip.transaction import TimerSettings
@@ -189,8 +191,9 @@ class CallService(Service):
 
     def __init__(self, config: Config, data_dir: Path, sip: SipService,
                  registrar: RegistrarService, dialplan_service: DialplanService,
-                 reactor: Any) -> None:
+                 reactor: Any, media: MediaSide | None = None) -> None:
         self.config = config
+        self.media = media
         self.data_dir = data_dir
         self.sip = sip
         self.registrar_service = registrar
@@ -230,7 +233,9 @@ class CallService(Service):
             max_duration=float(s.max_call_duration),
             session_expires=s.sip.session_expires, min_se=s.sip.min_se,
             dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor),
-            identity=identity)
+            identity=identity, media_choice=media.choice if (media := self.media) else None)
+        if media is not None:
+            media.on_teardown(self.b2bua.hang_up)
         self.b2bua.install()
         for option in ("100rel", "timer"):  # RFC 3262, RFC 4028
             if option not in self.sip.core.supported:
@@ -264,8 +269,18 @@ class CallService(Service):
                            code=snapshot.sip_code, reason=reason if code.isdigit() else "",
                            cause=snapshot.hangup_cause,
                            b_legs=[leg.target for leg in snapshot.legs if not leg.caller_side])
-        calls = self.calls
-        done = self.cdrs.write(cdr_of(snapshot))
+        calls, cdrs = self.calls, self.cdrs
+        record = cdr_of(snapshot)
+        done: Deferred[Any]
+        if self.media is not None:
+            # The relay's last figures of the call (loss, jitter, MOS per leg) go in the
+            # CDR; the relay answers within its timeout, or the columns stay empty.
+            def write(columns: dict[str, float | None]) -> Deferred[None]:
+                return cdrs.write(replace(record, **columns))  # type: ignore[arg-type]
+
+            done = self.media.figures(snapshot).addCallback(write)
+        else:
+            done = cdrs.write(record)
         if snapshot.answered is not None:
             # The CDR first: a crash in between sends a BYE again on restart,
             # and the second CDR is ignored (written once per call uuid).
@@ -346,8 +361,11 @@ class Application(MultiService):
             known_trunks=lambda: [t.name for t in config.settings.trunks])
         self.dialplan.setServiceParent(self)
         self.reload_hooks.append(self._reload_dialplan)
+        # Before the calls: restored calls may need their relay at once.
+        self.media = build_media_side(config, data_dir, reactor)
+        self.media.setServiceParent(self)
         self.calls = CallService(config, data_dir, self.sip, self.registrar, self.dialplan,
-                                 reactor)
+                                 reactor, media=self.media)
         self.calls.setServiceParent(self)
         self.trunk_registrations = TrunkRegistrationService(
             config.settings.trunks, self.sip.core, self.calls._local, reactor)

@@ -24,7 +24,7 @@ from softswitch.b2bua import events as ev
 from softswitch.b2bua.dialing import LocalAddress, Resolution, TargetResolver
 from softswitch.b2bua.legs import Leg
 from softswitch.b2bua.machine import CallMachine, CallSettings
-from softswitch.b2bua.media import DirectMedia, MediaError, MediaSeam
+from softswitch.b2bua.media import DirectMedia, MediaChooser, MediaError, MediaSeam
 from softswitch.b2bua.registry import CallRegistry
 from softswitch.b2bua.replaces import dialog_ids
 from softswitch.b2bua.session_timer import negotiate_as_uas
@@ -60,7 +60,8 @@ class B2BUA:
                  on_call_changed: Callable[[CallSnapshot], None] | None = None,
                  no_answer_timeout: float = 60.0, max_duration: float = 0.0,
                  session_expires: int = 1800, min_se: int = 90,
-                 dns: DnsLocator | None = None, identity: CallerIdentity | None = None) -> None:
+                 dns: DnsLocator | None = None, identity: CallerIdentity | None = None,
+                 media_choice: MediaChooser | None = None) -> None:
         self.core = core
         self.registrar = registrar
         self.plan = plan
@@ -71,6 +72,8 @@ class B2BUA:
             lambda: registrar.directory, registrar.auth, trunks, local_names=registrar.local_names)
         self.clock = clock
         self.media = media or DirectMedia()
+        # Relayed or direct media per call (softswitch.relay.choice); None: `media` for all.
+        self.media_choice = media_choice
         timers = timers or TimerSettings()
         self.on_call_end = on_call_end
         self.on_call_changed = on_call_changed
@@ -82,7 +85,7 @@ class B2BUA:
             no_answer_timeout=no_answer_timeout, max_duration=max_duration,
             session_expires=session_expires, min_se=min_se,
             trunks={t.name: t for t in trunks}, account_context=self._account_context,
-            find_dialog=self._find_dialog, media_passthrough=isinstance(self.media, DirectMedia))
+            find_dialog=self._find_dialog, media_passthrough=isinstance(self.media, DirectMedia) and media_choice is None)
         self.calls: CallRegistry[CallContext] = CallRegistry()
         self._doers: dict[type, Callable[[CallContext, Any], None]] = {
             ev.Respond: self._respond, ev.SendRequest: self._send_request,
@@ -343,8 +346,15 @@ class B2BUA:
     def _resolve_target(self, ctx: CallContext, effect: ev.Resolve) -> None:
         self._resolve(ctx, effect.ref, self.resolver.resolve(effect.target, effect.domain))
 
+    def _seam(self, ctx: CallContext) -> MediaSeam:
+        if self.media_choice is None:
+            return self.media
+        seam, remember = self.media_choice.seam_for(ctx.machine)
+        ctx.machine.remember(remember)
+        return seam
+
     def _release_media(self, ctx: CallContext, effect: ev.ReleaseMedia) -> None:
-        self.media.release(ctx.machine.uuid, effect.leg)
+        self._seam(ctx).release(ctx.machine.uuid, effect.leg)
 
     def _dialog_opened(self, ctx: CallContext, effect: ev.DialogOpened) -> None:
         self.calls.open_dialog(ctx.machine.uuid, effect.dialog_id)
@@ -382,7 +392,8 @@ class B2BUA:
                                           resolution.failure, resolution.reason))
 
     def _media(self, ctx: CallContext, effect: ev.MediaOffer | ev.MediaAnswer) -> None:
-        ask = self.media.offer if isinstance(effect, ev.MediaOffer) else self.media.answer
+        seam = self._seam(ctx)
+        ask = seam.offer if isinstance(effect, ev.MediaOffer) else seam.answer
         ref = effect.ref
         try:
             result = ask(ctx.machine.uuid, effect.source, effect.sink, effect.body,

@@ -402,6 +402,10 @@ class CallMachine:
             self.media_failure = (event.status, event.reason)
             then(None, *args)
 
+    def remember(self, variables: Mapping[str, str]) -> None:
+        """Facts the glue learnt about the call (its media relay), kept in its snapshot."""
+        self.variables.update(variables)
+
     def release_media(self, leg: Leg | None = None) -> None:
         self._out.append(ev.ReleaseMedia(leg.id if leg is not None else None))
 
