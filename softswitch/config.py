@@ -16,6 +16,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from softswitch.fraud.settings import ClassNames, TollSettings
+from softswitch.guard.settings import GuardSettings
+
 
 class ConfigError(Exception):
     """A configuration file that cannot be used, with every problem found."""
@@ -122,6 +125,11 @@ class TrunkSettings(_Model):
     registrar: str | None = Field(None, description="host[:port] if not host:port")
     retry_min: float = Field(30.0, gt=0)
     retry_max: float = Field(300.0, gt=0)
+    # Toll-fraud limits (softswitch/fraud/policy.py), calls in and out together.
+    max_calls: int | None = Field(None, ge=1, description="concurrent calls")
+    calls_per_minute: int | None = Field(None, ge=1)
+    # Classes the trunk's callers may reach; None: internal only.
+    allowed_destinations: ClassNames | None = None
 
 
 class LogSettings(_Model):
@@ -144,6 +152,9 @@ class Settings(_Model):
     # DNS servers (HOST:PORT) for RFC 3263 lookups of trunk and URI host names;
     # empty: the system's resolver (/etc/resolv.conf, /etc/hosts).
     dns_servers: list[str] = Field(default_factory=list)
+    # Toll fraud (classes of destinations) and brute force (rate limits, bans).
+    toll: TollSettings = TollSettings()
+    guard: GuardSettings = GuardSettings()
 
     @property
     def dns_server_addresses(self) -> list[tuple[str, int]]:

@@ -35,6 +35,7 @@ from softswitch.datadir import (
     write_reload_status,
 )
 from softswitch.directory import Directory, DirectoryError, load_directory
+from softswitch.fraud.settings import make_policy
 from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
@@ -222,7 +223,8 @@ class CallService(Service):
             max_duration=float(s.max_call_duration),
             session_expires=s.sip.session_expires, min_se=s.sip.min_se,
             dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor),
-            identity=identity)
+            identity=identity,
+            policy=make_policy(s.toll, lambda: registrar.directory, lambda: s.trunks))
         self.b2bua.install()
         for option in ("100rel", "timer"):  # RFC 3262, RFC 4028
             if option not in self.sip.core.supported:
