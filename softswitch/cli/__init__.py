@@ -18,6 +18,7 @@ def main() -> None:
 
 
 def _register_commands() -> None:
+    from softswitch.cli.bans_cmd import bans
     from softswitch.cli.cdr_cmd import cdr
     from softswitch.cli.dialplan_cmd import dialplan
     from softswitch.cli.media_cmd import media
@@ -33,6 +34,7 @@ def _register_commands() -> None:
     main.add_command(reload)
     main.add_command(cdr)
     main.add_command(media)
+    main.add_command(bans)
 
 
 _register_commands()

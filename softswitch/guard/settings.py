@@ -28,8 +28,9 @@ class GuardSettings(BaseModel):
     failure_window: float = Field(300.0, gt=0)
     challenges_per_minute: float = Field(120.0, gt=0)
     ban_time: float = Field(600.0, gt=0)
-    # Addresses or networks never limited nor banned (a trunk's ACL always is).
-    trusted: list[str] = Field(default_factory=list)
+    # Addresses or networks never limited nor banned (a trunk's ACL always
+    # is). The loopback addresses are the host's own tools and load tests.
+    trusted: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     # Drop requests whose User-Agent names a known scanner, without an answer.
     drop_scanners: bool = True
     scanner_user_agents: list[str] = Field(default_factory=lambda: list(SCANNER_USER_AGENTS))
