@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -43,13 +42,34 @@ class Ban:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def scanner_pattern(agents: Iterable[str]) -> re.Pattern[bytes] | None:
-    """A regex finding a User-Agent header line naming one of `agents` (any case)."""
-    names = [re.escape(a.lower().encode()) for a in agents if a]
-    if not names:
-        return None
-    # Matched on the raw bytes, before parsing: a scanner costs us no parse.
-    return re.compile(rb"(?im)^user-agent[ \t]*:[^\r\n]*?(?:" + b"|".join(names) + rb")")
+class ScannerMatcher:
+    """Finds a User-Agent header line naming one of `agents` (any case) in raw bytes.
+
+    Matched before parsing, so a scanner costs us no parse. A regex anchored
+    at line starts tries every position of the message (~10 µs for an
+    INVITE); lowering the header section and `find` stay in C (~1 µs).
+    """
+
+    def __init__(self, agents: Iterable[str]) -> None:
+        self.names = tuple(a.lower().encode() for a in agents if a)
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def search(self, data: bytes) -> bool:
+        end = data.find(b"\r\n\r\n")
+        head = (data if end < 0 else data[:end]).lower()
+        at = head.find(b"\nuser-agent")
+        while at >= 0:
+            stop = head.find(b"\n", at + 1)
+            line = head[at:stop] if stop >= 0 else head[at:]
+            colon = line.find(b":")
+            if colon >= 0 and line[11:colon].strip() == b"":
+                value = line[colon + 1:]
+                if any(name in value for name in self.names):
+                    return True
+            at = head.find(b"\nuser-agent", at + 1)
+        return False
 
 
 class SourceGuard:
@@ -69,7 +89,7 @@ class SourceGuard:
                                              challenges_per_minute / 60.0, max_sources)
         self._trusted: list[Network] = [ipaddress.ip_network(t, strict=False) for t in trusted]
         self._trusted_cache: dict[str, bool] = {}
-        self._scanners = scanner_pattern(scanner_agents)
+        self._scanners = ScannerMatcher(scanner_agents)
         self.bans: dict[str, Ban] = {}
         self.dropped = {v: 0 for v in Verdict if v is not Verdict.ADMIT}
 
@@ -98,8 +118,7 @@ class SourceGuard:
             if now < ban.until:
                 return Verdict.BANNED
             del self.bans[host]
-        if self._scanners is not None and data[:8] != b"SIP/2.0 " \
-                and self._scanners.search(data) is not None:
+        if self._scanners and not data.startswith(b"SIP/2.0 ") and self._scanners.search(data):
             return Verdict.SCANNER
         if self._requests is not None and not self.trusted(host) \
                 and not self._requests.take(host, now):
