@@ -24,6 +24,9 @@ from pydantic import (
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from softswitch.fraud.settings import ClassNames, TollSettings
+from softswitch.guard.settings import GuardSettings
+
 
 class ConfigError(Exception):
     """A configuration file that cannot be used, with every problem found."""
@@ -133,6 +136,11 @@ class TrunkSettings(_Model):
     # Relayed or direct media for calls to and from this trunk (docs/relay.md);
     # None: the server's media.mode. A dialplan `set: {media: ...}` wins.
     media: Literal["relay", "direct"] | None = None
+    # Toll-fraud limits (softswitch/fraud/policy.py), calls in and out together.
+    max_calls: int | None = Field(None, ge=1, description="concurrent calls")
+    calls_per_minute: int | None = Field(None, ge=1)
+    # Classes the trunk's callers may reach; None: internal only.
+    allowed_destinations: ClassNames | None = None
 
 
 def _check_relay_address(text: str) -> str:
@@ -267,6 +275,9 @@ class Settings(_Model):
     management: ManagementSettings = ManagementSettings()
     hep: HepSettings = HepSettings()
     media: MediaSettings = MediaSettings()
+    # Toll fraud (classes of destinations) and brute force (rate limits, bans).
+    toll: TollSettings = TollSettings()
+    guard: GuardSettings = GuardSettings()
 
     @property
     def dns_server_addresses(self) -> list[tuple[str, int]]:

@@ -36,6 +36,8 @@ from softswitch.datadir import (
     write_reload_status,
 )
 from softswitch.directory import Directory, DirectoryError, load_directory
+from softswitch.fraud.settings import make_policy
+from softswitch.guard.service import GuardService
 from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
@@ -71,8 +73,12 @@ class SipService(Service):
                             timers=TimerSettings(t1=s.sip.t1, t2=s.sip.t2, t4=s.sip.t4),
                             user_agent=s.sip.user_agent)
         self.transports.connect_failed = self.core.transactions.connection_failed
+        # The brute-force guard's check of each message's source (guard/service.py).
+        self.admit: Callable[[bytes, Any], bool] | None = None
 
     def _receive(self, data: bytes, peer: Any, datagram: bool) -> None:
+        if self.admit is not None and not self.admit(data, peer):
+            return
         self.core.receive(data, peer, datagram)
 
     def startService(self) -> None:  # noqa: N802
@@ -233,7 +239,8 @@ class CallService(Service):
             max_duration=float(s.max_call_duration),
             session_expires=s.sip.session_expires, min_se=s.sip.min_se,
             dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor),
-            identity=identity, media_choice=media.choice if (media := self.media) else None)
+            identity=identity, media_choice=media.choice if (media := self.media) else None,
+            policy=make_policy(s.toll, lambda: registrar.directory, lambda: s.trunks))
         if media is not None:
             media.on_teardown(self.b2bua.hang_up)
         self.b2bua.install()
@@ -352,6 +359,10 @@ class Application(MultiService):
         self.reload_attempt = 0
         self.sip = SipService(config, listen, reactor)
         self.sip.setServiceParent(self)
+        self.guard = GuardService(config.settings.guard, data_dir, self.sip.core,
+                                  [a.port for a in listen], config.settings.trunks, reactor)
+        self.guard.setServiceParent(self)
+        self.sip.admit = self.guard.admit
         self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)
         self.registrar.setServiceParent(self)
         self.reload_hooks.append(self.registrar.reload)

@@ -30,6 +30,7 @@ from softswitch.b2bua.replaces import dialog_ids
 from softswitch.b2bua.session_timer import negotiate_as_uas
 from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import TrunkSettings
+from softswitch.fraud.policy import CallPolicy
 from softswitch.identity import CallerIdentity
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar
@@ -61,7 +62,8 @@ class B2BUA:
                  no_answer_timeout: float = 60.0, max_duration: float = 0.0,
                  session_expires: int = 1800, min_se: int = 90,
                  dns: DnsLocator | None = None, identity: CallerIdentity | None = None,
-                 media_choice: MediaChooser | None = None) -> None:
+                 media_choice: MediaChooser | None = None,
+                 policy: CallPolicy | None = None) -> None:
         self.core = core
         self.registrar = registrar
         self.plan = plan
@@ -80,12 +82,16 @@ class B2BUA:
         self.session_expires = session_expires
         self.min_se = min_se
         self.resolver = TargetResolver(registrar, trunks, clock, dns)
+        # Destination classes and call limits; told when each call ends.
+        self.policy = policy
         self.settings = CallSettings(
             local_address=local_address, t1=timers.t1, t2=timers.t2,
             no_answer_timeout=no_answer_timeout, max_duration=max_duration,
             session_expires=session_expires, min_se=min_se,
             trunks={t.name: t for t in trunks}, account_context=self._account_context,
-            find_dialog=self._find_dialog, media_passthrough=isinstance(self.media, DirectMedia) and media_choice is None)
+            find_dialog=self._find_dialog,
+            media_passthrough=isinstance(self.media, DirectMedia) and media_choice is None,
+            dial_policy=policy.check if policy is not None else None)
         self.calls: CallRegistry[CallContext] = CallRegistry()
         self._doers: dict[type, Callable[[CallContext, Any], None]] = {
             ev.Respond: self._respond, ev.SendRequest: self._send_request,
@@ -367,6 +373,8 @@ class B2BUA:
             self.on_call_changed(effect.snapshot)
 
     def _call_ended(self, ctx: CallContext, effect: ev.CallEnded) -> None:
+        if self.policy is not None:
+            self.policy.call_ended(effect.snapshot.uuid)
         if self.on_call_end is not None:
             self.on_call_end(effect.snapshot)
 

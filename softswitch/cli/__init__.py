@@ -18,6 +18,7 @@ def main() -> None:
 
 
 def _register_commands() -> None:
+    from softswitch.cli.bans_cmd import bans
     from softswitch.cli.calls_cmd import calls
     from softswitch.cli.cdr_cmd import cdr
     from softswitch.cli.dialplan_cmd import dialplan
@@ -46,6 +47,7 @@ def _register_commands() -> None:
     main.add_command(relays)
     main.add_command(top)
     main.add_command(relay)
+    main.add_command(bans)
 
 
 _register_commands()
