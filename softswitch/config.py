@@ -91,6 +91,23 @@ class SIPSettings(_Model):
     min_se: int = Field(90, ge=90)
 
 
+class OverloadSettings(_Model):
+    """Overload control (softswitch/overload.py, docs/hardening.md): limits at which
+    new INVITEs and initial REGISTERs are refused with 503; 0 disables a signal."""
+
+    enabled: bool = True
+    max_lag: float = Field(0.2, ge=0, description="seconds the event loop may run late")
+    max_udp_queue: int = Field(1 << 20, ge=0, description="bytes waiting in the UDP receive queues")
+    max_transactions: int = Field(4000, ge=0, description="server transactions owed a final response")
+    drop_factor: float = Field(4.0, ge=1, description="beyond this many times a limit: drop, not 503")
+    recover_ratio: float = Field(0.5, gt=0, le=1)
+    recover_after: float = Field(1.0, ge=0, le=60)
+    retry_after: int = Field(5, ge=1, le=3600, description="Retry-After of the 503, seconds")
+    sample_interval: float = Field(0.05, ge=0.005, le=1)
+    # > 0: log the peak of each signal over every interval (seconds), for tuning.
+    report_interval: float = Field(0.0, ge=0)
+
+
 class RegistrarSettings(_Model):
     min_expires: int = Field(60, ge=1)
     default_expires: int = Field(3600, ge=1)
@@ -135,6 +152,7 @@ class Settings(_Model):
     tls: TLSSettings = TLSSettings()
     sip: SIPSettings = SIPSettings()
     registrar: RegistrarSettings = RegistrarSettings()
+    overload: OverloadSettings = OverloadSettings()
     log: LogSettings = LogSettings()
     directory: str = "directory.yaml"
     dialplan: str = "dialplan.yaml"

@@ -38,6 +38,7 @@ from softswitch.directory import Directory, DirectoryError, load_directory
 from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
+from softswitch.overload_monitor import build_overload
 from softswitch.registrar import Registrar, RegistrarPolicy
 from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
@@ -122,6 +123,9 @@ class RegistrarService(Service):
         self.registrar = Registrar(directory, self.store, Authenticator(load_secret(self.data_dir)),
                                    self.reactor, policy)
         self.core.route("REGISTER", self.registrar.handle)
+        if self.core.overload is not None:
+            # Refreshes of live bindings pass even when new work is refused.
+            self.core.overload.is_refresh = self.registrar.is_refresh
         if "path" not in self.core.supported:
             self.core.supported.append("path")
         self._sweeper = LoopingCall(self._sweep)
@@ -314,6 +318,9 @@ class Application(MultiService):
         self.reload_attempt = 0
         self.sip = SipService(config, listen, reactor)
         self.sip.setServiceParent(self)
+        self.overload = build_overload(config.settings.overload, self.sip.core,
+                                       self.sip.transports, reactor)
+        self.overload.setServiceParent(self)
         self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)
         self.registrar.setServiceParent(self)
         self.reload_hooks.append(self.registrar.reload)

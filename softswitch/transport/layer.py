@@ -118,6 +118,11 @@ class TransportLayer:
         for key in [k for k, v in self._aliases.items() if v == ident]:
             del self._aliases[key]
 
+    def udp_sockets(self) -> list[socket.socket]:
+        """The listening UDP sockets (for the overload monitor's queue reading)."""
+        return [udp.transport.socket for udp in self._udp.values()
+                if udp.transport is not None and getattr(udp.transport, "socket", None) is not None]
+
     @property
     def connection_count(self) -> int:
         return len(self._connections)

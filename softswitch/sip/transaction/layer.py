@@ -187,6 +187,10 @@ class TransactionLayer:
 
     # -- bookkeeping --------------------------------------------------------------
 
+    def has_server_transaction(self, request: Request) -> bool:
+        """Whether `request` belongs to a server transaction we hold (a retransmission)."""
+        return server_key(request, request.method) in self._servers
+
     def active_server_count(self) -> int:
         return len(self._servers)
 

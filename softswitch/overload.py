@@ -1,0 +1,172 @@
+"""Overload control: when to refuse new work, decided from load signals and the clock.
+
+Pure (no I/O, no Twisted): the monitor in `overload_monitor.py` samples the
+signals (event-loop lag, bytes waiting in the UDP receive queues, server
+transactions still owed a final response) and feeds them here with the
+time; the SIP core asks `decide(kind)` for each request that would start
+new work. Only two kinds of request are ever refused: new INVITEs and
+initial REGISTERs (RFC 3261 21.5.4: 503 with Retry-After). ACK, CANCEL,
+BYE, in-dialog requests, responses and REGISTER refreshes always go
+through: they finish work already accepted, and refusing them is what turns
+overload into congestion collapse (calls set up and then lost, bindings
+expiring, more retransmissions than before).
+
+Three levels with hysteresis, so that the server does not flap:
+NORMAL admits everything; REFUSE answers new work 503 (cheap: the request
+is parsed but no transaction, no store, no B2BUA); DROP discards new work
+unanswered (when even the 503s cost too much: every signal is at `drop_factor`
+times its limit). A level is entered as soon as one signal crosses its
+threshold, and left only after every signal has stayed below
+`recover_ratio` of its threshold for `recover_after` seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Level(enum.Enum):
+    NORMAL = "normal"
+    REFUSE = "refuse"
+    DROP = "drop"
+
+
+class Action(enum.Enum):
+    ADMIT = "admit"
+    REFUSE = "refuse"  # answer 503 + Retry-After, statelessly
+    DROP = "drop"      # no answer at all
+
+
+class RequestKind(enum.Enum):
+    """What a request means for the server's load."""
+
+    NEW_INVITE = "new_invite"              # starts a call: refusable
+    INITIAL_REGISTER = "initial_register"  # a binding not held yet: refusable
+    ONGOING = "ongoing"                    # finishes accepted work: always admitted
+
+
+@dataclass(slots=True, frozen=True)
+class Signals:
+    """One sample of the load, as the monitor measured it."""
+
+    lag: float = 0.0          # seconds the event loop ran late
+    udp_queue: int = 0        # bytes waiting in the UDP receive queues (kernel accounting)
+    transactions: int = 0     # server transactions still owed a final response
+
+
+@dataclass(slots=True, frozen=True)
+class Thresholds:
+    """Where each signal means "beyond capacity"; 0 disables that signal."""
+
+    max_lag: float = 0.2
+    max_udp_queue: int = 1 << 20
+    max_transactions: int = 4000
+    drop_factor: float = 4.0      # every armed signal above this many times its limit: DROP
+    recover_ratio: float = 0.5    # back under this share of every limit...
+    recover_after: float = 1.0    # ...for this long (seconds) to step down a level
+
+    def __post_init__(self) -> None:
+        if self.drop_factor < 1.0:
+            raise ValueError("drop_factor must be at least 1")
+        if not 0.0 < self.recover_ratio <= 1.0:
+            raise ValueError("recover_ratio must be in (0, 1]")
+        if self.recover_after < 0:
+            raise ValueError("recover_after must not be negative")
+
+
+@dataclass(slots=True, frozen=True)
+class Transition:
+    """A change of level, for the log: when, from what, to what, and the sample that caused it."""
+
+    at: float
+    old: Level
+    new: Level
+    signals: Signals
+
+
+class OverloadController:
+    """Decides, from the last samples, whether new work is admitted.
+
+    `level` is read on every message (an attribute, so the check costs
+    nothing when all is well); `update` runs once per sample.
+    """
+
+    __slots__ = ("thresholds", "enabled", "level", "_calm_since", "refused", "dropped",
+                 "last", "entered_at")
+
+    def __init__(self, thresholds: Thresholds | None = None, *, enabled: bool = True) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self.enabled = enabled
+        self.level = Level.NORMAL
+        self._calm_since: float | None = None
+        self.refused = 0
+        self.dropped = 0
+        self.last = Signals()
+        self.entered_at = 0.0
+
+    def _pressure(self, signals: Signals) -> float:
+        """The highest ratio of a signal to its limit (1.0 = at capacity)."""
+        t = self.thresholds
+        ratios = [0.0]
+        if t.max_lag > 0:
+            ratios.append(signals.lag / t.max_lag)
+        if t.max_udp_queue > 0:
+            ratios.append(signals.udp_queue / t.max_udp_queue)
+        if t.max_transactions > 0:
+            ratios.append(signals.transactions / t.max_transactions)
+        return max(ratios)
+
+    def update(self, signals: Signals, now: float) -> Transition | None:
+        """Take one sample; return the transition it caused, if any."""
+        self.last = signals
+        if not self.enabled:
+            return None
+        t = self.thresholds
+        pressure = self._pressure(signals)
+        old = self.level
+        if pressure >= t.drop_factor:
+            target = Level.DROP
+        elif pressure >= 1.0:
+            target = Level.REFUSE
+        else:
+            target = Level.NORMAL
+        if _rank(target) > _rank(old):
+            # Up at once: waiting while the queue grows is what collapses.
+            self.level = target
+            self._calm_since = None
+            self.entered_at = now
+            return Transition(now, old, target, signals)
+        if old is Level.NORMAL:
+            return None
+        # Down one level at a time, after a calm spell below recover_ratio:
+        # a server at exactly its capacity would otherwise admit a burst,
+        # fall behind again, and flap.
+        calm = pressure < t.recover_ratio * (t.drop_factor if old is Level.DROP else 1.0)
+        if not calm:
+            self._calm_since = None
+            return None
+        if self._calm_since is None:
+            self._calm_since = now
+        if now - self._calm_since < t.recover_after:
+            return None
+        new = Level.REFUSE if old is Level.DROP else Level.NORMAL
+        self.level = new
+        self._calm_since = now if new is not Level.NORMAL else None
+        self.entered_at = now
+        return Transition(now, old, new, signals)
+
+    def decide(self, kind: RequestKind) -> Action:
+        """Admit, refuse or drop one request of `kind` at the current level."""
+        level = self.level
+        if level is Level.NORMAL or kind is RequestKind.ONGOING:
+            return Action.ADMIT
+        if level is Level.DROP:
+            self.dropped += 1
+            return Action.DROP
+        self.refused += 1
+        return Action.REFUSE
+
+
+def _rank(level: Level) -> int:
+    return {Level.NORMAL: 0, Level.REFUSE: 1, Level.DROP: 2}[level]
