@@ -81,6 +81,12 @@ class SIPSettings(_Model):
     max_headers: int = Field(128, ge=16, le=4096)
     max_header_line: int = Field(8192, ge=256, le=65536)
     idle_timeout: float = Field(600.0, gt=0, description="seconds before an idle TCP/TLS connection closes")
+    # Limits on TCP/TLS peers (docs/hardening.md): connections from one
+    # source address (0: no limit), bytes queued towards a peer that does
+    # not read, seconds a message may take to arrive whole (slow senders).
+    max_connections_per_source: int = Field(64, ge=0)
+    max_send_buffer: int = Field(1 << 20, ge=4096)
+    partial_timeout: float = Field(10.0, gt=0)
     # Bytes the kernel may queue on a UDP socket while the reactor is busy;
     # the Linux default (~208 KiB) overflows in a burst of a few thousand.
     udp_receive_buffer: int = Field(4 << 20, ge=0)
@@ -96,10 +102,11 @@ class OverloadSettings(_Model):
     new INVITEs and initial REGISTERs are refused with 503; 0 disables a signal."""
 
     enabled: bool = True
-    max_lag: float = Field(0.2, ge=0, description="seconds the event loop may run late")
-    max_udp_queue: int = Field(1 << 20, ge=0, description="bytes waiting in the UDP receive queues")
+    max_lag: float = Field(0.5, ge=0, description="seconds the event loop may run late (sustained)")
+    max_udp_queue: int = Field(2 << 20, ge=0, description="bytes waiting in the UDP receive queues")
     max_transactions: int = Field(4000, ge=0, description="server transactions owed a final response")
-    drop_factor: float = Field(4.0, ge=1, description="beyond this many times a limit: drop, not 503")
+    drop_factor: float = Field(3.0, ge=1, description="beyond this many times a limit: drop, not 503")
+    lag_samples: int = Field(3, ge=1, le=100, description="lag counted: the least of this many samples")
     recover_ratio: float = Field(0.5, gt=0, le=1)
     recover_after: float = Field(1.0, ge=0, le=60)
     retry_after: int = Field(5, ge=1, le=3600, description="Retry-After of the 503, seconds")

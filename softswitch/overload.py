@@ -14,7 +14,7 @@ expiring, more retransmissions than before).
 Three levels with hysteresis, so that the server does not flap:
 NORMAL admits everything; REFUSE answers new work 503 (cheap: the request
 is parsed but no transaction, no store, no B2BUA); DROP discards new work
-unanswered (when even the 503s cost too much: every signal is at `drop_factor`
+unanswered (when even the 503s cost too much: one signal is at `drop_factor`
 times its limit). A level is entered as soon as one signal crosses its
 threshold, and left only after every signal has stayed below
 `recover_ratio` of its threshold for `recover_after` seconds.
@@ -23,6 +23,7 @@ threshold, and left only after every signal has stayed below
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -59,10 +60,14 @@ class Signals:
 class Thresholds:
     """Where each signal means "beyond capacity"; 0 disables that signal."""
 
-    max_lag: float = 0.2
-    max_udp_queue: int = 1 << 20
+    max_lag: float = 0.5
+    max_udp_queue: int = 2 << 20
     max_transactions: int = 4000
-    drop_factor: float = 4.0      # every armed signal above this many times its limit: DROP
+    drop_factor: float = 3.0      # one signal above this many times its limit: DROP
+    # The lag counted is the smallest of the last `lag_samples` samples: one
+    # late tick is a pause (garbage collection, a slow disk write, the
+    # start-up), every tick late is a reactor that cannot keep up.
+    lag_samples: int = 3
     recover_ratio: float = 0.5    # back under this share of every limit...
     recover_after: float = 1.0    # ...for this long (seconds) to step down a level
 
@@ -73,6 +78,8 @@ class Thresholds:
             raise ValueError("recover_ratio must be in (0, 1]")
         if self.recover_after < 0:
             raise ValueError("recover_after must not be negative")
+        if self.lag_samples < 1:
+            raise ValueError("lag_samples must be at least 1")
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,7 +100,7 @@ class OverloadController:
     """
 
     __slots__ = ("thresholds", "enabled", "level", "_calm_since", "refused", "dropped",
-                 "last", "entered_at")
+                 "last", "entered_at", "_lags")
 
     def __init__(self, thresholds: Thresholds | None = None, *, enabled: bool = True) -> None:
         self.thresholds = thresholds or Thresholds()
@@ -104,13 +111,16 @@ class OverloadController:
         self.dropped = 0
         self.last = Signals()
         self.entered_at = 0.0
+        self._lags: deque[float] = deque(maxlen=self.thresholds.lag_samples)
 
     def _pressure(self, signals: Signals) -> float:
         """The highest ratio of a signal to its limit (1.0 = at capacity)."""
         t = self.thresholds
         ratios = [0.0]
         if t.max_lag > 0:
-            ratios.append(signals.lag / t.max_lag)
+            self._lags.append(signals.lag)
+            if len(self._lags) == self._lags.maxlen:
+                ratios.append(min(self._lags) / t.max_lag)
         if t.max_udp_queue > 0:
             ratios.append(signals.udp_queue / t.max_udp_queue)
         if t.max_transactions > 0:

@@ -103,7 +103,7 @@ class OverloadMonitor(Service):
                 p = self._peak
                 self.log.info("overload_signals", lag_ms=round(p.lag * 1000, 1),
                               udp_queue=p.udp_queue, transactions=p.transactions,
-                              level=self.controller.level.value,
+                              overload_level=self.controller.level.value,
                               refused=self.controller.refused, dropped=self.controller.dropped)
                 self._peak = Signals()
                 self._report_due = now + self.report_interval
@@ -116,7 +116,8 @@ def build_overload(settings: OverloadSettings, core: SipCore, transports: Transp
     controller = OverloadController(Thresholds(
         max_lag=settings.max_lag, max_udp_queue=settings.max_udp_queue,
         max_transactions=settings.max_transactions, drop_factor=settings.drop_factor,
-        recover_ratio=settings.recover_ratio, recover_after=settings.recover_after),
+        recover_ratio=settings.recover_ratio, recover_after=settings.recover_after,
+        lag_samples=settings.lag_samples),
         enabled=settings.enabled)
     core.overload = OverloadGate(controller, core.send, retry_after=settings.retry_after,
                                  limits=core.limits,

@@ -63,7 +63,9 @@ class SipService(Service):
             advertised=s.advertised_address,
             tls_certificate=config.resolve(tls.certificate) if tls.certificate else None,
             tls_private_key=config.resolve(tls.private_key) if tls.private_key else None,
-            reactor=reactor, udp_receive_buffer=s.sip.udp_receive_buffer)
+            reactor=reactor, udp_receive_buffer=s.sip.udp_receive_buffer,
+            max_connections_per_source=s.sip.max_connections_per_source,
+            max_send_buffer=s.sip.max_send_buffer, partial_timeout=s.sip.partial_timeout)
         self.core = SipCore(reactor, self.transports.send, limits=limits,
                             timers=TimerSettings(t1=s.sip.t1, t2=s.sip.t2, t4=s.sip.t4),
                             user_agent=s.sip.user_agent)

@@ -16,7 +16,7 @@ from softswitch.overload import (
 )
 
 LIMITS = Thresholds(max_lag=0.2, max_udp_queue=1000, max_transactions=100,
-                    drop_factor=4.0, recover_ratio=0.5, recover_after=1.0)
+                    drop_factor=4.0, recover_ratio=0.5, recover_after=1.0, lag_samples=1)
 CALM = Signals()
 ORDER = [Level.NORMAL, Level.REFUSE, Level.DROP]
 
@@ -115,11 +115,22 @@ def test_going_up_is_immediate_even_from_refuse() -> None:
     assert t is not None and (t.old, t.new) == (Level.REFUSE, Level.DROP)
 
 
+def test_one_late_tick_is_a_pause_three_in_a_row_is_overload() -> None:
+    c = OverloadController(Thresholds(max_lag=0.5, lag_samples=3))
+    for t, lag in enumerate([0.0, 1.2, 0.0, 0.0, 0.9, 0.7]):
+        c.update(Signals(lag=lag), t * 0.05)
+        assert c.level is Level.NORMAL
+    c.update(Signals(lag=0.6), 0.3)
+    assert c.level is Level.REFUSE
+
+
 def test_bad_thresholds_are_refused() -> None:
     with pytest.raises(ValueError):
         Thresholds(drop_factor=0.5)
     with pytest.raises(ValueError):
         Thresholds(recover_ratio=0)
+    with pytest.raises(ValueError):
+        Thresholds(lag_samples=0)
 
 
 @given(st.lists(st.tuples(st.floats(0, 5), st.integers(0, 10_000), st.integers(0, 1000)),

@@ -16,7 +16,7 @@ from softswitch.sip.prefilter import request_method, to_tag
 from tests.unit.test_core import PHONE, Harness, answering, request, response
 
 LIMITS = Thresholds(max_lag=0.2, max_udp_queue=0, max_transactions=0, drop_factor=4.0,
-                    recover_after=1.0)
+                    recover_after=1.0, lag_samples=1)
 
 
 def shedding(level: Level, refresh_for: set[str] | None = None) -> tuple[Harness, list[str]]:
