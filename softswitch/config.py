@@ -107,8 +107,9 @@ class OverloadSettings(_Model):
     max_transactions: int = Field(4000, ge=0, description="server transactions owed a final response")
     drop_factor: float = Field(3.0, ge=1, description="beyond this many times a limit: drop, not 503")
     lag_samples: int = Field(3, ge=1, le=100, description="lag counted: the least of this many samples")
-    recover_ratio: float = Field(0.5, gt=0, le=1)
-    recover_after: float = Field(1.0, ge=0, le=60)
+    recover_ratio: float = Field(0.5, gt=0, le=1, description="calm: every signal below this share")
+    recover_after: float = Field(1.0, ge=0, le=60, description="calm seconds from refusing all to none")
+    loss_step: float = Field(0.1, gt=0, le=1, description="share of new work refused more per sample over a limit")
     retry_after: int = Field(5, ge=1, le=3600, description="Retry-After of the 503, seconds")
     sample_interval: float = Field(0.05, ge=0.005, le=1)
     # > 0: log the peak of each signal over every interval (seconds), for tuning.

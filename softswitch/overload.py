@@ -11,13 +11,12 @@ through: they finish work already accepted, and refusing them is what turns
 overload into congestion collapse (calls set up and then lost, bindings
 expiring, more retransmissions than before).
 
-Three levels with hysteresis, so that the server does not flap:
-NORMAL admits everything; REFUSE answers new work 503 (cheap: the request
-is parsed but no transaction, no store, no B2BUA); DROP discards new work
-unanswered (when even the 503s cost too much: one signal is at `drop_factor`
-times its limit). A level is entered as soon as one signal crosses its
-threshold, and left only after every signal has stayed below
-`recover_ratio` of its threshold for `recover_after` seconds.
+Three levels: NORMAL admits everything; REFUSE answers a share of new
+work (the `loss`, see `OverloadController`) 503, cheaply: no transaction, no
+store, no B2BUA; DROP discards all new work unanswered (when even the 503s
+cost too much: one signal at `drop_factor` times its limit). The loss rises
+at once with the first sample over a limit and falls only after calm
+samples, so the server does not flap.
 """
 
 from __future__ import annotations
@@ -68,8 +67,9 @@ class Thresholds:
     # late tick is a pause (garbage collection, a slow disk write, the
     # start-up), every tick late is a reactor that cannot keep up.
     lag_samples: int = 3
-    recover_ratio: float = 0.5    # back under this share of every limit...
-    recover_after: float = 1.0    # ...for this long (seconds) to step down a level
+    recover_ratio: float = 0.5    # under this share of every limit is calm...
+    recover_after: float = 1.0    # ...and this long of calm takes the loss from 1 to 0 (seconds)
+    loss_step: float = 0.1        # loss added by each sample at or over a limit
 
     def __post_init__(self) -> None:
         if self.drop_factor < 1.0:
@@ -78,6 +78,8 @@ class Thresholds:
             raise ValueError("recover_ratio must be in (0, 1]")
         if self.recover_after < 0:
             raise ValueError("recover_after must not be negative")
+        if not 0.0 < self.loss_step <= 1.0:
+            raise ValueError("loss_step must be in (0, 1]")
         if self.lag_samples < 1:
             raise ValueError("lag_samples must be at least 1")
 
@@ -95,23 +97,34 @@ class Transition:
 class OverloadController:
     """Decides, from the last samples, whether new work is admitted.
 
+    Loss-based (the idea of RFC 7339's loss algorithm, applied to our own
+    admission): `loss` is the share of new work refused. Each sample with a
+    signal at or over its limit adds `loss_step`; each calm sample (every
+    signal below `recover_ratio` of its limit) takes away its share of
+    `recover_after` seconds, so a fully refusing server needs that long of
+    calm to admit everything again; in between, the loss holds. Refusing a
+    share rather than all-or-nothing keeps the admitted rate near capacity
+    instead of swinging between collapse and idleness.
+
     `level` is read on every message (an attribute, so the check costs
     nothing when all is well); `update` runs once per sample.
     """
 
-    __slots__ = ("thresholds", "enabled", "level", "_calm_since", "refused", "dropped",
-                 "last", "entered_at", "_lags")
+    __slots__ = ("thresholds", "enabled", "level", "loss", "refused", "dropped",
+                 "last", "entered_at", "_lags", "_debt", "_last_now")
 
     def __init__(self, thresholds: Thresholds | None = None, *, enabled: bool = True) -> None:
         self.thresholds = thresholds or Thresholds()
         self.enabled = enabled
         self.level = Level.NORMAL
-        self._calm_since: float | None = None
+        self.loss = 0.0
         self.refused = 0
         self.dropped = 0
         self.last = Signals()
         self.entered_at = 0.0
         self._lags: deque[float] = deque(maxlen=self.thresholds.lag_samples)
+        self._debt = 0.0  # refusals owed at the current loss (deterministic spreading)
+        self._last_now: float | None = None
 
     def _pressure(self, signals: Signals) -> float:
         """The highest ratio of a signal to its limit (1.0 = at capacity)."""
@@ -128,55 +141,49 @@ class OverloadController:
         return max(ratios)
 
     def update(self, signals: Signals, now: float) -> Transition | None:
-        """Take one sample; return the transition it caused, if any."""
+        """Take one sample; return the change of level it caused, if any."""
         self.last = signals
+        elapsed = 0.0 if self._last_now is None else max(0.0, now - self._last_now)
+        self._last_now = now
         if not self.enabled:
             return None
         t = self.thresholds
         pressure = self._pressure(signals)
         old = self.level
-        if pressure >= t.drop_factor:
-            target = Level.DROP
-        elif pressure >= 1.0:
-            target = Level.REFUSE
-        else:
-            target = Level.NORMAL
-        if _rank(target) > _rank(old):
+        if pressure >= 1.0:
             # Up at once: waiting while the queue grows is what collapses.
-            self.level = target
-            self._calm_since = None
-            self.entered_at = now
-            return Transition(now, old, target, signals)
-        if old is Level.NORMAL:
+            self.loss = min(1.0, self.loss + t.loss_step)
+        elif pressure < t.recover_ratio:
+            self.loss = 0.0 if t.recover_after == 0 else max(
+                0.0, self.loss - elapsed / t.recover_after)
+        if pressure >= t.drop_factor:
+            new = Level.DROP
+        elif old is Level.DROP and pressure >= t.recover_ratio * t.drop_factor:
+            new = Level.DROP  # hysteresis: leave DROP well below where it began
+        elif self.loss > 0.0:
+            new = Level.REFUSE
+        else:
+            new = Level.NORMAL
+        if new is Level.DROP:
+            self.loss = 1.0  # and out of DROP through full refusal, decaying
+        if new is old:
             return None
-        # Down one level at a time, after a calm spell below recover_ratio:
-        # a server at exactly its capacity would otherwise admit a burst,
-        # fall behind again, and flap.
-        calm = pressure < t.recover_ratio * (t.drop_factor if old is Level.DROP else 1.0)
-        if not calm:
-            self._calm_since = None
-            return None
-        if self._calm_since is None:
-            self._calm_since = now
-        if now - self._calm_since < t.recover_after:
-            return None
-        new = Level.REFUSE if old is Level.DROP else Level.NORMAL
         self.level = new
-        self._calm_since = now if new is not Level.NORMAL else None
         self.entered_at = now
         return Transition(now, old, new, signals)
 
     def decide(self, kind: RequestKind) -> Action:
-        """Admit, refuse or drop one request of `kind` at the current level."""
+        """Admit, refuse or drop one request of `kind` at the current level and loss."""
         level = self.level
         if level is Level.NORMAL or kind is RequestKind.ONGOING:
             return Action.ADMIT
         if level is Level.DROP:
             self.dropped += 1
             return Action.DROP
+        # Spread the refusals evenly: with loss 0.25, every fourth request.
+        self._debt += self.loss
+        if self._debt < 1.0:
+            return Action.ADMIT
+        self._debt -= 1.0
         self.refused += 1
         return Action.REFUSE
-
-
-def _rank(level: Level) -> int:
-    return {Level.NORMAL: 0, Level.REFUSE: 1, Level.DROP: 2}[level]

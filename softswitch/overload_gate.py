@@ -6,10 +6,14 @@ While shedding, the gate glances at the request line and the To tag
 (`sip/prefilter.py`) and lets everything through except new INVITEs and
 initial REGISTERs, which the controller decides on:
 
-- REFUSE: a 503 with Retry-After (RFC 3261 21.5.4), sent statelessly, with
-  no transaction, no store and no B2BUA involved. Its To tag starts with
-  `OVERLOAD_TAG`, so the ACK the caller sends for it (RFC 3261 17.1.1.3)
-  is recognised from its bytes and dropped unparsed.
+- REFUSE (a share of them, the controller's loss): a 503 with Retry-After
+  (RFC 3261 21.5.4), sent statelessly, with no transaction, no store and no
+  B2BUA involved. For an INVITE it is built from the raw header lines
+  (`prefilter.stateless_response`), without parsing the request: a parse
+  costs about as much as everything else a refusal does. Its To tag starts
+  with `OVERLOAD_TAG`, so the ACK the caller sends for it (RFC 3261
+  17.1.1.3) is recognised from its bytes and dropped unparsed. Stateless
+  503s go straight to the transport: message observers do not see them.
 - DROP: nothing at all; the client's retransmissions and its own timeout
   do the rest (RFC 3261 17.1.1.2), and an unparsed drop is the cheapest
   thing the process can do with a datagram.
@@ -27,6 +31,7 @@ from typing import Any
 
 from softswitch.overload import Action, Level, OverloadController, RequestKind
 from softswitch.sip.errors import MessageError
+from softswitch.sip.headers import Via
 from softswitch.sip.message import (
     DEFAULT_LIMITS,
     ParserLimits,
@@ -36,28 +41,32 @@ from softswitch.sip.message import (
     parse_message,
 )
 from softswitch.sip.peer import Peer, response_peer, stamp_via
-from softswitch.sip.prefilter import request_method, to_tag
+from softswitch.sip.prefilter import request_method, stateless_response, to_tag
 
 # The To tag prefix of our stateless 503s: their ACKs are dropped by it.
 OVERLOAD_TAG = "ovl"
 _OVERLOAD_TAG_BYTES = OVERLOAD_TAG.encode()
 
 Send = Callable[[Any, Peer], None]
+SendBytes = Callable[[bytes, Peer], None]
 
 
 class OverloadGate:
     """Screens requests while the controller sheds load."""
 
-    def __init__(self, controller: OverloadController, send: Send, *,
+    def __init__(self, controller: OverloadController, send: Send, send_bytes: SendBytes, *,
                  retry_after: int = 5, limits: ParserLimits = DEFAULT_LIMITS,
                  has_transaction: Callable[[Request], bool] | None = None,
+                 has_transaction_at: Callable[[Via, str], bool | None] | None = None,
                  is_refresh: Callable[[Request], bool] | None = None) -> None:
         self.controller = controller
         self.send = send
+        self.send_bytes = send_bytes
         self.retry_after = retry_after
         self.limits = limits
         # Set by the parts that know: the transaction layer, the registrar.
         self.has_transaction = has_transaction
+        self.has_transaction_at = has_transaction_at
         self.is_refresh = is_refresh
         self.acks_dropped = 0
 
@@ -85,6 +94,9 @@ class OverloadGate:
                 # loses nothing here, its transaction carries on.
                 self.controller.decide(RequestKind.NEW_INVITE)
                 return True, None
+            decided = self._invite_fast(data, peer)
+            if decided is not None:
+                return decided, None
         try:
             message = parse_message(data, self.limits, datagram=datagram)
         except MessageError:
@@ -98,6 +110,23 @@ class OverloadGate:
         if action is Action.REFUSE:
             self._refuse(message, peer)
         return True, None
+
+    def _invite_fast(self, data: bytes, peer: Peer) -> bool | None:
+        """Decide on a new INVITE from its bytes: True if refused here, False if
+        admitted, None if not plain enough for this path (then parse it)."""
+        reply = stateless_response(data, peer, 503, "Service Unavailable",
+                                   OVERLOAD_TAG + new_tag(),
+                                   [("Retry-After", str(self.retry_after))])
+        if reply is None or self.has_transaction_at is None:
+            return None
+        response, target, via = reply
+        known = self.has_transaction_at(via, "INVITE")
+        if known is None:
+            return None  # an RFC 2543 branch: the parsing way decides
+        if known or self.controller.decide(RequestKind.NEW_INVITE) is Action.ADMIT:
+            return False
+        self.send_bytes(response, target)
+        return True
 
     def _kind(self, request: Request) -> RequestKind:
         try:

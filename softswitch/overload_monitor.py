@@ -93,7 +93,7 @@ class OverloadMonitor(Service):
         if transition is not None:
             self.log.warning("overload_level", old=transition.old.value, new=transition.new.value,
                              lag_ms=round(signals.lag * 1000, 1), udp_queue=signals.udp_queue,
-                             transactions=signals.transactions,
+                             transactions=signals.transactions, loss=round(self.controller.loss, 2),
                              refused=self.controller.refused, dropped=self.controller.dropped)
         if self.report_interval > 0:
             peak = self._peak
@@ -104,6 +104,7 @@ class OverloadMonitor(Service):
                 self.log.info("overload_signals", lag_ms=round(p.lag * 1000, 1),
                               udp_queue=p.udp_queue, transactions=p.transactions,
                               overload_level=self.controller.level.value,
+                              loss=round(self.controller.loss, 2),
                               refused=self.controller.refused, dropped=self.controller.dropped)
                 self._peak = Signals()
                 self._report_due = now + self.report_interval
@@ -117,11 +118,12 @@ def build_overload(settings: OverloadSettings, core: SipCore, transports: Transp
         max_lag=settings.max_lag, max_udp_queue=settings.max_udp_queue,
         max_transactions=settings.max_transactions, drop_factor=settings.drop_factor,
         recover_ratio=settings.recover_ratio, recover_after=settings.recover_after,
-        lag_samples=settings.lag_samples),
+        lag_samples=settings.lag_samples, loss_step=settings.loss_step),
         enabled=settings.enabled)
-    core.overload = OverloadGate(controller, core.send, retry_after=settings.retry_after,
-                                 limits=core.limits,
-                                 has_transaction=core.transactions.has_server_transaction)
+    core.overload = OverloadGate(
+        controller, core.send, transports.send_bytes, retry_after=settings.retry_after,
+        limits=core.limits, has_transaction=core.transactions.has_server_transaction,
+        has_transaction_at=core.transactions.has_server_transaction_at)
     return OverloadMonitor(controller, reactor, udp_sockets=transports.udp_sockets,
                            transactions=core.transactions.pending_server_count,
                            interval=settings.sample_interval,

@@ -30,6 +30,7 @@ overload:
   max_udp_queue: 0
   max_transactions: 2
   recover_after: 0.3
+  loss_step: 1.0
   retry_after: 9
 """
 
