@@ -102,9 +102,9 @@ def main() -> None:
     for name, value in best.items():
         print(f"{name:<28}{value:>12,.0f}{1e6 / value:>12.1f}")
     print(f"the gate at NORMAL costs {100 * (base / best['BYE, gate at NORMAL'] - 1):+.1f}% "
-          f"per BYE (noise is a few %); shedding: a 503 costs "
-          f"{best['new INVITE admitted'] / best['new INVITE refused (503)']:.2f}x less than "
-          f"admitting, a drop {best['new INVITE admitted'] / best['new INVITE dropped']:.0f}x less")
+          f"per BYE (noise is a few %); a refused INVITE costs "
+          f"{best['new INVITE admitted'] / best['new INVITE refused (503)']:.2f} of an admitted "
+          f"one, a dropped one {best['new INVITE admitted'] / best['new INVITE dropped']:.3f}")
 
 
 if __name__ == "__main__":
