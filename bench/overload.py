@@ -360,11 +360,9 @@ def main() -> None:
             uac, probe, uas = free_udp_port(), free_udp_port(), free_udp_port()
             overload = ""
             if name == "after":
-                overload = "overload:\n"
-                if args.observe:
-                    overload += "  enabled: false\n"
-                if args.signals or args.observe:
-                    overload += "  report_interval: 0.25\n"
+                entries = ("  enabled: false\n" if args.observe else "") + (
+                    "  report_interval: 0.25\n" if args.signals or args.observe else "")
+                overload = f"overload:\n{entries}" if entries else ""
             server = TreeServer(tree, workdir / name, uac, probe, uas, overload, users)
             startup = server.start()
             answerer = Answerer(workdir / name / "uas", uas, 60_000)
