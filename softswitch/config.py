@@ -92,6 +92,12 @@ class SIPSettings(_Model):
     max_headers: int = Field(128, ge=16, le=4096)
     max_header_line: int = Field(8192, ge=256, le=65536)
     idle_timeout: float = Field(600.0, gt=0, description="seconds before an idle TCP/TLS connection closes")
+    # Limits on TCP/TLS peers (docs/hardening.md): connections from one
+    # source address (0: no limit), bytes queued towards a peer that does
+    # not read, seconds a message may take to arrive whole (slow senders).
+    max_connections_per_source: int = Field(64, ge=0)
+    max_send_buffer: int = Field(1 << 20, ge=4096)
+    partial_timeout: float = Field(10.0, gt=0)
     # Bytes the kernel may queue on a UDP socket while the reactor is busy;
     # the Linux default (~208 KiB) overflows in a burst of a few thousand.
     udp_receive_buffer: int = Field(4 << 20, ge=0)
@@ -100,6 +106,25 @@ class SIPSettings(_Model):
     # RFC 4028 session timers: our interval and the shortest we accept.
     session_expires: int = Field(1800, ge=90)
     min_se: int = Field(90, ge=90)
+
+
+class OverloadSettings(_Model):
+    """Overload control (softswitch/overload.py, docs/hardening.md): limits at which
+    new INVITEs and initial REGISTERs are refused with 503; 0 disables a signal."""
+
+    enabled: bool = True
+    max_lag: float = Field(0.5, ge=0, description="seconds the event loop may run late (sustained)")
+    max_udp_queue: int = Field(2 << 20, ge=0, description="bytes waiting in the UDP receive queues")
+    max_transactions: int = Field(4000, ge=0, description="server transactions owed a final response")
+    drop_factor: float = Field(3.0, ge=1, description="beyond this many times a limit: drop, not 503")
+    lag_samples: int = Field(3, ge=1, le=100, description="lag counted: the least of this many samples")
+    recover_ratio: float = Field(0.5, gt=0, le=1, description="calm: every signal below this share")
+    recover_after: float = Field(1.0, ge=0, le=60, description="calm seconds from refusing all to none")
+    loss_step: float = Field(0.1, gt=0, le=1, description="share of new work refused more per sample over a limit")
+    retry_after: int = Field(5, ge=1, le=3600, description="Retry-After of the 503, seconds")
+    sample_interval: float = Field(0.05, ge=0.005, le=1)
+    # > 0: log the peak of each signal over every interval (seconds), for tuning.
+    report_interval: float = Field(0.0, ge=0)
 
 
 class RegistrarSettings(_Model):
@@ -263,6 +288,7 @@ class Settings(_Model):
     tls: TLSSettings = TLSSettings()
     sip: SIPSettings = SIPSettings()
     registrar: RegistrarSettings = RegistrarSettings()
+    overload: OverloadSettings = OverloadSettings()
     log: LogSettings = LogSettings()
     directory: str = "directory.yaml"
     dialplan: str = "dialplan.yaml"

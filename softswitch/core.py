@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 
 from softswitch.logs import get_logger, message_fields
+from softswitch.overload_gate import OverloadGate
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import Via
 from softswitch.sip.message import (
@@ -84,6 +85,8 @@ class SipCore:
         self._log_messages: bool | None = None
         self._capabilities_cache: tuple[object, list[tuple[str, str]]] | None = None
         self.stats = {"received": 0, "sent": 0, "malformed": 0}
+        # Set by the overload monitor; consulted only while it sheds load.
+        self.overload: OverloadGate | None = None
         self.route("OPTIONS", self._options)
 
     # -- what the other parts register ---------------------------------------------
@@ -127,8 +130,14 @@ class SipCore:
 
     def receive(self, data: bytes, peer: Peer, datagram: bool = True) -> None:
         self.stats["received"] += 1
+        gate = self.overload
+        parsed: Request | None = None
+        if gate is not None and gate.shedding:
+            handled, parsed = gate.screen(data, peer, datagram)
+            if handled:
+                return
         try:
-            message = parse_message(data, self.limits, datagram=datagram)
+            message = parsed or parse_message(data, self.limits, datagram=datagram)
         except MessageError as exc:
             self._malformed(data, peer, exc)
             return

@@ -211,6 +211,22 @@ class Registrar:
     def bindings(self, aor: str, now: float) -> list[Binding]:
         return [b for b in self.store.lookup(aor) if not b.is_expired(now)]
 
+    def is_refresh(self, request: Request) -> bool:
+        """Whether a REGISTER is for an address-of-record holding live bindings.
+
+        The overload gate admits those even when it refuses new work: a
+        refresh keeps a phone reachable, and refusing it would make the
+        phone register from scratch later (more work, not less).
+        """
+        to_uri = request.to_addr.uri
+        if not isinstance(to_uri, SipURI) or to_uri.user is None:
+            return False
+        domain = self.domain_for(to_uri.host)
+        if domain is None:
+            return False
+        account = domain.accounts.get(to_uri.aor.partition("@")[0])
+        return account is not None and bool(self.bindings(account.aor, self.clock.seconds()))
+
     def handle(self, tx: ServerTransaction, request: Request) -> None:
         now = self.clock.seconds()
         if not isinstance(request.uri, SipURI):

@@ -43,6 +43,7 @@ from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
 from softswitch.management.service import ManagementService
 from softswitch.mwi_service import MwiService
+from softswitch.overload_monitor import build_overload
 from softswitch.registrar import Registrar, RegistrarPolicy
 from softswitch.relay.side import MediaSide, build_media_side
 from softswitch.routing import DialplanService
@@ -68,7 +69,9 @@ class SipService(Service):
             advertised=s.advertised_address,
             tls_certificate=config.resolve(tls.certificate) if tls.certificate else None,
             tls_private_key=config.resolve(tls.private_key) if tls.private_key else None,
-            reactor=reactor, udp_receive_buffer=s.sip.udp_receive_buffer)
+            reactor=reactor, udp_receive_buffer=s.sip.udp_receive_buffer,
+            max_connections_per_source=s.sip.max_connections_per_source,
+            max_send_buffer=s.sip.max_send_buffer, partial_timeout=s.sip.partial_timeout)
         self.core = SipCore(reactor, self.transports.send, limits=limits,
                             timers=TimerSettings(t1=s.sip.t1, t2=s.sip.t2, t4=s.sip.t4),
                             user_agent=s.sip.user_agent)
@@ -132,6 +135,9 @@ class RegistrarService(Service):
         self.registrar = Registrar(directory, self.store, Authenticator(load_secret(self.data_dir)),
                                    self.reactor, policy)
         self.core.route("REGISTER", self.registrar.handle)
+        if self.core.overload is not None:
+            # Refreshes of live bindings pass even when new work is refused.
+            self.core.overload.is_refresh = self.registrar.is_refresh
         if "path" not in self.core.supported:
             self.core.supported.append("path")
         self._sweeper = LoopingCall(self._sweep)
@@ -363,6 +369,9 @@ class Application(MultiService):
                                   [a.port for a in listen], config.settings.trunks, reactor)
         self.guard.setServiceParent(self)
         self.sip.admit = self.guard.admit
+        self.overload = build_overload(config.settings.overload, self.sip.core,
+                                       self.sip.transports, reactor)
+        self.overload.setServiceParent(self)
         self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)
         self.registrar.setServiceParent(self)
         self.reload_hooks.append(self.registrar.reload)

@@ -50,6 +50,13 @@ def stamp_via(request: Request, source: Peer) -> None:
     address; `rport` is filled only when the client asked for it.
     """
     via = request.top_via
+    if stamp(via, source):
+        # Rewrite the header text so responses copy the stamped Via.
+        request.replace_top_via(via)
+
+
+def stamp(via: Via, source: Peer) -> bool:
+    """The rules of `stamp_via` on one Via value; True if it changed."""
     changed = False
     if _bare(via.host) != source.host:
         via.params["received"] = source.host
@@ -59,9 +66,7 @@ def stamp_via(request: Request, source: Peer) -> None:
         if "received" not in via.params:
             via.params["received"] = source.host
         changed = True
-    if changed:
-        # Rewrite the header text so responses copy the stamped Via.
-        request.replace_top_via(via)
+    return changed
 
 
 def response_peer(via: Via, source: Peer) -> Peer:

@@ -9,6 +9,7 @@ outbound connection. Received bytes go to one sink, the SIP core.
 
 from __future__ import annotations
 
+import collections
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,8 @@ class TransportLayer:
                  limits: ParserLimits = DEFAULT_LIMITS, idle_timeout: float = 600.0,
                  advertised: str | None = None, tls_certificate: Path | None = None,
                  tls_private_key: Path | None = None, reactor: Any = None,
-                 udp_receive_buffer: int = 0) -> None:
+                 udp_receive_buffer: int = 0, max_connections_per_source: int = 0,
+                 max_send_buffer: int = 1 << 20, partial_timeout: float = 10.0) -> None:
         self.listen = listen
         self.sink = sink
         self.limits = limits
@@ -45,6 +47,10 @@ class TransportLayer:
         self.tls_private_key = tls_private_key
         self.reactor: Any = reactor or default_reactor
         self.udp_receive_buffer = udp_receive_buffer
+        self.max_connections_per_source = max_connections_per_source
+        self.max_send_buffer = max_send_buffer
+        self.partial_timeout = partial_timeout
+        self._inbound: collections.Counter[str] = collections.Counter()  # host -> connections
         self.log = get_logger("softswitch.transport")
         self._udp: dict[int, UDPTransport] = {}
         self._ports: list[Any] = []  # IListeningPort
@@ -110,6 +116,20 @@ class TransportLayer:
         self._aliases[(conn.transport_name, host, address.port)] = ident
         return ident
 
+    def admit_inbound(self, host: str) -> bool:
+        """Count an inbound connection from `host`; False (not counted) beyond the limit."""
+        if 0 < self.max_connections_per_source <= self._inbound[host]:
+            self.log.info("connection_refused", source=host, reason="too many connections",
+                          limit=self.max_connections_per_source)
+            return False
+        self._inbound[host] += 1
+        return True
+
+    def inbound_closed(self, host: str) -> None:
+        self._inbound[host] -= 1
+        if self._inbound[host] <= 0:
+            del self._inbound[host]
+
     def alias(self, transport: str, host: str, port: int, ident: int) -> None:
         self._aliases[(transport, host, port)] = ident
 
@@ -117,6 +137,11 @@ class TransportLayer:
         self._connections.pop(ident, None)
         for key in [k for k, v in self._aliases.items() if v == ident]:
             del self._aliases[key]
+
+    def udp_sockets(self) -> list[socket.socket]:
+        """The listening UDP sockets (for the overload monitor's queue reading)."""
+        return [udp.transport.socket for udp in self._udp.values()
+                if udp.transport is not None and getattr(udp.transport, "socket", None) is not None]
 
     @property
     def connection_count(self) -> int:

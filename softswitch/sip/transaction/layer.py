@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from softswitch.sip.headers import Via
 from softswitch.sip.message import Request, Response, make_response, new_branch, new_tag
 from softswitch.sip.peer import Peer, stamp_via
 from softswitch.sip.transaction.base import (
@@ -199,6 +200,20 @@ class TransactionLayer:
     def counts(self) -> TransactionCounts:
         """Transactions made and retransmissions, since start (for metrics)."""
         return self._ctx.counts
+
+    def has_server_transaction(self, request: Request) -> bool:
+        """Whether `request` belongs to a server transaction we hold (a retransmission)."""
+        return server_key(request, request.method) in self._servers
+
+    def has_server_transaction_at(self, via: Via, method: str) -> bool | None:
+        """Whether a request with top Via `via` has a server transaction; None when
+        its branch is not RFC 3261's (the key then needs the whole request)."""
+        branch = via.branch or ""
+        if not branch.startswith(MAGIC_COOKIE):
+            return None
+        host = via.host.lower()
+        sent_by = host if via.port is None else f"{host}:{via.port}"
+        return (branch, sent_by, method) in self._servers
 
     def active_server_count(self) -> int:
         return len(self._servers)
