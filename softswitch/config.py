@@ -97,6 +97,11 @@ class RegistrarSettings(_Model):
     max_expires: int = Field(7200, ge=1)
 
 
+def _check_fingerprint(text: str) -> str:
+    from softswitch.transport.tls import normalise_fingerprint
+    return normalise_fingerprint(text)
+
+
 class TrunkSettings(_Model):
     """A SIP trunk: where calls to it go, and which sources count as it.
 
@@ -122,6 +127,14 @@ class TrunkSettings(_Model):
     registrar: str | None = Field(None, description="host[:port] if not host:port")
     retry_min: float = Field(30.0, gt=0)
     retry_max: float = Field(300.0, gt=0)
+    # Over TLS the trunk's certificate must chain to a trusted root (the
+    # system's, or `tls_ca`) and carry `tls_server_name` (default: `host`);
+    # `tls_fingerprint` (SHA-256) pins it instead; `tls_verify: false` accepts
+    # any certificate (a test setup, never a default). See transport/tls.py.
+    tls_verify: bool = True
+    tls_ca: str | None = None
+    tls_server_name: str | None = None
+    tls_fingerprint: Annotated[str, AfterValidator(_check_fingerprint)] | None = None
 
 
 class LogSettings(_Model):

@@ -24,6 +24,7 @@ def _register_commands() -> None:
     from softswitch.cli.registrations_cmd import registrations
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
+    from softswitch.cli.tls_cmd import tls
     from softswitch.cli.users_cmd import users
 
     main.add_command(run)
@@ -33,6 +34,7 @@ def _register_commands() -> None:
     main.add_command(reload)
     main.add_command(cdr)
     main.add_command(media)
+    main.add_command(tls)
 
 
 _register_commands()
