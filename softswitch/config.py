@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 
 class ConfigError(Exception):
@@ -220,6 +220,12 @@ def load_yaml(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError([f"{where}: {exc.problem or exc.context}"]) from None
+    except YAMLError as exc:
+        # Not all of ruamel's errors carry a mark: a control character in
+        # the file is a ReaderError with a character position (found by fuzzing).
+        raise ConfigError([f"{path}: {exc}".replace("\n", " ")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: {exc.strerror}"]) from None
 
