@@ -226,6 +226,10 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError([f"{path}: {exc}".replace("\n", " ")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
+    except TypeError as exc:
+        # ruamel cannot build a mapping whose key is itself a mapping or a
+        # list (`? {a: [b]}`): it raises TypeError (found by fuzzing).
+        raise ConfigError([f"{path}: a mapping key must be a plain value ({exc})"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: {exc.strerror}"]) from None
 

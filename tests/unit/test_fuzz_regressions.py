@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 
 from softswitch.config import ConfigError, load_config
+from softswitch.directory import DirectoryError, load_directory
+
+# fuzz directory_yaml: a complex key whose value holds a list made ruamel
+# raise TypeError (unhashable CommentedSeq) out of both YAML loaders.
+COMPLEX_KEY = b"domains:\n?     # a comment\n        algorithms: [MD5]"
 
 
 @pytest.mark.parametrize("data", [
@@ -20,6 +25,7 @@ from softswitch.config import ConfigError, load_config
     b"\x00",
     # Not UTF-8: UnicodeDecodeError escaped the same way.
     b"listen: [\xff]\n",
+    COMPLEX_KEY,
 ])
 def test_unusable_config_bytes_give_a_config_error(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "softswitch.yaml"
@@ -28,3 +34,11 @@ def test_unusable_config_bytes_give_a_config_error(tmp_path: Path, data: bytes) 
         load_config(path)
     [message] = caught.value.errors
     assert message.startswith(f"{path}: ") and "\n" not in message
+
+
+def test_complex_key_in_the_directory_gives_a_directory_error(tmp_path: Path) -> None:
+    path = tmp_path / "directory.yaml"
+    path.write_bytes(COMPLEX_KEY)
+    with pytest.raises(DirectoryError) as caught:
+        load_directory(path)
+    assert "mapping key" in caught.value.errors[0]
