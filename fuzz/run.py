@@ -41,7 +41,9 @@ def main(argv: list[str]) -> None:
     else:
         # The seeds go last: libFuzzer writes new inputs only to the first folder.
         from fuzz.seeds import write_seeds
-        seed_dir = Path(tempfile.mkdtemp(prefix=f"fuzz-seeds-{name}-"))
+        # One folder per target, rewritten each run: atheris leaves through
+        # os._exit, so a fresh temporary folder would never be removed.
+        seed_dir = Path(tempfile.gettempdir()) / f"softswitch-fuzz-seeds-{name}"
         args.append(str(write_seeds(name, seed_dir)))
     atheris.Setup([argv[0], *args], target)
     atheris.Fuzz()
