@@ -16,13 +16,17 @@ system-deps:
 
 # The integration tests drive the server with sipp (Debian: sip-tester).
 # The PLC tests speak with espeak-ng and resample with sox; the pesq
-# package builds from source (a C compiler and Python's headers).
+# package builds from source (a C compiler and Python's headers). The ban
+# tests program nftables (nft).
 test-deps: system-deps
 	@need=""; \
 	command -v sipp >/dev/null 2>&1 || need="$$need sip-tester"; \
 	command -v espeak-ng >/dev/null 2>&1 || need="$$need espeak-ng"; \
 	command -v sox >/dev/null 2>&1 || need="$$need sox"; \
+	command -v nft >/dev/null 2>&1 || need="$$need nftables"; \
 	command -v gcc >/dev/null 2>&1 || need="$$need gcc"; \
+	command -v rtpengine >/dev/null 2>&1 || need="$$need rtpengine-daemon"; \
+	command -v nft >/dev/null 2>&1 || need="$$need nftables"; \
 	$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
 		2>/dev/null || need="$$need python3-dev"; \
 	if [ -n "$$need" ]; then echo "installing$$need"; \

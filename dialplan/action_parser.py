@@ -58,7 +58,10 @@ ACTIONS = (
 )
 DIAL_OPTIONS = ("to", "timeout", "caller_id", "headers", "on_busy", "on_no_answer", "on_failure")
 # Variables the router sets from the call; `set` may not overwrite them.
-READ_ONLY = frozenset({"dest", "caller", "caller_name", "context", "trunk"})
+READ_ONLY = frozenset({"dest", "caller", "caller_name", "context", "trunk",
+                       "media_relay"})  # media_relay: the relay the softswitch chose
+# `set: {media: ...}`: the call's media through the relay or directly between the phones.
+MEDIA_MODES = ("relay", "direct")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEADER = re.compile(r"[A-Za-z0-9!%*+`'~._-]+")
 _REASONS = {
@@ -431,6 +434,17 @@ class ActionParser:
                 continue
             if isinstance(value, YScalar) and value.is_null:
                 values.append((key.text, compile_template("")))
+                continue
+            if (key.text == "media" and isinstance(value, YScalar) and "${" not in value.text
+                    and value.text.strip().lower() not in MEDIA_MODES):
+                self.report.error(
+                    value.line,
+                    value.column,
+                    f"media {value.text!r} is neither relay nor direct",
+                    "write set: {media: direct} for media between the phones, "
+                    "relay (the default) through the media relay",
+                    "bad-value",
+                )
                 continue
             template = self.text_template(value, f"value of {key.text}")
             if template is not None:

@@ -30,7 +30,12 @@ def decode(datagram: bytes) -> tuple[bytes, dict[str, Any]]:
     try:
         value = fastbencode.bdecode(body)
     except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
-        raise NgError(f"not bencode: {exc}") from None
+        # Kamailio's module and rtpengine itself write dictionary keys in the
+        # order they add them, which strict bencode (and fastbencode) refuses.
+        try:
+            value = _decode_any_order(body)
+        except NgError:
+            raise NgError(f"not bencode: {exc}") from None
     if not isinstance(value, dict):
         raise NgError("not a dictionary")
     return cookie, text(value)
@@ -62,3 +67,52 @@ def _bytes(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+_MAX_DEPTH = 32
+
+
+def _decode_any_order(data: bytes) -> Any:
+    """Bencode with dictionary keys in any order (the slow path for unsorted senders)."""
+    value, end = _item(data, 0, 0)
+    if end != len(data):
+        raise NgError("trailing data")
+    return value
+
+
+def _item(data: bytes, i: int, depth: int) -> tuple[Any, int]:
+    if depth > _MAX_DEPTH or i >= len(data):
+        raise NgError("truncated or too deep")
+    head = data[i:i + 1]
+    if head == b"i":
+        end = data.find(b"e", i)
+        digits = data[i + 1:end] if end > 0 else b""
+        if not digits or not digits.lstrip(b"-").isdigit() or len(digits) > 24:
+            raise NgError("bad integer")
+        return int(digits), end + 1
+    if head.isdigit():
+        colon = data.find(b":", i)
+        if colon < 0 or not data[i:colon].isdigit() or colon - i > 9:
+            raise NgError("bad string length")
+        start = colon + 1
+        stop = start + int(data[i:colon])
+        if stop > len(data):
+            raise NgError("truncated string")
+        return data[start:stop], stop
+    if head == b"l":
+        out: list[Any] = []
+        i += 1
+        while data[i:i + 1] != b"e":
+            value, i = _item(data, i, depth + 1)
+            out.append(value)
+        return out, i + 1
+    if head == b"d":
+        result: dict[bytes, Any] = {}
+        i += 1
+        while data[i:i + 1] != b"e":
+            key, i = _item(data, i, depth + 1)
+            if not isinstance(key, bytes):
+                raise NgError("dictionary key not a string")
+            result[key], i = _item(data, i, depth + 1)
+        return result, i + 1
+    raise NgError("not bencode")

@@ -85,6 +85,7 @@ class Authenticator:
     def __init__(self, secret: bytes, nonce_lifetime: float = 300.0) -> None:
         self.nonces = NonceFactory(secret, nonce_lifetime)
         self.counts = NonceCountTracker()
+        self.failures = 0  # 403s for wrong credentials or user, since start (metrics)
 
     def make_nonce(self, realm: str, now: float) -> str:
         """A nonce for `realm` that owns a nonce-count slot."""
@@ -152,8 +153,8 @@ class Authenticator:
             response.add("WWW-Authenticate", value)
         return AuthResult(Outcome.CHALLENGE, response, reason=reason)
 
-    @staticmethod
-    def _forbidden(request: Request, credentials: Credentials, reason: str) -> AuthResult:
+    def _forbidden(self, request: Request, credentials: Credentials, reason: str) -> AuthResult:
+        self.failures += 1
         response = make_response(request, 403, to_tag=new_tag())
         return AuthResult(Outcome.FORBIDDEN, response, username=credentials.username, reason=reason)
 

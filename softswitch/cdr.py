@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred
 
 from softswitch.storage import GroupCommitWriter, StorageError, ThreadCaller, connect_readonly
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: media figures per leg (loss, jitter, MOS)
 DATABASE = "cdr.sqlite"
 
 
@@ -93,6 +93,15 @@ class CdrRecord:
     trunk: str | None = None  # source or destination trunk
     answer: float | None = None
     b_leg_codes: list[int] = field(default_factory=list)  # final codes of the B-legs tried
+    # The media relay's last figures of what it received from the caller (a_)
+    # and from the callee (b_): loss in %, jitter in ms, E-model MOS; None
+    # when the call had no relayed media or the relay did not say.
+    a_loss: float | None = None
+    a_jitter: float | None = None
+    a_mos: float | None = None
+    b_loss: float | None = None
+    b_jitter: float | None = None
+    b_mos: float | None = None
 
     @property
     def duration(self) -> float:
@@ -125,6 +134,7 @@ class CdrRecord:
             "hangup_side": self.hangup_side.value,
             "sip_code": self.sip_code,
             "b_leg_codes": list(self.b_leg_codes),
+            **{name: getattr(self, name) for name in MEDIA_COLUMNS},
         }
 
 
@@ -166,19 +176,34 @@ CREATE TABLE IF NOT EXISTS cdr (
     hangup_cause TEXT NOT NULL,
     hangup_side TEXT NOT NULL,
     sip_code INTEGER NOT NULL,
-    b_leg_codes TEXT NOT NULL
+    b_leg_codes TEXT NOT NULL,
+    a_loss REAL, a_jitter REAL, a_mos REAL, b_loss REAL, b_jitter REAL, b_mos REAL
 );
 CREATE INDEX IF NOT EXISTS cdr_start_time ON cdr (start_time);
 """
 
 # duration and billsec are stored too, for whoever queries the file with SQL,
 # but read back from the times.
-_COLUMNS = (
+MEDIA_COLUMNS = ("a_loss", "a_jitter", "a_mos", "b_loss", "b_jitter", "b_mos")
+_BASE_COLUMNS = (
     "uuid, call_id, caller, caller_name, callee, dialled, context, trunk, start_time, "
     "answer_time, end_time, duration, billsec, disposition, hangup_cause, hangup_side, "
     "sip_code, b_leg_codes"
 )
-_INSERT = f"INSERT OR IGNORE INTO cdr ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+_COLUMNS = _BASE_COLUMNS + ", " + ", ".join(MEDIA_COLUMNS)
+_INSERT = f"INSERT OR IGNORE INTO cdr ({_COLUMNS}) VALUES ({', '.join('?' * 24)})"
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Version 1 files (before the media columns) get them, empty for old calls."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(cdr)")}
+    added = False
+    for name in MEDIA_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE cdr ADD COLUMN {name} REAL")
+            added = True
+    if added:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
 
 def _row(r: CdrRecord) -> tuple[object, ...]:
@@ -186,6 +211,7 @@ def _row(r: CdrRecord) -> tuple[object, ...]:
         r.uuid, r.call_id, r.caller, r.caller_name, r.callee, r.dialled, r.context, r.trunk,
         r.start, r.answer, r.end, r.duration, r.billsec, r.disposition.value, r.hangup_cause,
         r.hangup_side.value, r.sip_code, json.dumps(r.b_leg_codes),
+        r.a_loss, r.a_jitter, r.a_mos, r.b_loss, r.b_jitter, r.b_mos,
     )
 
 
@@ -196,6 +222,8 @@ def _record(row: tuple[Any, ...]) -> CdrRecord:
         end=row[10], disposition=Disposition(row[13]), hangup_cause=row[14],
         hangup_side=HangupSide(row[15]), sip_code=row[16],
         b_leg_codes=[int(c) for c in json.loads(row[17])],
+        a_loss=row[18], a_jitter=row[19], a_mos=row[20],
+        b_loss=row[21], b_jitter=row[22], b_mos=row[23],
     )
 
 
@@ -222,7 +250,7 @@ class SQLiteCdrStore:
         return self._writer.commits
 
     def open(self) -> None:
-        self._writer.start(lambda conn: None)
+        self._writer.start(_migrate)
 
     def write(self, record: CdrRecord) -> Deferred[None]:
         return self._writer.submit(_Insert(_row(record)))
@@ -251,7 +279,16 @@ def read_cdrs(
     if until is not None:
         where.append("start_time < ?")
         args.append(until)
-    sql = f"SELECT {_COLUMNS} FROM cdr"
+    conn = connect_readonly(path, CdrStoreError)
+    try:
+        # A version 1 file (read-only here, so not migrated) has no media columns.
+        have = {row[1] for row in conn.execute("PRAGMA table_info(cdr)")}
+    except sqlite3.Error as exc:
+        conn.close()
+        raise CdrStoreError(f"{path}: {exc}") from exc
+    columns = _BASE_COLUMNS + "".join(
+        f", {name}" if name in have else ", NULL" for name in MEDIA_COLUMNS)
+    sql = f"SELECT {columns} FROM cdr"
     if where:
         sql += " WHERE " + " AND ".join(where)
     # rowid breaks ties between calls that started in the same instant.
@@ -259,7 +296,6 @@ def read_cdrs(
     if limit is not None:
         sql += " LIMIT ?"
         args.append(max(0, limit))
-    conn = connect_readonly(path, CdrStoreError)
     try:
         rows = conn.execute(sql, args).fetchall()
     except sqlite3.Error as exc:

@@ -12,9 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from softswitch.fraud.settings import ClassNames, TollSettings
+from softswitch.guard.settings import GuardSettings
 
 
 class ConfigError(Exception):
@@ -135,11 +146,128 @@ class TrunkSettings(_Model):
     tls_ca: str | None = None
     tls_server_name: str | None = None
     tls_fingerprint: Annotated[str, AfterValidator(_check_fingerprint)] | None = None
+    # Relayed or direct media for calls to and from this trunk (docs/relay.md);
+    # None: the server's media.mode. A dialplan `set: {media: ...}` wins.
+    media: Literal["relay", "direct"] | None = None
+    # Toll-fraud limits (softswitch/fraud/policy.py), calls in and out together.
+    max_calls: int | None = Field(None, ge=1, description="concurrent calls")
+    calls_per_minute: int | None = Field(None, ge=1)
+    # Classes the trunk's callers may reach; None: internal only.
+    allowed_destinations: ClassNames | None = None
+
+
+def _check_relay_address(text: str) -> str:
+    from softswitch.relay.ng_client import parse_address
+    parse_address(text)
+    return text
+
+
+RelayAddressText = Annotated[str, AfterValidator(_check_relay_address)]
+
+
+def _check_ports(text: str) -> str:
+    low, sep, high = text.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit() \
+            or not 1024 <= int(low) < int(high) <= 65535:
+        raise ValueError(f"expected LOW-HIGH between 1024 and 65535, got {text!r}")
+    return text
+
+
+class RelaySettings(_Model):
+    """A relay the softswitch may send calls to (ours on another host, or rtpengine)."""
+
+    address: RelayAddressText  # udp:HOST:PORT of its ng control socket
+    weight: int = Field(1, ge=0, le=1000)
+
+
+class MediaSettings(_Model):
+    """Where calls' media flows: through a relay (default) or directly between phones."""
+
+    mode: Literal["relay", "direct"] = "relay"
+    # Start our relay as a child of `softswitch run` (restarted if it dies).
+    embedded: bool = True
+    # Further relays (on other hosts, or rtpengine); with embedded: false, the only ones.
+    relays: list[RelaySettings] = Field(default_factory=list)
+    # The embedded relay: its ng control address, RTP port range, the
+    # address written into SDP (default: advertised_address, else the
+    # host's address towards the outside), its silence timeout.
+    control: RelayAddressText = "udp:127.0.0.1:2223"
+    ports: Annotated[str, AfterValidator(_check_ports)] = "30000-39999"
+    advertise: str | None = None
+    listen_address: str | None = None
+    silence_timeout: float = Field(60.0, gt=0)
+    # Our ng socket, where relays send teardowns (media timeouts).
+    notify: RelayAddressText = "udp:127.0.0.1:2224"
+    ping_interval: float = Field(5.0, gt=0, le=300)
+    timeout: float = Field(3.0, gt=0, le=60, description="seconds a relay has to answer")
 
 
 class LogSettings(_Model):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """`127.0.0.1:8089`, `[::1]:8089`; ValueError otherwise."""
+    if text.startswith("["):
+        host, close, rest = text[1:].partition("]")
+        if not close or not rest.startswith(":"):
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        port = rest[1:]
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return host, int(port)
+
+
+def _check_host_port(text: str) -> str:
+    _host_port(text)
+    return text
+
+
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class ManagementSettings(_Model):
+    """The HTTP API of `softswitch calls`, `top` and `/metrics` (docs/operations.md).
+
+    On 127.0.0.1 by default; listening anywhere else requires `token`,
+    which every request must then carry (Authorization: Bearer TOKEN).
+    Port 0 takes any free port; the CLI finds it in the data dir.
+    """
+
+    enabled: bool = True
+    listen: HostPort = "127.0.0.1:8089"
+    token: SecretStr | None = Field(None, min_length=16)  # SecretStr: never in a repr
+    ring_size: int = Field(64, ge=8, le=1024, description="SIP messages kept per Call-ID")
+    keep_finished: int = Field(100, ge=0, le=10000, description="ended calls kept for inspection")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return _host_port(self.listen)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> ManagementSettings:
+        if self.enabled and self.address[0] not in LOOPBACK_HOSTS and not self.token:
+            raise ValueError(f"listen {self.listen} is not 127.0.0.1 or ::1: set a token "
+                             "(16 characters or more) that clients must send")
+        return self
+
+
+class HepSettings(_Model):
+    """HEP v3 capture to a Homer collector (docs/operations.md); off without `collector`."""
+
+    collector: HostPort | None = None
+    agent_id: int = Field(0, ge=0, le=0xFFFFFFFF)
+    auth_key: str | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return _host_port(self.collector) if self.collector else None
 
 
 class Settings(_Model):
@@ -157,6 +285,12 @@ class Settings(_Model):
     # DNS servers (HOST:PORT) for RFC 3263 lookups of trunk and URI host names;
     # empty: the system's resolver (/etc/resolv.conf, /etc/hosts).
     dns_servers: list[str] = Field(default_factory=list)
+    management: ManagementSettings = ManagementSettings()
+    hep: HepSettings = HepSettings()
+    media: MediaSettings = MediaSettings()
+    # Toll fraud (classes of destinations) and brute force (rate limits, bans).
+    toll: TollSettings = TollSettings()
+    guard: GuardSettings = GuardSettings()
 
     @property
     def dns_server_addresses(self) -> list[tuple[str, int]]:
@@ -165,6 +299,13 @@ class Settings(_Model):
             host, _, port = item.rpartition(":")
             out.append((host.strip("[]") or item, int(port) if port.isdigit() else 53))
         return out
+
+    @model_validator(mode="after")
+    def _relays_when_needed(self) -> Settings:
+        wants = self.media.mode == "relay" or any(t.media == "relay" for t in self.trunks)
+        if wants and not self.media.embedded and not self.media.relays:
+            raise ValueError("media: with embedded: false, relays must list at least one relay")
+        return self
 
     @property
     def listen_addresses(self) -> list[ListenAddress]:

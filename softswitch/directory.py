@@ -19,7 +19,13 @@ Format (others rely on it):
             context: internal             # optional, default internal
             groups: [sales]               # optional
             algorithms: [MD5]             # optional per-user override
-            caller_id / max_calls / allowed_destinations   # reserved
+            allowed_destinations: [internal, national, emergency]
+                                          # optional: classes this user may dial
+                                          # (default: toll.default_classes)
+            max_calls: 4                  # optional: concurrent calls (486 beyond)
+            calls_per_minute: 10          # optional: new calls a minute (403 beyond)
+            mwi_unsolicited: false        # optional: no NOTIFY unless subscribed (default true)
+            caller_id                     # reserved
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from softswitch.sip.digest import DEFAULT_ALGORITHMS, Algorithm
 from softswitch.sip.digest import ha1 as digest_ha1
 
 DEFAULT_CONTEXT = "internal"
+# The classes of `allowed_destinations` (softswitch/fraud/classes.py sorts numbers into them).
+DESTINATION_CLASSES = ("internal", "national", "international", "premium", "emergency")
 
 _DOMAIN_KEYS = frozenset({"name", "algorithms", "users"})
 _USER_KEYS = frozenset(
@@ -55,10 +63,14 @@ _USER_KEYS = frozenset(
         "context",
         "groups",
         "algorithms",
-        # Reserved for per-user policy: type-checked now, used later.
-        "caller_id",
+        # Toll-fraud policy (softswitch/fraud/): classes and call limits.
         "max_calls",
+        "calls_per_minute",
         "allowed_destinations",
+        # Message-waiting NOTIFYs to registered phones that do not subscribe.
+        "mwi_unsolicited",
+        # Reserved: type-checked now, used later.
+        "caller_id",
     }
 )
 _HOST = re.compile(
@@ -94,9 +106,13 @@ class Account:
     caller_id: str | None = None
     max_calls: int | None = None
     allowed_destinations: tuple[str, ...] | None = None
+    calls_per_minute: int | None = None
     password: str | None = field(default=None, repr=False)
     ha1_md5: str | None = field(default=None, repr=False)
     ha1_sha256: str | None = field(default=None, repr=False)
+    # Unsolicited message-waiting NOTIFYs to this account's registered
+    # phones (softswitch.mwi_service); on by default, as in Asterisk.
+    mwi_unsolicited: bool = True
 
     @property
     def aor(self) -> str:
@@ -301,11 +317,25 @@ def _check_account(
         isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1
     ):
         c.value(u, "max_calls", "max_calls must be a positive integer")
+    per_minute = u.get("calls_per_minute")
+    if "calls_per_minute" in u and (
+        isinstance(per_minute, bool) or not isinstance(per_minute, int) or per_minute < 1
+    ):
+        c.value(u, "calls_per_minute", "calls_per_minute must be a positive integer")
     destinations = (
         tuple(c.string_list(u, "allowed_destinations", None))
         if "allowed_destinations" in u
         else None
     )
+    mwi_unsolicited = u.get("mwi_unsolicited", True)
+    if not isinstance(mwi_unsolicited, bool):
+        c.value(u, "mwi_unsolicited", "mwi_unsolicited must be true or false")
+    for klass in destinations or ():
+        if klass not in DESTINATION_CLASSES:
+            c.value(u, "allowed_destinations",
+                    f"unknown destination class {klass!r} "
+                    f"(one of {', '.join(DESTINATION_CLASSES)})")
+            break
     if c.count() != errors_before or user is None:
         return None
     return Account(
@@ -318,9 +348,11 @@ def _check_account(
         caller_id=caller_id,
         max_calls=max_calls if isinstance(max_calls, int) else None,
         allowed_destinations=destinations,
+        calls_per_minute=per_minute if isinstance(per_minute, int) else None,
         password=password,
         ha1_md5=ha1s["ha1_md5"],
         ha1_sha256=ha1s["ha1_sha256"],
+        mwi_unsolicited=mwi_unsolicited is not False,
     )
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.python.failure import Failure
 
 from softswitch.auth import Authenticator, load_secret
@@ -35,10 +36,15 @@ from softswitch.datadir import (
     write_reload_status,
 )
 from softswitch.directory import Directory, DirectoryError, load_directory
+from softswitch.fraud.settings import make_policy
+from softswitch.guard.service import GuardService
 from softswitch.identity import CallerIdentity
 from softswitch.location.sqlite import SQLiteLocationStore
 from softswitch.logs import get_logger
+from softswitch.management.service import ManagementService
+from softswitch.mwi_service import MwiService
 from softswitch.registrar import Registrar, RegistrarPolicy
+from softswitch.relay.side import MediaSide, build_media_side
 from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
 from softswitch.sip.transaction import TimerSettings
@@ -76,8 +82,12 @@ class SipService(Service):
                 get_logger("softswitch.tls").warning(
                     "trunk_tls_not_verified", trunk=trunk.name,
                     hint="tls_verify is off: anyone on the path can pose as this trunk")
+        # The brute-force guard's check of each message's source (guard/service.py).
+        self.admit: Callable[[bytes, Any], bool] | None = None
 
     def _receive(self, data: bytes, peer: Any, datagram: bool) -> None:
+        if self.admit is not None and not self.admit(data, peer):
+            return
         self.core.receive(data, peer, datagram)
 
     def startService(self) -> None:  # noqa: N802
@@ -196,8 +206,9 @@ class CallService(Service):
 
     def __init__(self, config: Config, data_dir: Path, sip: SipService,
                  registrar: RegistrarService, dialplan_service: DialplanService,
-                 reactor: Any) -> None:
+                 reactor: Any, media: MediaSide | None = None) -> None:
         self.config = config
+        self.media = media
         self.data_dir = data_dir
         self.sip = sip
         self.registrar_service = registrar
@@ -207,6 +218,12 @@ class CallService(Service):
         self.cdrs: SQLiteCdrStore | None = None
         self.calls: SQLiteCallStateStore | None = None
         self.b2bua: B2BUA | None = None
+        # Told of every ended call after its CDR is queued (the call inspection, metrics).
+        self.end_hooks: list[Callable[[CallSnapshot], None]] = []
+
+    def local_address(self, peer: Any) -> tuple[str, int]:
+        """Our address and port on the path to `peer` (for Via, Contact, HEP capture)."""
+        return self._local(peer)
 
     def _local(self, peer: Any) -> tuple[str, int]:
         transports = self.sip.transports
@@ -231,7 +248,10 @@ class CallService(Service):
             max_duration=float(s.max_call_duration),
             session_expires=s.sip.session_expires, min_se=s.sip.min_se,
             dns=DnsLocator(servers=s.dns_server_addresses or None, reactor=self.reactor),
-            identity=identity)
+            identity=identity, media_choice=media.choice if (media := self.media) else None,
+            policy=make_policy(s.toll, lambda: registrar.directory, lambda: s.trunks))
+        if media is not None:
+            media.on_teardown(self.b2bua.hang_up)
         self.b2bua.install()
         for option in ("100rel", "timer"):  # RFC 3262, RFC 4028
             if option not in self.sip.core.supported:
@@ -251,7 +271,7 @@ class CallService(Service):
         assert self.calls is not None
         self.calls.save_snapshot(snapshot.uuid, snapshot.started, snapshot.as_dict()).addErrback(
             lambda f: self.log.error("call_state_save_failed", call=snapshot.uuid,
-                                     error=str(f.value)))
+                                     call_id=snapshot.call_id, error=str(f.value)))
 
     def _ended(self, snapshot: CallSnapshot) -> None:
         assert self.cdrs is not None and self.calls is not None
@@ -265,22 +285,47 @@ class CallService(Service):
                            code=snapshot.sip_code, reason=reason if code.isdigit() else "",
                            cause=snapshot.hangup_cause,
                            b_legs=[leg.target for leg in snapshot.legs if not leg.caller_side])
-        calls = self.calls
-        done = self.cdrs.write(cdr_of(snapshot))
+        calls, cdrs = self.calls, self.cdrs
+        record = cdr_of(snapshot)
+        done: Deferred[Any]
+        if self.media is not None:
+            # The relay's last figures of the call (loss, jitter, MOS per leg) go in the
+            # CDR; the relay answers within its timeout, or the columns stay empty.
+            def write(columns: dict[str, float | None]) -> Deferred[None]:
+                return cdrs.write(replace(record, **columns))  # type: ignore[arg-type]
+
+            done = self.media.figures(snapshot).addCallback(write)
+        else:
+            done = cdrs.write(record)
         if snapshot.answered is not None:
             # The CDR first: a crash in between sends a BYE again on restart,
             # and the second CDR is ignored (written once per call uuid).
-            done.addCallback(lambda _: calls.remove(snapshot.uuid))
+            done.addCallback(lambda _: calls.remove(snapshot.uuid).addErrback(
+                lambda f: self.log.error("call_state_remove_failed", call=snapshot.uuid,
+                                         call_id=snapshot.call_id, error=str(f.value))))
         done.addErrback(lambda f: self.log.error("cdr_write_failed", call=snapshot.uuid,
-                                                 error=str(f.value)))
+                                                 call_id=snapshot.call_id, error=str(f.value)))
+        for hook in self.end_hooks:
+            try:
+                hook(snapshot)
+            except Exception:  # noqa: BLE001 - inspection must never lose a CDR or a call
+                self.log.exception("call_end_hook_failed", call=snapshot.uuid,
+                                   call_id=snapshot.call_id)
 
-    def stopService(self) -> None:  # noqa: N802
+    def stopService(self) -> Deferred[None]:  # noqa: N802
         if self.b2bua is not None:
             self.b2bua.stop()
         super().stopService()
-        for store in (self.cdrs, self.calls):
-            if store is not None:
-                store.close()
+        if self.cdrs is not None:
+            self.cdrs.close()  # commits the last CDRs; their callbacks wait for the reactor
+        # Those callbacks remove the ended calls from the call store: close it
+        # only after them (thread calls run before the next timed call), or a
+        # restart would find the calls again and BYE them a second time.
+        return deferLater(self.reactor, 0, self._close_call_store)
+
+    def _close_call_store(self) -> None:
+        if self.calls is not None:
+            self.calls.close()
 
 
 EMERGENCY_NUMBERS = frozenset({"911", "112"})
@@ -323,6 +368,10 @@ class Application(MultiService):
         self.reload_attempt = 0
         self.sip = SipService(config, listen, reactor)
         self.sip.setServiceParent(self)
+        self.guard = GuardService(config.settings.guard, data_dir, self.sip.core,
+                                  [a.port for a in listen], config.settings.trunks, reactor)
+        self.guard.setServiceParent(self)
+        self.sip.admit = self.guard.admit
         self.registrar = RegistrarService(config, data_dir, self.sip.core, reactor)
         self.registrar.setServiceParent(self)
         self.reload_hooks.append(self.registrar.reload)
@@ -332,8 +381,11 @@ class Application(MultiService):
             known_trunks=lambda: [t.name for t in config.settings.trunks])
         self.dialplan.setServiceParent(self)
         self.reload_hooks.append(self._reload_dialplan)
+        # Before the calls: restored calls may need their relay at once.
+        self.media = build_media_side(config, data_dir, reactor)
+        self.media.setServiceParent(self)
         self.calls = CallService(config, data_dir, self.sip, self.registrar, self.dialplan,
-                                 reactor)
+                                 reactor, media=self.media)
         self.calls.setServiceParent(self)
         self.trunk_registrations = TrunkRegistrationService(
             config.settings.trunks, self.sip.core, self.calls._local, reactor)
@@ -348,6 +400,16 @@ class Application(MultiService):
         self.tls = CertificateReloader(self.sip.transports, reactor)
         self.tls.setServiceParent(self)
         self.reload_hooks.append(self.tls.reload)
+        # Voicemail's message-waiting indication (SUBSCRIBE, NOTIFY, deposits).
+        self.mwi = MwiService(data_dir, self.sip.core, lambda: self.registrar.registrar,
+                              lambda peer: (self.sip.transports.local_address(peer.transport,
+                                                                             peer.host),
+                                            self.sip.transports.local_port(peer.transport)),
+                              reactor)
+        self.mwi.setServiceParent(self)
+        # After the calls: its observers and hooks need the core and the B2BUA.
+        self.management = ManagementService(self, reactor)
+        self.management.setServiceParent(self)
         self.lock = DataDirLock(data_dir)
         PidFile(self.lock).setServiceParent(self)
 
@@ -373,7 +435,7 @@ class Application(MultiService):
                                  hint="put your provider's details in the configuration, "
                                  "see docs/trunks.md")
 
-    def reload(self) -> None:
+    def reload(self) -> list[ReloadPart]:
         """Re-read what can change at run time (directory, dialplan); say how it went.
 
         The outcome goes to DATA_DIR/reload-status.json, where `softswitch
@@ -392,6 +454,7 @@ class Application(MultiService):
             if isinstance(part, ReloadPart):
                 parts.append(part)
         self._write_reload_status(parts)
+        return parts
 
     def _write_reload_status(self, parts: list[ReloadPart]) -> None:
         try:

@@ -24,12 +24,13 @@ from softswitch.b2bua import events as ev
 from softswitch.b2bua.dialing import LocalAddress, Resolution, TargetResolver
 from softswitch.b2bua.legs import Leg
 from softswitch.b2bua.machine import CallMachine, CallSettings
-from softswitch.b2bua.media import DirectMedia, MediaError, MediaSeam
+from softswitch.b2bua.media import DirectMedia, MediaChooser, MediaError, MediaSeam
 from softswitch.b2bua.registry import CallRegistry
 from softswitch.b2bua.replaces import dialog_ids
 from softswitch.b2bua.session_timer import negotiate_as_uas
 from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import TrunkSettings
+from softswitch.fraud.policy import CallPolicy
 from softswitch.identity import CallerIdentity
 from softswitch.logs import get_logger
 from softswitch.registrar import Registrar
@@ -60,7 +61,9 @@ class B2BUA:
                  on_call_changed: Callable[[CallSnapshot], None] | None = None,
                  no_answer_timeout: float = 60.0, max_duration: float = 0.0,
                  session_expires: int = 1800, min_se: int = 90,
-                 dns: DnsLocator | None = None, identity: CallerIdentity | None = None) -> None:
+                 dns: DnsLocator | None = None, identity: CallerIdentity | None = None,
+                 media_choice: MediaChooser | None = None,
+                 policy: CallPolicy | None = None) -> None:
         self.core = core
         self.registrar = registrar
         self.plan = plan
@@ -71,18 +74,24 @@ class B2BUA:
             lambda: registrar.directory, registrar.auth, trunks, local_names=registrar.local_names)
         self.clock = clock
         self.media = media or DirectMedia()
+        # Relayed or direct media per call (softswitch.relay.choice); None: `media` for all.
+        self.media_choice = media_choice
         timers = timers or TimerSettings()
         self.on_call_end = on_call_end
         self.on_call_changed = on_call_changed
         self.session_expires = session_expires
         self.min_se = min_se
         self.resolver = TargetResolver(registrar, trunks, clock, dns)
+        # Destination classes and call limits; told when each call ends.
+        self.policy = policy
         self.settings = CallSettings(
             local_address=local_address, t1=timers.t1, t2=timers.t2,
             no_answer_timeout=no_answer_timeout, max_duration=max_duration,
             session_expires=session_expires, min_se=min_se,
             trunks={t.name: t for t in trunks}, account_context=self._account_context,
-            find_dialog=self._find_dialog, media_passthrough=isinstance(self.media, DirectMedia))
+            find_dialog=self._find_dialog,
+            media_passthrough=isinstance(self.media, DirectMedia) and media_choice is None,
+            dial_policy=policy.check if policy is not None else None)
         self.calls: CallRegistry[CallContext] = CallRegistry()
         self._doers: dict[type, Callable[[CallContext, Any], None]] = {
             ev.Respond: self._respond, ev.SendRequest: self._send_request,
@@ -94,6 +103,7 @@ class B2BUA:
             ev.CallChanged: self._call_changed, ev.CallEnded: self._call_ended,
             ev.OtherCall: self._other_call, ev.Log: self._log}
         self._server_refs = 0
+        self.calls_started = 0  # calls given a machine since start (metrics)
         self.log = get_logger("softswitch.b2bua")
 
     def install(self) -> None:
@@ -173,6 +183,7 @@ class B2BUA:
             caller = replace(caller, domain=self.identity.default_domain())
         machine, effects = CallMachine.incoming(self.settings, ref, request, tx.source, caller,
                                                 dest, self.plan(), negotiation, now)
+        self.calls_started += 1
         ctx = CallContext(machine)
         ctx.servers[ref] = tx
         self.calls.add(machine.uuid, ctx, invite_key=id(tx))
@@ -341,8 +352,15 @@ class B2BUA:
     def _resolve_target(self, ctx: CallContext, effect: ev.Resolve) -> None:
         self._resolve(ctx, effect.ref, self.resolver.resolve(effect.target, effect.domain))
 
+    def _seam(self, ctx: CallContext) -> MediaSeam:
+        if self.media_choice is None:
+            return self.media
+        seam, remember = self.media_choice.seam_for(ctx.machine)
+        ctx.machine.remember(remember)
+        return seam
+
     def _release_media(self, ctx: CallContext, effect: ev.ReleaseMedia) -> None:
-        self.media.release(ctx.machine.uuid, effect.leg)
+        self._seam(ctx).release(ctx.machine.uuid, effect.leg)
 
     def _dialog_opened(self, ctx: CallContext, effect: ev.DialogOpened) -> None:
         self.calls.open_dialog(ctx.machine.uuid, effect.dialog_id)
@@ -355,6 +373,8 @@ class B2BUA:
             self.on_call_changed(effect.snapshot)
 
     def _call_ended(self, ctx: CallContext, effect: ev.CallEnded) -> None:
+        if self.policy is not None:
+            self.policy.call_ended(effect.snapshot.uuid)
         if self.on_call_end is not None:
             self.on_call_end(effect.snapshot)
 
@@ -380,7 +400,8 @@ class B2BUA:
                                           resolution.failure, resolution.reason))
 
     def _media(self, ctx: CallContext, effect: ev.MediaOffer | ev.MediaAnswer) -> None:
-        ask = self.media.offer if isinstance(effect, ev.MediaOffer) else self.media.answer
+        seam = self._seam(ctx)
+        ask = seam.offer if isinstance(effect, ev.MediaOffer) else seam.answer
         ref = effect.ref
         try:
             result = ask(ctx.machine.uuid, effect.source, effect.sink, effect.body,

@@ -53,6 +53,7 @@ from softswitch.b2bua.snapshot import CallSnapshot, LegSnapshot
 from softswitch.b2bua.targets import Destination
 from softswitch.cdr import Disposition
 from softswitch.config import TrunkSettings
+from softswitch.fraud.policy import DialRequest, Party, Refusal
 from softswitch.identity import Caller
 from softswitch.sip.dialog import (
     CALL_COMPLETED_ELSEWHERE,
@@ -116,6 +117,9 @@ class CallSettings:
     media_passthrough: bool = False
     # The call and leg a Replaces value names, among all calls (attended transfer).
     find_dialog: Callable[[str], tuple[Any, Leg] | None] = lambda replaces: None
+    # Toll-fraud policy (softswitch/fraud/policy.py): asked before any dial's
+    # targets are resolved, whatever the dialplan says; None allows all.
+    dial_policy: Callable[[DialRequest], Refusal | None] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -402,6 +406,10 @@ class CallMachine:
             self.media_failure = (event.status, event.reason)
             then(None, *args)
 
+    def remember(self, variables: Mapping[str, str]) -> None:
+        """Facts the glue learnt about the call (its media relay), kept in its snapshot."""
+        self.variables.update(variables)
+
     def release_media(self, leg: Leg | None = None) -> None:
         self._out.append(ev.ReleaseMedia(leg.id if leg is not None else None))
 
@@ -640,8 +648,12 @@ class CallMachine:
              content_type: str | None = None, on_answer: Handler | None = None,
              on_failure: Handler | None = None, on_ringing: Handler | None = None,
              caller: tuple[str, str | None] | None = None,
-             with_timers: bool = True) -> DialAttempt:
-        """Ring the targets of `action`; the machine's own outcome handlers unless given."""
+             with_timers: bool = True, party: Party | None = None) -> DialAttempt:
+        """Ring the targets of `action`; the machine's own outcome handlers unless given.
+
+        `party` is who dials (the caller unless given: a transfer names its
+        referrer); the dial policy may refuse the dial before anything rings.
+        """
         invite = self.a.invite
         attempt = DialAttempt(len(self.attempts) + 1, action,
                               on_answer=on_answer or self._answered,
@@ -652,6 +664,19 @@ class CallMachine:
             offer, content_type = invite.body, invite.get("content-type")
         attempt.offer, attempt.content_type = offer or b"", content_type
         self.attempts.append(attempt)
+        refusal = self._refused(action, party, attempt.main)
+        if refusal is not None:
+            attempt.finished = True
+            self.log("dial_refused", level="warning", party=(party or self.party).key,
+                     targets=[str(t) for t in action.targets], code=refusal.status,
+                     reason=refusal.reason, limit=refusal.limit)
+            if attempt.main:
+                # Final: no dialplan fallback may try another way round.
+                self.fail(refusal.status, refusal.reason)
+            else:
+                assert attempt.on_failure is not None
+                attempt.on_failure(refusal.status, refusal.reason, attempt, False)
+            return attempt
         domain = self.variables.get("domain", "")
         for target in action.targets:
             ref = self.next_ref()
@@ -659,6 +684,20 @@ class CallMachine:
             self._pending[ref] = (self._target_resolved, (attempt, caller))
             self._out.append(ev.Resolve(ref, target, domain))
         return attempt
+
+    @property
+    def party(self) -> Party:
+        """The caller as the dial policy knows it: an account, a trunk's callers."""
+        caller = self.caller
+        return Party(account=caller.account, domain=caller.domain if caller.account else None,
+                     trunk=caller.trunk)
+
+    def _refused(self, action: Dial, party: Party | None, main: bool) -> Refusal | None:
+        policy = self.settings.dial_policy
+        if policy is None:
+            return None
+        return policy(DialRequest(self.uuid, party or self.party, tuple(action.targets),
+                                  main, self.now))
 
     def _target_resolved(self, event: ev.Event, attempt: DialAttempt,
                          caller: tuple[str, str | None] | None) -> None:

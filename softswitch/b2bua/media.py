@@ -14,7 +14,7 @@ The media relay plugs its own implementation into the same seam.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -43,6 +43,13 @@ class MediaSeam(Protocol):
 
     def release(self, call: str, leg: LegId | None) -> None:
         """Free what `leg` held, or (None) everything the call held."""
+        ...
+
+
+class MediaChooser(Protocol):
+    def seam_for(self, machine: Any) -> tuple[MediaSeam, dict[str, str]]:
+        """The seam of `machine`'s call (relayed or direct), and variables to keep
+        in the call for it (so a restarted server chooses the same)."""
         ...
 
 

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from dialplan import CallFacts, Dial
 from softswitch.b2bua import events as ev
 from softswitch.b2bua.legs import Leg, LegState
+from softswitch.fraud.policy import UNKNOWN, Party
 from softswitch.sip.dialog import Dialog, DialogState
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import NameAddr
@@ -114,11 +115,16 @@ class Transfers:
         call = self.call
         if transfer.referrer is call.a:
             context = call.caller.context
+            party = call.party
         else:
             callee = call.callee or ""
             found = call.settings.account_context(callee[5:], call.variables.get("domain")) \
                 if callee.startswith("user/") else None
             context = found or call.caller.context
+            # The dial policy judges the transfer by who asks for it: a user
+            # of ours by its classes, the far end of a trunk leg as unknown.
+            party = Party(account=callee[5:], domain=call.variables.get("domain")) \
+                if found is not None else UNKNOWN
         facts = CallFacts(context=context, dest=transfer.target, caller=call.caller.user,
                           caller_name=call.caller.display_name, time=call.clock_time())
         dial = None
@@ -132,7 +138,7 @@ class Transfers:
             dial, offer=b"", content_type=None, caller=self._transferee_identity(transfer),
             on_answer=lambda leg, response: self._answered(transfer, leg, response),
             on_failure=lambda code, reason, attempt, rang: self._fail(transfer, code, reason),
-            on_ringing=lambda leg, response: self._ringing(transfer, response))
+            on_ringing=lambda leg, response: self._ringing(transfer, response), party=party)
         call.log("transfer_started", target=transfer.target)
 
     def _transferee_identity(self, transfer: TransferInProgress) -> tuple[str, str | None]:

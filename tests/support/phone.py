@@ -53,7 +53,7 @@ class Phone:
               instance: str | None = None, *, domain: str = "pbx.example.com",
               expires: int = 300, log_dir: Path | None = None, wait: bool = True,
               timeout: float = 15.0, tls_cert: Path | None = None,
-              tls_key: Path | None = None) -> Phone:
+              tls_key: Path | None = None, mwi: bool = False) -> Phone:
         """Spawn a phone for `user`; with `wait`, return once it is ready.
 
         `domain` is the host of the account's URI (`sip:user@domain`);
@@ -74,6 +74,8 @@ class Phone:
                "--log", str(pjsua_log_path)]
         if instance is not None:
             cmd += ["--instance", instance]
+        if mwi:
+            cmd += ["--mwi"]
         if tls_cert is not None and tls_key is not None:
             cmd += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
         with log_path.open("ab") as stderr:

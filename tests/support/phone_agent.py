@@ -85,6 +85,16 @@ class PhoneAccount(pj.Account):
                             expires=prm.expiration, active=bool(info.regIsActive),
                             sent_by=sent_by, contact=contact)
 
+    def onMwiInfo(self, prm: pj.OnMwiInfoParam) -> None:  # noqa: N802 - pjsua2's name
+        # Solicited (in a subscription) and unsolicited message-summary NOTIFYs both land here.
+        whole = prm.rdata.wholeMsg if prm.rdata else ""
+        head, _, body = whole.replace("\r\n", "\n").partition("\n\n")
+        state = next((line.split(":", 1)[1].strip() for line in head.split("\n")
+                      if line.lower().startswith("subscription-state:")), "")
+        self.agent.out.emit("mwi", body=body, subscription_state=state,
+                            cseq=next((line.split(":", 1)[1].strip() for line in head.split("\n")
+                                       if line.lower().startswith("cseq:")), ""))
+
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802
         call = PhoneCall(self.agent, self, prm.callId)
         call_id = self.agent.add_call(call)
@@ -224,6 +234,10 @@ class Agent:
         if o.instance:
             cfg.regConfig.contactParams = f';+sip.instance="{o.instance}"'
         cfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        if o.mwi:
+            # RFC 3842 SUBSCRIBE for message-summary, refreshed by pjsua.
+            cfg.mwiConfig.enabled = True
+            cfg.mwiConfig.expirationSec = 600
         return cfg
 
     # -- commands ---------------------------------------------------------------
@@ -374,6 +388,7 @@ def main() -> None:
     parser.add_argument("--instance", default=None)
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--log", default=None)
+    parser.add_argument("--mwi", action="store_true", help="subscribe to message-summary")
     opts = parser.parse_args()
 
     protocol = os.fdopen(os.dup(1), "w", buffering=1)

@@ -88,6 +88,9 @@ class ServerProcess:
         self.tcp_port = self.udp_port
         self.tls_port = self.tls_port or free_port()
         conf = ROOT / "conf"
+        # Direct media unless a test asks for a relay: an embedded relay per
+        # server would fight over its control port when tests run in parallel.
+        media = "" if "media:" in self.extra_config else "media:\n  mode: direct\n"
         self.config_path.write_text(
             f"listen:\n"
             f"  - udp:127.0.0.1:{self.udp_port}\n"
@@ -97,7 +100,11 @@ class ServerProcess:
             f"directory: {self.directory or conf / 'directory.yaml'}\n"
             f"dialplan: {self.dialplan or conf / 'dialplan.yaml'}\n"
             f"log:\n  format: json\n  level: debug\n"
-            f"{self.extra_config}")
+            # Any free port for the management API: tests run servers side by side.
+            + ("" if "management:" in self.extra_config
+               else "management:\n  listen: 127.0.0.1:0\n")
+            + f"{media}"
+            + f"{self.extra_config}")
 
     def start(self, timeout: float = 20.0, output: IO[bytes] | None = None) -> None:
         """Start and wait until it answers OPTIONS; its output goes to `output` or the log."""

@@ -17,7 +17,7 @@ from softswitch.sip.message import Response, parse_message
 
 
 class SipClient:
-    def __init__(self, transport: str, server: tuple[str, int]) -> None:
+    def __init__(self, transport: str, server: tuple[str, int], bind: str = "127.0.0.1") -> None:
         self.transport = transport
         self.server = server
         self.framer = StreamFramer()
@@ -25,9 +25,9 @@ class SipClient:
         self.pending: list[Any] = []
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock.bind((bind, 0))  # another loopback address: another source
         else:
-            plain = socket.create_connection(server, timeout=5)
+            plain = socket.create_connection(server, timeout=5, source_address=(bind, 0))
             if transport == "tls":
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False

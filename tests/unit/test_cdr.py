@@ -177,3 +177,46 @@ def test_read_errors(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(CdrStoreError, match="no such table"):
         read_cdrs(other)
+
+
+V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE cdr (
+    uuid TEXT NOT NULL UNIQUE, call_id TEXT NOT NULL, caller TEXT NOT NULL,
+    caller_name TEXT NOT NULL, callee TEXT, dialled TEXT NOT NULL, context TEXT NOT NULL,
+    trunk TEXT, start_time REAL NOT NULL, answer_time REAL, end_time REAL NOT NULL,
+    duration REAL NOT NULL, billsec REAL NOT NULL, disposition TEXT NOT NULL,
+    hangup_cause TEXT NOT NULL, hangup_side TEXT NOT NULL, sip_code INTEGER NOT NULL,
+    b_leg_codes TEXT NOT NULL);
+INSERT INTO cdr VALUES ('old', 'c@h', '1001', '', '1002', '1002', 'internal', NULL,
+    1790000000, 1790000001, 1790000010, 10, 9, 'ANSWERED', 'BYE', 'caller', 200, '[200]');
+"""
+
+
+def test_media_figures_are_kept(db: str) -> None:
+    store, reactor = open_store(db)
+    record = answered(a_loss=0.5, a_jitter=3.25, a_mos=4.3, b_loss=None, b_jitter=1.0, b_mos=4.4)
+    settle(reactor, store.write(record))
+    store.close()
+    [back] = read_cdrs(db)
+    assert back == record
+    assert back.as_dict()["a_mos"] == 4.3 and back.as_dict()["b_loss"] is None
+
+
+def test_a_version_1_file_is_read_as_is_and_migrated_on_open(db: str) -> None:
+    conn = sqlite3.connect(db)
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    # Read-only (the CLI beside an old server): the media columns read as None.
+    [old] = read_cdrs(db)
+    assert old.uuid == "old" and old.a_mos is None and old.b_leg_codes == [200]
+    store, reactor = open_store(db)  # the new server migrates the file
+    settle(reactor, store.write(answered(uuid="new", start=T0 + 500, a_mos=4.1)))
+    store.close()
+    assert [(r.uuid, r.a_mos) for r in read_cdrs(db)] == [("old", None), ("new", 4.1)]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (2,)
+    conn.close()
+    again, _ = open_store(db)  # a second open finds nothing to do
+    again.close()

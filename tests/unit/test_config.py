@@ -53,3 +53,44 @@ def test_yaml_syntax_error_has_a_position(tmp_path: Path) -> None:
         load_config(path)
     assert info.value.errors[0].startswith(f"{path}:")
     assert info.value.errors[0].split(":")[1].isdigit()
+
+
+def test_media_defaults_and_settings(tmp_path: Path) -> None:
+    path = tmp_path / "media.yaml"
+    path.write_text(
+        "media:\n  mode: direct\n  embedded: false\n"
+        "  relays:\n    - address: udp:10.0.0.5:2223\n      weight: 3\n"
+        "trunks:\n  - name: t\n    host: 192.0.2.1\n    media: relay\n")
+    s = load_config(path).settings
+    assert s.media.mode == "direct" and not s.media.embedded
+    assert [(r.address, r.weight) for r in s.media.relays] == [("udp:10.0.0.5:2223", 3)]
+    assert s.trunks[0].media == "relay"
+    default = load_config(None).settings
+    assert default.media.mode == "relay" and default.media.embedded
+    assert default.media.ports == "30000-39999"
+
+
+def test_media_errors_have_positions(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "media:\n  mode: relayed\n  ports: 40000-30000\n"
+        "  relays:\n    - address: 10.0.0.5\n      weight: -1\n"
+        "trunks:\n  - name: t\n    host: h\n    media: sometimes\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert sorted(info.value.errors) == sorted([
+        f"{path}:2:9: media.mode: Input should be 'relay' or 'direct'",
+        f"{path}:3:10: media.ports: expected LOW-HIGH between 1024 and 65535, got '40000-30000'",
+        f"{path}:5:16: media.relays.0.address: expected udp:HOST:PORT, got '10.0.0.5'",
+        f"{path}:6:15: media.relays.0.weight: Input should be greater than or equal to 0",
+        f"{path}:10:12: trunks.0.media: Input should be 'relay' or 'direct'",
+    ])
+
+
+def test_relay_mode_without_any_relay_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "none.yaml"
+    path.write_text("media:\n  embedded: false\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    [error] = info.value.errors
+    assert error.startswith(f"{path}:1:1: ") and "relays must list at least one relay" in error

@@ -164,6 +164,10 @@ def test_every_error_reported_at_once_with_line_and_column(tmp_path: Path) -> No
         ("domains:\n  - name: a\n    algorithms: []\n", "3:17", "non-empty list"),
         ("domains:\n  - name: a\n    users: {}\n", "3:12", "users must be a list"),
         ('domains:\n  - name: a\n    users:\n      - password: "x"\n', "4:9", "has no 'user'"),
+        ('domains:\n  - name: a\n    users:\n      - {user: "1", password: "x", '
+         'allowed_destinations: [internal, intl]}\n', "4:58", "unknown destination class 'intl'"),
+        ('domains:\n  - name: a\n    users:\n      - {user: "1", password: "x", '
+         'calls_per_minute: 0}\n', "4:54", "calls_per_minute must be a positive integer"),
     ],
 )
 def test_single_errors(tmp_path: Path, text: str, where: str, message: str) -> None:
@@ -292,3 +296,13 @@ def test_write_is_atomic_and_keeps_mode(conf: Path) -> None:
     add_user(conf, None, "1007", password="x")
     assert stat.S_IMODE(conf.stat().st_mode) == 0o640
     assert [p.name for p in conf.parent.iterdir()] == [conf.name]  # no temp file left
+
+
+def test_toll_fields_are_read(tmp_path: Path) -> None:
+    path = write(tmp_path, 'domains:\n  - name: a\n    users:\n      - {user: "1", password: "x", '
+                 'allowed_destinations: [internal, international], max_calls: 2, '
+                 'calls_per_minute: 5}\n')
+    account = load_directory(path).find("1")
+    assert account is not None
+    assert account.allowed_destinations == ("internal", "international")
+    assert (account.max_calls, account.calls_per_minute) == (2, 5)

@@ -10,7 +10,7 @@ against the tables of `state.py`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from softswitch.sip.message import Message, Request
 from softswitch.sip.peer import Peer
@@ -43,6 +43,17 @@ class TransactionContext:
     send: Send
     timers: TimerSettings
     release: Callable[[Transaction], None]  # the layer forgets a Terminated transaction
+    counts: TransactionCounts = field(default_factory=lambda: TransactionCounts())
+
+
+@dataclass(slots=True)
+class TransactionCounts:
+    """Totals for metrics, plain ints bumped on the hot path and read at scrape time."""
+
+    server: int = 0  # server transactions created
+    client: int = 0  # client transactions created
+    retransmitted: int = 0  # requests and responses we sent again (Timers A, E, G)
+    absorbed: int = 0  # request retransmissions received and absorbed
 
 
 class Transaction:

@@ -186,6 +186,7 @@ class ClientTransaction(Transaction):
             interval = self._ctx.timers.t2
         else:
             return
+        self._ctx.counts.retransmitted += 1
         if self._transmit(self.request):
             self._arm_retransmit(interval, self._on_retransmit_timer)
         else:

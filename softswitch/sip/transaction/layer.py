@@ -17,7 +17,12 @@ from typing import Protocol
 
 from softswitch.sip.message import Request, Response, make_response, new_branch, new_tag
 from softswitch.sip.peer import Peer, stamp_via
-from softswitch.sip.transaction.base import Send, Transaction, TransactionContext
+from softswitch.sip.transaction.base import (
+    Send,
+    Transaction,
+    TransactionContext,
+    TransactionCounts,
+)
 from softswitch.sip.transaction.client import ClientKey, ClientTransaction, OnEvent, OnResponse
 from softswitch.sip.transaction.server import MergeKey, ServerKey, ServerTransaction
 from softswitch.sip.transaction.timers import DEFAULT_TIMERS, Clock, TimerSettings
@@ -115,6 +120,7 @@ class TransactionLayer:
         key = server_key(request, method)
         tx = self._servers.get(key)
         if tx is not None:
+            self._ctx.counts.absorbed += 1
             tx._receive_retransmission()
             return
         merge_key: MergeKey | None = None
@@ -131,6 +137,7 @@ class TransactionLayer:
                 loop_tx.respond(make_response(request, 482, to_tag=new_tag()))
                 return
         tx = ServerTransaction(self._ctx, request, source, key, merge_key)
+        self._ctx.counts.server += 1
         self._servers[key] = tx
         if merge_key is not None:
             self._merge[merge_key] = tx
@@ -168,6 +175,7 @@ class TransactionLayer:
         tx = ClientTransaction(self._ctx, request, peer, key, on_response, on_timeout,
                                on_transport_error)
         self._clients[key] = tx
+        self._ctx.counts.client += 1
         tx._start()
         return tx
 
@@ -186,6 +194,11 @@ class TransactionLayer:
                 tx._transport_failed()
 
     # -- bookkeeping --------------------------------------------------------------
+
+    @property
+    def counts(self) -> TransactionCounts:
+        """Transactions made and retransmissions, since start (for metrics)."""
+        return self._ctx.counts
 
     def active_server_count(self) -> int:
         return len(self._servers)

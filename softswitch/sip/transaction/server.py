@@ -185,6 +185,7 @@ class ServerTransaction(Transaction):
         delay = self._next_retransmit_delay()
         if delay is None:
             return  # 64*T1 is over: Timer H ends the transaction
+        self._ctx.counts.retransmitted += 1
         if self._send_or_fail(self.final_response):
             self._arm_retransmit(delay, self._on_timer_g)
 

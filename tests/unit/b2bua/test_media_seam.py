@@ -9,7 +9,7 @@ would be sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from softswitch.b2bua import events as ev
 from softswitch.b2bua.b2bua import B2BUA
 from softswitch.b2bua.legs import LegId
 from softswitch.b2bua.machine import CallMachine, CallState
-from softswitch.b2bua.media import MediaError
+from softswitch.b2bua.media import DirectMedia, MediaError
 from softswitch.sip.message import Request, Response
 from softswitch.sip.peer import Peer
 from tests.support.calls import (
@@ -360,3 +360,51 @@ def test_glue_hang_up_byes_both_legs_with_the_cause_and_lists_no_more() -> None:
     assert b2bua.live_calls() == []
     assert not b2bua.hang_up(machine.uuid, "again")
     assert not b2bua.hang_up("no-such-call", "operator")
+
+
+@dataclass
+class FakeChoice:
+    """A media choice: `media` unless the call's `media` variable says direct."""
+
+    media: FakeMedia
+    direct: DirectMedia = field(default_factory=DirectMedia)
+
+    def seam_for(self, machine: Any) -> tuple[Any, dict[str, str]]:
+        if machine.variables.get("media") == "direct":
+            return self.direct, {"media": "direct"}
+        return self.media, {"media": "relay", "media_relay": "udp:127.0.0.1:2223"}
+
+
+def glue_with_choice(choice: FakeChoice, variables: dict[str, str] | None = None
+                     ) -> tuple[B2BUA, FakeCore, Party, CallMachine]:
+    d = CallDriver(destinations=dict(TWO))
+    machine, caller, _ = d.connect()
+    snapshot = machine.snapshot()
+    if variables:
+        snapshot = replace(snapshot, variables=tuple(sorted(
+            {**dict(snapshot.variables), **variables}.items())))
+    core = FakeCore()
+    b2bua = B2BUA(core, None, lambda: None,  # type: ignore[arg-type]
+                  lambda peer: ("198.51.100.1", 5060), [], Clock(),  # type: ignore[arg-type]
+                  identity=object(), media_choice=choice)  # type: ignore[arg-type]
+    restored = b2bua.restore(snapshot)
+    assert restored is not None
+    return b2bua, core, caller, restored
+
+
+def test_glue_asks_the_choice_per_call_and_the_call_remembers_its_relay() -> None:
+    choice = FakeChoice(FakeMedia())
+    b2bua, core, caller, machine = glue_with_choice(choice)
+    reinvite(b2bua, caller)
+    assert len(choice.media.asked) == 1  # through the relay
+    assert machine.variables["media_relay"] == "udp:127.0.0.1:2223"
+    assert dict(machine.snapshot().variables)["media"] == "relay"
+
+
+def test_glue_a_direct_call_passes_sdp_unchanged() -> None:
+    choice = FakeChoice(FakeMedia())
+    b2bua, core, caller, machine = glue_with_choice(choice, {"media": "direct"})
+    reinvite(b2bua, caller)
+    assert choice.media.asked == []
+    (sent,) = relayed_invites(core)
+    assert sent.body == SDP_C

@@ -471,3 +471,26 @@ def test_index_candidates_equal_linear_scan(matchers: list[str], numbers: list[s
         candidates = list(context.candidates(number))
         assert candidates == sorted(candidates)
         assert set(linear) <= set(candidates)
+
+
+def test_set_media_direct_and_its_checks() -> None:
+    plan = plan_of("""
+        contexts:
+          internal:
+            rules:
+              - match: "1002"
+                actions: [{set: {media: direct}}, {dial: user/1002}]
+        """)
+    decision = plan.route(CallFacts(context="internal", dest="1002", time=THURSDAY_19H_UTC))
+    assert dict(decision.variables)["media"] == "direct"
+    result = load_text(textwrap.dedent("""
+        contexts:
+          internal:
+            rules:
+              - match: "1002"
+                actions: [{set: {media: sometimes, media_relay: "udp:1.2.3.4:5"}}, hangup]
+        """))
+    assert result.plan is None
+    messages = [d.format() for d in result.diagnostics]
+    assert any("media 'sometimes' is neither relay nor direct" in m for m in messages), messages
+    assert any("'media_relay' is set by the router" in m for m in messages), messages

@@ -24,3 +24,17 @@ def test_any_bytes_decode_or_ng_error(datagram: bytes) -> None:
     except ng.NgError:
         return
     assert isinstance(message, dict) and cookie
+
+
+def test_keys_in_any_order_as_kamailio_and_rtpengine_write_them() -> None:
+    assert ng.decode(b"c1 d7:command4:ping8:supportsl10:load limitee") == \
+        (b"c1", {"command": "ping", "supports": ["load limit"]})
+    with pytest.raises(ng.NgError):
+        ng.decode(b"c1 d1:zi1e1:a")
+
+
+def test_keys_out_of_order_as_rtpengine_sends_them() -> None:
+    # Seen from Debian's rtpengine 10.5: "sdp" before "result".
+    cookie, message = ng.decode(b"77 d3:sdp3:v=06:result2:oke")
+    assert cookie == b"77"
+    assert message == {"sdp": "v=0", "result": "ok"}

@@ -1,0 +1,162 @@
+"""The relay's calls as data: a call holds one monologue per party, a monologue one end per media line.
+
+rtpengine's model (its `call.h`): a *monologue* is what one party (named by
+its SIP tag, or by the Via branch of a fork whose tag is not known yet)
+said in SDP, and the relay's sockets that party sends to. A monologue's
+`peer` is the monologue its packets are forwarded to. An end's RTP port is
+even and RTCP is the next port (see ports.py).
+
+Records (`Call.record` / `Call.from_record`) are what the durable store
+keeps: addresses, ports, flags, latches; never the counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Address = tuple[str, int]
+
+
+@dataclass(slots=True, eq=False)
+class MediaEnd:
+    """One media line of one party: the relay's port pair it sends to, and where it receives."""
+
+    call_id: str
+    tag: str
+    index: int
+    port: int  # the relay's RTP port; RTCP is port + 1
+    media: str = "audio"
+    expected: Address | None = None  # RTP, from its SDP (or the SIP source's address)
+    expected_rtcp: Address | None = None
+    latched: Address | None = None  # the source of its RTP we latched to
+    latched_rtcp: Address | None = None
+    trusted: bool = True  # latch only to packets from the expected address
+    mux: bool = False  # it sends and receives RTCP on the RTP port (RFC 5761)
+    mux_offered: bool = False  # its SDP offered a=rtcp-mux
+    mux_accept: bool = False  # its offer asked the relay to accept mux whatever the peer does
+    strict: bool = False  # drop packets from anyone but the latched source
+    port_latching: bool = False  # never re-latch once latched
+    asymmetric: bool = False  # never latch: always send to the SDP address
+    on_hold: bool = False
+    clock_rate: int = 8000
+    # Counters of what this party sent us (never stored).
+    packets: int = 0
+    bytes: int = 0
+    errors: int = 0  # dropped: not RTP, from a stranger under strict-source, no one to send to
+    rtcp_packets: int = 0
+    rtcp_bytes: int = 0
+    last_packet: float = 0.0
+    kernel_packets: int = 0  # counted by the kernel in flows already removed
+    kernel_bytes: int = 0
+    kernelized: str | None = None  # the fast path's flow key while the kernel forwards
+    sink: MediaEnd | None = None  # where its packets go (its monologue's peer's end)
+    health: Any = None  # a relay.health.StreamHealth, set by the forwarder
+
+    @property
+    def rtcp_port(self) -> int:
+        return self.port if self.mux else self.port + 1
+
+    def destination(self) -> Address | None:
+        """Where RTP for this party goes: the latched source, else the SDP's address."""
+        if self.latched is not None and not self.asymmetric:
+            return self.latched
+        return self.expected
+
+    def rtcp_destination(self) -> Address | None:
+        if self.mux:
+            return self.destination()
+        if self.latched_rtcp is not None and not self.asymmetric:
+            return self.latched_rtcp
+        return self.expected_rtcp
+
+    def unlatch(self) -> None:
+        self.latched = None
+        self.latched_rtcp = None
+
+    def record(self) -> dict[str, Any]:
+        return {"index": self.index, "port": self.port, "media": self.media,
+                "expected": _addr(self.expected), "expected_rtcp": _addr(self.expected_rtcp),
+                "latched": _addr(self.latched), "latched_rtcp": _addr(self.latched_rtcp),
+                "trusted": self.trusted, "mux": self.mux, "mux_offered": self.mux_offered,
+                "mux_accept": self.mux_accept,
+                "strict": self.strict, "port_latching": self.port_latching,
+                "asymmetric": self.asymmetric, "on_hold": self.on_hold,
+                "clock_rate": self.clock_rate}
+
+    @classmethod
+    def from_record(cls, call_id: str, tag: str, r: dict[str, Any]) -> MediaEnd:
+        return cls(call_id, tag, int(r["index"]), int(r["port"]), str(r["media"]),
+                   _unaddr(r["expected"]), _unaddr(r["expected_rtcp"]),
+                   _unaddr(r["latched"]), _unaddr(r["latched_rtcp"]),
+                   bool(r["trusted"]), bool(r["mux"]), bool(r["mux_offered"]), bool(r.get("mux_accept", False)),
+                   bool(r["strict"]), bool(r["port_latching"]), bool(r["asymmetric"]),
+                   bool(r["on_hold"]), int(r.get("clock_rate", 8000)))
+
+
+@dataclass(slots=True, eq=False)
+class Monologue:
+    """What one party said: its media ends and whom it talks to."""
+
+    key: str  # its tag, or "branch:<via-branch>" until a fork's tag is known
+    created: float
+    via_branch: str = ""
+    peer: str | None = None
+    answered: bool = False  # its SDP was an answer, or it answered one
+    ends: list[MediaEnd] = field(default_factory=list)
+    label: str = ""
+    deadline: float | None = None  # a fork not chosen is released then
+
+    def record(self) -> dict[str, Any]:
+        return {"key": self.key, "created": self.created, "via_branch": self.via_branch,
+                "peer": self.peer, "answered": self.answered, "deadline": self.deadline,
+                "ends": [e.record() for e in self.ends]}
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    call_id: str
+    created: float
+    last_signal: float
+    monologues: dict[str, Monologue] = field(default_factory=dict)
+    record_call: bool = False
+
+    def ends(self) -> list[MediaEnd]:
+        return [e for m in self.monologues.values() for e in m.ends]
+
+    def record(self) -> dict[str, Any]:
+        return {"call_id": self.call_id, "created": self.created,
+                "last_signal": self.last_signal, "record_call": self.record_call,
+                "monologues": [m.record() for m in self.monologues.values()]}
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> Call:
+        call = cls(str(r["call_id"]), float(r["created"]), float(r["last_signal"]),
+                   record_call=bool(r.get("record_call", False)))
+        for m in r["monologues"]:
+            mono = Monologue(str(m["key"]), float(m["created"]), str(m["via_branch"]),
+                             m["peer"], bool(m["answered"]),
+                             deadline=m.get("deadline"))
+            tag = mono.key
+            mono.ends = [MediaEnd.from_record(call.call_id, tag, e) for e in m["ends"]]
+            call.monologues[mono.key] = mono
+        link(call)
+        return call
+
+
+def link(call: Call) -> None:
+    """Point every end's `sink` at the same media line of its monologue's peer."""
+    for mono in call.monologues.values():
+        peer = call.monologues.get(mono.peer) if mono.peer is not None else None
+        for end in mono.ends:
+            end.tag = mono.key
+            end.sink = peer.ends[end.index] if peer is not None and end.index < len(peer.ends) \
+                else None
+
+
+def _addr(a: Address | None) -> list[Any] | None:
+    return None if a is None else [a[0], a[1]]
+
+
+def _unaddr(a: Any) -> Address | None:
+    return None if a is None else (str(a[0]), int(a[1]))

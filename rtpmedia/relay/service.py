@@ -1,0 +1,279 @@
+"""The relay process's Twisted glue: the ng control socket, the forwarder, the store, the timers.
+
+It carries out what `control.Control` decides, in order, and only then
+sends the answer: ports are bound and the call is stored before the
+softswitch (or Kamailio) learns about them. Once a second it polls the
+kernel's counters and lets the control expire silent calls; a call ended
+that way is reported to the `--notify` address (see `TeardownNotifier`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from twisted.application.service import Service
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
+
+from rtpmedia import ng
+from rtpmedia.relay.calls import Call, MediaEnd
+from rtpmedia.relay.control import (
+    Bind,
+    CommandError,
+    Control,
+    Effect,
+    Forget,
+    Save,
+    Teardown,
+    Unbind,
+    Unkernel,
+)
+from rtpmedia.relay.fastpath import FastPath, NoFastPath
+from rtpmedia.relay.forwarder import Forwarder
+from rtpmedia.relay.ports import PortPool
+from rtpmedia.relay.store import CallStore
+
+log = structlog.get_logger("relay")
+
+Address = tuple[str, int]
+STORE_FILE = "relay-calls.sqlite"
+TICK = 1.0
+#: Teardown datagrams: first retry after this, doubling, for at most NOTIFY_FOR seconds.
+NOTIFY_FIRST = 0.5
+NOTIFY_FOR = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    control: Address
+    ports: tuple[int, int]
+    advertise: str
+    listen: str
+    data_dir: Path
+    notify: Address | None = None
+    silence_timeout: float = 60.0
+    hold_timeout: float = 3600.0
+
+
+def probe_fastpath() -> tuple[FastPath, str | None]:
+    """The kernel fast path if its module is there and works here; else userspace and why."""
+    try:
+        from rtpmedia.relay import kernel  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return NoFastPath(), "rtpmedia.relay.kernel is not installed"
+    try:
+        fastpath, reason = kernel.probe()
+    except Exception as exc:  # noqa: BLE001 - a broken probe means userspace, said once
+        return NoFastPath(), f"kernel probe failed: {exc}"
+    return fastpath, reason
+
+
+class ControlProtocol(DatagramProtocol):
+    transport: Any  # a zope interface mypy cannot follow
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802
+        reply = self.relay.on_command(datagram)
+        if reply is not None and self.transport is not None:
+            self.transport.write(reply, addr)
+
+
+class TeardownNotifier(DatagramProtocol):
+    """Tells the softswitch that a call ended on the relay's side, until it says ok.
+
+    An extension of ng (docs/relay.md): cookie + {"command": "teardown",
+    "call-id", "reason"}, repeated with doubling intervals until a datagram
+    with the same cookie and {"result": "ok"} comes back, for NOTIFY_FOR s.
+    """
+
+    transport: Any
+
+    def __init__(self, reactor: Any, target: Address) -> None:
+        self.reactor = reactor
+        self.target = target
+        self.pending: dict[bytes, tuple[bytes, float, Any]] = {}
+        self._counter = 0
+
+    def send(self, call_id: str, reason: str) -> None:
+        self._counter += 1
+        cookie = f"td{os.getpid()}_{self._counter}".encode()
+        datagram = ng.encode(cookie, {"command": "teardown", "call-id": call_id,
+                                      "reason": reason})
+        self.pending[cookie] = (datagram, self.reactor.seconds(), None)
+        self._transmit(cookie, NOTIFY_FIRST)
+
+    def _transmit(self, cookie: bytes, interval: float) -> None:
+        entry = self.pending.get(cookie)
+        if entry is None:
+            return
+        datagram, started, _ = entry
+        if self.reactor.seconds() - started > NOTIFY_FOR:
+            log.warning("teardown not acknowledged", cookie=cookie.decode())
+            del self.pending[cookie]
+            return
+        if self.transport is not None:
+            self.transport.write(datagram, self.target)
+        timer = self.reactor.callLater(interval, self._transmit, cookie, interval * 2)
+        self.pending[cookie] = (datagram, started, timer)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802
+        try:
+            cookie, message = ng.decode(datagram)
+        except ng.NgError:
+            return
+        entry = self.pending.get(cookie)
+        if entry is not None and message.get("result") == "ok":
+            del self.pending[cookie]
+            if entry[2] is not None and entry[2].active():
+                entry[2].cancel()
+
+    def stop(self) -> None:
+        for _, _, timer in self.pending.values():
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.pending.clear()
+
+
+class Relay(Service):
+    """The relay process: start restores stored calls, then listens for ng commands."""
+
+    def __init__(self, settings: RelaySettings, reactor: Any,
+                 fastpath: tuple[FastPath, str | None] | None = None) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
+        self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
+        self.control = Control(PortPool(*settings.ports), settings.advertise,
+                               silence_timeout=settings.silence_timeout,
+                               hold_timeout=settings.hold_timeout,
+                               kernel_counts=self.forwarder.kernel_counts)
+        self.store = CallStore(settings.data_dir / STORE_FILE)
+        self.notifier = TeardownNotifier(reactor, settings.notify) if settings.notify else None
+        self._ports: list[Any] = []
+        self._tick = LoopingCall(self.tick)
+        self._tick.clock = reactor
+
+    # -- start and stop --------------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        if self.fastpath_reason is None:
+            log.info("forwarding path", path=self.fastpath.name)
+        else:
+            log.warning("forwarding path", path=self.fastpath.name, reason=self.fastpath_reason)
+        self._restore()
+        host, port = self.settings.control
+        self._ports.append(self.reactor.listenUDP(port, ControlProtocol(self), interface=host))
+        if self.notifier is not None:
+            interface = "::" if ":" in self.settings.notify[0] else ""  # type: ignore[index]
+            self._ports.append(self.reactor.listenUDP(0, self.notifier, interface=interface))
+        self._tick.start(TICK, now=False)
+        log.info("relay started", control=f"{host}:{port}", advertise=self.settings.advertise,
+                 ports=f"{self.settings.ports[0]}-{self.settings.ports[1]}",
+                 calls=len(self.control.calls))
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        if self._tick.running:
+            self._tick.stop()
+        for port in self._ports:
+            port.stopListening()
+        self._ports.clear()
+        if self.notifier is not None:
+            self.notifier.stop()
+        # Calls stay in the store: a relay started again forwards them again.
+        self.forwarder.close()
+        self.fastpath.close()
+        self.store.close()
+
+    def _restore(self) -> None:
+        calls, bad = self.store.load()
+        for call_id in bad:
+            log.error("stored call unreadable; dropped", call_id=call_id)
+        dropped: list[str] = list(bad)
+        for call in calls:
+            try:
+                effects = self.control.restore(call, time.time())
+            except CommandError as exc:
+                log.error("stored call not restored", call_id=call.call_id, error=str(exc))
+                dropped.append(call.call_id)
+                continue
+            for end in self.apply(effects):
+                log.error("stored call's port taken by another program", port=end.port)
+        self.store.apply([], dropped)
+        if calls:
+            log.info("calls restored", calls=len(self.control.calls))
+
+    # -- commands and time -----------------------------------------------------------
+
+    def on_command(self, datagram: bytes) -> bytes | None:
+        now = time.time()
+        reply, effects = self.control.datagram(datagram, now)
+        unbound = self.apply(effects)
+        if unbound:
+            # Another program holds a port of the range: the answer must not name it.
+            ports = sorted(end.port for end in unbound)
+            for call_id in {end.call_id for end in unbound}:
+                self.apply(self.control.abandon(call_id, ports))
+            reply = self.control.refuse(datagram, f"Cannot bind relay ports {ports}", now)
+        return reply
+
+    def tick(self) -> None:
+        now = time.time()
+        self.forwarder.poll_kernel(now)
+        self.apply(self.control.expire(now))
+
+    def apply(self, effects: Sequence[Effect]) -> list[MediaEnd]:
+        """Carry out a decision's effects: sockets first, then the store, then the notices.
+
+        Returns the ends whose ports could not be bound.
+        """
+        saves: dict[str, Call] = {}
+        forgets: list[str] = []
+        unbound: list[MediaEnd] = []
+        for effect in effects:
+            if isinstance(effect, Bind):
+                try:
+                    self.forwarder.bind(effect.end)
+                except OSError as exc:
+                    log.error("cannot bind relay port", port=effect.end.port, error=str(exc))
+                    unbound.append(effect.end)
+            elif isinstance(effect, Unbind):
+                self.forwarder.unbind(effect.end)
+            elif isinstance(effect, Unkernel):
+                self.forwarder.unkernel(effect.end)
+            elif isinstance(effect, Save):
+                saves[effect.call.call_id] = effect.call
+            elif isinstance(effect, Forget):
+                saves.pop(effect.call_id, None)
+                forgets.append(effect.call_id)
+        self.store.apply(saves.values(), forgets)
+        for call in saves.values():
+            for end in call.ends():  # streams still latched go back to the kernel
+                self.forwarder.refresh(end)
+                self.forwarder.kernelize(end)
+        for effect in effects:
+            if isinstance(effect, Teardown):
+                log.info("call ended by the relay", call_id=effect.call_id, reason=effect.reason)
+                if self.notifier is not None:
+                    self.notifier.send(effect.call_id, effect.reason)
+        return unbound
+
+    def _latched(self, end: MediaEnd) -> None:
+        call = self.control.calls.get(end.call_id)
+        if call is not None:
+            log.info("latched", call_id=end.call_id, tag=end.tag, index=end.index,
+                     rtp=_text(end.latched), rtcp=_text(end.latched_rtcp))
+            self.store.apply([call], [])
+
+
+def _text(address: Address | None) -> str:
+    return "" if address is None else f"{address[0]}:{address[1]}"

@@ -1,0 +1,85 @@
+"""`softswitch run` with its embedded relay (the shipped default): relayed calls, a relay
+restarted after kill -9 that keeps forwarding, and the media timeout ending a call.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from softswitch.cdr import read_cdrs
+from tests.support.phone import answered_call, registered_phones
+from tests.support.server import ServerProcess, free_port
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.update(int(p) for p in text)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    low = random.randrange(50000, 59000, 100)
+    server = ServerProcess(
+        tmp_path_factory.mktemp("embedded"),
+        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
+                      f"  control: udp:127.0.0.1:{free_port()}\n"
+                      f"  notify: udp:127.0.0.1:{free_port()}\n"
+                      f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"
+                      f"  silence_timeout: 2\n"))
+    server.port_range = (low, low + 39)  # type: ignore[attr-defined]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert server.process is not None
+
+
+def test_relayed_call_survives_a_relay_kill_and_ends_on_media_timeout(
+        server: ServerProcess, tmp_path: Path) -> None:
+    assert server.process is not None
+    [relay_pid] = wait_for(lambda: children(server.process.pid), 10,  # type: ignore[union-attr]
+                           "the relay child")
+    a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{server.udp_port}")
+        low, high = server.port_range  # type: ignore[attr-defined]
+        for phone, number in ((a, call), (b, incoming)):
+            host, _, port = str(phone.stats(number)["remote_rtp"]).rpartition(":")
+            assert host == "127.0.0.1" and low <= int(port) <= high, (host, port)
+        wait_for(lambda: a.stats(call)["rx_packets"] > 25
+                 and b.stats(incoming)["rx_packets"] > 25, 10, "RTP both ways via the relay")
+
+        os.kill(relay_pid, signal.SIGKILL)
+        new = wait_for(lambda: children(server.process.pid) - {relay_pid},  # type: ignore[union-attr]
+                       10, "a new relay child")
+        assert len(new) == 1
+        before = (a.stats(call)["rx_packets"], b.stats(incoming)["rx_packets"])
+        wait_for(lambda: a.stats(call)["rx_packets"] > before[0] + 25
+                 and b.stats(incoming)["rx_packets"] > before[1] + 25, 10,
+                 "RTP both ways again after the restart")
+        assert "relay_died" in server.log_path.read_text()
+
+        # Both phones die (the relay, like rtpengine, times a call out when
+        # all its media stops): the relay tells the softswitch, which ends
+        # the call (BYE both ways, seen by phones in test_relay_control.py).
+        a.kill()
+        b.kill()
+        record = wait_for(lambda: [r for r in read_cdrs(server.data_dir / "cdr.sqlite")
+                                   if r.caller == "1001"], 20, "the CDR")[-1]
+        assert "media timeout" in record.hangup_cause and record.hangup_side.value == "system"
+    finally:
+        a.close()
+        b.close()

@@ -1,0 +1,97 @@
+"""Relayed or direct per call: dialplan variable, then trunk, then the server's mode; NAT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import task
+
+from softswitch.b2bua.legs import Leg, LegId, LegState
+from softswitch.b2bua.media import DirectMedia
+from softswitch.relay.choice import MediaChoice, nat_source
+from softswitch.relay.pool import RelayPool
+from softswitch.relay.seam import RelayMedia
+from softswitch.sip.message import Request, parse_message
+from softswitch.sip.peer import Peer, stamp_via
+
+
+def invite(via: str, source: tuple[str, int]) -> Request:
+    data = (f"INVITE sip:1002@pbx SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bKx\r\n"
+            "From: <sip:1001@pbx>;tag=f\r\nTo: <sip:1002@pbx>\r\nCall-ID: c1\r\n"
+            "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+    request = parse_message(data)
+    assert isinstance(request, Request)
+    stamp_via(request, Peer("udp", *source))
+    return request
+
+
+def caller_leg(request: Request | None) -> Leg:
+    return Leg("a", True, "1001", Peer("udp", "127.0.0.1", 5060), LegId("c1", "t", "f"),
+               LegState.INCOMING, invite=request)
+
+
+@dataclass
+class FakeMachine:
+    uuid: str = "u1"
+    trunk: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    legs: list[Any] = field(default_factory=list)
+
+
+def relay() -> RelayMedia:
+    return RelayMedia(object(), RelayPool([("udp:127.0.0.1:2223", 1)]), task.Clock())  # type: ignore[arg-type]
+
+
+def test_the_dialplan_wins_then_the_trunk_then_the_server() -> None:
+    choice = MediaChoice("relay", relay(), {"carrier": "direct", "other": None})
+    assert choice.mode({}, None) == "relay"
+    assert choice.mode({}, "carrier") == "direct"
+    assert choice.mode({}, "other") == "relay"
+    assert choice.mode({"media": "relay"}, "carrier") == "relay"
+    assert choice.mode({"media": " Direct "}, None) == "direct"
+    assert choice.mode({"media": "bogus"}, "carrier") == "direct"  # unknown: as if unset
+
+
+def test_seam_and_what_the_call_remembers() -> None:
+    seam = relay()
+    choice = MediaChoice("relay", seam)
+    machine = FakeMachine()
+    got, remember = choice.seam_for(machine)
+    assert got is seam and remember == {"media": "relay", "media_relay": "udp:127.0.0.1:2223"}
+    direct, remember = choice.seam_for(FakeMachine(variables={"media": "direct"}))
+    assert isinstance(direct, DirectMedia) and remember == {"media": "direct"}
+    # A restored call names its relay: it goes back there even if the pool has others.
+    restored = FakeMachine(uuid="u2", variables={"media": "relay",
+                                                 "media_relay": "udp:10.0.0.9:2223"})
+    choice.seam_for(restored)
+    assert seam.calls["u2"] == "udp:10.0.0.9:2223"
+    # No relay configured: everything is direct.
+    assert isinstance(MediaChoice("relay", None).seam_for(machine)[0], DirectMedia)
+
+
+def test_nat_seen_from_the_via() -> None:
+    assert nat_source(caller_leg(invite("192.168.1.20:5060;rport", ("203.0.113.7", 40123)))) \
+        == "203.0.113.7"
+    assert nat_source(caller_leg(invite("203.0.113.7:5060;rport", ("203.0.113.7", 40123)))) \
+        == "203.0.113.7"  # same address, another port: a NAT that kept the address
+    assert nat_source(caller_leg(invite("127.0.0.1:5070;rport", ("127.0.0.1", 5070)))) is None
+    assert nat_source(caller_leg(invite("127.0.0.1:5070", ("127.0.0.1", 5070)))) is None
+    assert nat_source(caller_leg(None)) is None
+
+
+def test_a_caller_behind_nat_is_offered_with_its_source() -> None:
+    asked: list[dict[str, Any]] = []
+
+    class Client:
+        def request(self, address: Any, message: dict[str, Any], timeout: Any = None) -> Any:
+            from twisted.internet.defer import succeed
+            asked.append(message)
+            return succeed({"result": "ok", "sdp": "v=0"})
+
+    seam = RelayMedia(Client(), RelayPool([("udp:127.0.0.1:2223", 1)]), task.Clock())  # type: ignore[arg-type]
+    leg = caller_leg(invite("192.168.1.20:5060;rport", ("203.0.113.7", 40123)))
+    machine = FakeMachine(legs=[leg])
+    got, _ = MediaChoice("relay", seam).seam_for(machine)
+    got.offer("u1", leg.id, LegId("c2", "b"), b"v=0", None)
+    assert asked[0]["received-from"] == ["IP4", "203.0.113.7"]
