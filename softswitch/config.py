@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from softswitch.fraud.settings import ClassNames, TollSettings
 from softswitch.guard.settings import GuardSettings
@@ -133,6 +133,11 @@ class RegistrarSettings(_Model):
     max_expires: int = Field(7200, ge=1)
 
 
+def _check_fingerprint(text: str) -> str:
+    from softswitch.transport.tls import normalise_fingerprint
+    return normalise_fingerprint(text)
+
+
 class TrunkSettings(_Model):
     """A SIP trunk: where calls to it go, and which sources count as it.
 
@@ -158,6 +163,14 @@ class TrunkSettings(_Model):
     registrar: str | None = Field(None, description="host[:port] if not host:port")
     retry_min: float = Field(30.0, gt=0)
     retry_max: float = Field(300.0, gt=0)
+    # Over TLS the trunk's certificate must chain to a trusted root (the
+    # system's, or `tls_ca`) and carry `tls_server_name` (default: `host`);
+    # `tls_fingerprint` (SHA-256) pins it instead; `tls_verify: false` accepts
+    # any certificate (a test setup, never a default). See transport/tls.py.
+    tls_verify: bool = True
+    tls_ca: str | None = None
+    tls_server_name: str | None = None
+    tls_fingerprint: Annotated[str, AfterValidator(_check_fingerprint)] | None = None
     # Relayed or direct media for calls to and from this trunk (docs/relay.md);
     # None: the server's media.mode. A dialplan `set: {media: ...}` wins.
     media: Literal["relay", "direct"] | None = None
@@ -374,6 +387,16 @@ def load_yaml(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError([f"{where}: {exc.problem or exc.context}"]) from None
+    except YAMLError as exc:
+        # Not all of ruamel's errors carry a mark: a control character in
+        # the file is a ReaderError with a character position (found by fuzzing).
+        raise ConfigError([f"{path}: {exc}".replace("\n", " ")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
+    except TypeError as exc:
+        # ruamel cannot build a mapping whose key is itself a mapping or a
+        # list (`? {a: [b]}`): it raises TypeError (found by fuzzing).
+        raise ConfigError([f"{path}: a mapping key must be a plain value ({exc})"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: {exc.strerror}"]) from None
 

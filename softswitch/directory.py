@@ -427,6 +427,10 @@ def _parse(text: str, path: str) -> tuple[Any, Directory]:
         raise DirectoryError(c.errors) from None
     except YAMLError as exc:
         raise DirectoryError([f"{path}:1:1: YAML error: {exc}"]) from None
+    except TypeError as exc:
+        # ruamel cannot build a mapping whose key is itself a mapping or a
+        # list (`? {a: [b]}`): it raises TypeError (found by fuzzing).
+        raise DirectoryError([f"{path}:1:1: a mapping key must be a plain value ({exc})"]) from None
     directory = _check(doc, c)
     if c.errors:
         raise DirectoryError(c.errors)

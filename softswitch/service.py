@@ -49,9 +49,12 @@ from softswitch.relay.side import MediaSide, build_media_side
 from softswitch.routing import DialplanService
 from softswitch.sip.message import ParserLimits
 from softswitch.sip.transaction import TimerSettings
+from softswitch.tls_files import existing_default_files
+from softswitch.tls_reload import CertificateReloader
 from softswitch.transport.dns import DnsLocator
 from softswitch.transport.layer import TransportLayer
 from softswitch.trunk_registration import TrunkRegistrationService
+from softswitch.trunk_tls import TrunkTlsPolicies
 
 
 class SipService(Service):
@@ -76,6 +79,12 @@ class SipService(Service):
                             timers=TimerSettings(t1=s.sip.t1, t2=s.sip.t2, t4=s.sip.t4),
                             user_agent=s.sip.user_agent)
         self.transports.connect_failed = self.core.transactions.connection_failed
+        self.transports.tls_policy = TrunkTlsPolicies(s.trunks, config.resolve)
+        for trunk in s.trunks:
+            if not trunk.tls_verify and not trunk.tls_fingerprint:
+                get_logger("softswitch.tls").warning(
+                    "trunk_tls_not_verified", trunk=trunk.name,
+                    hint="tls_verify is off: anyone on the path can pose as this trunk")
         # The brute-force guard's check of each message's source (guard/service.py).
         self.admit: Callable[[bytes, Any], bool] | None = None
 
@@ -390,6 +399,16 @@ class Application(MultiService):
         self.trunk_registrations = TrunkRegistrationService(
             config.settings.trunks, self.sip.core, self.calls._local, reactor)
         self.trunk_registrations.setServiceParent(self)
+        transports = self.sip.transports
+        if transports.tls_certificate is None and transports.tls_private_key is None:
+            # What `softswitch tls selfsigned` wrote, when the configuration names none.
+            found = existing_default_files(data_dir)
+            if found is not None:
+                transports.tls_certificate = found.certificate
+                transports.tls_private_key = found.private_key
+        self.tls = CertificateReloader(self.sip.transports, reactor)
+        self.tls.setServiceParent(self)
+        self.reload_hooks.append(self.tls.reload)
         # Voicemail's message-waiting indication (SUBSCRIBE, NOTIFY, deposits).
         self.mwi = MwiService(data_dir, self.sip.core, lambda: self.registrar.registrar,
                               lambda peer: (self.sip.transports.local_address(peer.transport,

@@ -11,7 +11,7 @@ less than the caller's (loop protection), Route from the binding's Path.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from twisted.internet.defer import Deferred
 
@@ -139,6 +139,9 @@ class TargetResolver:
                 return Resolution(failure=503, reason=f"No server found for {spec.host}")
             # The first target of RFC 3263's list; the others are tried in
             # turn if it answers 503 or not at all.
+            if trunk is not None:
+                # A trunk's TLS certificate is checked against the name configured.
+                peers = [replace(p, name=spec.host) for p in peers]
             peer = peers[0]
             request_uri = uri.copy()
             if peer.transport != "udp":

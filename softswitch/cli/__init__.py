@@ -28,6 +28,7 @@ def _register_commands() -> None:
     from softswitch.cli.relay_cmd import relay
     from softswitch.cli.reload_cmd import reload
     from softswitch.cli.run_cmd import run
+    from softswitch.cli.tls_cmd import tls
     from softswitch.cli.top_cmd import top
     from softswitch.cli.trunks_cmd import relays, trunks
     from softswitch.cli.users_cmd import users
@@ -40,6 +41,7 @@ def _register_commands() -> None:
     main.add_command(reload)
     main.add_command(cdr)
     main.add_command(media)
+    main.add_command(tls)
     media.add_command(prompts)
     main.add_command(voicemail)
     main.add_command(calls)

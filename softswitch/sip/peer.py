@@ -12,7 +12,7 @@ port it sent from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from softswitch.sip.headers import Via
 from softswitch.sip.message import Request
@@ -29,6 +29,9 @@ class Peer:
     # The stream connection it came on, or for UDP the local socket; None
     # lets the transport layer choose (or connect).
     connection: int | None = None
+    # The host name this address was found for (RFC 3263), which a TLS
+    # peer's certificate must carry (RFC 5922 7.2); not part of its identity.
+    name: str | None = field(default=None, compare=False)
 
     @property
     def reliable(self) -> bool:

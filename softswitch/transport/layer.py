@@ -62,6 +62,11 @@ class TransportLayer:
         # transactions waiting on it fail now rather than at Timer B/F.
         self.connect_failed: Callable[[Peer], None] | None = None
         self.bound: list[ListenAddress] = []  # with the real ports (0 resolved)
+        # The listeners' certificate (one for all TLS listeners), reloadable.
+        self.tls_server: tls.ReloadableServerContext | None = None
+        # The checks an outbound TLS connection makes of its peer (trunks);
+        # None from it, or no function: no checks.
+        self.tls_policy: Callable[[Peer], tls.TlsClientPolicy | None] | None = None
 
     # -- life cycle -----------------------------------------------------------
 
@@ -83,9 +88,13 @@ class TransportLayer:
             else:
                 if self.tls_certificate is None or self.tls_private_key is None:
                     raise ValueError(f"{address}: TLS needs tls.certificate and tls.private_key")
-                context = tls.server_context(self.tls_certificate, self.tls_private_key)
+                if self.tls_server is None:
+                    # TlsFilesError (a ValueError) stops the start with the reason.
+                    self.tls_server = tls.ReloadableServerContext(self.tls_certificate,
+                                                                  self.tls_private_key)
                 port = self.reactor.listenSSL(address.port, StreamServerFactory(self, "tls"),
-                                              context, interface=address.host, backlog=1024)
+                                              self.tls_server, interface=address.host,
+                                              backlog=1024)
             self._ports.append(port)
             real = ListenAddress(address.transport, address.host, port.getHost().port)
             self.bound.append(real)
@@ -185,10 +194,22 @@ class TransportLayer:
         protocol = StreamTransport(self, peer.transport, outbound_to=(peer.host, peer.port))
         factory = _OneShotFactory(protocol, self, peer)
         if peer.transport == "tls":
-            self.reactor.connectSSL(peer.host, peer.port, factory, tls.client_context(), timeout=10)
+            policy = self.tls_policy(peer) if self.tls_policy is not None else None
+            protocol.tls_policy = policy
+            try:
+                creator = tls.client_creator(policy) if policy else tls.client_context()
+            except tls.TlsFilesError as exc:
+                self.log.error("tls_client_setup_failed", peer=str(peer), error=str(exc))
+                self.reactor.callLater(0, self._connect_failed, peer)
+                return protocol
+            self.reactor.connectSSL(peer.host, peer.port, factory, creator, timeout=10)
         else:
             self.reactor.connectTCP(peer.host, peer.port, factory, timeout=10)
         return protocol
+
+    def _connect_failed(self, peer: Peer) -> None:
+        if self.connect_failed is not None:
+            self.connect_failed(peer)
 
     def local_address(self, transport: str, peer_host: str) -> str:
         resolver = self.resolvers.get(transport) or next(iter(self.resolvers.values()))

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.protocols.policies import TimeoutMixin
@@ -30,6 +32,7 @@ from softswitch.sip.peer import Peer
 
 if TYPE_CHECKING:
     from softswitch.transport.layer import TransportLayer
+    from softswitch.transport.tls import TlsClientPolicy
 
 
 @implementer(IPushProducer)
@@ -51,6 +54,9 @@ class StreamTransport(Protocol, TimeoutMixin):
         self._send_blocked = False  # the transport's write buffer is full
         self._backlog = 0  # bytes written since it filled up
         self._partial: Any = None  # IDelayedCall cutting a message that never completes
+        # Outbound TLS: the checks made of the peer (for the log when they fail).
+        self.tls_policy: TlsClientPolicy | None = None
+        self._received = False
 
     def connectionMade(self) -> None:  # noqa: N802
         address = self.transport.getPeer()
@@ -67,6 +73,7 @@ class StreamTransport(Protocol, TimeoutMixin):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         self.resetTimeout()
+        self._received = True
         try:
             items = self.framer.feed(data)
         except MessageError as exc:
@@ -147,8 +154,34 @@ class StreamTransport(Protocol, TimeoutMixin):
             self.source_host = None
         if self.connection_id:
             self.layer.remove_connection(self.connection_id)
+        if (self.outbound_to is not None and self.transport_name == "tls"
+                and not self._received and reason is not None
+                and reason.check(SSL.Error, VerificationError) is not None):
+            self._tls_refused(reason)
         if self.framer.pending:
             self.layer.log.info("stream_cut", peer=str(self.peer), pending=self.framer.pending)
+
+    def _tls_refused(self, reason: Failure) -> None:
+        # The handshake failed (a certificate for another name, an unknown
+        # root, a pin that does not match): say so plainly, and fail the
+        # transactions waiting on this connection now rather than at Timer B.
+        assert self.outbound_to is not None
+        host, port = self.outbound_to
+        self.layer.log.warning(
+            "tls_peer_refused", peer=f"tls:{host}:{port}",
+            checks=self.tls_policy.describe() if self.tls_policy else "none",
+            error=_tls_error_text(reason.value))
+        if self.layer.connect_failed is not None:
+            self.layer.connect_failed(Peer("tls", host, port))
+
+
+def _tls_error_text(error: BaseException) -> str:
+    if isinstance(error, VerificationError):
+        wanted = ", ".join(str(getattr(e, "mismatched_id", e)) for e in error.errors)
+        return f"the certificate is not for the name expected ({wanted})"
+    if isinstance(error, SSL.Error) and error.args and isinstance(error.args[0], list):
+        return "; ".join(str(item[-1]) for item in error.args[0] if isinstance(item, tuple))
+    return str(error) or type(error).__name__
 
 
 class StreamServerFactory(ServerFactory):
