@@ -100,3 +100,15 @@ def test_clock_rate_of_the_first_codec() -> None:
         "a=rtpmap:0 PCMU/8000", "a=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000")
     assert read(parse(opus))[0].clock_rate == 48000
     assert read(parse(OFFER))[0].clock_rate == 8000
+
+
+def test_srtp_sdes_passes_untouched_even_with_the_rtp_avp_flag() -> None:
+    """RFC 4568: the keys travel in a=crypto; a relay that forwards the packets
+    as they are must keep the profile and the keys, whatever flags Kamailio sends."""
+    crypto = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32"
+    body = OFFER.replace("m=audio 49170 RTP/AVP 0 8 101", "m=audio 49170 RTP/SAVP 0 8 101").replace(
+        "a=sendrecv", f"{crypto}\r\na=sendrecv")
+    out = lines(rewrite(parse(body), Rewrite("203.0.113.1", (30000, 0), (False, False),
+                                             transport="RTP/AVP")))
+    assert "m=audio 30000 RTP/SAVP 0 8 101" in out
+    assert crypto in out
