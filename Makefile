@@ -26,7 +26,6 @@ test-deps: system-deps
 	command -v nft >/dev/null 2>&1 || need="$$need nftables"; \
 	command -v gcc >/dev/null 2>&1 || need="$$need gcc"; \
 	command -v rtpengine >/dev/null 2>&1 || need="$$need rtpengine-daemon"; \
-	command -v nft >/dev/null 2>&1 || need="$$need nftables"; \
 	$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
 		2>/dev/null || need="$$need python3-dev"; \
 	if [ -n "$$need" ]; then echo "installing$$need"; \
