@@ -336,6 +336,11 @@ class RoundTrip:
         return self._rtt.get(side)
 
     @property
+    def known_ms(self) -> float | None:
+        """The end-to-end round trip if both legs are known, else the one leg that is (a lower bound)."""
+        return self.rtt_ms if len(self._rtt) != 1 else next(iter(self._rtt.values()))
+
+    @property
     def rtt_ms(self) -> float | None:
         """End-to-end round trip through the relay: both legs, once both are known."""
         if len(self._rtt) < 2:
