@@ -117,6 +117,9 @@ class ReceptionStats:
         if self._probation:
             return False
         self._init_seq((seq - (MIN_SEQUENTIAL - 1)) & 0xFFFF)
+        if self._base_seq > seq:
+            # The probation packets straddled a wrap (65535, 0): the first cycle is done.
+            self._cycles = RTP_SEQ_MOD
         self._max_seq = seq
         self._received = MIN_SEQUENTIAL - 1
         return True
