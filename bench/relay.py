@@ -9,8 +9,10 @@ Targets, measured side by side in one run:
 - direct: phones send to each other (the baseline for latency and load CPU);
 - rtpengine: Debian's `rtpengine` daemon in userspace (`--table=-1`), driven
   with ng offer/answer on a local port;
-- ours: any ng relay started by `--relay-cmd` (default: `softswitch relay`),
-  driven like rtpengine; "not measured" with the reason when it does not
+- ours: any ng relay started by `--relay-cmd` (default: `softswitch relay
+  --no-kernel`, the userspace path), driven like rtpengine;
+- ours-kernel: the same relay with its kernel path (latched streams move into
+  nftables); "not measured" with the reason when it does not
   answer an ng ping;
 - kernel: `rtpmedia.relay.kernel` flows installed directly (the relay's two
   sockets per pair are bound and never read), until the relay drives it.
@@ -653,25 +655,30 @@ def build_targets(names: list[str], workdir: Path, relay_cmd: str) -> list[Targe
                 "rtpengine", "--foreground", "--log-stderr", "--log-level=3", "--table=-1",
                 f"--interface={HOST}", f"--listen-ng={HOST}:{port}", "--port-min=42000", "--port-max=47999",
                 "--no-fallback", f"--pidfile={workdir}/rtpengine.pid"], port, workdir))
-        elif name == "ours":
+        elif name in ("ours", "ours-kernel"):
+            # "ours": userspace only (--no-kernel on the default command); "ours-kernel":
+            # the same relay letting latched streams move into the kernel.
             port = free_udp_port()
             softswitch = str(Path(sys.executable).with_name("softswitch"))
-            argv = relay_cmd.format(softswitch=softswitch, ng_port=port, port_min=48000, port_max=53999,
-                                    workdir=workdir / "ours").split()
-            (workdir / "ours").mkdir(exist_ok=True)
-            targets.append(NgRelay("ours", argv, port, workdir))
+            # Below the ephemeral range (32768-60999), where the load's sockets would take ports.
+            low = 10000 if name == "ours" else 15000
+            command = relay_cmd + (" --no-kernel" if name == "ours" and relay_cmd == DEFAULT_RELAY_CMD else "")
+            argv = command.format(softswitch=softswitch, ng_port=port, port_min=low, port_max=low + 4999,
+                                  workdir=workdir / name).split()
+            (workdir / name).mkdir(exist_ok=True)
+            targets.append(NgRelay(name, argv, port, workdir))
         elif name == "kernel":
             targets.append(Kernel())
         elif name == "conntrack":
             targets.append(ConntrackNat())
         else:
-            raise SystemExit(f"unknown target {name!r} (direct, rtpengine, ours, kernel, conntrack)")
+            raise SystemExit(f"unknown target {name!r} (direct, rtpengine, ours, ours-kernel, kernel, conntrack)")
     return targets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", default="direct,rtpengine,ours,kernel,conntrack")
+    parser.add_argument("--targets", default="direct,rtpengine,ours,ours-kernel,kernel,conntrack")
     parser.add_argument("--pairs", type=int, default=50, help="stream pairs of the flood load")
     parser.add_argument("--streams", default="500,1000", help="stream counts of the paced load (50 pps each)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window of each step")

@@ -40,6 +40,7 @@ class MediaEnd:
     asymmetric: bool = False  # never latch: always send to the SDP address
     on_hold: bool = False
     clock_rate: int = 8000
+    codec: str = ""  # the first codec its SDP names (for the E-model's MOS); never stored
     # Counters of what this party sent us (never stored).
     packets: int = 0
     bytes: int = 0

@@ -36,6 +36,8 @@ FORK_GRACE = 30.0
 UNANSWERED_TIMEOUT = 600.0
 COOKIE_CACHE_SIZE = 4096
 COOKIE_TTL = 120.0
+# Payloads that are not the voice codec the E-model scores (RFC 4733 events, RFC 3389 comfort noise).
+_NOT_VOICE = frozenset({"TELEPHONE-EVENT", "CN"})
 
 
 class CommandError(Exception):
@@ -413,6 +415,7 @@ class Control:
         totals = {"RTP": {"packets": 0, "bytes": 0, "errors": 0},
                   "RTCP": {"packets": 0, "bytes": 0, "errors": 0}}
         tags: dict[str, Any] = {}
+        ssrcs: dict[str, Any] = {}  # rtpengine's per-SSRC quality table
         for mono in call.monologues.values():
             medias = []
             for end in mono.ends:
@@ -435,7 +438,10 @@ class Control:
                 if end.destination() is not None:
                     stream["endpoint"] = _endpoint(end.destination())
                 if end.health is not None:
-                    stream.update(end.health.as_ng())
+                    stream.update(end.health.as_ng(end.codec))
+                    entry = end.health.ssrc_entry(end.codec)
+                    if entry is not None:
+                        ssrcs[str(end.health.ssrc)] = entry
                 rtcp: dict[str, Any] = {
                     "local port": end.rtcp_port,
                     "flags": ["RTCP"],
@@ -451,7 +457,7 @@ class Control:
             if mono.via_branch:
                 tags[mono.key]["via-branch"] = mono.via_branch
         return {"result": "ok", "created": int(call.created), "last signal": int(call.last_signal),
-                "totals": totals, "tags": tags,
+                "totals": totals, "tags": tags, "SSRC": ssrcs,
                 "recording": int(call.record_call)}
 
     # -- helpers ---------------------------------------------------------------------
@@ -521,6 +527,7 @@ class Control:
             end.media = line.media
             end.on_hold = line.on_hold
             end.clock_rate = line.clock_rate
+            end.codec = next((c for c in line.codecs if c not in _NOT_VOICE), "")
             if offer:
                 end.mux_offered = line.mux
                 end.mux_accept = bool({"accept", "demux"} & opts.rtcp_mux)

@@ -274,9 +274,11 @@ class Forwarder:
         end.rtcp_packets += 1
         end.rtcp_bytes += n
         data = bytes(self.view[:n])
-        if end.health is not None:
-            end.health.rtcp(data)
         sink = end.sink
+        if end.health is not None:
+            if sink is not None:
+                end.health.pair(sink.health)
+            end.health.rtcp(data, now, end.tag)
         if sink is None:
             return
         dest = sink.rtcp_destination()

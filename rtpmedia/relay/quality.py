@@ -117,6 +117,9 @@ class ReceptionStats:
         if self._probation:
             return False
         self._init_seq((seq - (MIN_SEQUENTIAL - 1)) & 0xFFFF)
+        if self._base_seq > seq:
+            # The probation packets straddled a wrap (65535, 0): the first cycle is done.
+            self._cycles = RTP_SEQ_MOD
         self._max_seq = seq
         self._received = MIN_SEQUENTIAL - 1
         return True
@@ -334,6 +337,11 @@ class RoundTrip:
     def leg_ms(self, side: str) -> float | None:
         """The last round trip between the relay and `side`, in ms."""
         return self._rtt.get(side)
+
+    @property
+    def known_ms(self) -> float | None:
+        """The end-to-end round trip if both legs are known, else the one leg that is (a lower bound)."""
+        return self.rtt_ms if len(self._rtt) != 1 else next(iter(self._rtt.values()))
 
     @property
     def rtt_ms(self) -> float | None:

@@ -77,12 +77,16 @@ def _convert(fn: Any) -> Any:
               help="Seconds without media before a call ends.")
 @click.option("--hold-timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True,
               help="The same for a call on hold (sendonly/inactive).")
+@click.option("--no-kernel", is_flag=True, default=False,
+              help="Forward in userspace only, even where the kernel path works "
+                   "(to measure it, or to keep per-packet health figures).")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info")
 def relay(control: tuple[str, int], ports: tuple[int, int], advertise: str,
           listen_address: str | None, data_dir: Path, notify: tuple[str, int] | None,
-          silence_timeout: float, hold_timeout: float, log_format: str, log_level: str) -> None:
+          silence_timeout: float, hold_timeout: float, no_kernel: bool, log_format: str,
+          log_level: str) -> None:
     """Run the media relay: anchors RTP/RTCP, speaks rtpengine's ng protocol."""
     from softswitch import logs
 
@@ -99,7 +103,12 @@ def relay(control: tuple[str, int], ports: tuple[int, int], advertise: str,
                              notify=notify, silence_timeout=silence_timeout,
                              hold_timeout=hold_timeout)
     try:
-        service = Relay(settings, reactor)
+        if no_kernel:
+            from rtpmedia.relay.fastpath import NoFastPath
+
+            service = Relay(settings, reactor, (NoFastPath(), "--no-kernel"))
+        else:
+            service = Relay(settings, reactor)
         service.startService()
     except Exception as exc:  # noqa: BLE001 - a relay that cannot start says why and exits
         log.error("start_failed", error=str(exc))

@@ -83,3 +83,26 @@ def test_relayed_call_survives_a_relay_kill_and_ends_on_media_timeout(
     finally:
         a.close()
         b.close()
+
+
+def test_a_relayed_call_ends_with_loss_jitter_and_mos_in_the_cdr(
+        server: ServerProcess, tmp_path: Path) -> None:
+    """The relay's per-stream health (query/delete) reaches the CDR's media columns."""
+    a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{server.udp_port}")
+        wait_for(lambda: a.stats(call)["rx_packets"] > 50
+                 and b.stats(incoming)["rx_packets"] > 50, 10, "a second of RTP both ways")
+        since = len(read_cdrs(server.data_dir / "cdr.sqlite"))
+        a.hangup(call)
+        record = wait_for(lambda: read_cdrs(server.data_dir / "cdr.sqlite")[since:], 10,
+                          "the CDR")[-1]
+        # Two healthy phones on loopback: nothing lost, a few ms of jitter, G.711's top score.
+        assert record.a_loss == 0.0 and record.b_loss == 0.0, record
+        assert record.a_jitter is not None and 0 <= record.a_jitter < 20, record
+        assert record.b_jitter is not None and 0 <= record.b_jitter < 20, record
+        assert record.a_mos is not None and 4.0 <= record.a_mos <= 4.5, record
+        assert record.b_mos is not None and 4.0 <= record.b_mos <= 4.5, record
+    finally:
+        a.close()
+        b.close()
