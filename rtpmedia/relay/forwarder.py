@@ -92,7 +92,18 @@ class PortReader:
                     end.errors += 1
                     continue
                 if verdict is Verdict.LATCH:
-                    forwarder.latch(end, source)
+                    forwarder.latch(end, source, kernelize=False)
+                    # This packet goes on from here first; then the stream may
+                    # go to the kernel, whose install forgets the conntrack
+                    # entry this send makes.
+                    end.packets += 1
+                    end.bytes += n
+                    end.last_packet = now
+                    if n >= 12 and end.health is not None:
+                        end.health.rtp(view[:n], now)
+                    forwarder.send(end, n)
+                    forwarder.kernelize(end)
+                    continue
                 else:  # a stranger's packet, forwarded; it does not keep the stream alive
                     end.packets += 1
                     end.bytes += n
@@ -104,6 +115,11 @@ class PortReader:
             end.packets += 1
             end.bytes += n
             end.last_packet = now
+            if end.kernelized is not None:
+                # Read before the kernel took the stream: sent from here it
+                # would make an un-NATed conntrack entry that clashes with the
+                # kernel's flow. At most a packet or two at the switch.
+                continue
             health = end.health
             if health is not None:
                 health.rtp(view[:n], now)
@@ -243,7 +259,7 @@ class Forwarder:
             except OSError:
                 end.errors += 1
 
-    def latch(self, end: MediaEnd, source: tuple[str, int]) -> None:
+    def latch(self, end: MediaEnd, source: tuple[str, int], *, kernelize: bool = True) -> None:
         if end.latched is not None:
             log.info("relatched", call_id=end.call_id, tag=end.tag, index=end.index,
                      old=f"{end.latched[0]}:{end.latched[1]}", new=f"{source[0]}:{source[1]}")
@@ -251,7 +267,8 @@ class Forwarder:
         end.latched = source
         end.last_packet = time.time()
         self.on_latch(end)
-        self.kernelize(end)
+        if kernelize:
+            self.kernelize(end)
 
     def rtcp(self, end: MediaEnd, n: int, source: tuple[str, int], now: float) -> None:
         """RTCP is always read here: its reports feed the health figures, then it goes on."""

@@ -257,9 +257,16 @@ class NftablesFastPath:
     # -- conntrack --------------------------------------------------------------
 
     def _forget_conntrack(self, flow: Flow) -> None:
-        """Delete the conntrack entries holding either side's arriving 5-tuple (in either direction)."""
+        """Delete the conntrack entries of the flow's 5-tuples, arriving and leaving.
+
+        The relay's own userspace sends (local -> remote) made entries too:
+        left in place, their reply tuple is the other side's arriving 5-tuple,
+        so that side's packets would match them un-NATed and go to the relay's
+        socket, and the NATed flow would clash with them (EPERM at the sender).
+        """
         try:
-            self._conntrack.delete([(flow.a_remote, flow.a_local), (flow.b_remote, flow.b_local)])
+            self._conntrack.delete([(flow.a_remote, flow.a_local), (flow.b_remote, flow.b_local),
+                                    (flow.a_local, flow.a_remote), (flow.b_local, flow.b_remote)])
         except (ConntrackError, OSError) as exc:
             raise KernelError(f"flow {flow.key!r}: {exc}") from None
 

@@ -101,12 +101,6 @@ def burst(sender: Phone, to: int, first: int, count: int) -> list[int]:
     return list(range(first, first + count))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the relay installs the kernel flow inside latch(), before it forwards the packet that "
-    "completed the latching; that send makes a conntrack entry without NAT whose reply tuple is "
-    "the other side's arriving 5-tuple, so the stream stays in userspace while query says "
-    "kernelized. Installing after that send makes the kernel forward, but then some senders "
-    "get EPERM (a NAT clash): see the relayint branch report"))
 def test_kernel_forwards_while_stopped_and_a_reoffer_moves_the_stream(kernel_relay: RelayProcess) -> None:
     relay = kernel_relay
     assert relay.process is not None

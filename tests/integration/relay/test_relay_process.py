@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,9 @@ def test_rtp_both_ways_query_counts_delete_frees(relay: RelayProcess,
     data, source = flows(b, to_b, a, 2)
     assert source == (HOST, to_a)
     for seq in range(3, 13):
+        # Paced as a phone sends (ptime 20 ms): a packet in flight while the
+        # stream moves into the kernel (about a millisecond) may be lost.
+        time.sleep(0.02)
         a.rtp(seq, to_a)
         assert b.receive() is not None
     q = relay.command({"command": "query", "call-id": "both-ways"})
