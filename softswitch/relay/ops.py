@@ -140,7 +140,7 @@ class RelayFigures(Service):
     # -- MediaFigures --------------------------------------------------------------
 
     def streams(self, uuid: str) -> list[StreamFigures]:
-        figures = self._figures.get(uuid, {})
+        figures = self._figures.get(uuid, {}) if uuid in self.media.calls else {}
         names = self._names.get(uuid, {})
         return [StreamFigures(leg=names.get(tag, tag), packets=f.packets, lost=f.lost,
                               loss=f.loss, jitter_ms=f.jitter_ms, rtt_ms=f.rtt_ms, mos=f.mos,
@@ -163,6 +163,7 @@ class RelayFigures(Service):
 
     def totals(self) -> RelayTotals:
         """For /metrics: packets and losses so far, mean jitter and kernel streams now."""
+        self._sweep()
         packets, lost = self._ended_packets, self._ended_lost
         jitters: list[float] = []
         kernel = streams = 0
@@ -180,13 +181,18 @@ class RelayFigures(Service):
 
     # -- the poll ------------------------------------------------------------------
 
-    def poll(self) -> None:
-        calls = dict(self.media.calls)
+    def _sweep(self) -> None:
+        """Forget calls released since (their counts go to the totals of ended calls)."""
+        calls = self.media.calls
         for uuid in [u for u in self._figures if u not in calls]:
             for f in self._figures.pop(uuid).values():
                 self._ended_packets += f.packets
                 self._ended_lost += f.lost or 0
             self._names.pop(uuid, None)
+
+    def poll(self) -> None:
+        self._sweep()
+        calls = dict(self.media.calls)
         try:
             for uuid, names in self.leg_names():
                 if uuid in calls:

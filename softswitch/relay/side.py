@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import Config
 from softswitch.logs import get_logger
-from softswitch.relay.child import EmbeddedRelay, relay_command
+from softswitch.relay.child import LOCK_FILE, EmbeddedRelay, relay_command
 from softswitch.relay.choice import MediaChoice
 from softswitch.relay.figures import LegFigures
 from softswitch.relay.ng_client import NgClient, parse_address
@@ -159,7 +159,7 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
         embedded = EmbeddedRelay(relay_command(
             media.control, media.ports, advertise, str(relay_dir), media.notify,
             listen_address=media.listen_address, silence_timeout=media.silence_timeout),
-            reactor)
+            reactor, lock=relay_dir / LOCK_FILE)
     pool = RelayPool(relays)
     relay_media = RelayMedia(client, pool, reactor)
     side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes), client, embedded)

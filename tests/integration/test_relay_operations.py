@@ -5,13 +5,16 @@ against a running server with its embedded relay and two pjsua2 phones in a call
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from softswitch.cdr import read_cdrs
 from tests.integration.test_operations import api, cli, metric
 from tests.support.phone import answered_call, registered_phones
 from tests.support.server import ServerProcess, free_port
@@ -105,3 +108,75 @@ def test_calls_streams_relays_and_metrics_show_the_relayed_call(
     finally:
         a.close()
         b.close()
+
+
+def relay_processes(data_dir: Path) -> set[int]:
+    """Pids of `softswitch relay` processes serving this data dir (whoever their parent)."""
+    wanted = str(data_dir / "relay")
+    out: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"relay" in argv and wanted.encode() in argv:
+            out.add(int(proc.name))
+    return out
+
+
+def test_kill_9_of_the_softswitch_keeps_media_and_the_restart_adopts_the_relay(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """Issue 17, Crashes: the embedded relay outlives its parent's SIGKILL."""
+    low = random.randrange(50000, 59000, 100)
+    server = ServerProcess(
+        tmp_path_factory.mktemp("crash"),
+        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
+                      f"  control: udp:127.0.0.1:{free_port()}\n"
+                      f"  notify: udp:127.0.0.1:{free_port()}\n"
+                      f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"))
+    server.start()
+    a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{server.udp_port}")
+        wait_for(lambda: a.stats(call)["rx_packets"] > 25
+                 and b.stats(incoming)["rx_packets"] > 25, 10, "RTP both ways via the relay")
+        [relay] = wait_for(lambda: relay_processes(server.data_dir), 10, "the relay process")
+
+        server.kill9()
+        before = (a.stats(call)["rx_packets"], b.stats(incoming)["rx_packets"])
+        wait_for(lambda: a.stats(call)["rx_packets"] > before[0] + 50
+                 and b.stats(incoming)["rx_packets"] > before[1] + 50, 10,
+                 "RTP both ways with the softswitch dead")
+        assert relay_processes(server.data_dir) == {relay}
+
+        server.start()
+        listed = wait_for(lambda: [c for c in calls_json(server) if c["caller"] == "1001"], 10,
+                          "the call listed after the restart")
+        assert listed[0]["state"] == "confirmed"
+        # Adopted, not doubled: the same relay, still forwarding, and no second one.
+        before = (a.stats(call)["rx_packets"], b.stats(incoming)["rx_packets"])
+        wait_for(lambda: a.stats(call)["rx_packets"] > before[0] + 50
+                 and b.stats(incoming)["rx_packets"] > before[1] + 50, 10,
+                 "RTP both ways after the restart")
+        assert relay_processes(server.data_dir) == {relay}
+        wait_for(lambda: (c := [c for c in calls_json(server) if c["caller"] == "1001"])
+                 and (c[0]["packets"] or 0) > 0, 10, "the restarted server's relay figures")
+
+        b.hangup(incoming)
+        a.wait_call_state(call, "DISCONNECTED", 10)
+        [record] = wait_for(lambda: [r for r in read_cdrs(server.data_dir / "cdr.sqlite")
+                                     if r.caller == "1001"], 10, "the CDR")
+        assert record.hangup_side.value == "callee"
+        # The restarted server asked the adopted relay for the figures, then deleted the call.
+        assert record.a_loss is not None and record.b_loss is not None, record
+        wait_for(lambda: json.loads(cli(server, "relays", "--json").stdout)
+                 ["relays"][0]["load"] == 0, 10, "the call deleted on the relay")
+        assert "relay_died" not in server.log() and '"relay_adopted"' in server.log()
+    finally:
+        a.close()
+        b.close()
+        server.stop()
+        for pid in relay_processes(server.data_dir):  # what the server's stop left behind
+            os.kill(pid, signal.SIGKILL)
