@@ -417,10 +417,20 @@ class Application(MultiService):
                               reactor)
         self.mwi.setServiceParent(self)
         # After the calls: its observers and hooks need the core and the B2BUA.
-        self.management = ManagementService(self, reactor)
+        self.management = ManagementService(self, reactor, media=self.media.live)
         self.management.setServiceParent(self)
+        if (live := self.media.live) is not None:
+            # The relay's figures in /metrics, and leg names ("a", "b1") for its tags.
+            self.management.sources.relay = live.totals
+            live.leg_names = self._relay_leg_names
         self.lock = DataDirLock(data_dir)
         PidFile(self.lock).setServiceParent(self)
+
+    def _relay_leg_names(self) -> list[tuple[str, dict[str, str]]]:
+        b2bua = self.calls.b2bua
+        if b2bua is None:
+            return []
+        return [(c.uuid, {str(leg.id): leg.name for leg in c.legs}) for c in b2bua.live_calls()]
 
     def _known_users(self) -> list[str] | None:
         registrar = self.registrar.registrar

@@ -225,6 +225,10 @@ class B2BUA:
             return None
         ctx = CallContext(machine)
         self.calls.add(machine.uuid, ctx)
+        if self.media_choice is not None:
+            # Back on its saved relay now, not at its next SDP: its figures are
+            # polled, and its end deletes it there (else the relay keeps it).
+            self._seam(ctx)
         self._run(ctx, effects)
         return machine
 

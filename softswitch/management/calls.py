@@ -91,6 +91,8 @@ def summary(call: CallSnapshot, streams: list[StreamFigures], now: float) -> dic
         "duration": round(end - call.started, 3),
         "talking": round(end - call.answered, 3) if call.answered is not None else None,
         "codecs": [c for c in codecs if not c.startswith("telephone-event")],
+        # RTP packets the relay received from all legs (None without relay figures).
+        "packets": sum(s.packets or 0 for s in streams) if streams else None,
         "loss": _worst([s.loss for s in streams], highest=True),
         "jitter_ms": _worst([s.jitter_ms for s in streams], highest=True),
         "mos": _worst([s.mos for s in streams], highest=False),

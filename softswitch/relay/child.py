@@ -5,17 +5,31 @@ starts over once a child has stayed up for a minute (a relay that crashes
 at once must not spin); every exit and restart is logged. Stopped on exit:
 SIGTERM, then SIGKILL if it lingers. The relay keeps its allocations in
 DATA/relay, so a restarted child forwards the same calls again.
+
+The relay does not depend on the softswitch being alive (issue 17): when
+the softswitch is killed with SIGKILL the relay keeps forwarding (its log
+lines to the broken output pipe are dropped, softswitch.logs tolerates
+EPIPE; they were to be passed on by the dead parent anyway). A softswitch started again over the same data dir
+adopts the relay it finds running (the relay's store lock is held) rather
+than start a second one that would fail on the lock: it watches the lock
+and starts its own child only once the adopted relay is gone, and on stop
+ends the adopted relay as it would its own child.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from softswitch.logs import get_logger
@@ -24,6 +38,43 @@ FIRST_WAIT = 0.5
 LONGEST_WAIT = 30.0
 STABLE_AFTER = 60.0
 STOP_GRACE = 5.0
+ADOPTED_CHECK = 1.0  # how often an adopted relay is looked for
+# The relay's store lock (rtpmedia.relay.service.STORE_FILE + ".lock"; not
+# imported: the signalling process stays numpy-free).
+LOCK_FILE = "relay-calls.sqlite.lock"
+
+
+def relay_holding(lock: Path) -> int | None:
+    """The pid of a relay holding `lock` (0 if held by an unknown pid), or None if free."""
+    try:
+        fd = os.open(str(lock), os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: no relay ever ran here
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return _flock_owner(os.fstat(fd).st_ino) or 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _flock_owner(inode: int) -> int | None:
+    """Who holds a flock on `inode`, from /proc/locks ("1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...")."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            try:
+                return int(fields[4])
+            except ValueError:
+                return None
+    return None
 
 
 def relay_command(control: str, ports: str, advertise: str, data_dir: str, notify: str,
@@ -57,9 +108,12 @@ class _Child(ProcessProtocol):
 
 
 class EmbeddedRelay(Service):
-    def __init__(self, argv: list[str], reactor: Any, *, env: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(self, argv: list[str], reactor: Any, *, env: dict[str, str] | None = None,
+                 lock: Path | None = None) -> None:
         self.argv = argv
+        self.lock = lock  # the relay's store lock: a relay holding it is adopted
+        self.adopted: int | None = None  # pid of a relay we found running (0: unknown)
+        self._watch: LoopingCall | None = None
         self.reactor = reactor
         self.env = env
         self.process: Any = None
@@ -77,7 +131,31 @@ class EmbeddedRelay(Service):
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
+        holder = relay_holding(self.lock) if self.lock is not None else None
+        if holder is None:
+            self._spawn()
+            return
+        # A relay left running by a softswitch that was killed: it still
+        # forwards our calls, and a second one would fail on its lock.
+        self.adopted = holder
+        self.log.warning("relay_adopted", pid=holder or None)
+        self._watch = LoopingCall(self._check_adopted)
+        self._watch.clock = self.reactor
+        self._watch.start(ADOPTED_CHECK, now=False)
+
+    def _check_adopted(self) -> None:
+        assert self.lock is not None
+        if relay_holding(self.lock) is not None:
+            return
+        self.log.error("adopted_relay_gone", pid=self.adopted or None)
+        self._stop_watch()
+        self.adopted = None
         self._spawn()
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        self._watch = None
 
     def _spawn(self) -> None:
         self._restart = None
@@ -113,6 +191,9 @@ class EmbeddedRelay(Service):
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         super().stopService()
+        self._stop_watch()
+        if self.adopted:
+            self._end_adopted(self.adopted)
         if self._restart is not None and self._restart.active():
             self._restart.cancel()
         self._restart = None
@@ -138,3 +219,11 @@ class EmbeddedRelay(Service):
             self.log.info("relay_stopped")
 
         return child.ended.addCallback(done)
+
+    def _end_adopted(self, pid: int) -> None:
+        # Not our child: no processEnded to wait for; SIGTERM lets it save and go.
+        try:
+            os.kill(pid, signal.SIGTERM)
+            self.log.info("adopted_relay_stopped", pid=pid)
+        except OSError:
+            pass

@@ -23,10 +23,11 @@ from twisted.python.failure import Failure
 from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import Config
 from softswitch.logs import get_logger
-from softswitch.relay.child import EmbeddedRelay, relay_command
+from softswitch.relay.child import LOCK_FILE, EmbeddedRelay, relay_command
 from softswitch.relay.choice import MediaChoice
 from softswitch.relay.figures import LegFigures
 from softswitch.relay.ng_client import NgClient, parse_address
+from softswitch.relay.ops import RelayFigures
 from softswitch.relay.pool import RelayPool
 from softswitch.relay.seam import RelayMedia
 
@@ -104,6 +105,8 @@ class MediaSide(MultiService):
         self.choice = choice
         self.client = client
         self.embedded = embedded
+        # Live figures for the management API (softswitch.relay.ops); None when direct.
+        self.live: RelayFigures | None = None
 
     def on_teardown(self, hang_up: Callable[[str, str], object]) -> None:
         """Relays' teardowns (media timeouts) end calls through `hang_up(uuid, cause)`."""
@@ -156,12 +159,16 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
         embedded = EmbeddedRelay(relay_command(
             media.control, media.ports, advertise, str(relay_dir), media.notify,
             listen_address=media.listen_address, silence_timeout=media.silence_timeout),
-            reactor)
+            reactor, lock=relay_dir / LOCK_FILE)
     pool = RelayPool(relays)
-    side = MediaSide(MediaChoice(media.mode, RelayMedia(client, pool, reactor), trunk_modes),
-                     client, embedded)
+    relay_media = RelayMedia(client, pool, reactor)
+    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes), client, embedded)
     if embedded is not None:
         embedded.setServiceParent(side)
     _Listener(client, parse_address(media.notify), reactor).setServiceParent(side)
     _Pinger(client, pool, media.ping_interval, reactor).setServiceParent(side)
+    side.live = RelayFigures(relay_media, client, pool, reactor)
+    side.live.setServiceParent(side)
+    if embedded is not None:
+        side.live.names[media.control] = "embedded"
     return side

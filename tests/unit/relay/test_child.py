@@ -63,3 +63,50 @@ def test_the_relay_command_line() -> None:
                         "--ports", "30000-30099", "--advertise", "192.0.2.5",
                         "--data-dir", "/d/relay", "--notify", "udp:127.0.0.1:2224",
                         "--silence-timeout", "60"]
+
+
+class _Reactor:
+    """Just enough reactor to see whether a child is spawned (nothing is run)."""
+
+    def __init__(self) -> None:
+        from twisted.internet.task import Clock
+        self.clock = Clock()
+        self.spawned: list[list[str]] = []
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def callLater(self, *args: object, **kwargs: object) -> object:  # noqa: N802
+        return self.clock.callLater(*args, **kwargs)  # type: ignore[arg-type]
+
+    def spawnProcess(self, proto: object, exe: str, argv: list[str], **kw: object  # noqa: N802
+                     ) -> object:
+        self.spawned.append(argv)
+
+        class _Process:
+            pid = 4242
+        return _Process()
+
+
+def test_a_running_relay_is_adopted_and_replaced_only_once_it_is_gone(tmp_path: object) -> None:
+    import fcntl
+    import os
+    from pathlib import Path
+
+    from softswitch.relay import child
+
+    lock = Path(str(tmp_path)) / child.LOCK_FILE
+    assert child.relay_holding(lock) is None  # no relay ever ran there
+    holder = os.open(str(lock), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running relay's store does
+    assert child.relay_holding(lock) == os.getpid()
+
+    reactor = _Reactor()
+    relay = child.EmbeddedRelay(["relay"], reactor, lock=lock)
+    relay.startService()
+    assert reactor.spawned == [] and relay.adopted == os.getpid()
+    reactor.clock.advance(child.ADOPTED_CHECK * 3)
+    assert reactor.spawned == []  # still held: still adopted
+    os.close(holder)  # the adopted relay dies: the kernel releases its flock
+    reactor.clock.advance(child.ADOPTED_CHECK)
+    assert reactor.spawned == [["relay"]] and relay.adopted is None
