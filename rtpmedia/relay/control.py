@@ -438,8 +438,8 @@ class Control:
                 if end.destination() is not None:
                     stream["endpoint"] = _endpoint(end.destination())
                 if end.health is not None:
-                    stream.update(end.health.as_ng(end.codec))
-                    entry = end.health.ssrc_entry(end.codec)
+                    stream.update(end.health.as_ng(end.codec, packets))
+                    entry = end.health.ssrc_entry(end.codec, packets)
                     if entry is not None:
                         ssrcs[str(end.health.ssrc)] = entry
                 rtcp: dict[str, Any] = {

@@ -56,6 +56,12 @@ class FastPath(Protocol):
         """What the kernel forwarded for `key` so far (zeros if it is not installed)."""
         ...
 
+    def resync(self, key: str) -> None:
+        """Forget the connection-tracking state of `key`'s 5-tuples: a packet of the
+        flow read before the install was just sent from userspace, and the state
+        that send made would shadow the kernel's forwarding."""
+        ...
+
     def close(self) -> None:
         """Remove every flow and whatever the fast path installed at start."""
         ...
@@ -74,6 +80,9 @@ class NoFastPath:
 
     def counters(self, key: str) -> FlowCounters:
         return FlowCounters()
+
+    def resync(self, key: str) -> None:
+        return None
 
     def close(self) -> None:
         return None

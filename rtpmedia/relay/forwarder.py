@@ -116,9 +116,11 @@ class PortReader:
             end.bytes += n
             end.last_packet = now
             if end.kernelized is not None:
-                # Read before the kernel took the stream: sent from here it
-                # would make an un-NATed conntrack entry that clashes with the
-                # kernel's flow. At most a packet or two at the switch.
+                # Read before the kernel took the stream (a packet or two at
+                # the switch): sent on, then the conntrack entry that send made
+                # is forgotten, or it would shadow the kernel's NAT.
+                forwarder.send(end, n)
+                forwarder.resync(end)
                 continue
             health = end.health
             if health is not None:
@@ -333,6 +335,13 @@ class Forwarder:
         a.kernelized = b.kernelized = key
         self._flows[key] = (a, b)
         self._last_counts[key] = FlowCounters()
+
+    def resync(self, end: MediaEnd) -> None:
+        if end.kernelized is not None:
+            try:
+                self.fastpath.resync(end.kernelized)
+            except Exception as exc:  # noqa: BLE001 - the kernel flow stays; this packet went on
+                log.warning("fast path resync failed", key=end.kernelized, error=str(exc))
 
     def unkernel(self, end: MediaEnd) -> None:
         if end.kernelized is not None:

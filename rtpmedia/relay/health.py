@@ -15,11 +15,14 @@ from typing import Any
 
 from rtpmedia.relay import quality as _quality
 
+# Below this many RTP packets seen in userspace, the receiver's RTCP says more.
+MEASURED = 50
+
 
 class StreamHealth:
     """What one party's RTP and RTCP say about its stream."""
 
-    __slots__ = ("clock_rate", "_stats", "_reports", "ssrc", "round_trip")
+    __slots__ = ("clock_rate", "_stats", "_reports", "ssrc", "round_trip", "peer")
 
     def __init__(self, clock_rate: int) -> None:
         self.clock_rate = clock_rate
@@ -29,11 +32,16 @@ class StreamHealth:
         # Shared with the peer's health (see `pair`): an RTT needs the SR of
         # one side and the report of the other that echoes it.
         self.round_trip = _quality.RoundTrip()
+        # The health of the party at the other end: its RTCP reports say how
+        # this stream arrived there (all we learn once the kernel forwards it).
+        self.peer: StreamHealth | None = None
 
     def pair(self, peer: StreamHealth | None) -> None:
         """Share one round-trip record with the health of the party at the other end."""
         if peer is not None and peer.round_trip is not self.round_trip:
             peer.round_trip = self.round_trip
+        if peer is not None:
+            self.peer, peer.peer = peer, self
 
     def rtp(self, data: memoryview, arrival: float) -> None:
         """One RTP packet (already checked to be version 2 with a 12-byte header)."""
@@ -64,39 +72,67 @@ class StreamHealth:
         """End to end through the relay when both legs are known, else the one that is (ms)."""
         return self.round_trip.known_ms
 
-    def mos(self, codec: str) -> float | None:
-        """G.107 estimate for what arrived so far; None before any RTP."""
-        if self._stats.packets == 0:
+    def reported(self) -> _quality.ReportBlock | None:
+        """The latest report block the other party sent about this stream (RFC 3550 6.4)."""
+        peer = self.peer
+        if peer is None or self.ssrc is None:
             return None
-        return _quality.mos(codec or "PCMU", self._stats.fraction_lost, self._stats.jitter_ms,
-                            self.rtt_ms)
+        for report in reversed(peer._reports):
+            for block in report.blocks:
+                if block.ssrc == self.ssrc:
+                    return block
+        return None
 
-    def as_ng(self, codec: str) -> dict[str, Any]:
-        """Figures on the stream itself: exact counts (`lost`, `expected`), `jitter` in ms, `MOS` x 10."""
+    def _figures(self, packets: int) -> tuple[int, int, float, float]:
+        """(lost, expected, loss fraction, jitter ms) from what the relay saw, or,
+        when it saw too little (the stream went to the kernel at once), from the
+        receiver's RTCP: cumulative loss against the packets forwarded."""
         stats = self._stats
-        out: dict[str, Any] = {"lost": max(0, stats.lost), "expected": stats.expected,
-                               "jitter": round(stats.jitter_ms)}
+        block = self.reported() if stats.packets < MEASURED else None
+        if block is None:
+            return max(0, stats.lost), stats.expected, stats.fraction_lost, stats.jitter_ms
+        lost = max(0, block.cumulative_lost)
+        expected = max(packets, stats.packets) + lost
+        return (lost, expected, lost / expected if expected else block.fraction_lost / 256,
+                block.jitter * 1000.0 / self.clock_rate)
+
+    def mos(self, codec: str, packets: int = 0) -> float | None:
+        """G.107 estimate for what arrived so far; None before any RTP."""
+        figures = self._figures(packets)
+        if figures is None or (self._stats.packets == 0 and figures[1] == 0):
+            return None
+        return _quality.mos(codec or "PCMU", figures[2], figures[3], self.rtt_ms)
+
+    def as_ng(self, codec: str, packets: int = 0) -> dict[str, Any]:
+        """Figures on the stream itself: counts (`lost`, `expected`), `jitter` in ms, `MOS` x 10.
+
+        `packets`: all the relay forwarded for the stream, the kernel's included.
+        """
+        out: dict[str, Any] = {}
+        figures = self._figures(packets)
+        out.update(lost=figures[0], expected=figures[1], jitter=round(figures[3]))
         if self.ssrc is not None:
             out["SSRC"] = self.ssrc
-        score = self.mos(codec)
+        score = self.mos(codec, packets)
         if score is not None:
             out["MOS"] = round(score * 10)
         return out
 
-    def ssrc_entry(self, codec: str) -> dict[str, Any] | None:
+    def ssrc_entry(self, codec: str, packets: int = 0) -> dict[str, Any] | None:
         """rtpengine's per-SSRC entry (`SSRC.<ssrc>`) for the top of a query answer."""
-        score = self.mos(codec)
+        figures = self._figures(packets)
+        score = self.mos(codec, packets)
         if self.ssrc is None or score is None:
             return None
-        figures: dict[str, Any] = {
+        entry: dict[str, Any] = {
             "MOS": round(score * 10),
-            "jitter": round(self._stats.jitter_ms),
-            "packet loss": round(self._stats.fraction_lost * 100),
+            "jitter": round(figures[3]),
+            "packet loss": round(figures[2] * 100),
             "samples": 1,
             "reported at": int(self._stats.last_arrival or 0),
         }
         rtt = self.rtt_ms
         if rtt is not None:
-            figures["round-trip time"] = round(rtt * 1000)
-        return {"average MOS": figures, "lowest MOS": dict(figures),
-                "highest MOS": dict(figures), "codec": codec}
+            entry["round-trip time"] = round(rtt * 1000)
+        return {"average MOS": entry, "lowest MOS": dict(entry),
+                "highest MOS": dict(entry), "codec": codec}

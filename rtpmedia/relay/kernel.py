@@ -175,6 +175,11 @@ class NftablesFastPath:
         flow = self._flows.get(key)
         return FlowCounters() if flow is None else self._read_counters(flow)
 
+    def resync(self, key: str) -> None:
+        flow = self._flows.get(key)
+        if flow is not None:
+            self._forget_conntrack(flow)
+
     def close(self) -> None:
         flows = list(self._flows.values())
         self._flows.clear()
