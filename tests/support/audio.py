@@ -47,9 +47,16 @@ def read_wav(path: Path) -> np.ndarray:
     return np.frombuffer(frames, dtype=np.int16).reshape(-1, channels)[:, 0]
 
 
-def similarity(reference: np.ndarray, recording: np.ndarray) -> float:
-    """Pearson correlation of `reference` with the part of `recording` that
-    matches it best (0.0 when the recording is shorter or silent)."""
+def similarity(reference: np.ndarray, recording: np.ndarray, block_ms: int = 200,
+               slack_ms: int = 60) -> float:
+    """How intact `reference` is in `recording`: the mean, over its 200 ms
+    blocks, of each block's Pearson correlation with the recording (0.0 for
+    a silent or short recording).
+
+    Blocks are placed at the best overall lag, then each may move by
+    `slack_ms`: a receiver's jitter buffer adds or drops a 20 ms frame now and
+    then, which shifts what follows without damaging it.
+    """
     ref = reference.astype(np.float64)
     rec = recording.astype(np.float64)
     if len(rec) < len(ref) or not rec.any():
@@ -57,7 +64,23 @@ def similarity(reference: np.ndarray, recording: np.ndarray) -> float:
     size = 1 << (len(rec) + len(ref)).bit_length()
     xcorr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)
     lag = int(np.argmax(np.abs(xcorr[:len(rec) - len(ref) + 1])))
-    part = rec[lag:lag + len(ref)]
-    if not part.std() or not ref.std():
-        return 0.0
-    return float(np.corrcoef(ref, part)[0, 1])
+    block, slack = RATE * block_ms // 1000, RATE * slack_ms // 1000
+    scores = []
+    for start in range(0, len(ref) - block + 1, block):
+        part = ref[start:start + block]
+        if not part.std():
+            continue
+        low = max(0, lag + start - slack)
+        window = rec[low:lag + start + block + slack]
+        centred = part - part.mean()
+        # Pearson's r at every shift: the dot products by np.correlate, each
+        # piece's spread from running sums.
+        dots = np.correlate(window, centred, "valid")
+        sums = np.concatenate([[0.0], np.cumsum(window)])
+        squares = np.concatenate([[0.0], np.cumsum(window * window)])
+        s1 = sums[block:] - sums[:-block]
+        spread = squares[block:] - squares[:-block] - s1 * s1 / block
+        norm = np.sqrt(np.clip(spread, 0.0, None)) * np.linalg.norm(centred)
+        r = np.divide(dots, norm, out=np.zeros_like(dots), where=norm > 1e-6 * block)
+        scores.append(float(max(r.max(), 0.0)))
+    return float(np.mean(scores)) if scores else 0.0
