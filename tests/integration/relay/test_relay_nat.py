@@ -108,7 +108,8 @@ def test_phone_behind_nat_registers_calls_and_keeps_its_stream(
     host = Phone.start("1002", "1002pass", server.udp_port, log_dir=tmp_path)
     try:
         assert inside.register() == 200
-        # The registrar saw the NAT's public side, not the phone's own address.
+        # The phone names only its private address (Via, Contact, later its SDP):
+        # nothing in it tells the server about the NAT.
         assert inside.contact_hostport.startswith(nat.phone_ip)
         assert host.register() == 200
 
