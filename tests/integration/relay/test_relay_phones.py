@@ -18,9 +18,10 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-# PCMU phone to phone gives about 0.9999 (pjsua2.md); silence, noise or
-# another signal give under 0.1.
-INTACT = 0.9
+# Intact PCMU scores 0.99 or more here, also with the jitter-buffer slips of
+# a loaded machine; silence, noise or another signal score under 0.1, and a
+# stranger's noise mixed into the stream (without strict-source) 0.88.
+INTACT = 0.97
 
 
 @pytest.fixture(scope="module")
