@@ -35,6 +35,11 @@ BASE_FLAGS: dict[str, Any] = {
     "ICE": "remove",
     "transport-protocol": "RTP/AVP",
     "rtcp-mux": ["demux"],
+    # Packets from anyone but a leg's latched source (or, before it latches,
+    # its SDP's address) are dropped, not forwarded: without it a stranger who
+    # finds a relay port injects audio into the call (latching alone only
+    # stops the stranger from taking the stream over).
+    "flags": ["strict-source"],
 }
 
 # Words in an error answer that mean the SDP, not the relay, is the problem.
@@ -101,7 +106,7 @@ class RelayMedia:
         self._offerers.setdefault(call, {}).setdefault(str(sink), str(source))
         received = self._sources.get(call, {}).get(str(source))
         if received is not None:
-            message["flags"] = ["SIP-source-address"]
+            message["flags"] = [*BASE_FLAGS["flags"], "SIP-source-address"]
             message["received-from"] = list(received)
         return self._sdp(call, message)
 
@@ -110,7 +115,7 @@ class RelayMedia:
         message = self._message("answer", call, str(sink), str(source), str(source), body)
         received = self._sources.get(call, {}).get(str(source))
         if received is not None:
-            message["flags"] = ["SIP-source-address"]
+            message["flags"] = [*BASE_FLAGS["flags"], "SIP-source-address"]
             message["received-from"] = list(received)
         return self._sdp(call, message)
 

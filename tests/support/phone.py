@@ -53,13 +53,16 @@ class Phone:
               instance: str | None = None, *, domain: str = "pbx.example.com",
               expires: int = 300, log_dir: Path | None = None, wait: bool = True,
               timeout: float = 15.0, tls_cert: Path | None = None,
-              tls_key: Path | None = None, mwi: bool = False) -> Phone:
+              tls_key: Path | None = None, mwi: bool = False, bind: str = "127.0.0.1",
+              server_host: str = "127.0.0.1", netns: str | None = None) -> Phone:
         """Spawn a phone for `user`; with `wait`, return once it is ready.
 
         `domain` is the host of the account's URI (`sip:user@domain`);
         `instance` (`<urn:uuid:...>`) turns on RFC 5626 +sip.instance/reg-id.
         The phone's stderr and pjsua's own log (every SIP message) go to
-        `log_dir`, or a temporary file.
+        `log_dir`, or a temporary file. With `netns` the phone runs inside
+        that network namespace (`ip netns exec`), bound to `bind`, and
+        registers with `server_host`.
         """
         if log_dir is None:
             import tempfile
@@ -76,6 +79,10 @@ class Phone:
             cmd += ["--instance", instance]
         if mwi:
             cmd += ["--mwi"]
+        if bind != "127.0.0.1" or server_host != "127.0.0.1":
+            cmd += ["--bind", bind, "--server-host", server_host]
+        if netns is not None:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
         if tls_cert is not None and tls_key is not None:
             cmd += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
         with log_path.open("ab") as stderr:
@@ -268,6 +275,26 @@ class Phone:
     def transfer_replaces(self, call: int, other: int, timeout: float = 5.0) -> None:
         """Attended transfer: connect the party of `call` with that of `other`."""
         self.command("transfer_replaces", timeout, call=call, other=other)
+
+    def play(self, call: int, wav: Path, timeout: float = 5.0) -> int:
+        """Stream `wav` (8 kHz mono) into `call` once; return a cursor for `wait_played`."""
+        since = self.mark()
+        self.command("play", timeout, call=call, wav=str(wav))
+        return since
+
+    def wait_played(self, call: int, since: int, timeout: float = 15.0) -> None:
+        self.wait_event("played", timeout, since=since, where=lambda e: e["call"] == call)
+
+    def record(self, call: int, wav: Path, timeout: float = 5.0) -> None:
+        """Record what `call` receives into `wav`, until `stop_record`."""
+        self.command("record", timeout, call=call, wav=str(wav))
+
+    def stop_record(self, call: int, wav: Path, timeout: float = 5.0) -> Path:
+        """Stop recording `call`; return `wav` once its file is complete."""
+        since = self.mark()
+        self.command("stop_record", timeout, call=call, wav=str(wav))
+        self.wait_event("recorded", timeout, since=since, where=lambda e: e["call"] == call)
+        return wav
 
     def stats(self, call: int, timeout: float = 5.0) -> Event:
         """RTP statistics of the call's audio stream (getStreamStat/getStreamInfo)."""

@@ -11,7 +11,9 @@ Protocol, one JSON object per line:
   events.
 - stdout, events: `ready` (the local SIP port), `reg_state` (code, reason,
   expires, active), `incoming_call`, `call_state`, `media_state` (active, and
-  the audio's status: ACTIVE, LOCAL_HOLD, REMOTE_HOLD...), `result`.
+  the audio's status: ACTIVE, LOCAL_HOLD, REMOTE_HOLD...), `played` (a `play`
+  command's WAV reached its end), `recorded` (a `stop_record` command's WAV is
+  complete on disk), `result`.
 
 Everything pjsua2 runs on the main thread (`threadCnt=0`, `mainThreadOnly`),
 which pumps `libHandleEvents` and executes commands between pumps; a reader
@@ -156,6 +158,11 @@ class Agent:
         self.calls: dict[int, PhoneCall] = {}
         self.ended: list[int] = []
         self._next_call = 1
+        # WAV players and recorders per call number: kept referenced, since
+        # dropping the SWIG object is what stops and destroys it.
+        self.players: dict[int, pj.AudioMediaPlayer] = {}
+        self.recorders: dict[int, pj.AudioMediaRecorder] = {}
+        self.finishing: list[tuple[float, int, str]] = []  # (when, call, path) to report
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "register": self.register,
             "unregister": self.unregister,
@@ -167,6 +174,9 @@ class Agent:
             "transfer": self.transfer,
             "transfer_replaces": self.transfer_replaces,
             "unhold": self.unhold,
+            "play": self.play,
+            "record": self.record,
+            "stop_record": self.stop_record,
         }
 
     # -- start ------------------------------------------------------------------
@@ -193,8 +203,8 @@ class Agent:
             priority = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}.get(codec.codecId, 0)
             self.ep.codecSetPriority(codec.codecId, priority)
         tcfg = pj.TransportConfig()
-        tcfg.boundAddress = "127.0.0.1"
-        tcfg.publicAddress = "127.0.0.1"
+        tcfg.boundAddress = self.opts.bind
+        tcfg.publicAddress = self.opts.bind
         tcfg.port = 0
         kind = {"tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}.get(
             self.opts.transport, pj.PJSIP_TRANSPORT_UDP)
@@ -216,7 +226,7 @@ class Agent:
         cfg = pj.AccountConfig()
         cfg.idUri = f"sip:{o.user}@{o.domain}"
         suffix = f";transport={o.transport}" if o.transport in ("tcp", "tls") else ""
-        cfg.regConfig.registrarUri = f"sip:127.0.0.1:{o.server_port}{suffix}"
+        cfg.regConfig.registrarUri = f"sip:{o.server_host}:{o.server_port}{suffix}"
         cfg.regConfig.registerOnAdd = False
         cfg.regConfig.timeoutSec = o.expires
         # A refused REGISTER stays refused: no retry behind the test's back.
@@ -233,7 +243,7 @@ class Agent:
         nat.sipOutboundUse = 0
         if o.instance:
             cfg.regConfig.contactParams = f';+sip.instance="{o.instance}"'
-        cfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        cfg.mediaConfig.transportConfig.boundAddress = o.bind
         if o.mwi:
             # RFC 3842 SUBSCRIBE for message-summary, refreshed by pjsua.
             cfg.mwiConfig.enabled = True
@@ -313,6 +323,62 @@ class Agent:
         self._call(cmd).reinvite(prm)
         return {}
 
+    def _audio(self, call: PhoneCall) -> pj.AudioMedia:
+        info = call.getInfo()
+        for m in info.media:
+            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
+                    pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
+                    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):
+                return call.getAudioMedia(m.index)
+        raise ValueError(f"call {call.number} has no audio")
+
+    def play(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # Streams a WAV (8 kHz mono, the bridge's rate) into the call once;
+        # `played` follows at its end.
+        call = self._call(cmd)
+        number = call.number
+        agent = self
+
+        class Player(pj.AudioMediaPlayer):  # type: ignore[misc]
+            def onEof2(self) -> None:  # noqa: N802 - pjsua2's name
+                agent.finishing.append((time.monotonic(), number, ""))
+
+        self.players.pop(number, None)
+        player = Player()
+        player.createPlayer(str(cmd["wav"]), pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(self._audio(call))
+        self.players[number] = player
+        return {}
+
+    def record(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # What the call receives, into a WAV, until `stop_record`.
+        call = self._call(cmd)
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(str(cmd["wav"]))
+        self._audio(call).startTransmit(recorder)
+        self.recorders[call.number] = recorder
+        return {}
+
+    def stop_record(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # The recorder finalises its WAV header in the bridge's clock thread
+        # after it is destroyed: `recorded` is sent 0.3 s later (pjsua2.md).
+        number = int(cmd["call"])
+        if self.recorders.pop(number, None) is None:
+            raise ValueError(f"call {number} is not recording")
+        self.finishing.append((time.monotonic() + 0.3, number, str(cmd.get("wav", ""))))
+        return {}
+
+    def report_finished(self) -> None:
+        now = time.monotonic()
+        due = [item for item in self.finishing if item[0] <= now]
+        self.finishing = [item for item in self.finishing if item[0] > now]
+        for _, number, wav in due:
+            if wav:
+                self.out.emit("recorded", call=number, wav=wav)
+            else:
+                self.players.pop(number, None)
+                self.out.emit("played", call=number)
+
     def stats(self, cmd: dict[str, Any]) -> dict[str, Any]:
         call = self._call(cmd)
         stat = call.getStreamStat(0)
@@ -350,6 +416,7 @@ class Agent:
     def run(self, commands: queue.SimpleQueue[dict[str, Any] | None]) -> int:
         while True:
             self.ep.libHandleEvents(PUMP_MS)
+            self.report_finished()
             while self.ended:
                 self.calls.pop(self.ended.pop(), None)
             while True:
@@ -385,6 +452,9 @@ def main() -> None:
     parser.add_argument("--tls-cert", default="")
     parser.add_argument("--tls-key", default="")
     parser.add_argument("--domain", default="pbx.example.com")
+    parser.add_argument("--bind", default="127.0.0.1",
+                        help="the address for SIP and RTP (one inside a network namespace)")
+    parser.add_argument("--server-host", default="127.0.0.1", help="the registrar's address")
     parser.add_argument("--instance", default=None)
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--log", default=None)

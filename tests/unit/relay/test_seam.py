@@ -67,7 +67,7 @@ def test_offer_and_answer_name_legs_as_agreed_with_the_relay() -> None:
         assert message["replace"] == ["origin", "session-connection"]
         assert message["ICE"] == "remove" and message["transport-protocol"] == "RTP/AVP"
         assert message["rtcp-mux"] == ["demux"]
-        assert "flags" not in message
+        assert message["flags"] == ["strict-source"]
 
 
 def test_a_caller_behind_nat_gets_sip_source_address() -> None:
@@ -76,9 +76,9 @@ def test_a_caller_behind_nat_gets_sip_source_address() -> None:
     result(m.offer("uuid-1", X, Y, SDP, None))
     result(m.offer("uuid-1", Y, X, SDP, None))
     nat, other = (msg for _, msg in client.asked)
-    assert nat["flags"] == ["SIP-source-address"]
+    assert nat["flags"] == ["strict-source", "SIP-source-address"]
     assert nat["received-from"] == ["IP4", "203.0.113.7"]
-    assert "flags" not in other
+    assert other["flags"] == ["strict-source"]
 
 
 def test_a_call_sticks_to_its_relay_and_a_restored_call_to_the_saved_one() -> None:
