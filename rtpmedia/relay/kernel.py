@@ -211,6 +211,12 @@ class NftablesFastPath:
         the forward path, and the kernel drops it silently when the
         forwarding sysctl is 0. We do not change the host's sysctls.
         """
+        loopback = [ipaddress.ip_address(r[0]).is_loopback for r in (flow.a_remote, flow.b_remote)]
+        if loopback[0] != loopback[1]:
+            # A packet that came in on a real interface, rewritten to 127.0.0.1
+            # (or the reverse), is a martian to the routing code: dropped.
+            raise KernelError(f"flow {flow.key!r} joins a loopback and a non-loopback end:"
+                              " the kernel would drop it (the stream stays in userspace)")
         if _is_local(flow.a_remote[0], fam.af) or _is_local(flow.b_remote[0], fam.af):
             return
         sysctl = _FORWARDING[fam.af]
