@@ -113,6 +113,9 @@ class StreamHealth:
         out.update(lost=figures[0], expected=figures[1], jitter=round(figures[3]))
         if self.ssrc is not None:
             out["SSRC"] = self.ssrc
+        rtt = self.rtt_ms
+        if rtt is not None:
+            out["rtt_ms"] = round(rtt)  # bencode has no floats
         score = self.mos(codec, packets)
         if score is not None:
             out["MOS"] = round(score * 10)

@@ -93,7 +93,23 @@ def test_rtt_from_the_reports_of_both_sides_lowers_the_score() -> None:
     assert a.rtt_ms == pytest.approx(160.0, abs=0.1)  # shared: one round trip for the stream
     entry = a.ssrc_entry("PCMU")
     assert entry["average MOS"]["round-trip time"] == pytest.approx(160_000, abs=100)  # microseconds
+    assert a.as_ng("PCMU")["rtt_ms"] == 160  # what the live view reads
     assert a.mos("PCMU") < before
+
+
+def test_in_the_kernel_the_receivers_rtcp_gives_loss_and_jitter() -> None:
+    """Two packets seen in userspace, then the kernel forwards: B's receiver
+    report about A's SSRC says what A's stream lost on the way."""
+    a, b = StreamHealth(8000), StreamHealth(8000)
+    a.pair(b)
+    play(a, 2, dropped=set())
+    assert a.ssrc is not None
+    block = quality.ReportBlock(a.ssrc, 25, 10, 1000, 80, 0, 0)  # 10 lost, jitter 80 samples
+    b.rtcp(quality.RtcpReport(0xB, (block,)).serialize(), 5.0, "to")
+    figures = a.as_ng("PCMU", packets=990)
+    assert figures["lost"] == 10 and figures["expected"] == 1000
+    assert figures["jitter"] == 10  # 80 samples at 8 kHz
+    assert 1.0 <= figures["MOS"] / 10 < 4.4
 
 
 @settings(max_examples=200, deadline=None)
