@@ -176,9 +176,16 @@ class NftablesFastPath:
         return FlowCounters() if flow is None else self._read_counters(flow)
 
     def resync(self, key: str) -> None:
+        # Only the entries of the relay's own sends: the NATed entries the
+        # kernel made for the flow must stay, or every packet would go
+        # through the maps again.
         flow = self._flows.get(key)
-        if flow is not None:
-            self._forget_conntrack(flow)
+        if flow is None:
+            return
+        try:
+            self._conntrack.delete([(flow.a_local, flow.a_remote), (flow.b_local, flow.b_remote)])
+        except (ConntrackError, OSError) as exc:
+            raise KernelError(f"flow {flow.key!r}: {exc}") from None
 
     def close(self) -> None:
         flows = list(self._flows.values())
