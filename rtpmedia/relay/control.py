@@ -353,7 +353,13 @@ class Control:
                     continue
                 effects.append(Save(call))
             ends = call.ends()
-            activity = max([call.last_signal, *(e.last_packet for e in ends)])
+            # Per stream: once a party has sent, its stream going silent ends
+            # the call even while the other party still talks (a phone that
+            # died, a NAT binding that was lost). Before anyone sends, the
+            # call's own activity counts.
+            sending = [e.last_packet for e in ends if e.latched is not None]
+            activity = max(call.last_signal, min(sending)) if sending \
+                else max([call.last_signal, *(e.last_packet for e in ends)])
             answered = any(m.answered for m in call.monologues.values())
             if not answered:
                 timeout = UNANSWERED_TIMEOUT

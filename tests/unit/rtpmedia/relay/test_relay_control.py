@@ -225,6 +225,19 @@ def test_unanswered_fork_released_and_silent_call_torn_down() -> None:
     assert Teardown("c1", "media timeout") in effects and "c1" not in c.calls
 
 
+def test_one_stream_silent_ends_the_call_while_the_other_still_sends() -> None:
+    c = control(silence_timeout=60, hold_timeout=600)
+    offer(c, to="B")
+    answer(c, now=1)
+    a_end = c.calls["c1"].monologues["A"].ends[0]
+    b_end = c.calls["c1"].monologues["B"].ends[0]
+    a_end.latched, b_end.latched = ("192.0.2.10", 4000), ("192.0.2.20", 5000)
+    a_end.last_packet, b_end.last_packet = 10, 10
+    assert c.expire(50) == []
+    b_end.last_packet = 100  # B still talks; A's phone died at 10
+    assert Teardown("c1", "media timeout") in c.expire(71)
+
+
 def test_hold_uses_the_hold_timeout() -> None:
     c = control(silence_timeout=60, hold_timeout=600)
     offer(c, to="B", body=sdp("192.0.2.10", 4000, "a=sendonly\r\n"))
