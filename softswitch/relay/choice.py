@@ -17,6 +17,8 @@ from softswitch.b2bua.legs import Leg
 from softswitch.b2bua.media import DirectMedia, MediaSeam
 from softswitch.relay.seam import RelayMedia
 from softswitch.sip.errors import MessageError
+from softswitch.sip.locate import is_numeric
+from softswitch.sip.uri import SipURI
 
 MODES = ("relay", "direct")
 
@@ -37,6 +39,22 @@ def nat_source(leg: Leg) -> str | None:
     if rport and via.port is not None and rport != str(via.port):
         return received or via.host
     return None
+
+
+def callee_nat_source(leg: Leg) -> str | None:
+    """The address a callee's packets come from, when it is behind a NAT: its
+    registered Contact names one address and we reach it at another (the
+    REGISTER's source, RFC 3581), so its RTP will come from there too."""
+    invite = leg.invite
+    if invite is None or leg.caller_side:
+        return None
+    uri = invite.uri
+    if not isinstance(uri, SipURI):
+        return None
+    contact_host = uri.host_no_brackets
+    if not is_numeric(contact_host) or contact_host == leg.peer.host:
+        return None
+    return leg.peer.host
 
 
 class MediaChoice:
@@ -66,10 +84,10 @@ class MediaChoice:
         remember = {"media": "relay"}
         if where is not None:
             remember["media_relay"] = where
-        if not known:
-            # First look at this call: is the caller behind a NAT?
-            for leg in machine.legs:
-                source = nat_source(leg)
-                if source is not None:
-                    self.relay.behind_nat(machine.uuid, leg.id, source)
+        for leg in machine.legs:
+            # The caller is judged at the first look, each callee once it exists.
+            source = (nat_source(leg) if not known else None) if leg.caller_side \
+                else callee_nat_source(leg)
+            if source is not None:
+                self.relay.behind_nat(machine.uuid, leg.id, source)
         return self.relay, remember

@@ -95,3 +95,32 @@ def test_a_caller_behind_nat_is_offered_with_its_source() -> None:
     got, _ = MediaChoice("relay", seam).seam_for(machine)
     got.offer("u1", leg.id, LegId("c2", "b"), b"v=0", None)
     assert asked[0]["received-from"] == ["IP4", "203.0.113.7"]
+
+
+def test_a_callee_behind_nat_is_answered_with_the_address_we_reach_it_at() -> None:
+    """Its Contact says 192.168.1.30; its REGISTER came from 203.0.113.8, where
+    the INVITE went: its RTP will come from there, so the relay is told."""
+    asked: list[dict[str, Any]] = []
+
+    class Client:
+        def request(self, address: Any, message: dict[str, Any], timeout: Any = None) -> Any:
+            from twisted.internet.defer import succeed
+            asked.append(message)
+            return succeed({"result": "ok", "sdp": "v=0"})
+
+    seam = RelayMedia(Client(), RelayPool([("udp:127.0.0.1:2223", 1)]), task.Clock())  # type: ignore[arg-type]
+    ours = parse_message(
+        b"INVITE sip:1002@192.168.1.30:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKx\r\n"
+        b"From: <sip:1001@pbx>;tag=f\r\nTo: <sip:1002@pbx>\r\nCall-ID: c2\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+    assert isinstance(ours, Request)
+    callee = Leg("b1", False, "1002", Peer("udp", "203.0.113.8", 40500), LegId("c2", "f", "t"),
+                 LegState.EARLY, invite=ours)
+    same = Leg("b2", False, "1003", Peer("udp", "192.168.1.30", 5060), LegId("c3", "f", "t"),
+               LegState.EARLY, invite=ours)
+    caller = caller_leg(invite("127.0.0.1:5070", ("127.0.0.1", 5070)))
+    got, _ = MediaChoice("relay", seam).seam_for(FakeMachine(legs=[caller, callee, same]))
+    got.answer("u1", callee.id, caller.id, b"v=0", None)
+    got.answer("u1", same.id, caller.id, b"v=0", None)
+    assert asked[0]["received-from"] == ["IP4", "203.0.113.8"]
+    assert "received-from" not in asked[1]  # reached where its Contact says: no NAT
