@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -202,7 +203,7 @@ def close_pairs(pairs: Sequence[Pair]) -> None:
 # -- targets ------------------------------------------------------------------------------
 
 
-class Target:
+class Target(ABC):
     name = ""
     pid: int | None = None
 
@@ -210,8 +211,9 @@ class Target:
         """None when ready, else why it cannot be measured."""
         return None
 
+    @abstractmethod
     def setup(self, pairs: list[Pair], tag: str) -> None:
-        raise NotImplementedError
+        """Make `pairs` forward through this target."""
 
     def teardown(self, pairs: list[Pair], tag: str) -> None:
         return None

@@ -28,7 +28,7 @@ from rtpmedia import ng
 from rtpmedia.relay import sdprewrite
 from rtpmedia.relay.calls import Address, Call, MediaEnd, Monologue, link
 from rtpmedia.relay.ports import PortPool, PortsExhausted
-from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError
+from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError, SessionDescription
 
 #: An unanswered fork is released this long after a sibling answered.
 FORK_GRACE = 30.0
@@ -110,11 +110,11 @@ class Options:
     def parse(cls, msg: dict[str, Any]) -> Options:
         o = cls()
         for item in _strings(msg.get("flags")):
-            o._flag(item)
+            o.flag(item)
         raw = msg.get("rtpp-flags")  # flags a module left for the daemon to parse
         if isinstance(raw, str):
             for item in raw.split():
-                o._flag(item)
+                o.flag(item)
         o.replace |= {s.lower() for s in _strings(msg.get("replace"))}
         o.rtcp_mux |= {s.lower() for s in _strings(msg.get("rtcp-mux"))}
         if isinstance(msg.get("ICE"), str):
@@ -136,7 +136,8 @@ class Options:
             o.record_call = True
         return o
 
-    def _flag(self, item: str) -> None:
+    def flag(self, item: str) -> None:
+        """One flag, as Kamailio writes it in `flags` or `rtpp-flags`."""
         key, eq, value = item.partition("=")
         low = key.lower()
         if eq:
@@ -171,6 +172,29 @@ class Options:
             self.transport = key
             return
         self.flags.add(low)  # known or not: rtpengine ignores what it does not know
+
+
+@dataclass(frozen=True, slots=True)
+class SdpCommand:
+    """What an offer and an answer both carry: the leg's names, its flags, its SDP."""
+
+    call_id: str
+    from_tag: str
+    to_tag: str
+    via: str
+    opts: Options
+    sdp: SessionDescription
+    lines: list[MediaLine]
+
+    @classmethod
+    def read(cls, msg: dict[str, Any]) -> SdpCommand:
+        call_id, from_tag = _required(msg, "call-id"), _required(msg, "from-tag")
+        opts = Options.parse(msg)
+        sdp = sdprewrite.parse(_required(msg, "sdp"))
+        lines = sdprewrite.read(sdp)
+        _check_transcode(opts, lines)
+        return cls(call_id, from_tag, _text(msg, "to-tag"), _text(msg, "via-branch"),
+                   opts, sdp, lines)
 
 
 # -- the control ---------------------------------------------------------------
@@ -243,12 +267,9 @@ class Control:
         return {"result": "ok", "calls": ids}
 
     def _offer(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
-        call_id, from_tag = _required(msg, "call-id"), _required(msg, "from-tag")
-        to_tag, via = _text(msg, "to-tag"), _text(msg, "via-branch")
-        opts = Options.parse(msg)
-        sdp = sdprewrite.parse(_required(msg, "sdp"))
-        lines = sdprewrite.read(sdp)
-        _check_transcode(opts, lines)
+        c = SdpCommand.read(msg)
+        call_id, from_tag, to_tag, via, opts, sdp, lines = (
+            c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
         call = self.calls.get(call_id)
         fresh_call = call is None
         if call is None:
@@ -278,12 +299,9 @@ class Control:
         return {"result": "ok", "sdp": body}
 
     def _answer(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
-        call_id, from_tag = _required(msg, "call-id"), _required(msg, "from-tag")
-        to_tag, via = _text(msg, "to-tag"), _text(msg, "via-branch")
-        opts = Options.parse(msg)
-        sdp = sdprewrite.parse(_required(msg, "sdp"))
-        lines = sdprewrite.read(sdp)
-        _check_transcode(opts, lines)
+        c = SdpCommand.read(msg)
+        call_id, from_tag, to_tag, via, opts, sdp, lines = (
+            c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
         call = self.calls.get(call_id)
         if call is None:
             raise CommandError("Unknown call-id")

@@ -77,9 +77,13 @@ class StreamHealth:
         peer = self.peer
         if peer is None or self.ssrc is None:
             return None
-        for report in reversed(peer._reports):
+        return peer.block_about(self.ssrc)
+
+    def block_about(self, ssrc: int) -> _quality.ReportBlock | None:
+        """The latest block this party's RTCP gave about source `ssrc`."""
+        for report in reversed(self._reports):
             for block in report.blocks:
-                if block.ssrc == self.ssrc:
+                if block.ssrc == ssrc:
                     return block
         return None
 
