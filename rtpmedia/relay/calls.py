@@ -53,6 +53,7 @@ class MediaEnd:
     kernelized: str | None = None  # the fast path's flow key while the kernel forwards
     sink: MediaEnd | None = None  # where its packets go (its monologue's peer's end)
     health: Any = None  # a relay.health.StreamHealth, set by the forwarder
+    processor: Any = None  # a relay.engine.Processor that takes this party's packets (never stored)
 
     @property
     def rtcp_port(self) -> int:

@@ -125,6 +125,9 @@ class PortReader:
             health = end.health
             if health is not None:
                 health.rtp(view[:n], now)
+            if end.processor is not None:
+                end.processor.rtp(end, view[:n], now)
+                continue
             sink = end.sink
             if sink is None:
                 continue
@@ -250,6 +253,9 @@ class Forwarder:
     # -- packets off the short path ----------------------------------------------------
 
     def send(self, end: MediaEnd, n: int) -> None:
+        if end.processor is not None:
+            end.processor.rtp(end, self.view[:n], time.time())
+            return
         sink = end.sink
         if sink is None:
             return
@@ -260,6 +266,17 @@ class Forwarder:
                 out.sendto(self.view[:n], dest)
             except OSError:
                 end.errors += 1
+
+    def emit(self, end: MediaEnd, datagram: bytes) -> None:
+        """Send `datagram` to `end`'s party from `end`'s own port (a processor's output)."""
+        dest = end.destination()
+        out = self.sockets.get(end.port)
+        if dest is None or out is None:
+            return
+        try:
+            out.sendto(datagram, dest)
+        except OSError:
+            end.errors += 1
 
     def latch(self, end: MediaEnd, source: tuple[str, int], *, kernelize: bool = True) -> None:
         if end.latched is not None:
@@ -316,6 +333,8 @@ class Forwarder:
         sink = end.sink
         if sink is None or sink.sink is not end or end.kernelized is not None:
             return
+        if end.processor is not None or sink.processor is not None:
+            return  # the relay works on this stream's audio: it stays here
         if end.latched is None or sink.latched is None or end.mux or sink.mux \
                 or end.asymmetric or sink.asymmetric:
             return

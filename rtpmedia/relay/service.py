@@ -34,6 +34,7 @@ from rtpmedia.relay.control import (
     Unbind,
     Unkernel,
 )
+from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
 from rtpmedia.relay.ports import PortPool
@@ -151,6 +152,7 @@ class Relay(Service):
         self.reactor = reactor
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
         self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
+        self.engine = MediaEngine(reactor, self.forwarder.emit)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -190,6 +192,7 @@ class Relay(Service):
         if self.notifier is not None:
             self.notifier.stop()
         # Calls stay in the store: a relay started again forwards them again.
+        self.engine.close()
         self.forwarder.close()
         self.fastpath.close()
         self.store.close()
@@ -247,6 +250,7 @@ class Relay(Service):
                     log.error("cannot bind relay port", port=effect.end.port, error=str(exc))
                     unbound.append(effect.end)
             elif isinstance(effect, Unbind):
+                self.engine.forget(effect.end)
                 self.forwarder.unbind(effect.end)
             elif isinstance(effect, Unkernel):
                 self.forwarder.unkernel(effect.end)
@@ -266,6 +270,12 @@ class Relay(Service):
                 if self.notifier is not None:
                     self.notifier.send(effect.call_id, effect.reason)
         return unbound
+
+    def process(self, processor: Processor, ends: list[MediaEnd]) -> None:
+        """From now on `processor` takes what `ends`' parties send (out of the kernel if there)."""
+        for end in ends:
+            self.forwarder.unkernel(end)
+        self.engine.attach(processor, ends)
 
     def _latched(self, end: MediaEnd) -> None:
         call = self.control.calls.get(end.call_id)

@@ -79,86 +79,38 @@ def write_wav(path: Path, samples: npt.NDArray[np.int16]) -> None:
 def receive(
     payloads: list[bytes], lost: list[bool], codec_name: str
 ) -> tuple[npt.NDArray[np.int16], dict[str, int]]:
-    """Play the packets not lost, arriving on time every 20 ms, as the relay would."""
+    """Play the packets not lost, arriving on time every 20 ms, through the relay's `Receiver`."""
     import numpy as np
 
     from rtpmedia import codecs
-    from rtpmedia.plc import Concealer
+    from rtpmedia.receiver import Receiver
 
     codec = codecs.get(codec_name)
-    plc = Concealer()
-    counts = {"packets": len(payloads), "lost": 0, "concealed_frames": 0, "stretched_samples": 0}
-
-    def decode(payload: bytes) -> npt.NDArray[np.int16]:
-        return codec.decode(payload)
-
-    try:
-        from rtpmedia import timestretch
-        from rtpmedia.jitterbuffer import JitterBuffer, PlayoutKind
-    except ImportError:  # no jitter buffer in this build: packets in order
-        out = []
-        for i, payload in enumerate(payloads):
-            if lost[i]:
-                nxt = payloads[i + 1] if i + 1 < len(payloads) and not lost[i + 1] else None
-                out.append(plc.conceal(None if nxt is None else decode(nxt)))
-                counts["lost"] += 1
-                counts["concealed_frames"] += 1
-            else:
-                out.append(plc.good(decode(payload)))
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int16), counts
-
-    jb: JitterBuffer[bytes] = JitterBuffer(min_delay=MIN_DELAY, initial_delay=MIN_DELAY)
-    fifo: list[npt.NDArray[np.int16]] = []
-    queued = 0
+    assert codec.payload_type is not None
+    rx = Receiver({codec.payload_type: codec}, min_delay=MIN_DELAY)
     played: list[npt.NDArray[np.int16]] = []
-    consumed = 0  # packets played or given up
-    started = False
+    lost_count = 0
     sent = 0
     t = 0.010  # playout ticks half a frame after the arrivals
-    limit = len(payloads) + 500
-    for _tick in range(limit):
-        if consumed >= len(payloads):
+    for _tick in range(len(payloads) + 500):
+        if rx.counts.consumed >= len(payloads):
             break
         while sent < len(payloads) and sent * 0.020 <= t:
             if lost[sent]:
-                counts["lost"] += 1
+                lost_count += 1
             else:
-                jb.put(sent & 0xFFFF, sent * FRAME, 0x5EED, sent == 0, payloads[sent], sent * 0.020)
+                rx.put(codec.payload_type, sent & 0xFFFF, sent * FRAME, 0x5EED, sent == 0,
+                       payloads[sent], sent * 0.020)
             sent += 1
-        while queued < FRAME:
-            p = jb.get(t, queued)
-            if p.kind is PlayoutKind.EMPTY:
-                if not started:
-                    break  # before playout starts nothing is heard
-                chunk = np.zeros(FRAME, dtype=np.int16)
-            elif p.kind is PlayoutKind.CONCEAL:
-                chunk = plc.conceal(None if p.next is None else decode(p.next.payload))
-                counts["concealed_frames"] += 1
-                consumed += 0 if p.waiting else 1
-            else:
-                chunk = np.concatenate([plc.good(decode(f.payload)) for f in p.frames])
-                consumed += len(p.frames)
-                if p.kind is PlayoutKind.ACCELERATE:
-                    st = timestretch.accelerate(chunk, p.stretch_samples)
-                    jb.record_stretch(-st.samples)
-                    chunk = st.audio
-                    counts["stretched_samples"] -= st.samples
-                elif p.kind is PlayoutKind.EXPAND:
-                    st = timestretch.preemptive_expand(chunk)
-                    jb.record_stretch(st.samples)
-                    chunk = st.audio
-                    counts["stretched_samples"] += st.samples
-            started = True
-            fifo.append(chunk)
-            queued += len(chunk)
-        take = np.concatenate(fifo) if fifo else np.zeros(0, dtype=np.int16)
-        played.append(take[:FRAME])
-        rest = take[FRAME:]
-        fifo = [rest] if len(rest) else []
-        queued = len(rest)
+        frame = rx.frame(t)
+        if frame is not None:
+            played.append(frame)
+        elif rx.started:
+            played.append(np.zeros(FRAME, dtype=np.int16))
         t += 0.020
-    if fifo:
-        played.extend(fifo)
+    counts = {"packets": len(payloads), "lost": lost_count,
+              "concealed_frames": rx.counts.concealed_frames,
+              "stretched_samples": rx.counts.stretched_samples}
     return (np.concatenate(played) if played else np.zeros(0, dtype=np.int16)), counts
 
 
