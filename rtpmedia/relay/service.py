@@ -58,6 +58,8 @@ class RelaySettings:
     listen: str
     data_dir: Path
     notify: Address | None = None
+    #: Prompts, greetings, voicemail and recordings: files named in commands are relative to it.
+    media_dir: Path | None = None
     silence_timeout: float = 60.0
     hold_timeout: float = 3600.0
 

@@ -71,6 +71,9 @@ def _convert(fn: Any) -> Any:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True,
               help="Where the relay keeps its calls (relay-calls.sqlite).")
+@click.option("--media-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the media the relay plays and records lives (prompts/, greetings/, "
+                   "voicemail/, recordings/; the softswitch's data dir) [default: --data-dir].")
 @click.option("--notify", default=None, callback=_convert(parse_udp), metavar="udp:HOST:PORT",
               help="Whom to tell when the relay ends a call (media timeout).")
 @click.option("--silence-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
@@ -84,8 +87,8 @@ def _convert(fn: Any) -> Any:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info")
 def relay(control: tuple[str, int], ports: tuple[int, int], advertise: str,
-          listen_address: str | None, data_dir: Path, notify: tuple[str, int] | None,
-          silence_timeout: float, hold_timeout: float, no_kernel: bool, log_format: str,
+          listen_address: str | None, data_dir: Path, media_dir: Path | None,
+          notify: tuple[str, int] | None, silence_timeout: float, hold_timeout: float, no_kernel: bool, log_format: str,
           log_level: str) -> None:
     """Run the media relay: anchors RTP/RTCP, speaks rtpengine's ng protocol."""
     from softswitch import logs
@@ -100,7 +103,7 @@ def relay(control: tuple[str, int], ports: tuple[int, int], advertise: str,
     reactor: Any = _reactor
     settings = RelaySettings(control=control, ports=ports, advertise=advertise,
                              listen=listen_address or advertise, data_dir=data_dir,
-                             notify=notify, silence_timeout=silence_timeout,
+                             media_dir=media_dir or data_dir, notify=notify, silence_timeout=silence_timeout,
                              hold_timeout=hold_timeout)
     try:
         if no_kernel:

@@ -79,7 +79,8 @@ def _flock_owner(inode: int) -> int | None:
 
 def relay_command(control: str, ports: str, advertise: str, data_dir: str, notify: str,
                   *, listen_address: str | None = None,
-                  silence_timeout: float | None = None) -> list[str]:
+                  silence_timeout: float | None = None,
+                  media_dir: str | None = None) -> list[str]:
     """The command line of our relay (its options are the relay's, see docs/relay.md)."""
     argv = [sys.executable, "-m", "softswitch", "relay", "--control", control,
             "--ports", ports, "--advertise", advertise, "--data-dir", data_dir,
@@ -88,6 +89,8 @@ def relay_command(control: str, ports: str, advertise: str, data_dir: str, notif
         argv += ["--listen-address", listen_address]
     if silence_timeout is not None:
         argv += ["--silence-timeout", f"{silence_timeout:g}"]
+    if media_dir is not None:
+        argv += ["--media-dir", media_dir]
     return argv
 
 

@@ -158,7 +158,8 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
         relay_dir.mkdir(parents=True, exist_ok=True)
         embedded = EmbeddedRelay(relay_command(
             media.control, media.ports, advertise, str(relay_dir), media.notify,
-            listen_address=media.listen_address, silence_timeout=media.silence_timeout),
+            listen_address=media.listen_address, silence_timeout=media.silence_timeout,
+            media_dir=str(data_dir)),
             reactor, lock=relay_dir / LOCK_FILE)
     pool = RelayPool(relays)
     relay_media = RelayMedia(client, pool, reactor)
