@@ -412,57 +412,11 @@ class Control:
             raise CommandError("from-tag is not hosted by the relay")
         return mono.ends[mono.hosting.index]
 
-    def _play_media(self, msg: dict[str, Any], now: float,
-                    effects: list[Effect]) -> dict[str, Any]:
-        end = self._hosted(msg)
-        effects.append(hosting.PlayMedia(
-            end, hosting.prompt_or_path(msg.get("file")),
-            hosting.positive_int(msg.get("repeat-times"), 1, "repeat-times")))
-        return {"result": "ok"}  # the glue adds the duration once the file is read
-
-    def _stop_media(self, msg: dict[str, Any], now: float,
-                    effects: list[Effect]) -> dict[str, Any]:
-        effects.append(hosting.StopMedia(self._hosted(msg)))
-        return {"result": "ok"}
-
-    def _echo(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
-        effects.append(hosting.Echo(self._hosted(msg)))
-        return {"result": "ok"}
-
-    def _start_recording(self, msg: dict[str, Any], now: float,
-                         effects: list[Effect]) -> dict[str, Any]:
-        end = self._hosted(msg)
-        beep = _text(msg, "beep").lower() or "yes"
-        if beep not in ("yes", "no"):
-            raise CommandError("beep must be yes or no")
-        digit = _text(msg, "stop-digit") or "#"
-        if len(digit) != 1 or digit not in "0123456789*#ABCD":
-            raise CommandError(f"stop-digit {digit!r} is not a DTMF digit")
-        effects.append(hosting.StartRecording(
-            end, hosting.relative_path(msg.get("file"), suffix=".wav"),
-            hosting.positive_int(msg.get("max-seconds"), 60, "max-seconds"),
-            beep == "yes", digit))
-        return {"result": "ok"}
-
-    def _stop_recording(self, msg: dict[str, Any], now: float,
-                        effects: list[Effect]) -> dict[str, Any]:
-        effects.append(hosting.StopRecording(self._hosted(msg)))
-        return {"result": "ok"}
-
-    def _voicemail(self, msg: dict[str, Any], now: float,
-                   effects: list[Effect]) -> dict[str, Any]:
-        from softswitch.voicemail import valid_mailbox
-
-        end = self._hosted(msg)
-        mailbox = _required(msg, "mailbox")
-        if not valid_mailbox(mailbox):
-            raise CommandError(f"Not a mailbox: {mailbox!r}")
-        mode = _text(msg, "mode") or "leave"
-        if mode not in ("leave", "menu"):
-            raise CommandError("mode must be leave or menu")
-        effects.append(hosting.Voicemail(end, mailbox, mode, _text(msg, "caller"),
-                                         _text(msg, "caller-name"), _text(msg, "sip-call-id")))
-        return {"result": "ok"}
+    def _media_command(self, msg: dict[str, Any], now: float,
+                       effects: list[Effect]) -> dict[str, Any]:
+        """play media, stop media, echo, start/stop recording, voicemail: for a hosted party."""
+        effects.append(hosting.media_effect(msg, self._hosted(msg)))
+        return {"result": "ok"}  # the glue adds what it learns (a prompt's duration)
 
     # -- time ----------------------------------------------------------------------
 
@@ -745,12 +699,12 @@ _COMMANDS: dict[str, Callable[[Control, dict[str, Any], float, list[Effect]], di
     "query": Control._query,
     "list": Control._list,
     "host": Control._host,
-    "play media": Control._play_media,
-    "stop media": Control._stop_media,
-    "echo": Control._echo,
-    "start recording": Control._start_recording,
-    "stop recording": Control._stop_recording,
-    "voicemail": Control._voicemail,
+    "play media": Control._media_command,
+    "stop media": Control._media_command,
+    "echo": Control._media_command,
+    "start recording": Control._media_command,
+    "stop recording": Control._media_command,
+    "voicemail": Control._media_command,
 }
 
 

@@ -167,6 +167,50 @@ def _name(codec: Codec) -> str:
     return (codec.name or "").upper()
 
 
+# -- the media commands ------------------------------------------------------------------
+
+
+def media_effect(msg: dict[str, Any], end: MediaEnd) -> MediaEffect:
+    """What a media command asks of hosted party `end`; HostingError for bad keys."""
+    command = msg.get("command")
+    if command == "play media":
+        return PlayMedia(end, prompt_or_path(msg.get("file")),
+                         positive_int(msg.get("repeat-times"), 1, "repeat-times"))
+    if command == "stop media":
+        return StopMedia(end)
+    if command == "echo":
+        return Echo(end)
+    if command == "start recording":
+        beep = _text(msg, "beep").lower() or "yes"
+        if beep not in ("yes", "no"):
+            raise HostingError("beep must be yes or no")
+        digit = _text(msg, "stop-digit") or "#"
+        if len(digit) != 1 or digit not in "0123456789*#ABCD":
+            raise HostingError(f"stop-digit {digit!r} is not a DTMF digit")
+        return StartRecording(end, relative_path(msg.get("file"), suffix=".wav"),
+                              positive_int(msg.get("max-seconds"), 60, "max-seconds"),
+                              beep == "yes", digit)
+    if command == "stop recording":
+        return StopRecording(end)
+    if command == "voicemail":
+        from softswitch.voicemail import valid_mailbox
+
+        mailbox = _text(msg, "mailbox")
+        if not valid_mailbox(mailbox):
+            raise HostingError(f"Not a mailbox: {mailbox!r}")
+        mode = _text(msg, "mode") or "leave"
+        if mode not in ("leave", "menu"):
+            raise HostingError("mode must be leave or menu")
+        return Voicemail(end, mailbox, mode, _text(msg, "caller"), _text(msg, "caller-name"),
+                         _text(msg, "sip-call-id"))
+    raise HostingError("Unrecognized command")
+
+
+def _text(msg: dict[str, Any], key: str) -> str:
+    value = msg.get(key)
+    return value if isinstance(value, str) else ""
+
+
 # -- what commands may name ------------------------------------------------------------------
 
 

@@ -212,13 +212,15 @@ class Relay(Service):
         super().stopService()
         if self._tick.running:
             self._tick.stop()
+        # Processors first, while the notify socket is open: a recording that
+        # the stop finishes is reported (once: no repeats outlive the process).
+        self.engine.close()
         for port in self._ports:
             port.stopListening()
         self._ports.clear()
         if self.notifier is not None:
             self.notifier.stop()
         # Calls stay in the store: a relay started again forwards them again.
-        self.engine.close()
         self.forwarder.close()
         self.fastpath.close()
         self.store.close()
