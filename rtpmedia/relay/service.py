@@ -40,7 +40,7 @@ from rtpmedia.relay.control import (
 from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
-from rtpmedia.relay.hosted import HostedParty, MediaError, MediaFiles
+from rtpmedia.relay.hosted import HostedParty, MediaError, MediaFiles, ToneScanner
 from rtpmedia.relay.hosting import (
     Echo,
     Host,
@@ -178,6 +178,8 @@ class Relay(Service):
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
         self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
         self.engine = MediaEngine(reactor, self.forwarder.emit)
+        self.tones = ToneScanner()
+        self.engine.stages.append(self.tones.run)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -323,8 +325,8 @@ class Relay(Service):
             processor.update(effect.hosting)
             return
         end = effect.end
-        self.process(HostedParty(end, effect.hosting, lambda event: self._media_event(end, event)),
-                     [end])
+        self.process(HostedParty(end, effect.hosting, lambda event: self._media_event(end, event),
+                                 scanner=self.tones), [end])
 
     def _media(self, effects: Sequence[MediaEffect], now: float) -> dict[str, Any]:
         """Carry out media commands on their hosted parties; what the answer adds."""
