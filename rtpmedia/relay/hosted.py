@@ -180,6 +180,7 @@ class HostedParty:
         self._timestamp = secrets.randbits(32)
         self._first = True
         self._due: float | None = None
+        self._clock = time.time()  # the time of the last frame (the flows' clock)
         self.hosting = hosting
         self.codec: Codec = codecs.get(f"{hosting.codec}/8000")
         self.receiver = Receiver({hosting.payload_type: self.codec})
@@ -288,12 +289,13 @@ class HostedParty:
         self.stop_recording("hangup")
         if self.ivr is not None:
             ivr, self.ivr = self.ivr, None
-            ivr.hangup(time.time())
+            ivr.hangup(self._clock)
             self.notify({"event": "ended", "reason": "hangup"})
 
     # -- one frame -------------------------------------------------------------------------
 
     def _frame(self, now: float, emit: Emit) -> None:
+        self._clock = now
         heard = self.receiver.frame(now)
         for digit in self._digits(heard):
             self.digit(digit, now)
@@ -385,5 +387,5 @@ class HostedParty:
     def _stop_ivr(self) -> None:
         if self.ivr is not None:
             ivr, self.ivr = self.ivr, None
-            ivr.hangup(time.time())
+            ivr.hangup(self._clock)
             self.notify({"event": "ended", "reason": "stopped"})
