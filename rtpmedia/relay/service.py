@@ -179,6 +179,7 @@ class Relay(Service):
         self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
         self.engine = MediaEngine(reactor, self.forwarder.emit)
         self.tones = ToneScanner()
+        self._warmed = False
         self.engine.stages.append(self.tones.run)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
@@ -320,6 +321,7 @@ class Relay(Service):
     # -- hosted media (hosted.py) ------------------------------------------------------
 
     def _host(self, effect: Host) -> None:
+        self._warm_prompts()
         processor = effect.end.processor
         if isinstance(processor, HostedParty):
             processor.update(effect.hosting)
@@ -355,6 +357,32 @@ class Relay(Service):
             elif isinstance(effect, Voicemail):
                 party.voicemail(self.media.voicemail_session(effect), now)
         return extra
+
+    def _warm_prompts(self) -> None:
+        """Speak the shipped prompts that are missing, in a thread, at the first hosted call.
+
+        A prompt is otherwise generated when a call first needs it, on the
+        reactor thread (espeak-ng takes a few hundred ms: every stream would
+        stall); `softswitch media prompts` at install makes this a no-op.
+        Not at start: most relays (and test servers) never host a call.
+        """
+        if self._warmed:
+            return
+        self._warmed = True
+        from twisted.internet.threads import deferToThreadPool
+
+        def report(prompts: list[Any]) -> None:
+            made = [p.name for p in prompts if p.generated]
+            if made:
+                log.info("prompts generated", prompts=",".join(made))
+
+        def failed(failure: Any) -> None:
+            log.warning("prompts not generated; calls will generate them at first use",
+                        error=failure.getErrorMessage())
+
+        pool = self.reactor.getThreadPool()
+        d = deferToThreadPool(self.reactor, pool, self.media.prompts.all_shipped)
+        d.addCallbacks(report, failed)
 
     def _media_event(self, end: MediaEnd, event: dict[str, Any]) -> None:
         message = {"command": "media event", "call-id": end.call_id, "from-tag": end.tag,
