@@ -192,6 +192,7 @@ class HostedParty:
         self.echo = False
         self.recording: _Recording | None = None
         self.ivr: IvrSession | None = None
+        self.pending: IvrSession | None = None  # a voicemail starting in a thread
         self.sent = 0  # packets sent (tests, stats)
         self.skipped = 0  # frames a late tick did not send
         self.closed = False
@@ -238,11 +239,24 @@ class HostedParty:
 
     def voicemail(self, session: IvrSession, now: float) -> None:
         """Host `session` (an `IvrSession` not started yet): it plays and records by itself."""
+        self.prepare_voicemail(session)
+        session.start(now)
+        self.adopt_voicemail(session)
+
+    def prepare_voicemail(self, session: IvrSession) -> None:
+        """Stop what plays and records: `session` is being started (its prompts made)."""
         self._stop_ivr()
         self.stop_recording("stopped")
         self.stop_media()
+        self.pending = session
+
+    def adopt_voicemail(self, session: IvrSession) -> bool:
+        """`session` has started: host it, unless another command or the hang-up came first."""
+        if self.closed or self.pending is not session:
+            return False
+        self.pending = None
         self.ivr = session
-        session.start(now)
+        return True
 
     # -- engine.Processor ----------------------------------------------------------------
 
@@ -385,6 +399,7 @@ class HostedParty:
         return out
 
     def _stop_ivr(self) -> None:
+        self.pending = None
         if self.ivr is not None:
             ivr, self.ivr = self.ivr, None
             ivr.hangup(self._clock)

@@ -53,6 +53,7 @@ from rtpmedia.relay.hosting import (
 )
 from rtpmedia.relay.ports import PortPool
 from rtpmedia.relay.store import CallStore
+from rtpmedia.voicemail_session import IvrSession
 
 log = structlog.get_logger("relay")
 MEDIA_EFFECTS = (PlayMedia, StopMedia, Echo, StartRecording, StopRecording, Voicemail)
@@ -355,8 +356,33 @@ class Relay(Service):
             elif isinstance(effect, StopRecording):
                 party.stop_recording("stopped")
             elif isinstance(effect, Voicemail):
-                party.voicemail(self.media.voicemail_session(effect), now)
+                self._voicemail(party, self.media.voicemail_session(effect), now)
         return extra
+
+    def _voicemail(self, party: HostedParty, session: IvrSession, now: float) -> None:
+        """Start `session` in a thread (its first prompt may be spoken by espeak-ng), then host it.
+
+        The party hears silence meanwhile; a command or hang-up that comes
+        first wins (`adopt_voicemail` refuses a stale session).
+        """
+        from twisted.internet.threads import deferToThreadPool
+
+        party.prepare_voicemail(session)
+        end = party.end
+
+        def started(_: Any) -> None:
+            if party.adopt_voicemail(session):
+                log.info("voicemail started", call_id=end.call_id, tag=end.tag)
+
+        def failed(failure: Any) -> None:
+            log.error("voicemail did not start", call_id=end.call_id, tag=end.tag,
+                      error=failure.getErrorMessage())
+            if party.pending is session:
+                party.pending = None
+                self._media_event(end, {"event": "ended", "reason": "failed"})
+
+        d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), session.start, now)
+        d.addCallbacks(started, failed)
 
     def _warm_prompts(self) -> None:
         """Speak the shipped prompts that are missing, in a thread, at the first hosted call.
