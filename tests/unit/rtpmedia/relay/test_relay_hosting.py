@@ -70,6 +70,14 @@ def test_no_g711_is_refused_and_changes_nothing() -> None:
     assert effects == [] and c.calls == {}
 
 
+def test_srtp_is_not_answered_and_avpf_keeps_its_profile() -> None:
+    c = control()
+    srtp, _ = host(c, sdp=sdp().replace("RTP/AVP", "RTP/SAVP"))
+    assert srtp == {"result": "error", "error-reason": "no codec in common"}
+    avpf, _ = host(c, sdp=sdp().replace("RTP/AVP", "RTP/AVPF"))
+    assert audio_line(avpf["sdp"])[2] == "RTP/AVPF"
+
+
 def test_hold_is_mirrored_and_a_new_offer_keeps_the_port() -> None:
     c = control()
     first, _ = host(c)
