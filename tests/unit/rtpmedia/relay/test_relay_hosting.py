@@ -286,3 +286,26 @@ def test_voicemail_hang_up_while_recording_deposits_the_message(tmp_path: Any) -
     assert not problems and len(filed) == 1
     assert filed[0].caller == "1002" and filed[0].call_id == "sip-1"
     assert 2.5 < filed[0].duration < 3.6
+
+
+def test_a_voicemail_message_gone_mid_call_ends_the_flow_with_failed(tmp_path: Any) -> None:
+    from rtpmedia.prompts import write_wav
+    from rtpmedia.relay.hosted import MediaFiles
+    from softswitch.voicemail import VoicemailStore, deposit
+
+    wav = tmp_path / "m.wav"
+    write_wav(wav, np.zeros(8000, np.int16))
+    deposit(tmp_path, "1001@pbx.example.com", wav, caller="1002", duration=1.0)
+    VoicemailStore(tmp_path).ingest()
+    files = MediaFiles(tmp_path)
+    events: list[dict[str, Any]] = []
+    p, sent = party(events), Sent()
+    command = hosting.Voicemail(p.end, "1001@pbx.example.com", "menu", "", "", "")
+    session = files.voicemail_session(command)
+    for path in (tmp_path / "voicemail" / "1001@pbx.example.com").glob("*.wav"):
+        path.unlink()  # deleted by the owner's other phone, say
+    p.voicemail(session, 0.0)
+    p.digit("1", 0.0)  # listen: the message's audio is gone
+    p.tick(0.0, sent)
+    assert {"event": "ended", "reason": "failed"} in events
+    assert p.ivr is None and len(sent.packets) == 1
