@@ -27,7 +27,7 @@ from typing import Any
 from rtpmedia import ng
 from rtpmedia.relay import hosting, sdprewrite
 from rtpmedia.relay.calls import Address, Call, Hosting, MediaEnd, Monologue, link
-from rtpmedia.relay.hosting import Host, HostingError, MediaEffect
+from rtpmedia.relay.hosting import Host, HostingError, MediaEffect, Unhost
 from rtpmedia.relay.ports import PortPool, PortsExhausted
 from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError, SessionDescription
 
@@ -87,7 +87,7 @@ class Teardown:
     reason: str
 
 
-Effect = Bind | Unbind | Unkernel | Save | Forget | Teardown | Host | MediaEffect
+Effect = Bind | Unbind | Unkernel | Save | Forget | Teardown | Host | Unhost | MediaEffect
 
 
 # -- options of one command ----------------------------------------------------
@@ -289,6 +289,8 @@ class Control:
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
         call.record_call = call.record_call or opts.record_call
+        self._unhost(offerer, effects)
+        self._unhost(other, effects)
         self._learn(offerer, lines, opts, effects, offer=True)
         self._strictness(offerer, other, opts)
         offerer.peer, other.peer = other.key, offerer.key
@@ -318,6 +320,8 @@ class Control:
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
         call.record_call = call.record_call or opts.record_call
+        self._unhost(offerer, effects)
+        self._unhost(answerer, effects)
         self._learn(answerer, lines, opts, effects, offer=False)
         self._strictness(answerer, offerer, opts)
         answerer.answered = offerer.answered = True
@@ -402,6 +406,12 @@ class Control:
             return {"result": "ok", "sdp": hosting.offer(self.advertise, end.port, version)}
         return {"result": "ok",
                 "sdp": hosting.answer(sdp, mono.hosting, self.advertise, end.port, version)}
+
+    def _unhost(self, mono: Monologue, effects: list[Effect]) -> None:
+        """An offer or answer pairs a hosted party with another: forwarding again."""
+        if mono.hosting is not None:
+            effects += [hosting.Unhost(end) for end in mono.ends]
+            mono.hosting = None
 
     def _hosted(self, msg: dict[str, Any]) -> MediaEnd:
         call = self._call(msg)

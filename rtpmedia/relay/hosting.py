@@ -51,6 +51,13 @@ class Host:
 
 
 @dataclass(frozen=True, slots=True)
+class Unhost:
+    """`end` is forwarded again (an offer or answer paired it with another party)."""
+
+    end: MediaEnd
+
+
+@dataclass(frozen=True, slots=True)
 class PlayMedia:
     end: MediaEnd
     file: str  # a prompt name or a path relative to the media dir (checked)

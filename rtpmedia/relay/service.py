@@ -49,6 +49,7 @@ from rtpmedia.relay.hosting import (
     StartRecording,
     StopMedia,
     StopRecording,
+    Unhost,
     Voicemail,
 )
 from rtpmedia.relay.ports import PortPool
@@ -294,6 +295,9 @@ class Relay(Service):
                 self.forwarder.unbind(effect.end)
             elif isinstance(effect, Unkernel):
                 self.forwarder.unkernel(effect.end)
+            elif isinstance(effect, Unhost):
+                if isinstance(effect.end.processor, HostedParty):
+                    self.engine.detach(effect.end.processor)
             elif isinstance(effect, Save):
                 saves[effect.call.call_id] = effect.call
             elif isinstance(effect, Forget):

@@ -100,6 +100,18 @@ def test_host_drops_the_callee_the_caller_had_offered_to() -> None:
     assert c.calls["c1"].monologues["A"].peer is None
 
 
+def test_an_offer_from_a_hosted_party_makes_it_forwarded_again() -> None:
+    c = control()
+    host(c)
+    _, effects = c.handle({"command": "offer", "call-id": "c1", "from-tag": "A", "to-tag": "B",
+                           "sdp": sdp()}, 1.0)
+    mono = c.calls["c1"].monologues["A"]
+    assert mono.hosting is None and mono.peer == "B"
+    assert hosting.Unhost(mono.ends[0]) in effects
+    echo, _ = c.handle({"command": "echo", "call-id": "c1", "from-tag": "A"}, 1.0)
+    assert echo["result"] == "error"
+
+
 def test_late_offer_then_answer() -> None:
     c = control()
     offer, _ = c.handle({"command": "host", "call-id": "c1", "from-tag": "A"}, 0.0)
