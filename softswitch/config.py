@@ -217,7 +217,7 @@ class MediaSettings(_Model):
     # address written into SDP (default: advertised_address, else the
     # host's address towards the outside), its silence timeout.
     control: RelayAddressText = "udp:127.0.0.1:2223"
-    ports: Annotated[str, AfterValidator(_check_ports)] = "30000-39999"
+    ports: Annotated[str, AfterValidator(_check_ports)] = "16384-32767"
     advertise: str | None = None
     listen_address: str | None = None
     silence_timeout: float = Field(60.0, gt=0)

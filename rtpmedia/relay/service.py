@@ -37,7 +37,7 @@ from rtpmedia.relay.control import (
 from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
-from rtpmedia.relay.ports import PortPool
+from rtpmedia.relay.ports import PortPool, ephemeral_overlap, read_ephemeral
 from rtpmedia.relay.store import CallStore
 
 log = structlog.get_logger("relay")
@@ -173,6 +173,12 @@ class Relay(Service):
             log.info("forwarding path", path=self.fastpath.name)
         else:
             log.warning("forwarding path", path=self.fastpath.name, reason=self.fastpath_reason)
+        ephemeral = read_ephemeral()
+        overlap = ephemeral_overlap(*self.settings.ports, ephemeral) if ephemeral else None
+        if overlap is not None:
+            # Another program's outgoing socket may then hold a relay port.
+            log.warning("port range overlaps the ephemeral ports",
+                        overlap=f"{overlap[0]}-{overlap[1]}", see="docs/relay.md")
         self._restore()
         host, port = self.settings.control
         self._ports.append(self.reactor.listenUDP(port, ControlProtocol(self), interface=host))

@@ -61,7 +61,7 @@ def _convert(fn: Any) -> Any:
 @click.option("--control", default="udp:127.0.0.1:2223", show_default=True,
               callback=_convert(parse_udp), metavar="udp:HOST:PORT",
               help="Where the ng control protocol listens.")
-@click.option("--ports", default="30000-39999", show_default=True,
+@click.option("--ports", default="16384-32767", show_default=True,
               callback=_convert(parse_ports), metavar="LOW-HIGH",
               help="The UDP ports for media (pairs: RTP even, RTCP odd).")
 @click.option("--advertise", required=True, callback=_convert(_address), metavar="IP",

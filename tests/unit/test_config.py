@@ -67,7 +67,7 @@ def test_media_defaults_and_settings(tmp_path: Path) -> None:
     assert s.trunks[0].media == "relay"
     default = load_config(None).settings
     assert default.media.mode == "relay" and default.media.embedded
-    assert default.media.ports == "30000-39999"
+    assert default.media.ports == "16384-32767"
 
 
 def test_media_errors_have_positions(tmp_path: Path) -> None:
