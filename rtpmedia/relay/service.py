@@ -268,6 +268,8 @@ class Relay(Service):
                 saves.pop(effect.call_id, None)
                 forgets.append(effect.call_id)
         self.store.apply(saves.values(), forgets)
+        for call_id in forgets:
+            log.info("call deleted", call_id=call_id)
         for call in saves.values():
             for end in call.ends():  # streams still latched go back to the kernel
                 self.forwarder.refresh(end)

@@ -83,17 +83,26 @@ def _convert(fn: Any) -> Any:
 @click.option("--no-kernel", is_flag=True, default=False,
               help="Forward in userspace only, even where the kernel path works "
                    "(to measure it, or to keep per-packet health figures).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append the log to this file as well (it outlives the process that started "
+                   "the relay; the embedded relay writes DATA/relay/relay.log).")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info")
 def relay(control: tuple[str, int], ports: tuple[int, int], advertise: str,
           listen_address: str | None, data_dir: Path, media_dir: Path | None,
-          notify: tuple[str, int] | None, silence_timeout: float, hold_timeout: float, no_kernel: bool, log_format: str,
-          log_level: str) -> None:
+          notify: tuple[str, int] | None, silence_timeout: float, hold_timeout: float,
+          no_kernel: bool, log_file: Path | None, log_format: str, log_level: str) -> None:
     """Run the media relay: anchors RTP/RTCP, speaks rtpengine's ng protocol."""
     from softswitch import logs
 
-    logs.configure(log_format, log_level)
+    copy = None
+    if log_file is not None:
+        try:
+            copy = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+        except OSError as exc:
+            raise click.ClickException(f"cannot open the log file {log_file}: {exc}") from None
+    logs.configure(log_format, log_level, copy=copy)
     log = logs.get_logger("relay")
 
     from twisted.internet import reactor as _reactor

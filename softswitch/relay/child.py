@@ -91,6 +91,9 @@ def relay_command(control: str, ports: str, advertise: str, data_dir: str, notif
         argv += ["--silence-timeout", f"{silence_timeout:g}"]
     if media_dir is not None:
         argv += ["--media-dir", media_dir]
+    # The relay outlives a softswitch killed with SIGKILL: its log must not
+    # depend on the parent's pipes alone.
+    argv += ["--log-file", os.path.join(data_dir, "relay.log")]
     return argv
 
 

@@ -62,7 +62,7 @@ def test_the_relay_command_line() -> None:
     assert argv[1:] == ["-m", "softswitch", "relay", "--control", "udp:127.0.0.1:2223",
                         "--ports", "30000-30099", "--advertise", "192.0.2.5",
                         "--data-dir", "/d/relay", "--notify", "udp:127.0.0.1:2224",
-                        "--silence-timeout", "60"]
+                        "--silence-timeout", "60", "--log-file", "/d/relay/relay.log"]
 
 
 class _Reactor:
