@@ -106,3 +106,30 @@ def test_a_relayed_call_ends_with_loss_jitter_and_mos_in_the_cdr(
     finally:
         a.close()
         b.close()
+
+
+def test_early_media_flows_through_the_relay_before_the_answer(
+        server: ServerProcess, tmp_path: Path) -> None:
+    """A 183 with SDP (ringback or an announcement from the callee) is relayed like the 200."""
+    a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        since = b.mark()
+        call = a.call(f"sip:1002@127.0.0.1:{server.udp_port}")
+        incoming = int(b.wait_event("incoming_call", 10, since=since)["call"])
+        b.answer(incoming, 183)
+        a.wait_call_state(call, "EARLY", 10)
+        low, high = server.port_range  # type: ignore[attr-defined]
+        host, _, port = str(a.stats(call)["remote_rtp"]).rpartition(":")
+        assert host == "127.0.0.1" and low <= int(port) <= high, (host, port)
+        wait_for(lambda: a.stats(call)["rx_packets"] > 25, 10, "early media at the caller")
+        b.answer(incoming, 200)
+        a.wait_call_state(call, "CONFIRMED", 10)
+        before = (a.stats(call)["rx_packets"], b.stats(incoming)["rx_packets"])
+        wait_for(lambda: a.stats(call)["rx_packets"] > before[0] + 25
+                 and b.stats(incoming)["rx_packets"] > before[1] + 25, 10,
+                 "RTP both ways after the answer")
+        a.hangup(call)
+        b.wait_call_state(incoming, "DISCONNECTED", 10)
+    finally:
+        a.close()
+        b.close()
