@@ -10,6 +10,7 @@ that way is reported to the `--notify` address (see `TeardownNotifier`).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from rtpmedia.relay.control import (
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
 from rtpmedia.relay.ports import PortPool
+from rtpmedia.relay.rtcp_capture import RtcpCapture
 from rtpmedia.relay.store import CallStore
 
 log = structlog.get_logger("relay")
@@ -59,6 +61,9 @@ class RelaySettings:
     notify: Address | None = None
     silence_timeout: float = 60.0
     hold_timeout: float = 3600.0
+    hep: Address | None = None  # a Homer collector: RTCP reports go there over HEP v3
+    hep_id: int = 0
+    hep_auth_key: str = ""
 
 
 def probe_fastpath() -> tuple[FastPath, str | None]:
@@ -150,7 +155,10 @@ class Relay(Service):
         self.settings = settings
         self.reactor = reactor
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
-        self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
+        self._hep_socket: socket.socket | None = None
+        self.hep = self._hep_capture() if settings.hep is not None else None
+        self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched,
+                                   capture=self.hep)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -160,6 +168,32 @@ class Relay(Service):
         self._ports: list[Any] = []
         self._tick = LoopingCall(self.tick)
         self._tick.clock = reactor
+
+    def _hep_capture(self) -> RtcpCapture:
+        assert self.settings.hep is not None
+        host, port = self.settings.hep
+        # Resolved once: a name looked up per report would block the media loop.
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        # A plain non-blocking socket: sendto never waits, and nothing comes back to read.
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        self._hep_socket = sock
+
+        def send(datagram: bytes) -> None:
+            try:
+                sock.sendto(datagram, address)
+            except OSError:
+                pass  # a collector that is down (or a full buffer) must not disturb the media
+
+        def correlation(call_id: str) -> str:
+            call = self.control.calls.get(call_id)
+            return call.sip_call_id if call is not None and call.sip_call_id else call_id
+
+        listen = self.settings.listen
+        wildcard = listen in ("0.0.0.0", "::")
+        return RtcpCapture(send, correlation, agent_id=self.settings.hep_id,
+                           auth_key=self.settings.hep_auth_key,
+                           local_host=self.settings.advertise if wildcard else None)
 
     # -- start and stop --------------------------------------------------------------
 
@@ -176,6 +210,8 @@ class Relay(Service):
             interface = "::" if ":" in self.settings.notify[0] else ""  # type: ignore[index]
             self._ports.append(self.reactor.listenUDP(0, self.notifier, interface=interface))
         self._tick.start(TICK, now=False)
+        if self.settings.hep is not None:
+            log.info("hep capture", collector=_text(self.settings.hep), agent_id=self.settings.hep_id)
         log.info("relay started", control=f"{host}:{port}", advertise=self.settings.advertise,
                  ports=f"{self.settings.ports[0]}-{self.settings.ports[1]}",
                  calls=len(self.control.calls))
@@ -193,6 +229,8 @@ class Relay(Service):
         self.forwarder.close()
         self.fastpath.close()
         self.store.close()
+        if self._hep_socket is not None:
+            self._hep_socket.close()
 
     def _restore(self) -> None:
         calls, bad = self.store.load()
