@@ -131,7 +131,8 @@ class Call:
     def record(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "created": self.created,
                 "last_signal": self.last_signal, "record_call": self.record_call,
-                "sip_call_id": self.sip_call_id, "monologues": [m.record() for m in self.monologues.values()]}
+                "sip_call_id": self.sip_call_id,
+                "monologues": [m.record() for m in self.monologues.values()]}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Call:
