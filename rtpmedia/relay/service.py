@@ -156,7 +156,15 @@ class Relay(Service):
         self.reactor = reactor
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
         self._hep_socket: socket.socket | None = None
-        self.hep = self._hep_capture() if settings.hep is not None else None
+        self.hep: RtcpCapture | None = None
+        if settings.hep is not None:
+            try:
+                self.hep = self._hep_capture()
+            except OSError as exc:
+                # Capture is an extra: a collector's name that does not resolve
+                # must not keep the relay (and every call's media) from starting.
+                log.error("hep collector unusable; no RTCP capture",
+                          collector=_text(settings.hep), error=str(exc))
         self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched,
                                    capture=self.hep)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
@@ -210,7 +218,7 @@ class Relay(Service):
             interface = "::" if ":" in self.settings.notify[0] else ""  # type: ignore[index]
             self._ports.append(self.reactor.listenUDP(0, self.notifier, interface=interface))
         self._tick.start(TICK, now=False)
-        if self.settings.hep is not None:
+        if self.hep is not None:
             log.info("hep capture", collector=_text(self.settings.hep), agent_id=self.settings.hep_id)
         log.info("relay started", control=f"{host}:{port}", advertise=self.settings.advertise,
                  ports=f"{self.settings.ports[0]}-{self.settings.ports[1]}",

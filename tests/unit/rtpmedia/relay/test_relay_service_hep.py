@@ -56,3 +56,14 @@ def test_reports_go_to_the_collector_named_by_host_name_with_the_sip_call_id(
     finally:
         relay.stopService()  # closes the HEP socket with the rest
         collector.close()
+
+
+def test_a_collector_that_does_not_resolve_leaves_the_media_alone(tmp_path: Path) -> None:
+    settings = RelaySettings(control=("127.0.0.1", 0), ports=(40000, 40009),
+                             advertise="127.0.0.1", listen="127.0.0.1", data_dir=tmp_path,
+                             hep=("homer.invalid", 9060))
+    relay = Relay(settings, FakeReactor(), (NoFastPath(), None))
+    try:
+        assert relay.hep is None and relay.forwarder.capture is None
+    finally:
+        relay.stopService()
