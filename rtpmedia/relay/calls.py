@@ -122,6 +122,9 @@ class Call:
     last_signal: float
     monologues: dict[str, Monologue] = field(default_factory=dict)
     record_call: bool = False
+    # The caller leg's SIP Call-ID when the ng call-id is not it (our B2BUA
+    # names calls by uuid): what HEP capture correlates RTCP reports by.
+    sip_call_id: str = ""
 
     def ends(self) -> list[MediaEnd]:
         return [e for m in self.monologues.values() for e in m.ends]
@@ -129,12 +132,14 @@ class Call:
     def record(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "created": self.created,
                 "last_signal": self.last_signal, "record_call": self.record_call,
+                "sip_call_id": self.sip_call_id,
                 "monologues": [m.record() for m in self.monologues.values()]}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Call:
         call = cls(str(r["call_id"]), float(r["created"]), float(r["last_signal"]),
-                   record_call=bool(r.get("record_call", False)))
+                   record_call=bool(r.get("record_call", False)),
+                   sip_call_id=str(r.get("sip_call_id") or ""))
         for m in r["monologues"]:
             mono = Monologue(str(m["key"]), float(m["created"]), str(m["via_branch"]),
                              m["peer"], bool(m["answered"]),

@@ -185,6 +185,7 @@ class SdpCommand:
     opts: Options
     sdp: SessionDescription
     lines: list[MediaLine]
+    sip_call_id: str = ""  # our extension, for HEP: the caller leg's SIP Call-ID
 
     @classmethod
     def read(cls, msg: dict[str, Any]) -> SdpCommand:
@@ -194,7 +195,7 @@ class SdpCommand:
         lines = sdprewrite.read(sdp)
         _check_transcode(opts, lines)
         return cls(call_id, from_tag, _text(msg, "to-tag"), _text(msg, "via-branch"),
-                   opts, sdp, lines)
+                   opts, sdp, lines, _text(msg, "sip-call-id"))
 
 
 # -- the control ---------------------------------------------------------------
@@ -288,6 +289,7 @@ class Control:
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
         call.record_call = call.record_call or opts.record_call
+        call.sip_call_id = c.sip_call_id or call.sip_call_id
         self._learn(offerer, lines, opts, effects, offer=True)
         self._strictness(offerer, other, opts)
         offerer.peer, other.peer = other.key, offerer.key
@@ -317,6 +319,7 @@ class Control:
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
         call.record_call = call.record_call or opts.record_call
+        call.sip_call_id = c.sip_call_id or call.sip_call_id
         self._learn(answerer, lines, opts, effects, offer=False)
         self._strictness(answerer, offerer, opts)
         answerer.answered = offerer.answered = True

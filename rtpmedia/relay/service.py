@@ -10,6 +10,7 @@ that way is reported to the `--notify` address (see `TeardownNotifier`).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
 from rtpmedia.relay.ports import PortPool, ephemeral_overlap, read_ephemeral
+from rtpmedia.relay.rtcp_capture import RtcpCapture
 from rtpmedia.relay.store import CallStore
 
 log = structlog.get_logger("relay")
@@ -62,6 +64,9 @@ class RelaySettings:
     media_dir: Path | None = None
     silence_timeout: float = 60.0
     hold_timeout: float = 3600.0
+    hep: Address | None = None  # a Homer collector: RTCP reports go there over HEP v3
+    hep_id: int = 0
+    hep_auth_key: str = ""
 
 
 def probe_fastpath() -> tuple[FastPath, str | None]:
@@ -153,7 +158,18 @@ class Relay(Service):
         self.settings = settings
         self.reactor = reactor
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
-        self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
+        self._hep_socket: socket.socket | None = None
+        self.hep: RtcpCapture | None = None
+        if settings.hep is not None:
+            try:
+                self.hep = self._hep_capture()
+            except OSError as exc:
+                # Capture is an extra: a collector's name that does not resolve
+                # must not keep the relay (and every call's media) from starting.
+                log.error("hep collector unusable; no RTCP capture",
+                          collector=_text(settings.hep), error=str(exc))
+        self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched,
+                                   capture=self.hep)
         self.engine = MediaEngine(reactor, self.forwarder.emit)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
@@ -164,6 +180,32 @@ class Relay(Service):
         self._ports: list[Any] = []
         self._tick = LoopingCall(self.tick)
         self._tick.clock = reactor
+
+    def _hep_capture(self) -> RtcpCapture:
+        assert self.settings.hep is not None
+        host, port = self.settings.hep
+        # Resolved once: a name looked up per report would block the media loop.
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        # A plain non-blocking socket: sendto never waits, and nothing comes back to read.
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        self._hep_socket = sock
+
+        def send(datagram: bytes) -> None:
+            try:
+                sock.sendto(datagram, address)
+            except OSError:
+                pass  # a collector that is down (or a full buffer) must not disturb the media
+
+        def correlation(call_id: str) -> str:
+            call = self.control.calls.get(call_id)
+            return call.sip_call_id if call is not None and call.sip_call_id else call_id
+
+        listen = self.settings.listen
+        wildcard = listen in ("0.0.0.0", "::")
+        return RtcpCapture(send, correlation, agent_id=self.settings.hep_id,
+                           auth_key=self.settings.hep_auth_key,
+                           local_host=self.settings.advertise if wildcard else None)
 
     # -- start and stop --------------------------------------------------------------
 
@@ -186,6 +228,8 @@ class Relay(Service):
             interface = "::" if ":" in self.settings.notify[0] else ""  # type: ignore[index]
             self._ports.append(self.reactor.listenUDP(0, self.notifier, interface=interface))
         self._tick.start(TICK, now=False)
+        if self.hep is not None:
+            log.info("hep capture", collector=_text(self.settings.hep), agent_id=self.settings.hep_id)
         log.info("relay started", control=f"{host}:{port}", advertise=self.settings.advertise,
                  ports=f"{self.settings.ports[0]}-{self.settings.ports[1]}",
                  calls=len(self.control.calls))
@@ -204,6 +248,8 @@ class Relay(Service):
         self.forwarder.close()
         self.fastpath.close()
         self.store.close()
+        if self._hep_socket is not None:
+            self._hep_socket.close()
 
     def _restore(self) -> None:
         calls, bad = self.store.load()

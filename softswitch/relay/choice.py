@@ -84,6 +84,9 @@ class MediaChoice:
         remember = {"media": "relay"}
         if where is not None:
             remember["media_relay"] = where
+        caller = next((leg for leg in machine.legs if leg.caller_side), None)
+        if caller is not None:
+            self.relay.correlate(machine.uuid, caller.id.call_id)
         for leg in machine.legs:
             # The caller is judged at the first look, each callee once it exists.
             source = (nat_source(leg) if not known else None) if leg.caller_side \

@@ -1,7 +1,9 @@
 """`RelayMedia`: the B2BUA's media seam driving ng relays (ours or rtpengine).
 
 Leg naming (agreed with the relay, after rtpengine's semantics): the
-call-id is the B2BUA's call uuid and a leg's tag is `str(LegId)`. An offer
+call-id is the B2BUA's call uuid and a leg's tag is `str(LegId)`; offers
+and answers also carry `sip-call-id`, the caller leg's SIP Call-ID (see
+`correlate`), for the relay's HEP capture. An offer
 from leg X towards leg Y is `offer` with from-tag X, to-tag Y and
 via-branch Y, so each fork of one offer gets its own ports; the answer
 coming back from Y is `answer` with from-tag X (the offerer's) and to-tag
@@ -74,6 +76,7 @@ class RelayMedia:
         self._endings: dict[str, Deferred[dict[str, LegFigures]]] = {}
         # By call: a fork's tag -> the tag that offered to it (to delete the fork alone).
         self._offerers: dict[str, dict[str, str]] = {}
+        self._sip_call_ids: dict[str, str] = {}  # call uuid -> the caller leg's SIP Call-ID
         self.log = get_logger("softswitch.relay")
 
     # -- which relay -----------------------------------------------------------------------
@@ -97,6 +100,11 @@ class RelayMedia:
         """`leg` sends from `address` (its SIP source), not from what its SDP says."""
         self._sources.setdefault(call, {})[str(leg)] = ("IP6" if ":" in address else "IP4",
                                                         address)
+
+    def correlate(self, call: str, sip_call_id: str) -> None:
+        """`call`'s caller leg has `sip_call_id`: the relay's HEP capture groups the
+        call's RTCP reports by it, as Homer groups the SIP messages."""
+        self._sip_call_ids[call] = sip_call_id
 
     # -- the seam --------------------------------------------------------------------------
 
@@ -136,6 +144,7 @@ class RelayMedia:
             return
         del self.calls[call]
         self._offerers.pop(call, None)
+        self._sip_call_ids.pop(call, None)
         self._sources.pop(call, None)
         ending: Deferred[dict[str, LegFigures]] = Deferred()
         self._endings[call] = ending
@@ -177,8 +186,13 @@ class RelayMedia:
 
     def _message(self, command: str, call: str, from_tag: str, to_tag: str, branch: str,
                  body: bytes) -> dict[str, Any]:
-        return {"command": command, "call-id": call, "from-tag": from_tag, "to-tag": to_tag,
-                "via-branch": branch, "sdp": body, **BASE_FLAGS}
+        message = {"command": command, "call-id": call, "from-tag": from_tag, "to-tag": to_tag,
+                   "via-branch": branch, "sdp": body, **BASE_FLAGS}
+        sip_call_id = self._sip_call_ids.get(call)
+        if sip_call_id:
+            # Our extension; ng relays ignore keys they do not know (rtpengine does).
+            message["sip-call-id"] = sip_call_id
+        return message
 
     def _ask(self, where: str, message: dict[str, Any]) -> Deferred[dict[str, Any]]:
         address = parse_address(where)

@@ -124,3 +124,23 @@ def test_a_callee_behind_nat_is_answered_with_the_address_we_reach_it_at() -> No
     got.answer("u1", same.id, caller.id, b"v=0", None)
     assert asked[0]["received-from"] == ["IP4", "203.0.113.8"]
     assert "received-from" not in asked[1]  # reached where its Contact says: no NAT
+
+
+def test_offers_name_the_caller_legs_sip_call_id_for_hep() -> None:
+    asked: list[dict[str, Any]] = []
+
+    class Client:
+        def request(self, address: Any, message: dict[str, Any], timeout: Any = None) -> Any:
+            from twisted.internet.defer import succeed
+            asked.append(message)
+            return succeed({"result": "ok", "sdp": "v=0"})
+
+    seam = RelayMedia(Client(), RelayPool([("udp:127.0.0.1:2223", 1)]), task.Clock())  # type: ignore[arg-type]
+    caller = caller_leg(invite("127.0.0.1:5070", ("127.0.0.1", 5070)))
+    callee = Leg("b1", False, "1002", Peer("udp", "127.0.0.1", 5080), LegId("c9", "f", "t"),
+                 LegState.CALLING)
+    got, _ = MediaChoice("relay", seam).seam_for(FakeMachine(legs=[callee, caller]))
+    got.offer("u1", caller.id, callee.id, b"v=0", None)
+    got.answer("u1", callee.id, caller.id, b"v=0", None)
+    assert [m["sip-call-id"] for m in asked] == ["c1", "c1"]
+    assert asked[0]["call-id"] == "u1"  # the relay still names the call by its uuid
