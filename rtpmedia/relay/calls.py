@@ -122,6 +122,10 @@ class Call:
     last_signal: float
     monologues: dict[str, Monologue] = field(default_factory=dict)
     record_call: bool = False
+    # The recording's file, relative to the relay's media dir ("" until one starts),
+    # and the SIP Call-ID the client named for its metadata.
+    recording_file: str = ""
+    sip_call_id: str = ""
 
     def ends(self) -> list[MediaEnd]:
         return [e for m in self.monologues.values() for e in m.ends]
@@ -129,12 +133,15 @@ class Call:
     def record(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "created": self.created,
                 "last_signal": self.last_signal, "record_call": self.record_call,
+                "recording_file": self.recording_file, "sip_call_id": self.sip_call_id,
                 "monologues": [m.record() for m in self.monologues.values()]}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Call:
         call = cls(str(r["call_id"]), float(r["created"]), float(r["last_signal"]),
-                   record_call=bool(r.get("record_call", False)))
+                   record_call=bool(r.get("record_call", False)),
+                   recording_file=str(r.get("recording_file", "")),
+                   sip_call_id=str(r.get("sip_call_id", "")))
         for m in r["monologues"]:
             mono = Monologue(str(m["key"]), float(m["created"]), str(m["via_branch"]),
                              m["peer"], bool(m["answered"]),

@@ -29,7 +29,9 @@ from rtpmedia.relay.control import (
     Control,
     Effect,
     Forget,
+    Record,
     Save,
+    StopRecording,
     Teardown,
     Unbind,
     Unkernel,
@@ -38,6 +40,7 @@ from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
 from rtpmedia.relay.ports import PortPool
+from rtpmedia.relay.recording import RecordingInfo, Recordings
 from rtpmedia.relay.store import CallStore
 
 log = structlog.get_logger("relay")
@@ -155,6 +158,8 @@ class Relay(Service):
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
         self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
         self.engine = MediaEngine(reactor, self.forwarder.emit)
+        self.recordings = Recordings(settings.media_dir or settings.data_dir, self.process,
+                                     self.engine.detach, self.forwarder.emit)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -261,6 +266,13 @@ class Relay(Service):
             elif isinstance(effect, Forget):
                 saves.pop(effect.call_id, None)
                 forgets.append(effect.call_id)
+            elif isinstance(effect, Record):  # before the kernel would take the stream
+                self.recordings.start(effect.call_id, effect.file, RecordingInfo(
+                    effect.call_id, effect.sip_call_id, effect.left.tag, effect.right.tag),
+                    effect.left, effect.right, time.time())
+            elif isinstance(effect, StopRecording):
+                self.recordings.stop(effect.call_id)
+        self.recordings.forget_closed()
         self.store.apply(saves.values(), forgets)
         for call in saves.values():
             for end in call.ends():  # streams still latched go back to the kernel
