@@ -17,6 +17,8 @@ answer or is out of resources gives 503, SDP it cannot serve gives 488.
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -41,6 +43,17 @@ BASE_FLAGS: dict[str, Any] = {
     # stops the stranger from taking the stream over).
     "flags": ["strict-source"],
 }
+
+RECORDINGS = "recordings"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+=-]")
+
+
+def recording_file(call: str, started: float) -> str:
+    """Where the relay records `call`: relative to its media dir (the embedded relay's is the
+    data dir), dated in UTC; the same name the relay would choose itself."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(started))
+    return f"{RECORDINGS}/{day}/{_UNSAFE_NAME.sub('_', call).lstrip('.') or 'call'}.wav"
+
 
 # Words in an error answer that mean the SDP, not the relay, is the problem.
 _SDP_WORDS = ("sdp", "codec", "transport protocol", "protocol", "media type", "unsupported")
@@ -74,6 +87,8 @@ class RelayMedia:
         self._endings: dict[str, Deferred[dict[str, LegFigures]]] = {}
         # By call: a fork's tag -> the tag that offered to it (to delete the fork alone).
         self._offerers: dict[str, dict[str, str]] = {}
+        # Recorded calls: their ng keys (record-call, recording-file, sip-call-id).
+        self._recorded: dict[str, dict[str, str]] = {}
         self.log = get_logger("softswitch.relay")
 
     # -- which relay -----------------------------------------------------------------------
@@ -97,6 +112,15 @@ class RelayMedia:
         """`leg` sends from `address` (its SIP source), not from what its SDP says."""
         self._sources.setdefault(call, {})[str(leg)] = ("IP6" if ":" in address else "IP4",
                                                         address)
+
+    def record(self, call: str, known: str | None, sip_call_id: str) -> str:
+        """The relay records `call` (to `known`, a restored call's file, or a new one)."""
+        keys = self._recorded.get(call)
+        if keys is None:
+            file = known or recording_file(call, self.clock.seconds())
+            keys = {"record-call": "yes", "recording-file": file, "sip-call-id": sip_call_id}
+            self._recorded[call] = keys
+        return keys["recording-file"]
 
     # -- the seam --------------------------------------------------------------------------
 
@@ -136,6 +160,7 @@ class RelayMedia:
             return
         del self.calls[call]
         self._offerers.pop(call, None)
+        self._recorded.pop(call, None)
         self._sources.pop(call, None)
         ending: Deferred[dict[str, LegFigures]] = Deferred()
         self._endings[call] = ending
@@ -178,7 +203,8 @@ class RelayMedia:
     def _message(self, command: str, call: str, from_tag: str, to_tag: str, branch: str,
                  body: bytes) -> dict[str, Any]:
         return {"command": command, "call-id": call, "from-tag": from_tag, "to-tag": to_tag,
-                "via-branch": branch, "sdp": body, **BASE_FLAGS}
+                "via-branch": branch, "sdp": body, **BASE_FLAGS,
+                **self._recorded.get(call, {})}
 
     def _ask(self, where: str, message: dict[str, Any]) -> Deferred[dict[str, Any]]:
         address = parse_address(where)
