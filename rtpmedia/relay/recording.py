@@ -66,6 +66,7 @@ class CallRecording:
         self.ends = (left, right)
         self._emit = emit
         self.first = path  # the first part's name: the metadata is named after it
+        recover_parts(path, info)  # a relay killed mid-recording left a .part behind
         self.path, self.part = _free_part(path)
         self.receivers = (Receiver(RECORDED_CODECS), Receiver(RECORDED_CODECS))
         # Frames are written at the tick's pace, so a short hold is enough.
@@ -113,7 +114,7 @@ def metadata_path(first: Path) -> Path:
 
 
 def write_metadata(first: Path, path: Path, info: RecordingInfo, started: float,
-                   duration: float) -> None:
+                   duration: float, *, recovered: bool = False) -> None:
     """`<call-id>.json`: the call, its parties, and each part's file, start and duration.
 
     `first` is the first part's file, `path` the part just finished.
@@ -126,7 +127,11 @@ def write_metadata(first: Path, path: Path, info: RecordingInfo, started: float,
             parts = [p for p in old.get("parts", []) if isinstance(p, dict)]
         except (OSError, ValueError):
             parts = []
-    parts.append({"file": path.name, "start": round(started, 3), "duration": round(duration, 3)})
+    entry: dict[str, Any] = {"file": path.name, "start": round(started, 3),
+                             "duration": round(duration, 3)}
+    if recovered:
+        entry["recovered"] = True
+    parts = [p for p in parts if p.get("file") != path.name] + [entry]
     meta = {
         "call-id": info.call_id,
         "sip-call-id": info.sip_call_id or None,
@@ -145,6 +150,55 @@ def write_metadata(first: Path, path: Path, info: RecordingInfo, started: float,
         os.fsync(f.fileno())
     os.replace(tmp, meta_file)
     _fsync_dir(meta_file.parent)
+
+
+def recover_parts(first: Path, info: RecordingInfo) -> list[Path]:
+    """Put in place the parts a killed relay left half-written (`.<name>.part`).
+
+    Their audio is all there (written every second or so) but the WAV header
+    still says length 0: it is fixed from the file's size, then the part is
+    renamed into place and added to the metadata (its start estimated from
+    the file's last write, and marked `recovered`).
+    """
+    recovered: list[Path] = []
+    part = 1
+    while True:
+        final = _part_path(first, part)
+        stale = final.with_name(f".{final.name}.part")
+        if stale.exists() and not final.exists():
+            try:
+                duration = _fix_wav_header(stale)
+                ended = stale.stat().st_mtime
+                os.replace(stale, final)
+                _fsync_dir(final.parent)
+                write_metadata(first, final, info, ended - duration, duration, recovered=True)
+            except (OSError, ValueError) as exc:
+                log.error("recording part not recovered", file=str(stale), error=str(exc))
+                return recovered
+            log.warning("recording part recovered after a crash", file=str(final),
+                        seconds=round(duration, 2))
+            recovered.append(final)
+        elif not final.exists():
+            return recovered
+        part += 1
+
+
+def _fix_wav_header(path: Path) -> float:
+    """Set the RIFF and data sizes of a 16-bit stereo WAV written by `wave` from its length."""
+    with open(path, "r+b") as f:
+        header = f.read(44)
+        if len(header) < 44 or header[:4] != b"RIFF" or header[36:40] != b"data":
+            raise ValueError("not a WAV written by the recorder")
+        size = os.fstat(f.fileno()).st_size
+        data = (size - 44) - (size - 44) % 4  # whole stereo 16-bit frames
+        f.truncate(44 + data)
+        f.seek(4)
+        f.write((36 + data).to_bytes(4, "little"))
+        f.seek(40)
+        f.write(data.to_bytes(4, "little"))
+        f.flush()
+        os.fsync(f.fileno())
+    return data / 4 / 8000
 
 
 class Recordings:

@@ -201,3 +201,31 @@ def test_relay_restart_keeps_the_finished_part_and_goes_on_into_the_next(
     assert best_correlation(right, pcm_b[half:]) > 0.9
     meta = json.loads(first.with_suffix(".json").read_text())
     assert [p["file"] for p in meta["parts"]] == ["rec2.wav", "rec2.2.wav"]
+
+
+def test_after_kill_9_the_half_written_part_is_recovered_and_recording_goes_on(
+        relay: RelayProcess, phones: tuple[Phone, Phone]) -> None:
+    a, b = phones
+    to_a, to_b = offer_answer(relay, a, b, "rec3")
+    pcm_a, pcm_b = voice(5, 4.0), voice(6, 4.0)
+    half = 8000 * 2
+    stream(a, to_a, b, to_b, pcm_a[:half], pcm_b[:half])
+    relay.kill()
+    media = relay.data_dir / "media"
+    day = next((media / "recordings").iterdir())
+    assert (day / ".rec3.wav.part").exists() and not (day / "rec3.wav").exists()
+    relay.start()
+    first = day / "rec3.wav"
+    assert first.exists()  # recovered as the call was restored
+    left, right = read_wav(first)
+    assert len(left) >= 8000 // 2  # the audio written before the kill
+    assert best_correlation(left, pcm_a[:half]) > 0.9
+    assert best_correlation(right, pcm_b[:half]) > 0.9
+    stream(a, to_a, b, to_b, pcm_a[half:], pcm_b[half:], first_seq=1000)
+    assert relay.command({"command": "delete", "call-id": "rec3"})["result"] == "ok"
+    second = day / "rec3.2.wav"
+    wait_for(second.exists, 5, "the second part")
+    assert best_correlation(read_wav(second)[0], pcm_a[half:]) > 0.9
+    meta = json.loads(first.with_suffix(".json").read_text())
+    assert [(p["file"], p.get("recovered", False)) for p in meta["parts"]] == [
+        ("rec3.wav", True), ("rec3.2.wav", False)]
