@@ -41,6 +41,9 @@ class MediaEnd:
     on_hold: bool = False
     clock_rate: int = 8000
     codec: str = ""  # the first codec its SDP names (for the E-model's MOS); never stored
+    # Its SDP's a=crypto values: the SDES keys it sends SRTP with (RFC 4568 6.1). Only
+    # read when the relay must hear the audio (a recording); forwarding never decrypts.
+    crypto: tuple[str, ...] = ()
     # Counters of what this party sent us (never stored).
     packets: int = 0
     bytes: int = 0
@@ -84,7 +87,7 @@ class MediaEnd:
                 "mux_accept": self.mux_accept,
                 "strict": self.strict, "port_latching": self.port_latching,
                 "asymmetric": self.asymmetric, "on_hold": self.on_hold,
-                "clock_rate": self.clock_rate}
+                "clock_rate": self.clock_rate, "crypto": list(self.crypto)}
 
     @classmethod
     def from_record(cls, call_id: str, tag: str, r: dict[str, Any]) -> MediaEnd:
@@ -93,7 +96,8 @@ class MediaEnd:
                    _unaddr(r["latched"]), _unaddr(r["latched_rtcp"]),
                    bool(r["trusted"]), bool(r["mux"]), bool(r["mux_offered"]), bool(r.get("mux_accept", False)),
                    bool(r["strict"]), bool(r["port_latching"]), bool(r["asymmetric"]),
-                   bool(r["on_hold"]), int(r.get("clock_rate", 8000)))
+                   bool(r["on_hold"]), int(r.get("clock_rate", 8000)),
+                   crypto=tuple(str(c) for c in r.get("crypto", ())))
 
 
 @dataclass(slots=True, eq=False)

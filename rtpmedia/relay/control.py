@@ -612,6 +612,7 @@ class Control:
             end.on_hold = line.on_hold
             end.clock_rate = line.clock_rate
             end.codec = next((c for c in line.codecs if c not in _NOT_VOICE), "")
+            end.crypto = line.crypto
             if offer:
                 end.mux_offered = line.mux
                 end.mux_accept = bool({"accept", "demux"} & opts.rtcp_mux)

@@ -39,6 +39,7 @@ from rtpmedia.receiver import FRAME, Receiver
 from rtpmedia.recorder import Recorder
 from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.engine import Emit
+from rtpmedia.srtp import SrtpReader
 
 log = structlog.get_logger("relay")
 
@@ -69,6 +70,7 @@ class CallRecording:
         recover_parts(path, info)  # a relay killed mid-recording left a .part behind
         self.path, self.part = _free_part(path)
         self.receivers = (Receiver(RECORDED_CODECS), Receiver(RECORDED_CODECS))
+        self._srtp: list[SrtpReader | None] = [None, None]
         # Frames are written at the tick's pace, so a short hold is enough.
         self.recorder = Recorder(self.path, 2, hold=0.5)
         self.started = now
@@ -81,8 +83,17 @@ class CallRecording:
         if sink is not None:
             self._emit(sink, bytes(packet))
         side = 0 if end is self.ends[0] else 1 if end is self.ends[1] else None
-        if side is not None:
-            self.receivers[side].put_packet(packet, now)
+        if side is None:
+            return
+        if end.crypto:  # SDES-SRTP: a decrypted copy for the recording only
+            reader = self._srtp[side]
+            if reader is None or reader.crypto != end.crypto:  # new keys (a re-INVITE)
+                reader = self._srtp[side] = SrtpReader(end.crypto)
+            plain = reader.unprotect(bytes(packet))
+            if plain is not None:
+                self.receivers[side].put_packet(plain, now)
+            return
+        self.receivers[side].put_packet(packet, now)
 
     def tick(self, now: float, emit: Emit) -> None:
         if self.closed:

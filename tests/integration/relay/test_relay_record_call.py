@@ -12,7 +12,7 @@ import json
 import socket
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +66,14 @@ def best_correlation(recorded: npt.NDArray[np.int16], sent: npt.NDArray[np.int16
 
 
 def stream(a: Phone, to_a: int, b: Phone, to_b: int, pcm_a: npt.NDArray[np.int16],
-           pcm_b: npt.NDArray[np.int16], first_seq: int = 1) -> tuple[list[bytes], list[bytes],
-                                                                       list[bytes], list[bytes]]:
-    """Both parties send at once, paced as phones (ptime 20); what each sent and received."""
+           pcm_b: npt.NDArray[np.int16], first_seq: int = 1,
+           wire: tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]] | None = None
+           ) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
+    """Both parties send at once, paced as phones (ptime 20); what each sent and received.
+
+    `wire`: what each party does to a packet before sending it (SRTP's protect).
+    """
+    to_wire_a, to_wire_b = wire or (bytes, bytes)
     sent_a, sent_b, got_a, got_b = [], [], [], []
     for s in (a.sock, b.sock):
         s.setblocking(False)
@@ -79,8 +84,10 @@ def stream(a: Phone, to_a: int, b: Phone, to_b: int, pcm_a: npt.NDArray[np.int16
         delay = start + i * 0.020 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        pa = packet(first_seq + i, 0x1111, PCMU.encode(pcm_a[i * FRAME:(i + 1) * FRAME]))
-        pb = packet(first_seq + i, 0x2222, PCMU.encode(pcm_b[i * FRAME:(i + 1) * FRAME]))
+        pa = to_wire_a(packet(first_seq + i, 0x1111,
+                              PCMU.encode(pcm_a[i * FRAME:(i + 1) * FRAME])))
+        pb = to_wire_b(packet(first_seq + i, 0x2222,
+                              PCMU.encode(pcm_b[i * FRAME:(i + 1) * FRAME])))
         a.sock.sendto(pa, (HOST, to_a))
         b.sock.sendto(pb, (HOST, to_b))
         sent_a.append(pa)
@@ -229,3 +236,50 @@ def test_after_kill_9_the_half_written_part_is_recovered_and_recording_goes_on(
     meta = json.loads(first.with_suffix(".json").read_text())
     assert [(p["file"], p.get("recovered", False)) for p in meta["parts"]] == [
         ("rec3.wav", True), ("rec3.2.wav", False)]
+
+
+def test_an_sdes_srtp_call_is_forwarded_encrypted_and_recorded_decrypted(
+        relay: RelayProcess, phones: tuple[Phone, Phone]) -> None:
+    import base64
+    import os
+
+    import pylibsrtp
+
+    a, b = phones
+    key_a, key_a2, key_b = os.urandom(30), os.urandom(30), os.urandom(30)
+
+    def sdp(phone: Phone, *keys: tuple[int, bytes]) -> str:
+        lines = "".join(f"a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 "
+                        f"inline:{base64.b64encode(k).decode()}\r\n" for tag, k in keys)
+        return (f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+                f"m=audio {phone.port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n{lines}")
+
+    # A offers two keys; B accepts the second (tag 2): A sends with key_a2.
+    out = relay.command({"command": "offer", "call-id": "srtp", "from-tag": "A", "to-tag": "B",
+                         "via-branch": "B", "sdp": sdp(a, (1, key_a), (2, key_a2)),
+                         "record-call": "yes"})
+    assert out["result"] == "ok" and "RTP/SAVP" in out["sdp"] and "a=crypto:2" in out["sdp"]
+    back = relay.command({"command": "answer", "call-id": "srtp", "from-tag": "A",
+                          "to-tag": "B", "sdp": sdp(b, (2, key_b))})
+    assert back["result"] == "ok"
+    to_a, to_b = relay_port(back["sdp"]), relay_port(out["sdp"])
+
+    def session(key: bytes) -> pylibsrtp.Session:
+        return pylibsrtp.Session(policy=pylibsrtp.Policy(
+            key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+    protect_a, protect_b = session(key_a2), session(key_b)
+    pcm_a, pcm_b = voice(7, 2.5), voice(8, 2.5)
+
+    sent_a, sent_b, got_a, got_b = stream(a, to_a, b, to_b, pcm_a, pcm_b,
+                                          wire=(protect_a.protect, protect_b.protect))
+    # What arrives is the encrypted packets as sent: forwarding does not touch them.
+    assert len(got_b) >= 0.95 * len(sent_a) and set(got_b) <= set(sent_a)
+    assert len(got_a) >= 0.95 * len(sent_b) and set(got_a) <= set(sent_b)
+    gone = relay.command({"command": "delete", "call-id": "srtp"})
+    wav = relay.data_dir / "media" / gone["recording-file"]
+    wait_for(wav.exists, 5, "the recording in place")
+    left, right = read_wav(wav)
+    assert best_correlation(left, pcm_a) > 0.9
+    assert best_correlation(right, pcm_b) > 0.9
+
