@@ -138,8 +138,10 @@ def write_metadata(first: Path, path: Path, info: RecordingInfo, started: float,
             parts = [p for p in old.get("parts", []) if isinstance(p, dict)]
         except (OSError, ValueError):
             parts = []
+    # Per part too: a transfer pairs the caller with another party (a new part).
     entry: dict[str, Any] = {"file": path.name, "start": round(started, 3),
-                             "duration": round(duration, 3)}
+                             "duration": round(duration, 3),
+                             "left": info.left, "right": info.right}
     if recovered:
         entry["recovered"] = True
     parts = [p for p in parts if p.get("file") != path.name] + [entry]
