@@ -292,6 +292,7 @@ class Control:
         c = SdpCommand.read(msg)
         call_id, from_tag, to_tag, via, opts, sdp, lines = (
             c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
+        ask = _recording_asked(msg, c.opts)  # refused before anything changes
         call = self.calls.get(call_id)
         fresh_call = call is None
         if call is None:
@@ -309,7 +310,7 @@ class Control:
             self.calls[call_id] = call
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
-        _want_recording(call, msg, opts)
+        _want_recording(call, ask)
         self._learn(offerer, lines, opts, effects, offer=True)
         self._strictness(offerer, other, opts)
         offerer.peer, other.peer = other.key, offerer.key
@@ -325,6 +326,7 @@ class Control:
         c = SdpCommand.read(msg)
         call_id, from_tag, to_tag, via, opts, sdp, lines = (
             c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
+        ask = _recording_asked(msg, c.opts)  # refused before anything changes
         call = self.calls.get(call_id)
         if call is None:
             raise CommandError("Unknown call-id")
@@ -339,7 +341,7 @@ class Control:
         new_ends = self._allocate(call, [offerer, answerer], len(lines))
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
-        _want_recording(call, msg, opts)
+        _want_recording(call, ask)
         self._learn(answerer, lines, opts, effects, offer=False)
         self._strictness(answerer, offerer, opts)
         answerer.answered = offerer.answered = True
@@ -394,8 +396,9 @@ class Control:
     def _start_recording_call(self, msg: dict[str, Any], now: float,
                               effects: list[Effect]) -> dict[str, Any]:
         """rtpengine's `start recording` without a from-tag: record the whole call from now."""
+        ask = _recording_asked(msg, Options(record_call=True))
         call = self._call(msg)
-        _want_recording(call, msg, Options(record_call=True))
+        _want_recording(call, ask)
         _recording(call, now, effects)
         effects.append(Save(call))
         return {"result": "ok"}
@@ -712,23 +715,35 @@ def checked_recording_file(path: str) -> str:
     return str(p) if p.suffix.lower() == ".wav" else f"{p}.wav"
 
 
-def _want_recording(call: Call, msg: dict[str, Any], opts: Options) -> None:
-    """An offer, answer or `start recording` that asks for the call's recording.
+@dataclass(frozen=True, slots=True)
+class _RecordingAsk:
+    file: str  # "" for the default name
+    sip_call_id: str
+
+
+def _recording_asked(msg: dict[str, Any], opts: Options) -> _RecordingAsk | None:
+    """What an offer, answer or `start recording` asks of the call's recording (None: nothing).
 
     `recording-file` (a path relative to the media dir) names the file; by
     default it is recordings/<UTC date>/<call-id>.wav, fixed when recording
     starts. `sip-call-id` goes into the metadata (the ng call-id may be the
-    B2BUA's own id).
+    B2BUA's own id). A file outside the media dir is refused here, before
+    the command changes anything.
     """
     if not opts.record_call:
+        return None
+    file = _text(msg, "recording-file")
+    return _RecordingAsk(checked_recording_file(file) if file else "", _text(msg, "sip-call-id"))
+
+
+def _want_recording(call: Call, ask: _RecordingAsk | None) -> None:
+    if ask is None:
         return
     call.record_call = True
-    file = _text(msg, "recording-file")
-    if file and not call.recording_file:
-        call.recording_file = checked_recording_file(file)
-    sip_call_id = _text(msg, "sip-call-id")
-    if sip_call_id:
-        call.sip_call_id = sip_call_id
+    if ask.file and not call.recording_file:
+        call.recording_file = ask.file
+    if ask.sip_call_id:
+        call.sip_call_id = ask.sip_call_id
 
 
 def _recording(call: Call, now: float, effects: list[Effect]) -> None:

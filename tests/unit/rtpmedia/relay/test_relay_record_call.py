@@ -86,6 +86,7 @@ def test_a_file_outside_the_media_dir_is_refused(bad: str) -> None:
         assert out["result"] == "ok"  # no name: the default one
     else:
         assert out["result"] == "error" and "relative path" in out["error-reason"]
+        assert c.calls == {} and effects == []  # refused before anything was allocated
 
 
 def test_default_file_is_dated_in_utc_and_a_safe_name() -> None:
