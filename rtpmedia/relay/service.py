@@ -30,7 +30,9 @@ from rtpmedia.relay.control import (
     Control,
     Effect,
     Forget,
+    Record,
     Save,
+    StopRecording,
     Teardown,
     Unbind,
     Unkernel,
@@ -39,6 +41,7 @@ from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
 from rtpmedia.relay.ports import PortPool, ephemeral_overlap, read_ephemeral
+from rtpmedia.relay.recording import RecordingInfo, Recordings
 from rtpmedia.relay.rtcp_capture import RtcpCapture
 from rtpmedia.relay.store import CallStore
 
@@ -171,6 +174,8 @@ class Relay(Service):
         self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched,
                                    capture=self.hep)
         self.engine = MediaEngine(reactor, self.forwarder.emit)
+        self.recordings = Recordings(settings.media_dir or settings.data_dir, self.process,
+                                     self.engine.detach, self.forwarder.emit)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -313,6 +318,13 @@ class Relay(Service):
             elif isinstance(effect, Forget):
                 saves.pop(effect.call_id, None)
                 forgets.append(effect.call_id)
+            elif isinstance(effect, Record):  # before the kernel would take the stream
+                self.recordings.start(effect.call_id, effect.file, RecordingInfo(
+                    effect.call_id, effect.sip_call_id, effect.left.tag, effect.right.tag),
+                    effect.left, effect.right, time.time())
+            elif isinstance(effect, StopRecording):
+                self.recordings.stop(effect.call_id)
+        self.recordings.forget_closed()
         self.store.apply(saves.values(), forgets)
         for call_id in forgets:
             log.info("call deleted", call_id=call_id)

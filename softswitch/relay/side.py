@@ -146,6 +146,7 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
     s = config.settings
     media = s.media
     trunk_modes = {t.name: t.media for t in s.trunks}
+    trunk_records = {t.name: t.record_calls for t in s.trunks}
     wants_relay = media.mode == "relay" or any(m == "relay" for m in trunk_modes.values())
     if not wants_relay:
         return MediaSide(MediaChoice("direct", None, trunk_modes), None, None)
@@ -167,7 +168,8 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
             reactor, env=env, lock=relay_dir / LOCK_FILE)
     pool = RelayPool(relays)
     relay_media = RelayMedia(client, pool, reactor)
-    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes), client, embedded)
+    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes, trunk_records), client,
+                     embedded)
     if embedded is not None:
         embedded.setServiceParent(side)
     _Listener(client, parse_address(media.notify), reactor).setServiceParent(side)
