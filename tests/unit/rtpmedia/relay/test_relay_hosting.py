@@ -135,8 +135,8 @@ def test_media_commands_name_a_hosted_party_and_files_inside_the_media_dir() -> 
          hosting.PlayMedia),
         ({"command": "echo"}, hosting.Echo),
         ({"command": "stop media"}, hosting.StopMedia),
-        ({"command": "start recording", "file": "greetings/1001"}, hosting.StartRecording),
-        ({"command": "stop recording"}, hosting.StopRecording),
+        ({"command": "start recording", "file": "greetings/1001"}, hosting.StartPartyRecording),
+        ({"command": "stop recording"}, hosting.StopPartyRecording),
         ({"command": "voicemail", "mailbox": "1001@pbx.example.com", "mode": "menu"},
          hosting.Voicemail),
     ]
@@ -145,7 +145,7 @@ def test_media_commands_name_a_hosted_party_and_files_inside_the_media_dir() -> 
         assert answer == {"result": "ok"} and [type(e) for e in effects] == [kind], msg
     _, effects = c.handle({"command": "start recording", "call-id": "c1", "from-tag": "A",
                            "file": "greetings/1001", "max-seconds": 5, "beep": "no"}, 0.0)
-    assert effects[0] == hosting.StartRecording(effects[0].end, "greetings/1001.wav", 5,
+    assert effects[0] == hosting.StartPartyRecording(effects[0].end, "greetings/1001.wav", 5,
                                                 False, "#")
     refused = [
         {"call-id": "c1", "from-tag": "A", "command": "play media", "file": "/etc/passwd"},
