@@ -54,6 +54,10 @@ class MediaEnd:
     sink: MediaEnd | None = None  # where its packets go (its monologue's peer's end)
     health: Any = None  # a relay.health.StreamHealth, set by the forwarder
     processor: Any = None  # a relay.engine.Processor that takes this party's packets (never stored)
+    # Offer/answer state of transcoding and repair (never stored: a restarted relay forwards).
+    formats: tuple[Any, ...] = ()  # its SDP's codecs.transcode.Format list for this line
+    transcode: bool = False  # its offer asked the relay to add codecs it can convert to
+    repair: bool = False  # its packets go through a jitter buffer and concealment
 
     @property
     def rtcp_port(self) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtpmedia import ng
-from rtpmedia.relay import sdprewrite
+from rtpmedia.relay import sdprewrite, transcoding
 from rtpmedia.relay.calls import Address, Call, MediaEnd, Monologue, link
 from rtpmedia.relay.ports import PortPool, PortsExhausted
 from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError, SessionDescription
@@ -38,6 +38,8 @@ COOKIE_CACHE_SIZE = 4096
 COOKIE_TTL = 120.0
 # Payloads that are not the voice codec the E-model scores (RFC 4733 events, RFC 3389 comfort noise).
 _NOT_VOICE = frozenset({"TELEPHONE-EVENT", "CN"})
+#: What `codec: {transcode: [...]}` may name: G.711 converts code word to code word.
+TRANSCODABLE = frozenset({"PCMU", "PCMA"})
 
 
 class CommandError(Exception):
@@ -86,7 +88,22 @@ class Teardown:
     reason: str
 
 
-Effect = Bind | Unbind | Unkernel | Save | Forget | Teardown
+@dataclass(frozen=True, slots=True)
+class BridgeMedia:
+    """The relay converts or repairs the audio between two parties' ends of one media line.
+
+    `plan` None: it stops (a new offer/answer no longer asks for it) and the
+    stream is forwarded as it comes again. `repair` says, per end, whether
+    what that party sends goes through a jitter buffer and concealment.
+    """
+
+    offerer: MediaEnd
+    answerer: MediaEnd
+    plan: transcoding.StreamPlan | None
+    repair: tuple[bool, bool] = (False, False)
+
+
+Effect = Bind | Unbind | Unkernel | Save | Forget | Teardown | BridgeMedia
 
 
 # -- options of one command ----------------------------------------------------
@@ -134,6 +151,8 @@ class Options:
                 o.record_call = True
         if "record-call" in o.flags:
             o.record_call = True
+        if str(msg.get("media-repair", "")).lower() in ("yes", "on", "true"):
+            o.flags.add("media-repair")
         return o
 
     def flag(self, item: str) -> None:
@@ -192,7 +211,7 @@ class SdpCommand:
         opts = Options.parse(msg)
         sdp = sdprewrite.parse(_required(msg, "sdp"))
         lines = sdprewrite.read(sdp)
-        _check_transcode(opts, lines)
+        _check_transcode(opts)
         return cls(call_id, from_tag, _text(msg, "to-tag"), _text(msg, "via-branch"),
                    opts, sdp, lines)
 
@@ -294,6 +313,7 @@ class Control:
         link(call)
         mux_out = tuple(False if "demux" in opts.rtcp_mux else
                         True if "offer" in opts.rtcp_mux else line.mux for line in lines)
+        sdp = _offer_codecs(offerer, sdp, opts)
         body = self._rewrite(sdp, other, lines, mux_out, opts)
         effects.append(Save(call))
         return {"result": "ok", "sdp": body}
@@ -331,6 +351,7 @@ class Control:
             end.mux = end.mux_offered and (line.mux or end.mux_accept or accept)
         link(call)
         mux_out = tuple(offerer.ends[i].mux for i in range(len(lines)))
+        sdp = _answer_codecs(offerer, answerer, sdp, opts, effects)
         body = self._rewrite(sdp, offerer, lines, mux_out, opts)
         effects.append(Save(call))
         return {"result": "ok", "sdp": body}
@@ -672,11 +693,75 @@ def _has_pair(call: Call) -> bool:
                for m in call.monologues.values())
 
 
-def _check_transcode(opts: Options, lines: list[MediaLine]) -> None:
-    offered = {c for line in lines for c in line.codecs}
-    missing = [c for c in opts.transcode if c not in offered]
+def _check_transcode(opts: Options) -> None:
+    missing = [c for c in opts.transcode if c.split("/")[0] not in TRANSCODABLE]
     if missing:
         raise CommandError(f"Transcoding to {', '.join(missing)} is not supported by this relay")
+
+
+def _audio_lines(sdp: SessionDescription) -> list[int]:
+    return [i for i, m in enumerate(sdp.media)
+            if m.media == "audio" and m.port != 0 and "TCP" not in m.proto.upper()]
+
+
+def _offer_codecs(offerer: Monologue, sdp: SessionDescription,
+                  opts: Options) -> SessionDescription:
+    """Remember the offerer's codecs per line; append those it asked the relay to convert to."""
+    out = sdp.copy() if opts.transcode else sdp
+    for i, end in enumerate(offerer.ends[:len(sdp.media)]):
+        end.formats = tuple(transcoding.formats_of(sdp.media[i]))
+        end.transcode = bool(opts.transcode)
+        end.repair = "media-repair" in opts.flags
+    for i in _audio_lines(sdp) if opts.transcode else []:
+        media = out.media[i]
+        extended = transcoding.offer_formats(offerer.ends[i].formats, opts.transcode)
+        if len(extended) > len(offerer.ends[i].formats):
+            fmtps = media.fmtps
+            sdprewrite.reformat(media, _with_fmtps(extended, fmtps))
+    return out
+
+
+def _with_fmtps(formats: list[transcoding.Format],
+                fmtps: dict[int, str]) -> list[tuple[int, str, str | None]]:
+    return [(f.payload_type, f.encoding, fmtps.get(f.payload_type)) for f in formats]
+
+
+def _answer_codecs(offerer: Monologue, answerer: Monologue, sdp: SessionDescription,
+                   opts: Options, effects: list[Effect]) -> SessionDescription:
+    """Answer the offerer in its own codecs, and say which lines the relay converts or repairs.
+
+    Raises CommandError when the offerer asked for transcoding and the
+    answer shares no codec with it that the relay can convert.
+    """
+    out = sdp.copy()
+    for i, end in enumerate(answerer.ends[:len(sdp.media)]):
+        end.formats = tuple(transcoding.formats_of(sdp.media[i]))
+        end.repair = end.repair or "media-repair" in opts.flags
+    audio = set(_audio_lines(sdp))
+    for i in range(min(len(sdp.media), len(offerer.ends), len(answerer.ends))):
+        a_end, b_end = offerer.ends[i], answerer.ends[i]
+        # The glue stops only its own bridge on these ends (no other processor).
+        was = a_end.processor is not None or b_end.processor is not None
+        repair = (a_end.repair, b_end.repair)
+        plan = None
+        if i in audio and (a_end.transcode or any(repair)):
+            try:
+                plan = transcoding.plan_streams(a_end.formats, b_end.formats)
+            except transcoding.NegotiationError as exc:
+                if a_end.transcode:
+                    raise CommandError(f"codec: {exc}") from None
+        if plan is not None and a_end.transcode:
+            media = out.media[i]
+            answered = transcoding.answer_formats(a_end.formats, b_end.formats, plan.plan)
+            by_encoding = {f.encoding: media.fmtps.get(f.payload_type)
+                           for f in b_end.formats}
+            sdprewrite.reformat(media, [(f.payload_type, f.encoding, by_encoding.get(f.encoding))
+                                        for f in answered])
+        if plan is not None and (plan.touches or any(repair)):
+            effects.append(BridgeMedia(a_end, b_end, plan, repair))
+        elif was:
+            effects.append(BridgeMedia(a_end, b_end, None))
+    return out
 
 
 def _endpoint(address: Address | None) -> dict[str, Any]:

@@ -22,9 +22,11 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 
 from rtpmedia import ng
+from rtpmedia.relay.bridge import Bridge
 from rtpmedia.relay.calls import Call, MediaEnd
 from rtpmedia.relay.control import (
     Bind,
+    BridgeMedia,
     CommandError,
     Control,
     Effect,
@@ -256,6 +258,8 @@ class Relay(Service):
                 self.forwarder.unbind(effect.end)
             elif isinstance(effect, Unkernel):
                 self.forwarder.unkernel(effect.end)
+            elif isinstance(effect, BridgeMedia):
+                self._bridge(effect)
             elif isinstance(effect, Save):
                 saves[effect.call.call_id] = effect.call
             elif isinstance(effect, Forget):
@@ -278,6 +282,17 @@ class Relay(Service):
         for end in ends:
             self.forwarder.unkernel(end)
         self.engine.attach(processor, ends)
+
+    def _bridge(self, effect: BridgeMedia) -> None:
+        """Transcoding or media repair starts (or stops) between two ends."""
+        ends = [effect.offerer, effect.answerer]
+        if effect.plan is None:
+            for end in ends:
+                if isinstance(end.processor, Bridge):
+                    self.engine.detach(end.processor)
+            return
+        self.process(Bridge(effect.offerer, effect.answerer, effect.plan, effect.repair,
+                            self.engine.emit), ends)
 
     def _latched(self, end: MediaEnd) -> None:
         call = self.control.calls.get(end.call_id)

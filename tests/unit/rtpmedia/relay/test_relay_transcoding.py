@@ -1,0 +1,164 @@
+"""Transcoding and media repair decided in offer/answer: codecs appended, chosen only when needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rtpmedia.relay.bridge import Bridge
+from rtpmedia.relay.calls import MediaEnd
+from rtpmedia.relay.control import BridgeMedia, Control
+from rtpmedia.relay.ports import PortPool
+from rtpmedia.relay.transcoding import Format, Route, plan_streams
+from rtpmedia.rtp import RtpPacket
+
+RELAY = "203.0.113.1"
+TRANSCODE = {"codec": {"transcode": ["PCMU", "PCMA"]}}
+
+
+def sdp(address: str, port: int, formats: str, maps: str) -> str:
+    return (f"v=0\r\no=- 1 1 IN IP4 {address}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP {formats}\r\n{maps}")
+
+
+PCMU_ONLY = sdp("192.0.2.10", 4000, "0 101",
+                "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+                "a=fmtp:101 0-16\r\n")
+PCMA_ONLY = sdp("192.0.2.20", 5000, "8 101",
+                "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+                "a=fmtp:101 0-16\r\n")
+
+
+def m_line(body: str) -> list[str]:
+    return next(x for x in body.split("\r\n") if x.startswith("m=audio")).split()[3:]
+
+
+def run(offer_sdp: str, answer_sdp: str, offer_extra: dict[str, Any] | None = None,
+        answer_extra: dict[str, Any] | None = None) -> tuple[str, str, list[Any], Control]:
+    c = Control(PortPool(30000, 30099), RELAY)
+    o, _ = c.handle({"command": "offer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+                     "sdp": offer_sdp, **(offer_extra or {})}, 0.0)
+    assert o["result"] == "ok", o
+    a, effects = c.handle({"command": "answer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+                           "sdp": answer_sdp, **(answer_extra or {})}, 0.0)
+    return o["sdp"], a.get("sdp", a.get("error-reason", "")), effects, c
+
+
+def test_offer_appends_missing_g711_after_the_offered_codecs() -> None:
+    to_b, _, _, _ = run(PCMU_ONLY, PCMU_ONLY, TRANSCODE)
+    assert m_line(to_b) == ["0", "101", "8"]
+    assert "a=rtpmap:8 PCMA/8000" in to_b
+    assert to_b.index("a=rtpmap:101") < to_b.index("a=rtpmap:8 ")
+
+
+def test_without_the_flag_the_offer_is_untouched() -> None:
+    to_b, _, effects, _ = run(PCMU_ONLY, PCMU_ONLY)
+    assert m_line(to_b) == ["0", "101"]
+    assert not any(isinstance(e, BridgeMedia) for e in effects)
+
+
+def test_a_shared_codec_is_passed_through_not_transcoded() -> None:
+    both = sdp("192.0.2.20", 5000, "0 8 101",
+               "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+    _, to_a, effects, c = run(PCMU_ONLY, sdp("192.0.2.20", 5000, "0 101",
+                                             "a=rtpmap:101 telephone-event/8000\r\n"), TRANSCODE)
+    assert m_line(to_a) == ["0", "101"]
+    assert not any(isinstance(e, BridgeMedia) for e in effects)  # the kernel may take it
+    # An answer that lists the appended PCMA too: the offerer hears only what it offered,
+    # and what the answerer might still send in PCMA is converted.
+    _, to_a, effects, _ = run(PCMU_ONLY, both, TRANSCODE)
+    assert m_line(to_a) == ["0", "101"] and "PCMA" not in to_a
+    bridge = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge.plan is not None and not bridge.plan.plan.transcoding
+    assert Route(8, 0, "PCMA/8000", "PCMU/8000") in bridge.plan.answerer_to_offerer
+
+
+def test_no_shared_codec_answers_the_offerer_in_its_own_and_transcodes_both_ways() -> None:
+    _, to_a, effects, c = run(PCMU_ONLY, PCMA_ONLY, TRANSCODE)
+    assert m_line(to_a) == ["0", "101"]
+    assert "a=rtpmap:8" not in to_a and "a=fmtp:101 0-16" in to_a
+    bridge = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge.plan is not None and bridge.plan.plan.transcoding
+    assert bridge.offerer is c.calls["c"].monologues["A"].ends[0]
+    assert Route(0, 8, "PCMU/8000", "PCMA/8000") in bridge.plan.offerer_to_answerer
+    assert Route(8, 0, "PCMA/8000", "PCMU/8000") in bridge.plan.answerer_to_offerer
+    assert Route(101, 101, "TELEPHONE-EVENT/8000", "TELEPHONE-EVENT/8000") \
+        in bridge.plan.offerer_to_answerer
+
+
+def test_telephone_event_payload_types_are_mapped() -> None:
+    pcma_te_96 = sdp("192.0.2.20", 5000, "8 96",
+                     "a=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n")
+    plan = plan_streams([Format(0, "PCMU/8000"), Format(101, "telephone-event/8000")],
+                        [Format(8, "PCMA/8000"), Format(96, "telephone-event/8000")])
+    assert Route(101, 96, "TELEPHONE-EVENT/8000", "TELEPHONE-EVENT/8000") \
+        in plan.offerer_to_answerer
+    assert Route(96, 101, "TELEPHONE-EVENT/8000", "TELEPHONE-EVENT/8000") \
+        in plan.answerer_to_offerer
+    _, to_a, _, _ = run(PCMU_ONLY, pcma_te_96, TRANSCODE)
+    assert m_line(to_a) == ["0", "101"]
+
+
+def test_events_only_one_side_has_are_not_offered_back() -> None:
+    no_te = sdp("192.0.2.20", 5000, "8", "a=rtpmap:8 PCMA/8000\r\n")
+    _, to_a, effects, _ = run(PCMU_ONLY, no_te, TRANSCODE)
+    assert m_line(to_a) == ["0"]
+    bridge = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge.plan is not None
+    assert all(r.source != 101 for r in bridge.plan.offerer_to_answerer)  # dropped
+
+
+def test_an_answer_with_nothing_convertible_is_refused() -> None:
+    g729 = sdp("192.0.2.20", 5000, "18", "a=rtpmap:18 G729/8000\r\n")
+    _, reason, _, _ = run(PCMU_ONLY, g729, TRANSCODE)
+    assert "codec" in reason
+
+
+def test_unsupported_transcode_target_is_refused() -> None:
+    c = Control(PortPool(30000, 30099), RELAY)
+    out, _ = c.handle({"command": "offer", "call-id": "c", "from-tag": "A", "sdp": PCMU_ONLY,
+                       "codec": {"transcode": ["G729"]}}, 0.0)
+    assert out["result"] == "error" and "G729" in out["error-reason"]
+
+
+def test_media_repair_on_a_leg_bridges_even_without_transcoding() -> None:
+    _, _, effects, _ = run(PCMU_ONLY, PCMU_ONLY, answer_extra={"flags": ["media-repair"]})
+    bridge = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge.repair == (False, True)
+    _, _, effects, _ = run(PCMU_ONLY, PCMU_ONLY, {"media-repair": "yes"})
+    assert next(e for e in effects if isinstance(e, BridgeMedia)).repair == (True, False)
+
+
+def test_a_new_offer_answer_without_transcoding_stops_the_bridge() -> None:
+    _, _, _, c = run(PCMU_ONLY, PCMA_ONLY, TRANSCODE)
+    a_end = c.calls["c"].monologues["A"].ends[0]
+    a_end.processor = object()  # what the glue attached
+    c.handle({"command": "offer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+              "sdp": PCMU_ONLY}, 1.0)
+    _, effects = c.handle({"command": "answer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+                           "sdp": PCMU_ONLY}, 1.0)
+    stop = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert stop.plan is None
+
+
+def test_bridge_converts_payload_and_keeps_seq_timestamp_ssrc() -> None:
+    from rtpmedia.codecs.transcode import ULAW_TO_ALAW
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000"), Format(101, "telephone-event/8000")],
+                        [Format(8, "PCMA/8000"), Format(96, "telephone-event/8000")])
+    sent: list[tuple[MediaEnd, bytes]] = []
+    bridge = Bridge(a, b, plan, (False, False), lambda end, data: sent.append((end, data)))
+    payload = bytes(range(160))
+    packet = RtpPacket(payload_type=0, sequence_number=7, timestamp=1234, ssrc=99,
+                       marker=True, payload=payload).serialize()
+    bridge.rtp(a, memoryview(packet), 0.0)
+    event = RtpPacket(payload_type=101, sequence_number=8, timestamp=1234, ssrc=99,
+                      payload=b"\x05\x0a\x00\xa0").serialize()
+    bridge.rtp(a, memoryview(event), 0.0)
+    assert [end for end, _ in sent] == [b, b]
+    out = RtpPacket.parse(sent[0][1])
+    assert (out.payload_type, out.sequence_number, out.timestamp, out.ssrc, out.marker) == \
+        (8, 7, 1234, 99, True)
+    assert out.payload == bytes(ULAW_TO_ALAW[list(payload)])
+    ev = RtpPacket.parse(sent[1][1])
+    assert (ev.payload_type, ev.payload) == (96, b"\x05\x0a\x00\xa0")
