@@ -62,6 +62,8 @@ READ_ONLY = frozenset({"dest", "caller", "caller_name", "context", "trunk",
                        "media_relay"})  # media_relay: the relay the softswitch chose
 # `set: {media: ...}`: the call's media through the relay or directly between the phones.
 MEDIA_MODES = ("relay", "direct")
+# `set: {media_repair: ...}`: the legs whose packets the relay repairs (relayed media only).
+REPAIR_LEGS = ("caller", "callee", "both", "none")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEADER = re.compile(r"[A-Za-z0-9!%*+`'~._-]+")
 _REASONS = {
@@ -443,6 +445,18 @@ class ActionParser:
                     f"media {value.text!r} is neither relay nor direct",
                     "write set: {media: direct} for media between the phones, "
                     "relay (the default) through the media relay",
+                    "bad-value",
+                )
+                continue
+            if (key.text == "media_repair" and isinstance(value, YScalar)
+                    and "${" not in value.text
+                    and value.text.strip().lower() not in REPAIR_LEGS):
+                self.report.error(
+                    value.line,
+                    value.column,
+                    f"media_repair {value.text!r} is not one of {', '.join(REPAIR_LEGS)}",
+                    "write set: {media_repair: caller} to repair what the caller sends "
+                    "(callee, both or none likewise)",
                     "bad-value",
                 )
                 continue

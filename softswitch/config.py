@@ -174,6 +174,10 @@ class TrunkSettings(_Model):
     # Relayed or direct media for calls to and from this trunk (docs/relay.md);
     # None: the server's media.mode. A dialplan `set: {media: ...}` wins.
     media: Literal["relay", "direct"] | None = None
+    # The relay runs what this trunk sends through its jitter buffer and
+    # concealment before forwarding (a lossy mobile or Wi-Fi leg); relayed
+    # calls only. A dialplan `set: {media_repair: ...}` adds legs.
+    media_repair: bool = False
     # Toll-fraud limits (softswitch/fraud/policy.py), calls in and out together.
     max_calls: int | None = Field(None, ge=1, description="concurrent calls")
     calls_per_minute: int | None = Field(None, ge=1)

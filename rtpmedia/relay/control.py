@@ -757,7 +757,11 @@ def _answer_codecs(offerer: Monologue, answerer: Monologue, sdp: SessionDescript
                            for f in b_end.formats}
             sdprewrite.reformat(media, [(f.payload_type, f.encoding, by_encoding.get(f.encoding))
                                         for f in answered])
-        if plan is not None and (plan.touches or any(repair)):
+        # A shared codec is passed through untouched, even when the answer also
+        # lists one the relay appended: the answerer SHOULD send the offer's most
+        # preferred format it accepted (RFC 3264 6.1), and the stream keeps the
+        # kernel path.
+        if plan is not None and (plan.plan.transcoding or any(repair)):
             effects.append(BridgeMedia(a_end, b_end, plan, repair))
         elif was:
             effects.append(BridgeMedia(a_end, b_end, None))

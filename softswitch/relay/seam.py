@@ -40,6 +40,10 @@ BASE_FLAGS: dict[str, Any] = {
     # finds a relay port injects audio into the call (latching alone only
     # stops the stranger from taking the stream over).
     "flags": ["strict-source"],
+    # Offers reach the other party with PCMU and PCMA appended after the
+    # offered codecs; the relay converts only when the answer shares none
+    # with the offerer (docs/relay.md). rtpengine reads the same key.
+    "codec": {"transcode": ["PCMU", "PCMA"]},
 }
 
 # Words in an error answer that mean the SDP, not the relay, is the problem.
@@ -74,6 +78,8 @@ class RelayMedia:
         self._endings: dict[str, Deferred[dict[str, LegFigures]]] = {}
         # By call: a fork's tag -> the tag that offered to it (to delete the fork alone).
         self._offerers: dict[str, dict[str, str]] = {}
+        # By call: the tags of legs whose media the relay repairs.
+        self._repaired: dict[str, set[str]] = {}
         self.log = get_logger("softswitch.relay")
 
     # -- which relay -----------------------------------------------------------------------
@@ -98,26 +104,33 @@ class RelayMedia:
         self._sources.setdefault(call, {})[str(leg)] = ("IP6" if ":" in address else "IP4",
                                                         address)
 
+    def repair(self, call: str, leg: LegId) -> None:
+        """What `leg` sends goes through the relay's jitter buffer and concealment."""
+        self._repaired.setdefault(call, set()).add(str(leg))
+
     # -- the seam --------------------------------------------------------------------------
 
     def offer(self, call: str, source: LegId, sink: LegId, body: bytes,
               content_type: str | None) -> Deferred[bytes]:
         message = self._message("offer", call, str(source), str(sink), str(sink), body)
         self._offerers.setdefault(call, {}).setdefault(str(sink), str(source))
-        received = self._sources.get(call, {}).get(str(source))
-        if received is not None:
-            message["flags"] = [*BASE_FLAGS["flags"], "SIP-source-address"]
-            message["received-from"] = list(received)
+        self._author(call, source, message)
         return self._sdp(call, message)
 
     def answer(self, call: str, source: LegId, sink: LegId, body: bytes,
                content_type: str | None) -> Deferred[bytes]:
         message = self._message("answer", call, str(sink), str(source), str(source), body)
+        self._author(call, source, message)
+        return self._sdp(call, message)
+
+    def _author(self, call: str, source: LegId, message: dict[str, Any]) -> None:
+        """The flags that belong to the SDP's author: its NAT source, its repair."""
         received = self._sources.get(call, {}).get(str(source))
         if received is not None:
-            message["flags"] = [*BASE_FLAGS["flags"], "SIP-source-address"]
+            message["flags"] = [*message["flags"], "SIP-source-address"]
             message["received-from"] = list(received)
-        return self._sdp(call, message)
+        if str(source) in self._repaired.get(call, ()):
+            message["flags"] = [*message["flags"], "media-repair"]
 
     def release(self, call: str, leg: LegId | None) -> None:
         where = self.calls.get(call)
@@ -126,6 +139,7 @@ class RelayMedia:
         if leg is not None:
             tag = str(leg)
             self._sources.get(call, {}).pop(tag, None)
+            self._repaired.get(call, set()).discard(tag)
             offerer = self._offerers.get(call, {}).pop(tag, None)
             if offerer is not None:
                 # A cancelled fork: only its branch goes. Without a from-tag
@@ -137,6 +151,7 @@ class RelayMedia:
         del self.calls[call]
         self._offerers.pop(call, None)
         self._sources.pop(call, None)
+        self._repaired.pop(call, None)
         ending: Deferred[dict[str, LegFigures]] = Deferred()
         self._endings[call] = ending
 

@@ -163,7 +163,9 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
             reactor, lock=relay_dir / LOCK_FILE)
     pool = RelayPool(relays)
     relay_media = RelayMedia(client, pool, reactor)
-    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes), client, embedded)
+    repair_trunks = {t.name for t in s.trunks if t.media_repair}
+    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes, repair_trunks),
+                     client, embedded)
     if embedded is not None:
         embedded.setServiceParent(side)
     _Listener(client, parse_address(media.notify), reactor).setServiceParent(side)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import task
@@ -37,6 +38,7 @@ class FakeMachine:
     trunk: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     legs: list[Any] = field(default_factory=list)
+    caller: Any = field(default_factory=lambda: SimpleNamespace(trunk=None))
 
 
 def relay() -> RelayMedia:
@@ -124,3 +126,17 @@ def test_a_callee_behind_nat_is_answered_with_the_address_we_reach_it_at() -> No
     got.answer("u1", same.id, caller.id, b"v=0", None)
     assert asked[0]["received-from"] == ["IP4", "203.0.113.8"]
     assert "received-from" not in asked[1]  # reached where its Contact says: no NAT
+
+
+def test_media_repair_by_dialplan_then_by_trunk() -> None:
+    choice = MediaChoice("relay", relay(), repair_trunks=["mobile"])
+    a = caller_leg(None)
+    b = Leg("b1", False, "trunk/mobile/+1555", Peer("udp", "192.0.2.9", 5060),
+            LegId("c2", "t2", ""), LegState.CALLING,
+            destination=SimpleNamespace(trunk="mobile"))  # type: ignore[arg-type]
+    assert not choice.repairs({}, a, None) and choice.repairs({}, b, None)
+    assert choice.repairs({}, a, "mobile")  # the call came in from that trunk
+    assert choice.repairs({"media_repair": "caller"}, a, None)
+    assert not choice.repairs({"media_repair": "caller"}, b, None)
+    assert choice.repairs({"media_repair": "both"}, a, None)
+    assert not choice.repairs({"media_repair": "none"}, b, None)  # the dialplan wins
