@@ -199,8 +199,11 @@ class Agent:
         cfg.medConfig.sndAutoCloseTime = -1
         self.ep.libInit(cfg)
         self.ep.audDevManager().setNullDev()
+        wanted = self.opts.codecs.split(",") if self.opts.codecs else \
+            ["PCMU/8000/1", "PCMA/8000/1"]
         for codec in self.ep.codecEnum2():
-            priority = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}.get(codec.codecId, 0)
+            # Priority 0 disables a codec: the phone offers and accepts only `wanted`.
+            priority = 255 - wanted.index(codec.codecId) if codec.codecId in wanted else 0
             self.ep.codecSetPriority(codec.codecId, priority)
         tcfg = pj.TransportConfig()
         tcfg.boundAddress = self.opts.bind
@@ -459,6 +462,8 @@ def main() -> None:
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--log", default=None)
     parser.add_argument("--mwi", action="store_true", help="subscribe to message-summary")
+    parser.add_argument("--codecs", default="",
+                        help="comma-separated codec ids (PCMA/8000/1), most preferred first")
     opts = parser.parse_args()
 
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
