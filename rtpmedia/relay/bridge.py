@@ -33,11 +33,14 @@ from rtpmedia.codecs.base import Codec
 from rtpmedia.codecs.transcode import TELEPHONE_EVENT, TranscodeError, transcoder
 from rtpmedia.receiver import FRAME, Receiver
 from rtpmedia.relay.calls import MediaEnd
-from rtpmedia.relay.engine import Emit
+from rtpmedia.relay.engine import TICK, Emit
 from rtpmedia.relay.transcoding import Format, Routes, StreamPlan
 from rtpmedia.rtp import RtpError, payload_bounds
 
 _HEADER = struct.Struct("!BBHII")
+#: At most this many frames per direction in one tick: a relay stalled longer
+#: than 100 ms drops the rest (the jitter buffer then shortens its delay).
+_CATCH_UP = 5
 
 
 @dataclass(slots=True)
@@ -56,7 +59,7 @@ class _Direction:
 
     __slots__ = ("sink", "routes", "tables", "receiver", "codec", "payload_type",
                  "ssrc", "seq", "timestamp", "talking", "counts", "event_offset",
-                 "event_ts")
+                 "event_ts", "due")
 
     def __init__(self, sink: MediaEnd, routes: Routes, target: Format, repair: bool) -> None:
         self.sink = sink
@@ -89,6 +92,7 @@ class _Direction:
         self.counts = BridgeCounts()
         self.event_offset = 0
         self.event_ts = -1
+        self.due = 0.0  # when the next frame is due on the relay's clock (0: not playing)
 
 
 class Bridge:
@@ -133,10 +137,14 @@ class Bridge:
                 d.receiver.put_packet(packet, now)
             return
         first = packet[0]
-        if first & 0x30 == 0 and table is None:  # the common case: renumber in place
-            out = bytearray(packet)
-            out[1] = (second & 0x80) | target
-            self._emit(d.sink, bytes(out))
+        if first & 0x3F == 0:  # no padding, extension or CSRC: the payload starts at 12
+            data = bytes(packet)
+            head = bytes((first, (second & 0x80) | target)) + data[2:12]
+            if table is None:
+                self._emit(d.sink, head + data[12:])
+            else:
+                self._emit(d.sink, head + data[12:].translate(table))
+                d.counts.converted += 1
             d.counts.forwarded += 1
             return
         try:
@@ -156,24 +164,38 @@ class Bridge:
 
     def tick(self, now: float, emit: Emit) -> None:
         for d in (self._from_offerer, self._from_answerer):
-            receiver = d.receiver
-            if receiver is None:
+            if d.receiver is None:
                 continue
-            concealed = receiver.counts.concealed_frames
-            frame = receiver.frame(now)
-            if frame is None:
-                d.talking = False
-                continue
-            assert d.codec is not None
-            marker = 0x80 if not d.talking else 0
-            d.talking = True
-            datagram = _HEADER.pack(0x80, marker | d.payload_type, d.seq, d.timestamp,
-                                    d.ssrc) + d.codec.encode(frame)
-            d.seq = (d.seq + 1) & 0xFFFF
-            d.timestamp = (d.timestamp + FRAME) & 0xFFFFFFFF
-            d.counts.frames += 1
-            d.counts.concealed += receiver.counts.concealed_frames - concealed
-            emit(d.sink, datagram)
+            # A tick that comes late (a busy reactor; Twisted's LoopingCall skips
+            # the intervals it missed) sends every frame due since the last one,
+            # so the party still gets 50 frames a second.
+            for _ in range(_CATCH_UP):
+                if d.due and now < d.due - TICK / 2:
+                    break
+                if not self._play(d, now, emit):
+                    break
+
+    def _play(self, d: _Direction, now: float, emit: Emit) -> bool:
+        """The next frame of a repaired direction; False when it is silent."""
+        receiver = d.receiver
+        assert receiver is not None and d.codec is not None
+        concealed = receiver.counts.concealed_frames
+        frame = receiver.frame(now)
+        if frame is None:
+            d.talking = False
+            d.due = 0.0
+            return False
+        marker = 0x80 if not d.talking else 0
+        d.talking = True
+        d.due = (d.due or now) + TICK
+        datagram = _HEADER.pack(0x80, marker | d.payload_type, d.seq, d.timestamp,
+                                d.ssrc) + d.codec.encode(frame)
+        d.seq = (d.seq + 1) & 0xFFFF
+        d.timestamp = (d.timestamp + FRAME) & 0xFFFFFFFF
+        d.counts.frames += 1
+        d.counts.concealed += receiver.counts.concealed_frames - concealed
+        emit(d.sink, datagram)
+        return True
 
     def close(self) -> None:
         pass

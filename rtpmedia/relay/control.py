@@ -431,7 +431,7 @@ class Control:
             end.last_packet = now
             effects.append(Bind(end))
         self.calls[call.call_id] = call
-        return effects
+        return effects + restored_bridges(call)
 
     def abandon(self, call_id: str, unusable: list[int]) -> list[Effect]:
         """The system would not let us bind `unusable`: set them aside and drop the call."""
@@ -709,15 +709,46 @@ def _offer_codecs(offerer: Monologue, sdp: SessionDescription,
     """Remember the offerer's codecs per line; append those it asked the relay to convert to."""
     out = sdp.copy() if opts.transcode else sdp
     for i, end in enumerate(offerer.ends[:len(sdp.media)]):
-        end.formats = tuple(transcoding.formats_of(sdp.media[i]))
+        end.formats = tuple(str(f) for f in transcoding.formats_of(sdp.media[i]))
         end.transcode = bool(opts.transcode)
         end.repair = "media-repair" in opts.flags
     for i in _audio_lines(sdp) if opts.transcode else []:
         media = out.media[i]
-        extended = transcoding.offer_formats(offerer.ends[i].formats, opts.transcode)
-        if len(extended) > len(offerer.ends[i].formats):
+        offered = _formats(offerer.ends[i])
+        extended = transcoding.offer_formats(offered, opts.transcode)
+        if len(extended) > len(offered):
             fmtps = media.fmtps
             sdprewrite.reformat(media, _with_fmtps(extended, fmtps))
+    return out
+
+
+def _formats(end: MediaEnd) -> list[transcoding.Format]:
+    return [transcoding.Format.parse(f) for f in end.formats]
+
+
+def restored_bridges(call: Call) -> list[BridgeMedia]:
+    """The conversions and repairs a stored call had: a restarted relay takes them up again."""
+    out: list[BridgeMedia] = []
+    for mono in call.monologues.values():
+        peer = call.monologues.get(mono.peer) if mono.peer is not None else None
+        if peer is None or not (mono.answered and peer.answered):
+            continue
+        for a_end, b_end in zip(mono.ends, peer.ends, strict=False):
+            # Each pair once: from the side whose offer asked for transcoding, or
+            # (both or neither did) from the side with the smaller key.
+            if a_end.transcode != b_end.transcode:
+                if not a_end.transcode:
+                    continue
+            elif mono.key > peer.key:
+                continue
+            if not (a_end.transcode or a_end.repair or b_end.repair) or a_end.media != "audio":
+                continue
+            try:
+                plan = transcoding.plan_streams(_formats(a_end), _formats(b_end))
+            except (transcoding.NegotiationError, ValueError):
+                continue
+            if plan.plan.transcoding or a_end.repair or b_end.repair:
+                out.append(BridgeMedia(a_end, b_end, plan, (a_end.repair, b_end.repair)))
     return out
 
 
@@ -735,8 +766,8 @@ def _answer_codecs(offerer: Monologue, answerer: Monologue, sdp: SessionDescript
     """
     out = sdp.copy()
     for i, end in enumerate(answerer.ends[:len(sdp.media)]):
-        end.formats = tuple(transcoding.formats_of(sdp.media[i]))
-        end.repair = end.repair or "media-repair" in opts.flags
+        end.formats = tuple(str(f) for f in transcoding.formats_of(sdp.media[i]))
+        end.repair = "media-repair" in opts.flags
     audio = set(_audio_lines(sdp))
     for i in range(min(len(sdp.media), len(offerer.ends), len(answerer.ends))):
         a_end, b_end = offerer.ends[i], answerer.ends[i]
@@ -746,15 +777,15 @@ def _answer_codecs(offerer: Monologue, answerer: Monologue, sdp: SessionDescript
         plan = None
         if i in audio and (a_end.transcode or any(repair)):
             try:
-                plan = transcoding.plan_streams(a_end.formats, b_end.formats)
+                plan = transcoding.plan_streams(_formats(a_end), _formats(b_end))
             except transcoding.NegotiationError as exc:
                 if a_end.transcode:
                     raise CommandError(f"codec: {exc}") from None
         if plan is not None and a_end.transcode:
             media = out.media[i]
-            answered = transcoding.answer_formats(a_end.formats, b_end.formats, plan.plan)
+            answered = transcoding.answer_formats(_formats(a_end), _formats(b_end), plan.plan)
             by_encoding = {f.encoding: media.fmtps.get(f.payload_type)
-                           for f in b_end.formats}
+                           for f in _formats(b_end)}
             sdprewrite.reformat(media, [(f.payload_type, f.encoding, by_encoding.get(f.encoding))
                                         for f in answered])
         # A shared codec is passed through untouched, even when the answer also

@@ -163,3 +163,21 @@ def test_bridge_converts_payload_and_keeps_seq_timestamp_ssrc() -> None:
     assert out.payload == bytes(ULAW_TO_ALAW[list(payload)])
     ev = RtpPacket.parse(sent[1][1])
     assert (ev.payload_type, ev.payload) == (96, b"\x05\x0a\x00\xa0")
+
+
+def test_a_restarted_relay_takes_up_transcoding_and_repair_again() -> None:
+    from rtpmedia.relay.calls import Call
+
+    _, _, _, c = run(PCMU_ONLY, PCMA_ONLY, TRANSCODE, {"flags": ["media-repair"]})
+    stored = Call.from_record(c.calls["c"].record())
+    fresh = Control(PortPool(30000, 30099), RELAY)
+    bridges = [e for e in fresh.restore(stored, 5.0) if isinstance(e, BridgeMedia)]
+    assert len(bridges) == 1
+    [bridge] = bridges
+    assert bridge.offerer.tag == "A" and bridge.repair == (False, True)
+    assert bridge.plan is not None and bridge.plan.plan.transcoding
+    # A plain call restores as plain forwarding.
+    _, _, _, c = run(PCMU_ONLY, PCMU_ONLY)
+    fresh = Control(PortPool(30000, 30099), RELAY)
+    assert not any(isinstance(e, BridgeMedia)
+                   for e in fresh.restore(Call.from_record(c.calls["c"].record()), 5.0))
