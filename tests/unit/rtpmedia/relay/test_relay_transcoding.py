@@ -181,3 +181,41 @@ def test_a_restarted_relay_takes_up_transcoding_and_repair_again() -> None:
     fresh = Control(PortPool(30000, 30099), RELAY)
     assert not any(isinstance(e, BridgeMedia)
                    for e in fresh.restore(Call.from_record(c.calls["c"].record()), 5.0))
+
+
+def test_a_repaired_direction_sends_one_frame_per_tick_and_catches_up_a_late_tick() -> None:
+    import numpy as np
+
+    from rtpmedia.codecs.g711 import PCMA, PCMU
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(8, "PCMA/8000")])
+    sent: list[tuple[MediaEnd, bytes]] = []
+    bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append((end, data)))
+    tone = (4000 * np.sin(np.arange(160 * 60) * 0.2)).astype(np.int16)
+    t = 100.0
+    per_tick: dict[int, int] = {}
+    for seq in range(60):
+        if seq != 20:  # one packet lost
+            payload = PCMU.encode(tone[seq * 160:(seq + 1) * 160])
+            packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160,
+                               ssrc=5, payload=payload).serialize()
+            bridge.rtp(a, memoryview(packet), t + seq * 0.02)
+        if seq != 30:  # the reactor missed this tick
+            before = len(sent)
+            bridge.tick(t + seq * 0.02 + 0.01, lambda end, data: sent.append((end, data)))
+            per_tick[seq] = len(sent) - before
+    out = [RtpPacket.parse(data) for end, data in sent if end is b]
+    first = min(seq for seq, n in per_tick.items() if n)  # after the jitter buffer's delay
+    assert first < 10
+    assert per_tick[31] == 2  # the tick after the missed one sent both frames due
+    assert all(n == 1 for seq, n in per_tick.items() if seq >= first and seq != 31)
+    assert {p.payload_type for p in out} == {8} and len({p.ssrc for p in out}) == 1
+    pairs = list(zip(out, out[1:], strict=False))
+    assert {(q.sequence_number - p.sequence_number) % 65536 for p, q in pairs} == {1}
+    assert {(q.timestamp - p.timestamp) % 2**32 for p, q in pairs} == {160}
+    assert out[0].marker and not any(p.marker for p in out[1:])
+    counts, _ = bridge.counts()
+    assert counts.frames == len(out) and counts.concealed >= 1
+    heard = np.concatenate([PCMA.decode(p.payload) for p in out]).astype(float)
+    assert np.abs(heard).mean() > 1000  # audio, not silence
