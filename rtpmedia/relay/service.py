@@ -293,6 +293,11 @@ class Relay(Service):
             return
         self.process(Bridge(effect.offerer, effect.answerer, effect.plan, effect.repair,
                             self.engine.emit), ends)
+        log.info("media bridged", call_id=effect.offerer.call_id, index=effect.offerer.index,
+                 offerer=f"{effect.offerer.tag} {effect.plan.plan.offerer}",
+                 answerer=f"{effect.answerer.tag} {effect.plan.plan.answerer}",
+                 transcoding=effect.plan.plan.transcoding,
+                 repair=[e.tag for e, r in zip(ends, effect.repair, strict=True) if r])
 
     def _latched(self, end: MediaEnd) -> None:
         call = self.control.calls.get(end.call_id)
