@@ -18,15 +18,23 @@ on its own:
 
 RFC 4733 telephone-events pass with their payload type mapped (they are
 not audio: never buffered); on a repaired direction they get the relay's
-SSRC and a timestamp in its timeline. A payload type without a route (an
-event the receiver did not accept, a codec it cannot get) is dropped.
+SSRC and a timestamp in its timeline. When the receiver has no
+telephone-event (a plain transcoded direction), a DTMF event is played to
+it as its two tones (ITU-T Q.23) in its codec, in the packets' own
+sequence and timestamp space. A payload type without a route (an event the
+receiver did not accept on a repaired direction, a codec it cannot get) is
+dropped.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import struct
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from rtpmedia.codecs import UnknownCodecError, get
 from rtpmedia.codecs.base import Codec
@@ -36,11 +44,21 @@ from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.engine import TICK, Emit
 from rtpmedia.relay.transcoding import Format, Routes, StreamPlan
 from rtpmedia.rtp import RtpError, payload_bounds
+from rtpmedia.telephone_event import TelephoneEvent, TelephoneEventError
 
 _HEADER = struct.Struct("!BBHII")
 #: At most this many frames per direction in one tick: a relay stalled longer
 #: than 100 ms drops the rest (the jitter buffer then shortens its delay).
 _CATCH_UP = 5
+#: ITU-T Q.23 keypad: event code (RFC 4733 3.2) -> (row, column) frequencies in Hz.
+_KEYPAD = "123A456B789C*0#D"
+_EVENT_KEYS = "0123456789*#ABCD"
+_ROWS = (697.0, 770.0, 852.0, 941.0)
+_COLUMNS = (1209.0, 1336.0, 1477.0, 1633.0)
+#: Peak of a 0 dBm0 sine in 16-bit linear PCM (G.711: 3.14 dBm0 is full scale).
+_DBM0_PEAK = 32767 / 10 ** (3.14 / 20)
+#: At most this much tone for one event packet (a lost update is not replayed in full).
+_MAX_TONE = 1600
 
 
 @dataclass(slots=True)
@@ -59,15 +77,24 @@ class _Direction:
 
     __slots__ = ("sink", "routes", "tables", "receiver", "codec", "payload_type",
                  "ssrc", "seq", "timestamp", "talking", "counts", "event_offset",
-                 "event_ts", "due")
+                 "event_ts", "due", "tones", "tone_ts", "tone_done")
 
     def __init__(self, sink: MediaEnd, routes: Routes, target: Format, repair: bool) -> None:
         self.sink = sink
         # payload type -> (outgoing payload type, translate table or None, is an event)
         self.routes: dict[int, tuple[int, bytes | None, bool]] = {}
         codecs: dict[int, Codec] = {}
+        # event payload type -> (outgoing audio payload type, its codec): events as tones
+        self.tones: dict[int, tuple[int, Codec]] = {}
         for r in routes:
             table: bytes | None = None
+            if r.source_encoding == TELEPHONE_EVENT and r.converts:
+                if not repair:
+                    try:
+                        self.tones[r.source] = (r.target, get(r.target_encoding))
+                    except UnknownCodecError:
+                        pass
+                continue
             if r.converts:
                 try:
                     t = transcoder(r.source_encoding, r.target_encoding)
@@ -93,6 +120,8 @@ class _Direction:
         self.event_offset = 0
         self.event_ts = -1
         self.due = 0.0  # when the next frame is due on the relay's clock (0: not playing)
+        self.tone_ts = -1  # the event being played as tones (its RTP timestamp)
+        self.tone_done = 0  # samples of it already sent
 
 
 class Bridge:
@@ -127,7 +156,11 @@ class Bridge:
         second = packet[1]
         route = d.routes.get(second & 0x7F)
         if route is None:
-            d.counts.dropped += 1
+            tone = d.tones.get(second & 0x7F)
+            if tone is not None:
+                self._tone(d, packet, *tone)
+            else:
+                d.counts.dropped += 1
             return
         target, table, event = route
         if d.receiver is not None:
@@ -202,6 +235,33 @@ class Bridge:
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _tone(self, d: _Direction, packet: memoryview, target: int, codec: Codec) -> None:
+        """An RFC 4733 event for a receiver without them: the DTMF tones of its new duration."""
+        try:
+            start, stop = payload_bounds(packet)
+            event = TelephoneEvent.parse(packet[start:stop])
+        except (RtpError, TelephoneEventError):
+            d.counts.dropped += 1
+            return
+        if event.event >= len(_EVENT_KEYS):
+            d.counts.dropped += 1  # not a DTMF digit (flash, line tones): no tone for it
+            return
+        timestamp = int.from_bytes(packet[4:8], "big")
+        if timestamp != d.tone_ts:  # a new event (all packets of one share its timestamp)
+            d.tone_ts, d.tone_done = timestamp, 0
+        count = min(event.duration - d.tone_done, _MAX_TONE)
+        if count <= 0:
+            return  # a retransmitted end packet, or an update already played
+        pcm = dtmf(_EVENT_KEYS[event.event], d.tone_done, count, event.volume)
+        marker = 0x80 if d.tone_done == 0 else 0
+        header = _HEADER.pack(0x80, marker | target, int.from_bytes(packet[2:4], "big"),
+                              (timestamp + d.tone_done) & 0xFFFFFFFF,
+                              int.from_bytes(packet[8:12], "big"))
+        d.tone_done = event.duration
+        self._emit(d.sink, header + codec.encode(pcm))
+        d.counts.forwarded += 1
+        d.counts.converted += 1
+
     def _event(self, d: _Direction, packet: memoryview, target: int) -> None:
         """An RFC 4733 event on a repaired direction: into the relay's SSRC and timeline."""
         source_ts = int.from_bytes(packet[4:8], "big")
@@ -220,3 +280,17 @@ class Bridge:
         d.seq = (d.seq + 1) & 0xFFFF
         self._emit(d.sink, header + bytes(packet[start:stop]))
         d.counts.forwarded += 1
+
+
+def dtmf(digit: str, offset: int, count: int, volume: int = 10) -> npt.NDArray[np.int16]:
+    """`count` samples at 8 kHz of `digit`'s two tones from sample `offset` of the tone.
+
+    Each tone at -`volume` dBm0 (RFC 4733's volume field), phase-continuous
+    across calls, so a digit played in pieces has no clicks.
+    """
+    key = _KEYPAD.index(digit)
+    row, column = _ROWS[key // 4], _COLUMNS[key % 4]
+    n = np.arange(offset, offset + count, dtype=np.float64)
+    peak = _DBM0_PEAK * 10 ** (-volume / 20)
+    wave = peak * (np.sin(2 * math.pi * row / 8000 * n) + np.sin(2 * math.pi * column / 8000 * n))
+    return np.clip(wave, -32768, 32767).astype(np.int16)

@@ -10,8 +10,10 @@ own codec (`codecs.transcode.negotiate`) and the relay converts both ways.
 The outcome per media line is a pair of `Route` tables, one per direction:
 for each payload type a party may send, the payload type the other party
 gets and whether its payload is converted. RFC 4733 telephone-events pass
-with their payload type mapped when both parties have them, and are dropped
-when the receiver did not accept them (generating them is not done here).
+with their payload type mapped when both parties have them; when the relay
+transcodes and only the sender has them, a DTMF event becomes its two tones
+in the receiver's codec (a Route from telephone-event to that codec).
+Otherwise they are dropped.
 Everything here is pure: `control.py` calls it, `bridge.py` carries it out.
 """
 
@@ -107,7 +109,9 @@ def answer_formats(offered: Sequence[Format], answered: Sequence[Format],
         offered_by_encoding.setdefault(f.encoding, f)
     if plan.transcoding:
         out = [plan.offerer]
-        if plan.offerer_events is not None and plan.answerer_events is not None:
+        # The offerer keeps its events even when the answerer has none: the
+        # relay plays them to the answerer as tones (see `_routes`).
+        if plan.offerer_events is not None:
             out.append(Format(plan.offerer_events, TELEPHONE_EVENT))
         return out
     return [offered_by_encoding[f.encoding] for f in answered if f.encoding in offered_by_encoding]
@@ -119,16 +123,18 @@ def plan_streams(offered: Sequence[Format], answered: Sequence[Format]) -> Strea
     # The offerer sends what it was answered (RFC 3264 6.1); the answerer may
     # send any codec of its answer, one the offerer never offered included.
     to_offerer = answer_formats(offered, answered, plan)
-    return StreamPlan(plan, _routes(to_offerer, answered, plan.answerer),
-                      _routes(answered, to_offerer, plan.offerer))
+    return StreamPlan(plan, _routes(to_offerer, answered, plan.answerer, plan.transcoding),
+                      _routes(answered, to_offerer, plan.offerer, plan.transcoding))
 
 
-def _routes(sent: Sequence[Format], received: Sequence[Format], fallback: Format) -> Routes:
+def _routes(sent: Sequence[Format], received: Sequence[Format], fallback: Format,
+            tones: bool = False) -> Routes:
     """For each format a party may send, what the receiving party accepts of it.
 
     Same encoding: passed, renumbered to the receiver's payload type. Audio
     the receiver lacks: converted to `fallback` (the receiver's codec of the
-    plan) when possible, else dropped (no route).
+    plan) when possible, else dropped (no route). With `tones`, events the
+    receiver lacks become tones in `fallback`.
     """
     by_encoding: dict[str, Format] = {}
     for f in received:
@@ -138,7 +144,8 @@ def _routes(sent: Sequence[Format], received: Sequence[Format], fallback: Format
         same = by_encoding.get(f.encoding)
         if same is not None:
             out.append(Route(f.payload_type, same.payload_type, f.encoding, f.encoding))
-        elif can_transcode(f.encoding, fallback.encoding):
+        elif can_transcode(f.encoding, fallback.encoding) or \
+                (tones and f.encoding == TELEPHONE_EVENT):
             out.append(Route(f.payload_type, fallback.payload_type, f.encoding,
                              fallback.encoding))
     return tuple(out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from rtpmedia.relay.bridge import Bridge
 from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.control import BridgeMedia, Control
@@ -99,13 +101,33 @@ def test_telephone_event_payload_types_are_mapped() -> None:
     assert m_line(to_a) == ["0", "101"]
 
 
-def test_events_only_one_side_has_are_not_offered_back() -> None:
+def test_events_the_callee_lacks_are_played_to_it_as_dtmf_tones() -> None:
+    from rtpmedia.codecs.g711 import PCMA
+    from rtpmedia.goertzel import detect
+    from rtpmedia.telephone_event import digit_packets
+
     no_te = sdp("192.0.2.20", 5000, "8", "a=rtpmap:8 PCMA/8000\r\n")
     _, to_a, effects, _ = run(PCMU_ONLY, no_te, TRANSCODE)
-    assert m_line(to_a) == ["0"]
-    bridge = next(e for e in effects if isinstance(e, BridgeMedia))
-    assert bridge.plan is not None
-    assert all(r.source != 101 for r in bridge.plan.offerer_to_answerer)  # dropped
+    assert m_line(to_a) == ["0", "101"]  # the caller keeps sending RFC 4733 events
+    bridge_effect = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge_effect.plan is not None
+    assert Route(101, 8, "TELEPHONE-EVENT/8000", "PCMA/8000") \
+        in bridge_effect.plan.offerer_to_answerer
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    sent: list[bytes] = []
+    bridge = Bridge(a, b, bridge_effect.plan, (False, False), lambda end, data: sent.append(data))
+    heard = []
+    for digit, first_ts in (("5", 8000), ("#", 16000)):
+        for _, packet in digit_packets(digit, ssrc=7, sequence_number=first_ts // 80,
+                                       timestamp=first_ts, payload_type=101, duration_ms=200):
+            bridge.rtp(a, memoryview(packet.serialize()), 0.0)
+        tone = [RtpPacket.parse(x) for x in sent]
+        sent.clear()
+        assert {p.payload_type for p in tone} == {8}
+        assert tone[0].marker and tone[0].timestamp == first_ts
+        assert sum(len(p.payload) for p in tone) == 1600  # the event's duration, once
+        heard.append(detect(np.concatenate([PCMA.decode(p.payload) for p in tone])))
+    assert heard == ["5", "#"]
 
 
 def test_an_answer_with_nothing_convertible_is_refused() -> None:
