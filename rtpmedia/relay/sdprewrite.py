@@ -175,24 +175,28 @@ def reformat(media: MediaDescription, formats: list[tuple[int, str, str | None]]
 
     A payload type the section already maps to the same encoding keeps its
     own rtpmap, fmtp and rtcp-fb lines (the author's spelling); the others
-    get an rtpmap (and the given fmtp) in place of the old codec lines.
+    get an rtpmap (and the given fmtp). The codec lines are written in the
+    order of `formats`, where the section's first codec line was.
     """
     old = {c.payload_type: c for c in media.codecs}
-    keep = {str(pt) for pt, encoding, _ in formats
-            if pt in old and _same_encoding(old[pt], encoding)}
     codec_lines = ("rtpmap", "fmtp", "rtcp-fb")
-    kept = [a for a in media.attributes
-            if a.name not in codec_lines or (a.value or "").split(" ", 1)[0] in keep]
-    # New codec lines go after the kept ones (or first, if none is kept), as phones write them.
-    position = max((i + 1 for i, a in enumerate(kept) if a.name in codec_lines), default=0)
-    added: list[Attribute] = []
+
+    def pt_of(a: Attribute) -> str:
+        return (a.value or "").split(" ", 1)[0]
+
+    position = next((i for i, a in enumerate(media.attributes) if a.name in codec_lines),
+                    len(media.attributes))
+    others = [a for a in media.attributes if a.name not in codec_lines]
+    position = sum(1 for a in media.attributes[:position] if a.name not in codec_lines)
+    lines: list[Attribute] = []
     for pt, encoding, fmtp in formats:
-        if str(pt) in keep:
+        if pt in old and _same_encoding(old[pt], encoding):
+            lines += [a for a in media.attributes if a.name in codec_lines and pt_of(a) == str(pt)]
             continue
-        added.append(Attribute("rtpmap", f"{pt} {_spelling(encoding)}"))
+        lines.append(Attribute("rtpmap", f"{pt} {_spelling(encoding)}"))
         if fmtp:
-            added.append(Attribute("fmtp", f"{pt} {fmtp}"))
-    media.attributes = kept[:position] + added + kept[position:]
+            lines.append(Attribute("fmtp", f"{pt} {fmtp}"))
+    media.attributes = others[:position] + lines + others[position:]
     media.formats = [str(pt) for pt, _, _ in formats]
 
 

@@ -241,3 +241,19 @@ def test_a_repaired_direction_sends_one_frame_per_tick_and_catches_up_a_late_tic
     assert counts.frames == len(out) and counts.concealed >= 1
     heard = np.concatenate([PCMA.decode(p.payload) for p in out]).astype(float)
     assert np.abs(heard).mean() > 1000  # audio, not silence
+
+
+def test_reformat_writes_codec_lines_in_format_order_and_keeps_the_rest() -> None:
+    from rtpmedia.relay import sdprewrite
+
+    body = sdp("192.0.2.20", 5000, "8 96 18",
+               "a=ptime:20\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n"
+               "a=fmtp:96 0-15\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\n"
+               "a=sendrecv\r\n")
+    parsed = sdprewrite.parse(body)
+    media = parsed.media[0]
+    sdprewrite.reformat(media, [(0, "PCMU/8000", None), (96, "TELEPHONE-EVENT/8000", None)])
+    assert media.formats == ["0", "96"]
+    assert [str(a) for a in media.attributes] == [
+        "ptime:20", "rtpmap:0 PCMU/8000", "rtpmap:96 telephone-event/8000", "fmtp:96 0-15",
+        "sendrecv"]
