@@ -201,7 +201,11 @@ class Bridge:
                 continue
             # A tick that comes late (a busy reactor; Twisted's LoopingCall skips
             # the intervals it missed) sends every frame due since the last one,
-            # so the party still gets 50 frames a second.
+            # so the party still gets 50 frames a second. After a longer stall the
+            # frames beyond _CATCH_UP are not sent (the jitter buffer then
+            # shortens its delay) rather than burst out over the next ticks.
+            if d.due and d.due < now - _CATCH_UP * TICK:
+                d.due = now - (_CATCH_UP - 1) * TICK
             for _ in range(_CATCH_UP):
                 if d.due and now < d.due - TICK / 2:
                     break

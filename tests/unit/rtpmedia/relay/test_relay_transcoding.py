@@ -257,3 +257,25 @@ def test_reformat_writes_codec_lines_in_format_order_and_keeps_the_rest() -> Non
     assert [str(a) for a in media.attributes] == [
         "ptime:20", "rtpmap:0 PCMU/8000", "rtpmap:96 telephone-event/8000", "fmtp:96 0-15",
         "sendrecv"]
+
+
+def test_after_a_long_stall_a_repaired_direction_sends_at_most_five_frames_then_keeps_pace() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    sent: list[bytes] = []
+    bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append(data))
+    payload = PCMU.encode(np.full(160, 1000, np.int16))
+    per_tick = []
+    for seq in range(150):
+        t = 100.0 + seq * 0.02
+        packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=5,
+                           payload=payload).serialize()
+        bridge.rtp(a, memoryview(packet), t)
+        if not 50 <= seq < 100:  # the reactor stalled for a second
+            before = len(sent)
+            bridge.tick(t + 0.01, lambda end, data: sent.append(data))
+            per_tick.append(len(sent) - before)
+    assert max(per_tick) == 5  # the first tick after the stall
+    assert per_tick[-40:] == [1] * 40  # then one a tick again
