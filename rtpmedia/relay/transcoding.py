@@ -51,10 +51,6 @@ class Route:
     def converts(self) -> bool:
         return self.source_encoding != self.target_encoding
 
-    @property
-    def identity(self) -> bool:
-        return self.source == self.target and not self.converts
-
 
 Routes = tuple[Route, ...]
 
@@ -66,11 +62,6 @@ class StreamPlan:
     plan: MediaPlan
     offerer_to_answerer: Routes
     answerer_to_offerer: Routes
-
-    @property
-    def touches(self) -> bool:
-        """Some packet changes on the way (a payload type renumbered or converted)."""
-        return not all(r.identity for r in self.offerer_to_answerer + self.answerer_to_offerer)
 
 
 def formats_of(media: MediaDescription) -> list[Format]:
@@ -101,8 +92,8 @@ def answer_formats(offered: Sequence[Format], answered: Sequence[Format],
                    plan: MediaPlan) -> list[Format]:
     """What the offerer is answered: the answer's formats that it offered, in its numbering.
 
-    When the relay converts, that is the offerer's codec of the plan alone
-    (and telephone-event when both parties have it).
+    When the relay converts, that is the offerer's codec of the plan alone,
+    and its telephone-event if it offered one.
     """
     offered_by_encoding: dict[str, Format] = {}
     for f in offered:
