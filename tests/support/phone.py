@@ -263,6 +263,10 @@ class Phone:
         """Hang up one call, or every call with `call=None`."""
         self.command("hangup", timeout, call=call)
 
+    def dtmf(self, call: int, digits: str, timeout: float = 5.0) -> None:
+        """Send `digits` as RFC 4733 telephone-events; the other phone gets `dtmf` events."""
+        self.command("dtmf", timeout, call=call, digits=digits)
+
     def hold(self, call: int, timeout: float = 5.0) -> None:
         """Put `call` on hold: a re-INVITE with an a=sendonly offer."""
         self.command("hold", timeout, call=call)

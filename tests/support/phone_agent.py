@@ -131,6 +131,9 @@ class PhoneCall(pj.Call):
             # Dropped later, on the main loop, not inside pjsua's own callback.
             self.agent.ended.append(self.number)
 
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
+        self.agent.out.emit("dtmf", call=self.number, digit=prm.digit)
+
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
         info = self.getInfo()
         active = False
@@ -171,6 +174,7 @@ class Agent:
             "hangup": self.hangup,
             "stats": self.stats,
             "hold": self.hold,
+            "dtmf": self.dtmf,
             "transfer": self.transfer,
             "transfer_replaces": self.transfer_replaces,
             "unhold": self.unhold,
@@ -305,6 +309,11 @@ class Agent:
     def hold(self, cmd: dict[str, Any]) -> dict[str, Any]:
         # A re-INVITE offering a=sendonly (RFC 3264 8.4).
         self._call(cmd).setHold(pj.CallOpParam(True))
+        return {}
+
+    def dtmf(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # RFC 4733 telephone-events (pjsua's default DTMF method).
+        self._call(cmd).dialDtmf(str(cmd["digits"]))
         return {}
 
     def transfer(self, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.relay.test_relay_phones import INTACT, assert_relayed, exchange
-from tests.support.phone import answered_call, start_phones
+from tests.support.phone import Phone, answered_call, start_phones
 from tests.support.server import ServerProcess, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +50,19 @@ def test_a_pcmu_only_phone_and_a_pcma_only_phone_hear_each_other(
         assert a.stats(call)["codec"] == "PCMU" and b.stats(incoming)["codec"] == "PCMA"
         scores = exchange(tmp_path / "both", (alice, bob), (bob, alice))
         assert min(scores) > INTACT, scores
+        # RFC 4733 digits cross the transcoded call both ways (payload type mapped).
+        for sender, s_call, receiver, r_call, digits in ((a, call, b, incoming, "159#"),
+                                                         (b, incoming, a, call, "*260")):
+            since = receiver.mark()
+            sender.dtmf(s_call, digits)
+
+            def heard(r: Phone = receiver, t: int = since, c: int = r_call) -> str:
+                return "".join(e["digit"] for e in r.events[t:]
+                               if e.get("event") == "dtmf" and e["call"] == c)
+
+            count = len(digits)
+            wait_for(lambda h=heard, n=count: len(h()) >= n, 10, f"{digits} at {receiver.user}")
+            assert heard() == digits, heard()
         a.hangup(call)
         b.wait_call_state(incoming, "DISCONNECTED", 10)
     finally:
