@@ -66,6 +66,8 @@ READ_ONLY = frozenset({"dest", "caller", "caller_name", "context", "trunk",
 MEDIA_MODES = ("relay", "direct")
 # `set: {record_call: yes}`: the relay records the whole call (docs/relay.md).
 RECORD_CALL_VALUES = ("yes", "no", "true", "false", "on", "off")
+# `set: {media_repair: ...}`: the legs whose packets the relay repairs (relayed media only).
+REPAIR_LEGS = ("caller", "callee", "both", "none")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEADER = re.compile(r"[A-Za-z0-9!%*+`'~._-]+")
 _REASONS = {
@@ -458,6 +460,18 @@ class ActionParser:
                     value.column,
                     f"record_call {value.text!r} is neither yes nor no",
                     "write set: {record_call: \"yes\"} to record the call in the relay",
+                    "bad-value",
+                )
+                continue
+            if (key.text == "media_repair" and isinstance(value, YScalar)
+                    and "${" not in value.text
+                    and value.text.strip().lower() not in REPAIR_LEGS):
+                self.report.error(
+                    value.line,
+                    value.column,
+                    f"media_repair {value.text!r} is not one of {', '.join(REPAIR_LEGS)}",
+                    "write set: {media_repair: caller} to repair what the caller sends "
+                    "(callee, both or none likewise)",
                     "bad-value",
                 )
                 continue

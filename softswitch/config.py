@@ -177,6 +177,10 @@ class TrunkSettings(_Model):
     # The relay records every call to and from this trunk (one WAV channel per
     # party, under the data dir's recordings/; docs/relay.md). Needs relayed media.
     record_calls: bool = False
+    # The relay runs what this trunk sends through its jitter buffer and
+    # concealment before forwarding (a lossy mobile or Wi-Fi leg); relayed
+    # calls only. A dialplan `set: {media_repair: ...}` adds legs.
+    media_repair: bool = False
     # Toll-fraud limits (softswitch/fraud/policy.py), calls in and out together.
     max_calls: int | None = Field(None, ge=1, description="concurrent calls")
     calls_per_minute: int | None = Field(None, ge=1)

@@ -94,6 +94,15 @@ class Transcoder:
             return self._table[as_payload(payload)]
         return self.target.encode_array(self.source.decode_array(payload))
 
+    def translation(self) -> bytes | None:
+        """The code-word table as `bytes.translate` takes it, when the pair has one (G.711).
+
+        The relay converts one packet at a time with it: for a 160-byte
+        payload `bytes.translate` is several times faster than a numpy
+        look-up, whose call overhead dominates at that size.
+        """
+        return None if self._table is None else self._table.tobytes()
+
     def convert(self, payload: bytes | bytearray | memoryview) -> bytes:
         return self.convert_array(np.frombuffer(payload, dtype=np.uint8)).tobytes()
 

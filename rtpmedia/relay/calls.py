@@ -57,6 +57,10 @@ class MediaEnd:
     sink: MediaEnd | None = None  # where its packets go (its monologue's peer's end)
     health: Any = None  # a relay.health.StreamHealth, set by the forwarder
     processor: Any = None  # a relay.engine.Processor that takes this party's packets (never stored)
+    # Offer/answer state of transcoding and repair (stored: a restarted relay carries on).
+    formats: tuple[str, ...] = ()  # its SDP's payload types for this line: "0 PCMU/8000"
+    transcode: bool = False  # its offer asked the relay to add codecs it can convert to
+    repair: bool = False  # its packets go through a jitter buffer and concealment
 
     @property
     def rtcp_port(self) -> int:
@@ -87,17 +91,23 @@ class MediaEnd:
                 "mux_accept": self.mux_accept,
                 "strict": self.strict, "port_latching": self.port_latching,
                 "asymmetric": self.asymmetric, "on_hold": self.on_hold,
-                "clock_rate": self.clock_rate, "crypto": list(self.crypto)}
+                "clock_rate": self.clock_rate, "crypto": list(self.crypto),
+                "formats": list(self.formats),
+                "transcode": self.transcode, "repair": self.repair}
 
     @classmethod
     def from_record(cls, call_id: str, tag: str, r: dict[str, Any]) -> MediaEnd:
-        return cls(call_id, tag, int(r["index"]), int(r["port"]), str(r["media"]),
+        end = cls(call_id, tag, int(r["index"]), int(r["port"]), str(r["media"]),
                    _unaddr(r["expected"]), _unaddr(r["expected_rtcp"]),
                    _unaddr(r["latched"]), _unaddr(r["latched_rtcp"]),
                    bool(r["trusted"]), bool(r["mux"]), bool(r["mux_offered"]), bool(r.get("mux_accept", False)),
                    bool(r["strict"]), bool(r["port_latching"]), bool(r["asymmetric"]),
                    bool(r["on_hold"]), int(r.get("clock_rate", 8000)),
                    crypto=tuple(str(c) for c in r.get("crypto", ())))
+        end.formats = tuple(str(f) for f in r.get("formats", ()))
+        end.transcode = bool(r.get("transcode", False))
+        end.repair = bool(r.get("repair", False))
+        return end
 
 
 @dataclass(frozen=True, slots=True)

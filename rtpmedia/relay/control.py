@@ -28,7 +28,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from rtpmedia import ng
-from rtpmedia.relay import hosting, sdprewrite
+from rtpmedia.relay import hosting, sdprewrite, transcoding
 from rtpmedia.relay.calls import Address, Call, Hosting, MediaEnd, Monologue, link
 from rtpmedia.relay.hosting import Host, HostingError, MediaEffect, Unhost
 from rtpmedia.relay.ports import PortPool, PortsExhausted
@@ -42,6 +42,8 @@ COOKIE_CACHE_SIZE = 4096
 COOKIE_TTL = 120.0
 # Payloads that are not the voice codec the E-model scores (RFC 4733 events, RFC 3389 comfort noise).
 _NOT_VOICE = frozenset({"TELEPHONE-EVENT", "CN"})
+#: What `codec: {transcode: [...]}` may name: G.711 converts code word to code word.
+TRANSCODABLE = frozenset({"PCMU", "PCMA"})
 
 
 class CommandError(Exception):
@@ -109,8 +111,23 @@ class StopRecording:
     call_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class BridgeMedia:
+    """The relay converts or repairs the audio between two parties' ends of one media line.
+
+    `plan` None: it stops (a new offer/answer no longer asks for it) and the
+    stream is forwarded as it comes again. `repair` says, per end, whether
+    what that party sends goes through a jitter buffer and concealment.
+    """
+
+    offerer: MediaEnd
+    answerer: MediaEnd
+    plan: transcoding.StreamPlan | None
+    repair: tuple[bool, bool] = (False, False)
+
+
 Effect = (Bind | Unbind | Unkernel | Save | Forget | Teardown | Record | StopRecording
-          | Host | Unhost | MediaEffect)
+          | Host | Unhost | MediaEffect | BridgeMedia)
 
 
 # -- options of one command ----------------------------------------------------
@@ -158,6 +175,8 @@ class Options:
                 o.record_call = True
         if "record-call" in o.flags:
             o.record_call = True
+        if str(msg.get("media-repair", "")).lower() in ("yes", "on", "true"):
+            o.flags.add("media-repair")
         return o
 
     def flag(self, item: str) -> None:
@@ -217,7 +236,7 @@ class SdpCommand:
         opts = Options.parse(msg)
         sdp = sdprewrite.parse(_required(msg, "sdp"))
         lines = sdprewrite.read(sdp)
-        _check_transcode(opts, lines)
+        _check_transcode(opts)
         return cls(call_id, from_tag, _text(msg, "to-tag"), _text(msg, "via-branch"),
                    opts, sdp, lines, _text(msg, "sip-call-id"))
 
@@ -323,6 +342,7 @@ class Control:
         link(call)
         mux_out = tuple(False if "demux" in opts.rtcp_mux else
                         True if "offer" in opts.rtcp_mux else line.mux for line in lines)
+        sdp = _offer_codecs(offerer, sdp, opts)
         body = self._rewrite(sdp, other, lines, mux_out, opts)
         _recording(call, now, effects)
         effects.append(Save(call))
@@ -365,6 +385,7 @@ class Control:
             end.mux = end.mux_offered and (line.mux or end.mux_accept or accept)
         link(call)
         mux_out = tuple(offerer.ends[i].mux for i in range(len(lines)))
+        sdp = _answer_codecs(offerer, answerer, sdp, opts, effects)
         body = self._rewrite(sdp, offerer, lines, mux_out, opts)
         _recording(call, now, effects)
         effects.append(Save(call))
@@ -549,7 +570,7 @@ class Control:
                 effects.append(Host(mono.ends[mono.hosting.index], mono.hosting))
         self.calls[call.call_id] = call
         _recording(call, now, effects)  # goes on into the recording's next part
-        return effects
+        return effects + restored_bridges(call)
 
     def abandon(self, call_id: str, unusable: list[int]) -> list[Effect]:
         """The system would not let us bind `unusable`: set them aside and drop the call."""
@@ -903,11 +924,110 @@ def _has_pair(call: Call) -> bool:
                for m in call.monologues.values())
 
 
-def _check_transcode(opts: Options, lines: list[MediaLine]) -> None:
-    offered = {c for line in lines for c in line.codecs}
-    missing = [c for c in opts.transcode if c not in offered]
+def _check_transcode(opts: Options) -> None:
+    missing = [c for c in opts.transcode if c.split("/")[0] not in TRANSCODABLE]
     if missing:
         raise CommandError(f"Transcoding to {', '.join(missing)} is not supported by this relay")
+
+
+def _audio_lines(sdp: SessionDescription) -> list[int]:
+    return [i for i, m in enumerate(sdp.media)
+            if m.media == "audio" and m.port != 0 and "TCP" not in m.proto.upper()]
+
+
+def _offer_codecs(offerer: Monologue, sdp: SessionDescription,
+                  opts: Options) -> SessionDescription:
+    """Remember the offerer's codecs per line; append those it asked the relay to convert to."""
+    out = sdp.copy() if opts.transcode else sdp
+    for i, end in enumerate(offerer.ends[:len(sdp.media)]):
+        end.formats = tuple(str(f) for f in transcoding.formats_of(sdp.media[i]))
+        end.transcode = bool(opts.transcode)
+        end.repair = "media-repair" in opts.flags
+    for i in _audio_lines(sdp) if opts.transcode else []:
+        media = out.media[i]
+        offered = _formats(offerer.ends[i])
+        extended = transcoding.offer_formats(offered, opts.transcode)
+        if len(extended) > len(offered):
+            fmtps = media.fmtps
+            sdprewrite.reformat(media, _with_fmtps(extended, fmtps))
+    return out
+
+
+def _formats(end: MediaEnd) -> list[transcoding.Format]:
+    return [transcoding.Format.parse(f) for f in end.formats]
+
+
+def restored_bridges(call: Call) -> list[BridgeMedia]:
+    """The conversions and repairs a stored call had: a restarted relay takes them up again."""
+    out: list[BridgeMedia] = []
+    for mono in call.monologues.values():
+        peer = call.monologues.get(mono.peer) if mono.peer is not None else None
+        if peer is None or not (mono.answered and peer.answered):
+            continue
+        for a_end, b_end in zip(mono.ends, peer.ends, strict=False):
+            # Each pair once: from the side whose offer asked for transcoding, or
+            # (both or neither did) from the side with the smaller key.
+            if a_end.transcode != b_end.transcode:
+                if not a_end.transcode:
+                    continue
+            elif mono.key > peer.key:
+                continue
+            if not (a_end.transcode or a_end.repair or b_end.repair) or a_end.media != "audio":
+                continue
+            try:
+                plan = transcoding.plan_streams(_formats(a_end), _formats(b_end))
+            except (transcoding.NegotiationError, ValueError):
+                continue
+            if plan.plan.transcoding or a_end.repair or b_end.repair:
+                out.append(BridgeMedia(a_end, b_end, plan, (a_end.repair, b_end.repair)))
+    return out
+
+
+def _with_fmtps(formats: list[transcoding.Format],
+                fmtps: dict[int, str]) -> list[tuple[int, str, str | None]]:
+    return [(f.payload_type, f.encoding, fmtps.get(f.payload_type)) for f in formats]
+
+
+def _answer_codecs(offerer: Monologue, answerer: Monologue, sdp: SessionDescription,
+                   opts: Options, effects: list[Effect]) -> SessionDescription:
+    """Answer the offerer in its own codecs, and say which lines the relay converts or repairs.
+
+    Raises CommandError when the offerer asked for transcoding and the
+    answer shares no codec with it that the relay can convert.
+    """
+    out = sdp.copy()
+    for i, end in enumerate(answerer.ends[:len(sdp.media)]):
+        end.formats = tuple(str(f) for f in transcoding.formats_of(sdp.media[i]))
+        end.repair = "media-repair" in opts.flags
+    audio = set(_audio_lines(sdp))
+    for i in range(min(len(sdp.media), len(offerer.ends), len(answerer.ends))):
+        a_end, b_end = offerer.ends[i], answerer.ends[i]
+        # The glue stops only its own bridge on these ends (no other processor).
+        was = a_end.processor is not None or b_end.processor is not None
+        repair = (a_end.repair, b_end.repair)
+        plan = None
+        if i in audio and (a_end.transcode or any(repair)):
+            try:
+                plan = transcoding.plan_streams(_formats(a_end), _formats(b_end))
+            except transcoding.NegotiationError as exc:
+                if a_end.transcode:
+                    raise CommandError(f"codec: {exc}") from None
+        if plan is not None and a_end.transcode:
+            media = out.media[i]
+            answered = transcoding.answer_formats(_formats(a_end), _formats(b_end), plan.plan)
+            by_encoding = {f.encoding: media.fmtps.get(f.payload_type)
+                           for f in _formats(b_end)}
+            sdprewrite.reformat(media, [(f.payload_type, f.encoding, by_encoding.get(f.encoding))
+                                        for f in answered])
+        # A shared codec is passed through untouched, even when the answer also
+        # lists one the relay appended: the answerer SHOULD send the offer's most
+        # preferred format it accepted (RFC 3264 6.1), and the stream keeps the
+        # kernel path.
+        if plan is not None and (plan.plan.transcoding or any(repair)):
+            effects.append(BridgeMedia(a_end, b_end, plan, repair))
+        elif was:
+            effects.append(BridgeMedia(a_end, b_end, None))
+    return out
 
 
 def _endpoint(address: Address | None) -> dict[str, Any]:

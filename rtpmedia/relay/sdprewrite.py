@@ -21,6 +21,7 @@ from softswitch.sip.errors import MessageError
 from softswitch.sip.sdp import (
     HOLD_ADDRESS,
     Attribute,
+    Codec,
     Connection,
     MediaDescription,
     SessionDescription,
@@ -170,3 +171,43 @@ def _strip(media: MediaDescription, names: frozenset[str]) -> None:
     media.attributes = [a for a in media.attributes
                         if not (a.name in ("rtpmap", "fmtp", "rtcp-fb")
                                 and (a.value or "").split(" ", 1)[0] in drop)]
+
+
+def reformat(media: MediaDescription, formats: list[tuple[int, str, str | None]]) -> None:
+    """Make `media` offer or answer exactly `formats`: (payload type, encoding, fmtp), in order.
+
+    A payload type the section already maps to the same encoding keeps its
+    own rtpmap, fmtp and rtcp-fb lines (the author's spelling); the others
+    get an rtpmap (and the given fmtp). The codec lines are written in the
+    order of `formats`, where the section's first codec line was.
+    """
+    old = {c.payload_type: c for c in media.codecs}
+    codec_lines = ("rtpmap", "fmtp", "rtcp-fb")
+
+    def pt_of(a: Attribute) -> str:
+        return (a.value or "").split(" ", 1)[0]
+
+    position = next((i for i, a in enumerate(media.attributes) if a.name in codec_lines),
+                    len(media.attributes))
+    others = [a for a in media.attributes if a.name not in codec_lines]
+    position = sum(1 for a in media.attributes[:position] if a.name not in codec_lines)
+    lines: list[Attribute] = []
+    for pt, encoding, fmtp in formats:
+        if pt in old and _same_encoding(old[pt], encoding):
+            lines += [a for a in media.attributes if a.name in codec_lines and pt_of(a) == str(pt)]
+            continue
+        lines.append(Attribute("rtpmap", f"{pt} {_spelling(encoding)}"))
+        if fmtp:
+            lines.append(Attribute("fmtp", f"{pt} {fmtp}"))
+    media.attributes = others[:position] + lines + others[position:]
+    media.formats = [str(pt) for pt, _, _ in formats]
+
+
+def _same_encoding(codec: Codec, encoding: str) -> bool:
+    return f"{codec.name}/{codec.clock_rate}".upper() == "/".join(encoding.upper().split("/")[:2])
+
+
+def _spelling(encoding: str) -> str:
+    """rtpmap encoding names are case-insensitive (RFC 4855 3); RFC 4733's is written lower."""
+    name, _, rest = encoding.partition("/")
+    return f"{name.lower() if name.upper() == 'TELEPHONE-EVENT' else name}/{rest}"

@@ -26,9 +26,11 @@ from twisted.internet.task import LoopingCall
 from rtpmedia import ng
 from rtpmedia.prompts import RATE
 from rtpmedia.recorder import Recorder
+from rtpmedia.relay.bridge import Bridge
 from rtpmedia.relay.calls import Call, MediaEnd
 from rtpmedia.relay.control import (
     Bind,
+    BridgeMedia,
     CommandError,
     Control,
     Effect,
@@ -355,6 +357,8 @@ class Relay(Service):
             elif isinstance(effect, Unhost):
                 if isinstance(effect.end.processor, HostedParty):
                     self.engine.detach(effect.end.processor)
+            elif isinstance(effect, BridgeMedia):
+                self._bridge(effect)
             elif isinstance(effect, Save):
                 saves[effect.call.call_id] = effect.call
             elif isinstance(effect, Forget):
@@ -488,6 +492,22 @@ class Relay(Service):
                  kind=event.get("event"))
         if self.notifier is not None:
             self.notifier.send(message)
+
+    def _bridge(self, effect: BridgeMedia) -> None:
+        """Transcoding or media repair starts (or stops) between two ends."""
+        ends = [effect.offerer, effect.answerer]
+        if effect.plan is None:
+            for end in ends:
+                if isinstance(end.processor, Bridge):
+                    self.engine.detach(end.processor)
+            return
+        self.process(Bridge(effect.offerer, effect.answerer, effect.plan, effect.repair,
+                            self.engine.emit), ends)
+        log.info("media bridged", call_id=effect.offerer.call_id, index=effect.offerer.index,
+                 offerer=f"{effect.offerer.tag} {effect.plan.plan.offerer}",
+                 answerer=f"{effect.answerer.tag} {effect.plan.plan.answerer}",
+                 transcoding=effect.plan.plan.transcoding,
+                 repair=[e.tag for e, r in zip(ends, effect.repair, strict=True) if r])
 
     def _latched(self, end: MediaEnd) -> None:
         call = self.control.calls.get(end.call_id)

@@ -10,7 +10,7 @@ and a restarted softswitch keeps using the same relay.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from softswitch.b2bua.legs import Leg
@@ -22,6 +22,8 @@ from softswitch.sip.uri import SipURI
 
 MODES = ("relay", "direct")
 _YES = ("yes", "true", "on", "1")
+#: `set: {media_repair: ...}`: which legs the relay repairs (jitter buffer and concealment).
+REPAIR = ("caller", "callee", "both", "none")
 
 
 def nat_source(leg: Leg) -> str | None:
@@ -63,12 +65,24 @@ class MediaChoice:
 
     def __init__(self, default: str, relay: RelayMedia | None,
                  trunk_modes: Mapping[str, str | None] | None = None,
-                 trunk_records: Mapping[str, bool] | None = None) -> None:
+                 trunk_records: Mapping[str, bool] | None = None,
+                 repair_trunks: Collection[str] = ()) -> None:
         self.default = default
         self.relay = relay
         self.direct = DirectMedia()
         self.trunk_modes = dict(trunk_modes or {})
         self.trunk_records = dict(trunk_records or {})
+        self.repair_trunks = frozenset(repair_trunks)
+
+    def repairs(self, variables: Mapping[str, str], leg: Leg, caller_trunk: str | None) -> bool:
+        """Whether the relay repairs what `leg` sends: the dialplan's `media_repair`, else
+        the trunk the leg comes from or goes to (`media_repair: true`)."""
+        chosen = (variables.get("media_repair") or "").strip().lower()
+        if chosen in REPAIR:
+            return chosen == "both" or chosen == ("caller" if leg.caller_side else "callee")
+        trunk = caller_trunk if leg.caller_side else \
+            (leg.destination.trunk if leg.destination is not None else None)
+        return trunk is not None and trunk in self.repair_trunks
 
     def mode(self, variables: Mapping[str, str], trunk: str | None) -> str:
         chosen = (variables.get("media") or "").strip().lower()
@@ -108,4 +122,6 @@ class MediaChoice:
                 else callee_nat_source(leg)
             if source is not None:
                 self.relay.behind_nat(machine.uuid, leg.id, source)
+            if self.repairs(machine.variables, leg, machine.caller.trunk):
+                self.relay.repair(machine.uuid, leg.id)
         return self.relay, remember

@@ -44,6 +44,10 @@ BASE_FLAGS: dict[str, Any] = {
     # finds a relay port injects audio into the call (latching alone only
     # stops the stranger from taking the stream over).
     "flags": ["strict-source"],
+    # Offers reach the other party with PCMU and PCMA appended after the
+    # offered codecs; the relay converts only when the answer shares none
+    # with the offerer (docs/relay.md). rtpengine reads the same key.
+    "codec": {"transcode": ["PCMU", "PCMA"]},
 }
 
 RECORDINGS = "recordings"
@@ -92,6 +96,8 @@ class RelayMedia:
         self._sip_call_ids: dict[str, str] = {}  # call uuid -> the caller leg's SIP Call-ID
         # Recorded calls: their ng keys (record-call, recording-file, sip-call-id).
         self._recorded: dict[str, dict[str, str]] = {}
+        # By call: the tags of legs whose media the relay repairs.
+        self._repaired: dict[str, set[str]] = {}
         self.log = get_logger("softswitch.relay")
 
     # -- which relay -----------------------------------------------------------------------
@@ -120,6 +126,7 @@ class RelayMedia:
         """`call`'s caller leg has `sip_call_id`: the relay's HEP capture groups the
         call's RTCP reports by it, as Homer groups the SIP messages."""
         self._sip_call_ids[call] = sip_call_id
+
     def record(self, call: str, known: str | None, sip_call_id: str) -> str:
         """The relay records `call` (to `known`, a restored call's file, or a new one)."""
         keys = self._recorded.get(call)
@@ -129,26 +136,33 @@ class RelayMedia:
             self._recorded[call] = keys
         return keys["recording-file"]
 
+    def repair(self, call: str, leg: LegId) -> None:
+        """What `leg` sends goes through the relay's jitter buffer and concealment."""
+        self._repaired.setdefault(call, set()).add(str(leg))
+
     # -- the seam --------------------------------------------------------------------------
 
     def offer(self, call: str, source: LegId, sink: LegId, body: bytes,
               content_type: str | None) -> Deferred[bytes]:
         message = self._message("offer", call, str(source), str(sink), str(sink), body)
         self._offerers.setdefault(call, {}).setdefault(str(sink), str(source))
-        received = self._sources.get(call, {}).get(str(source))
-        if received is not None:
-            message["flags"] = [*BASE_FLAGS["flags"], "SIP-source-address"]
-            message["received-from"] = list(received)
+        self._author(call, source, message)
         return self._sdp(call, message)
 
     def answer(self, call: str, source: LegId, sink: LegId, body: bytes,
                content_type: str | None) -> Deferred[bytes]:
         message = self._message("answer", call, str(sink), str(source), str(source), body)
+        self._author(call, source, message)
+        return self._sdp(call, message)
+
+    def _author(self, call: str, source: LegId, message: dict[str, Any]) -> None:
+        """The flags that belong to the SDP's author: its NAT source, its repair."""
         received = self._sources.get(call, {}).get(str(source))
         if received is not None:
-            message["flags"] = [*BASE_FLAGS["flags"], "SIP-source-address"]
+            message["flags"] = [*message["flags"], "SIP-source-address"]
             message["received-from"] = list(received)
-        return self._sdp(call, message)
+        if str(source) in self._repaired.get(call, ()):
+            message["flags"] = [*message["flags"], "media-repair"]
 
     def release(self, call: str, leg: LegId | None) -> None:
         where = self.calls.get(call)
@@ -157,6 +171,7 @@ class RelayMedia:
         if leg is not None:
             tag = str(leg)
             self._sources.get(call, {}).pop(tag, None)
+            self._repaired.get(call, set()).discard(tag)
             offerer = self._offerers.get(call, {}).pop(tag, None)
             if offerer is not None:
                 # A cancelled fork: only its branch goes. Without a from-tag
@@ -170,6 +185,7 @@ class RelayMedia:
         self._sip_call_ids.pop(call, None)
         self._recorded.pop(call, None)
         self._sources.pop(call, None)
+        self._repaired.pop(call, None)
         ending: Deferred[dict[str, LegFigures]] = Deferred()
         self._endings[call] = ending
 

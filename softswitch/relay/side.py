@@ -168,8 +168,9 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
             reactor, env=env, lock=relay_dir / LOCK_FILE)
     pool = RelayPool(relays)
     relay_media = RelayMedia(client, pool, reactor)
-    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes, trunk_records), client,
-                     embedded)
+    repair_trunks = {t.name for t in s.trunks if t.media_repair}
+    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes, trunk_records,
+                                 repair_trunks), client, embedded)
     if embedded is not None:
         embedded.setServiceParent(side)
     _Listener(client, parse_address(media.notify), reactor).setServiceParent(side)

@@ -54,7 +54,8 @@ class Phone:
               expires: int = 300, log_dir: Path | None = None, wait: bool = True,
               timeout: float = 15.0, tls_cert: Path | None = None,
               tls_key: Path | None = None, mwi: bool = False, bind: str = "127.0.0.1",
-              server_host: str = "127.0.0.1", netns: str | None = None) -> Phone:
+              server_host: str = "127.0.0.1", netns: str | None = None,
+              codecs: str | None = None) -> Phone:
         """Spawn a phone for `user`; with `wait`, return once it is ready.
 
         `domain` is the host of the account's URI (`sip:user@domain`);
@@ -79,6 +80,8 @@ class Phone:
             cmd += ["--instance", instance]
         if mwi:
             cmd += ["--mwi"]
+        if codecs:
+            cmd += ["--codecs", codecs]
         if bind != "127.0.0.1" or server_host != "127.0.0.1":
             cmd += ["--bind", bind, "--server-host", server_host]
         if netns is not None:
@@ -259,6 +262,10 @@ class Phone:
     def hangup(self, call: int | None = None, timeout: float = 5.0) -> None:
         """Hang up one call, or every call with `call=None`."""
         self.command("hangup", timeout, call=call)
+
+    def dtmf(self, call: int, digits: str, timeout: float = 5.0) -> None:
+        """Send `digits` as RFC 4733 telephone-events; the other phone gets `dtmf` events."""
+        self.command("dtmf", timeout, call=call, digits=digits)
 
     def hold(self, call: int, timeout: float = 5.0) -> None:
         """Put `call` on hold: a re-INVITE with an a=sendonly offer."""

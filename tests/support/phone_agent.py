@@ -131,6 +131,9 @@ class PhoneCall(pj.Call):
             # Dropped later, on the main loop, not inside pjsua's own callback.
             self.agent.ended.append(self.number)
 
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
+        self.agent.out.emit("dtmf", call=self.number, digit=prm.digit)
+
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
         info = self.getInfo()
         active = False
@@ -171,6 +174,7 @@ class Agent:
             "hangup": self.hangup,
             "stats": self.stats,
             "hold": self.hold,
+            "dtmf": self.dtmf,
             "transfer": self.transfer,
             "transfer_replaces": self.transfer_replaces,
             "unhold": self.unhold,
@@ -199,8 +203,11 @@ class Agent:
         cfg.medConfig.sndAutoCloseTime = -1
         self.ep.libInit(cfg)
         self.ep.audDevManager().setNullDev()
+        wanted = self.opts.codecs.split(",") if self.opts.codecs else \
+            ["PCMU/8000/1", "PCMA/8000/1"]
         for codec in self.ep.codecEnum2():
-            priority = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}.get(codec.codecId, 0)
+            # Priority 0 disables a codec: the phone offers and accepts only `wanted`.
+            priority = 255 - wanted.index(codec.codecId) if codec.codecId in wanted else 0
             self.ep.codecSetPriority(codec.codecId, priority)
         tcfg = pj.TransportConfig()
         tcfg.boundAddress = self.opts.bind
@@ -302,6 +309,11 @@ class Agent:
     def hold(self, cmd: dict[str, Any]) -> dict[str, Any]:
         # A re-INVITE offering a=sendonly (RFC 3264 8.4).
         self._call(cmd).setHold(pj.CallOpParam(True))
+        return {}
+
+    def dtmf(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # RFC 4733 telephone-events (pjsua's default DTMF method).
+        self._call(cmd).dialDtmf(str(cmd["digits"]))
         return {}
 
     def transfer(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -459,6 +471,8 @@ def main() -> None:
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--log", default=None)
     parser.add_argument("--mwi", action="store_true", help="subscribe to message-summary")
+    parser.add_argument("--codecs", default="",
+                        help="comma-separated codec ids (PCMA/8000/1), most preferred first")
     opts = parser.parse_args()
 
     protocol = os.fdopen(os.dup(1), "w", buffering=1)

@@ -60,11 +60,12 @@ def test_media_defaults_and_settings(tmp_path: Path) -> None:
     path.write_text(
         "media:\n  mode: direct\n  embedded: false\n"
         "  relays:\n    - address: udp:10.0.0.5:2223\n      weight: 3\n"
-        "trunks:\n  - name: t\n    host: 192.0.2.1\n    media: relay\n")
+        "trunks:\n  - name: t\n    host: 192.0.2.1\n    media: relay\n"
+        "    media_repair: true\n")
     s = load_config(path).settings
     assert s.media.mode == "direct" and not s.media.embedded
     assert [(r.address, r.weight) for r in s.media.relays] == [("udp:10.0.0.5:2223", 3)]
-    assert s.trunks[0].media == "relay"
+    assert s.trunks[0].media == "relay" and s.trunks[0].media_repair
     default = load_config(None).settings
     assert default.media.mode == "relay" and default.media.embedded
     assert default.media.ports == "16384-32767"

@@ -517,3 +517,25 @@ def test_set_record_call_and_its_checks() -> None:
     messages = [d.format() for d in result.diagnostics]
     assert any("record_call 'maybe' is neither yes nor no" in m for m in messages), messages
     assert any("'recording' is set by the router" in m for m in messages), messages
+
+
+def test_set_media_repair_and_its_check() -> None:
+    plan = plan_of("""
+        contexts:
+          internal:
+            rules:
+              - match: "1002"
+                actions: [{set: {media_repair: caller}}, {dial: user/1002}]
+        """)
+    decision = plan.route(CallFacts(context="internal", dest="1002", time=THURSDAY_19H_UTC))
+    assert dict(decision.variables)["media_repair"] == "caller"
+    result = load_text(textwrap.dedent("""
+        contexts:
+          internal:
+            rules:
+              - match: "1002"
+                actions: [{set: {media_repair: everyone}}, hangup]
+        """))
+    assert result.plan is None
+    messages = [d.format() for d in result.diagnostics]
+    assert any("media_repair 'everyone' is not one of" in m for m in messages), messages

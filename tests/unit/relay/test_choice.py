@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import task
@@ -37,6 +38,7 @@ class FakeMachine:
     trunk: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     legs: list[Any] = field(default_factory=list)
+    caller: Any = field(default_factory=lambda: SimpleNamespace(trunk=None))
 
 
 def relay() -> RelayMedia:
@@ -186,3 +188,15 @@ def test_a_recorded_call_asks_the_relay_with_its_file_and_remembers_it() -> None
     restored = Machine(uuid="u3", variables={"record_call": "yes",
                                              "recording": "recordings/2026-05-28/u3.wav"})
     assert choice.seam_for(restored)[1]["recording"] == "recordings/2026-05-28/u3.wav"
+def test_media_repair_by_dialplan_then_by_trunk() -> None:
+    choice = MediaChoice("relay", relay(), repair_trunks=["mobile"])
+    a = caller_leg(None)
+    b = Leg("b1", False, "trunk/mobile/+1555", Peer("udp", "192.0.2.9", 5060),
+            LegId("c2", "t2", ""), LegState.CALLING,
+            destination=SimpleNamespace(trunk="mobile"))  # type: ignore[arg-type]
+    assert not choice.repairs({}, a, None) and choice.repairs({}, b, None)
+    assert choice.repairs({}, a, "mobile")  # the call came in from that trunk
+    assert choice.repairs({"media_repair": "caller"}, a, None)
+    assert not choice.repairs({"media_repair": "caller"}, b, None)
+    assert choice.repairs({"media_repair": "both"}, a, None)
+    assert not choice.repairs({"media_repair": "none"}, b, None)  # the dialplan wins

@@ -81,6 +81,17 @@ def test_a_caller_behind_nat_gets_sip_source_address() -> None:
     assert other["flags"] == ["strict-source"]
 
 
+def test_offers_ask_for_g711_transcoding_and_repaired_legs_say_so() -> None:
+    m, client = media()
+    m.repair("uuid-1", Y)
+    result(m.offer("uuid-1", X, Y, SDP, None))
+    result(m.answer("uuid-1", Y, X, SDP, None))
+    offer, answer = (msg for _, msg in client.asked)
+    assert offer["codec"] == {"transcode": ["PCMU", "PCMA"]}
+    assert offer["flags"] == ["strict-source"]  # X is not repaired
+    assert answer["flags"] == ["strict-source", "media-repair"]  # Y's SDP: Y's packets
+
+
 def test_a_call_sticks_to_its_relay_and_a_restored_call_to_the_saved_one() -> None:
     m, client = media([("udp:127.0.0.1:1", 1), ("udp:127.0.0.1:2", 1)])
     result(m.offer("c1", X, Y, SDP, None))

@@ -1,0 +1,300 @@
+"""The relay's processor between two parties whose audio it converts (transcoding) or repairs.
+
+It carries out a `transcoding.StreamPlan` on one media line, each direction
+on its own:
+
+- *plain* (no repair): every packet leaves as it came, at once, with its
+  payload type renumbered and, when the encodings differ, its payload
+  converted code word by code word (G.711 PCMU <-> PCMA is one 256-entry
+  table, `codecs.transcode.Transcoder`, applied with `bytes.translate`).
+  Sequence number, timestamp, SSRC and marker are kept, so the receiver's
+  jitter buffer and RTCP still see the sender's stream, and no delay is
+  added (a jitter buffer here would only add its delay).
+- *repaired* (`media-repair` on the sending party): packets go through a
+  `Receiver` (adaptive jitter buffer, decode, concealment, stretching) and
+  every 20 ms tick the next frame is encoded in the receiver's codec and
+  sent with the relay's own SSRC, sequence numbers and timestamps, so a
+  lossy leg reaches the other party as an unbroken stream.
+
+RFC 4733 telephone-events pass with their payload type mapped (they are
+not audio: never buffered); on a repaired direction they get the relay's
+SSRC and a timestamp in its timeline. When the receiver has no
+telephone-event (a plain transcoded direction), a DTMF event is played to
+it as its two tones (ITU-T Q.23) in its codec, in the packets' own
+sequence and timestamp space. A payload type without a route (an event the
+receiver did not accept on a repaired direction, a codec it cannot get) is
+dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from rtpmedia.codecs import UnknownCodecError, get
+from rtpmedia.codecs.base import Codec
+from rtpmedia.codecs.transcode import TELEPHONE_EVENT, TranscodeError, transcoder
+from rtpmedia.receiver import FRAME, Receiver
+from rtpmedia.relay.calls import MediaEnd
+from rtpmedia.relay.engine import TICK, Emit
+from rtpmedia.relay.transcoding import Format, Routes, StreamPlan
+from rtpmedia.rtp import RtpError, payload_bounds
+from rtpmedia.telephone_event import TelephoneEvent, TelephoneEventError
+
+_HEADER = struct.Struct("!BBHII")
+#: At most this many frames per direction in one tick: a relay stalled longer
+#: than 100 ms drops the rest (the jitter buffer then shortens its delay).
+_CATCH_UP = 5
+#: ITU-T Q.23 keypad: event code (RFC 4733 3.2) -> (row, column) frequencies in Hz.
+_KEYPAD = "123A456B789C*0#D"
+_EVENT_KEYS = "0123456789*#ABCD"
+_ROWS = (697.0, 770.0, 852.0, 941.0)
+_COLUMNS = (1209.0, 1336.0, 1477.0, 1633.0)
+#: Peak of a 0 dBm0 sine in 16-bit linear PCM (G.711: 3.14 dBm0 is full scale).
+_DBM0_PEAK = 32767 / 10 ** (3.14 / 20)
+#: At most this much tone for one event packet (a lost update is not replayed in full).
+_MAX_TONE = 1600
+
+
+@dataclass(slots=True)
+class BridgeCounts:
+    """What one direction of a bridge did."""
+
+    forwarded: int = 0  # packets sent on (converted or renumbered) as they came
+    converted: int = 0  # of those, payloads converted to another encoding
+    dropped: int = 0  # no route for their payload type, or malformed
+    frames: int = 0  # repaired: 20 ms frames sent on ticks
+    concealed: int = 0  # repaired: frames the concealer made up
+
+
+class _Direction:
+    """What one party sends, on its way to the other."""
+
+    __slots__ = ("sink", "routes", "tables", "receiver", "codec", "payload_type",
+                 "ssrc", "seq", "timestamp", "talking", "counts", "event_offset",
+                 "event_ts", "due", "tones", "tone_ts", "tone_done")
+
+    def __init__(self, sink: MediaEnd, routes: Routes, target: Format, repair: bool) -> None:
+        self.sink = sink
+        # payload type -> (outgoing payload type, translate table or None, is an event)
+        self.routes: dict[int, tuple[int, bytes | None, bool]] = {}
+        codecs: dict[int, Codec] = {}
+        # event payload type -> (outgoing audio payload type, its codec): events as tones
+        self.tones: dict[int, tuple[int, Codec]] = {}
+        for r in routes:
+            table: bytes | None = None
+            if r.source_encoding == TELEPHONE_EVENT and r.converts:
+                if not repair:
+                    try:
+                        self.tones[r.source] = (r.target, get(r.target_encoding))
+                    except UnknownCodecError:
+                        pass
+                continue
+            if r.converts:
+                try:
+                    t = transcoder(r.source_encoding, r.target_encoding)
+                except (UnknownCodecError, TranscodeError):
+                    continue
+                table = t.translation()
+                if table is None:
+                    continue  # no code-word table: only G.711 pairs are converted here
+            self.routes[r.source] = (r.target, table, r.source_encoding == TELEPHONE_EVENT)
+            if repair and r.source_encoding != TELEPHONE_EVENT:
+                try:
+                    codecs[r.source] = get(r.source_encoding)
+                except UnknownCodecError:
+                    pass
+        self.receiver = Receiver(codecs) if repair else None
+        self.codec = get(target.encoding) if repair else None
+        self.payload_type = target.payload_type
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.timestamp = random.getrandbits(32)
+        self.talking = False
+        self.counts = BridgeCounts()
+        self.event_offset = 0
+        self.event_ts = -1
+        self.due = 0.0  # when the next frame is due on the relay's clock (0: not playing)
+        self.tone_ts = -1  # the event being played as tones (its RTP timestamp)
+        self.tone_done = 0  # samples of it already sent
+
+
+class Bridge:
+    """A `Processor` on both ends of one media line: plain conversion and/or repair per direction."""
+
+    def __init__(self, offerer: MediaEnd, answerer: MediaEnd, plan: StreamPlan,
+                 repair: tuple[bool, bool], emit: Emit) -> None:
+        self.offerer, self.answerer = offerer, answerer
+        self.plan = plan
+        self._emit = emit
+        # By the end a party sends to: what it sends goes to the other party.
+        self._from_offerer = _Direction(answerer, plan.offerer_to_answerer, plan.plan.answerer,
+                                        repair[0])
+        self._from_answerer = _Direction(offerer, plan.answerer_to_offerer, plan.plan.offerer,
+                                         repair[1])
+
+    @property
+    def repairs(self) -> bool:
+        return self._from_offerer.receiver is not None or self._from_answerer.receiver is not None
+
+    def counts(self) -> tuple[BridgeCounts, BridgeCounts]:
+        """(offerer -> answerer, answerer -> offerer)."""
+        return self._from_offerer.counts, self._from_answerer.counts
+
+    # -- Processor -------------------------------------------------------------------
+
+    def rtp(self, end: MediaEnd, packet: memoryview, now: float) -> None:
+        d = self._from_offerer if end is self.offerer else self._from_answerer
+        if len(packet) < 12 or packet[0] >> 6 != 2:
+            d.counts.dropped += 1
+            return
+        second = packet[1]
+        route = d.routes.get(second & 0x7F)
+        if route is None:
+            tone = d.tones.get(second & 0x7F)
+            if tone is not None:
+                self._tone(d, packet, *tone)
+            else:
+                d.counts.dropped += 1
+            return
+        target, table, event = route
+        if d.receiver is not None:
+            if event:
+                self._event(d, packet, target)
+            else:
+                d.receiver.put_packet(packet, now)
+            return
+        first = packet[0]
+        if first & 0x3F == 0:  # no padding, extension or CSRC: the payload starts at 12
+            data = bytes(packet)
+            head = bytes((first, (second & 0x80) | target)) + data[2:12]
+            if table is None:
+                self._emit(d.sink, head + data[12:])
+            else:
+                self._emit(d.sink, head + data[12:].translate(table))
+                d.counts.converted += 1
+            d.counts.forwarded += 1
+            return
+        try:
+            start, stop = payload_bounds(packet)
+        except RtpError:
+            d.counts.dropped += 1
+            return
+        header = bytearray(packet[:start])
+        header[0] &= 0xDF  # padding is not carried over
+        header[1] = (second & 0x80) | target
+        payload = bytes(packet[start:stop])
+        if table is not None:
+            payload = payload.translate(table)
+            d.counts.converted += 1
+        self._emit(d.sink, bytes(header) + payload)
+        d.counts.forwarded += 1
+
+    def tick(self, now: float, emit: Emit) -> None:
+        for d in (self._from_offerer, self._from_answerer):
+            if d.receiver is None:
+                continue
+            # A tick that comes late (a busy reactor; Twisted's LoopingCall skips
+            # the intervals it missed) sends every frame due since the last one,
+            # so the party still gets 50 frames a second. After a longer stall the
+            # frames beyond _CATCH_UP are not sent (the jitter buffer then
+            # shortens its delay) rather than burst out over the next ticks.
+            if d.due and d.due < now - _CATCH_UP * TICK:
+                d.due = now - (_CATCH_UP - 1) * TICK
+            for _ in range(_CATCH_UP):
+                if d.due and now < d.due - TICK / 2:
+                    break
+                if not self._play(d, now, emit):
+                    break
+
+    def _play(self, d: _Direction, now: float, emit: Emit) -> bool:
+        """The next frame of a repaired direction; False when it is silent."""
+        receiver = d.receiver
+        assert receiver is not None and d.codec is not None
+        concealed = receiver.counts.concealed_frames
+        frame = receiver.frame(now)
+        if frame is None:
+            d.talking = False
+            d.due = 0.0
+            return False
+        marker = 0x80 if not d.talking else 0
+        d.talking = True
+        d.due = (d.due or now) + TICK
+        datagram = _HEADER.pack(0x80, marker | d.payload_type, d.seq, d.timestamp,
+                                d.ssrc) + d.codec.encode(frame)
+        d.seq = (d.seq + 1) & 0xFFFF
+        d.timestamp = (d.timestamp + FRAME) & 0xFFFFFFFF
+        d.counts.frames += 1
+        d.counts.concealed += receiver.counts.concealed_frames - concealed
+        emit(d.sink, datagram)
+        return True
+
+    def close(self) -> None:
+        pass
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _tone(self, d: _Direction, packet: memoryview, target: int, codec: Codec) -> None:
+        """An RFC 4733 event for a receiver without them: the DTMF tones of its new duration."""
+        try:
+            start, stop = payload_bounds(packet)
+            event = TelephoneEvent.parse(packet[start:stop])
+        except (RtpError, TelephoneEventError):
+            d.counts.dropped += 1
+            return
+        if event.event >= len(_EVENT_KEYS):
+            d.counts.dropped += 1  # not a DTMF digit (flash, line tones): no tone for it
+            return
+        timestamp = int.from_bytes(packet[4:8], "big")
+        if timestamp != d.tone_ts:  # a new event (all packets of one share its timestamp)
+            d.tone_ts, d.tone_done = timestamp, 0
+        count = min(event.duration - d.tone_done, _MAX_TONE)
+        if count <= 0:
+            return  # a retransmitted end packet, or an update already played
+        pcm = dtmf(_EVENT_KEYS[event.event], d.tone_done, count, event.volume)
+        marker = 0x80 if d.tone_done == 0 else 0
+        header = _HEADER.pack(0x80, marker | target, int.from_bytes(packet[2:4], "big"),
+                              (timestamp + d.tone_done) & 0xFFFFFFFF,
+                              int.from_bytes(packet[8:12], "big"))
+        d.tone_done = event.duration
+        self._emit(d.sink, header + codec.encode(pcm))
+        d.counts.forwarded += 1
+        d.counts.converted += 1
+
+    def _event(self, d: _Direction, packet: memoryview, target: int) -> None:
+        """An RFC 4733 event on a repaired direction: into the relay's SSRC and timeline."""
+        source_ts = int.from_bytes(packet[4:8], "big")
+        if source_ts != d.event_ts:
+            # A new event: place it where the audio being played now is. All
+            # packets of one event share its timestamp (RFC 4733 2.3.1).
+            d.event_ts = source_ts
+            d.event_offset = (d.timestamp - source_ts) & 0xFFFFFFFF
+        try:
+            start, stop = payload_bounds(packet)
+        except RtpError:
+            d.counts.dropped += 1
+            return
+        header = _HEADER.pack(0x80, (packet[1] & 0x80) | target, d.seq,
+                              (source_ts + d.event_offset) & 0xFFFFFFFF, d.ssrc)
+        d.seq = (d.seq + 1) & 0xFFFF
+        self._emit(d.sink, header + bytes(packet[start:stop]))
+        d.counts.forwarded += 1
+
+
+def dtmf(digit: str, offset: int, count: int, volume: int = 10) -> npt.NDArray[np.int16]:
+    """`count` samples at 8 kHz of `digit`'s two tones from sample `offset` of the tone.
+
+    Each tone at -`volume` dBm0 (RFC 4733's volume field), phase-continuous
+    across calls, so a digit played in pieces has no clicks.
+    """
+    key = _KEYPAD.index(digit)
+    row, column = _ROWS[key // 4], _COLUMNS[key % 4]
+    n = np.arange(offset, offset + count, dtype=np.float64)
+    peak = _DBM0_PEAK * 10 ** (-volume / 20)
+    wave = peak * (np.sin(2 * math.pi * row / 8000 * n) + np.sin(2 * math.pi * column / 8000 * n))
+    return np.clip(wave, -32768, 32767).astype(np.int16)

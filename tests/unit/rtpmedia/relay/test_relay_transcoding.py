@@ -1,0 +1,281 @@
+"""Transcoding and media repair decided in offer/answer: codecs appended, chosen only when needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rtpmedia.relay.bridge import Bridge
+from rtpmedia.relay.calls import MediaEnd
+from rtpmedia.relay.control import BridgeMedia, Control
+from rtpmedia.relay.ports import PortPool
+from rtpmedia.relay.transcoding import Format, Route, plan_streams
+from rtpmedia.rtp import RtpPacket
+
+RELAY = "203.0.113.1"
+TRANSCODE = {"codec": {"transcode": ["PCMU", "PCMA"]}}
+
+
+def sdp(address: str, port: int, formats: str, maps: str) -> str:
+    return (f"v=0\r\no=- 1 1 IN IP4 {address}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP {formats}\r\n{maps}")
+
+
+PCMU_ONLY = sdp("192.0.2.10", 4000, "0 101",
+                "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+                "a=fmtp:101 0-16\r\n")
+PCMA_ONLY = sdp("192.0.2.20", 5000, "8 101",
+                "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+                "a=fmtp:101 0-16\r\n")
+
+
+def m_line(body: str) -> list[str]:
+    return next(x for x in body.split("\r\n") if x.startswith("m=audio")).split()[3:]
+
+
+def run(offer_sdp: str, answer_sdp: str, offer_extra: dict[str, Any] | None = None,
+        answer_extra: dict[str, Any] | None = None) -> tuple[str, str, list[Any], Control]:
+    c = Control(PortPool(30000, 30099), RELAY)
+    o, _ = c.handle({"command": "offer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+                     "sdp": offer_sdp, **(offer_extra or {})}, 0.0)
+    assert o["result"] == "ok", o
+    a, effects = c.handle({"command": "answer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+                           "sdp": answer_sdp, **(answer_extra or {})}, 0.0)
+    return o["sdp"], a.get("sdp", a.get("error-reason", "")), effects, c
+
+
+def test_offer_appends_missing_g711_after_the_offered_codecs() -> None:
+    to_b, _, _, _ = run(PCMU_ONLY, PCMU_ONLY, TRANSCODE)
+    assert m_line(to_b) == ["0", "101", "8"]
+    assert "a=rtpmap:8 PCMA/8000" in to_b
+    assert to_b.index("a=rtpmap:101") < to_b.index("a=rtpmap:8 ")
+
+
+def test_without_the_flag_the_offer_is_untouched() -> None:
+    to_b, _, effects, _ = run(PCMU_ONLY, PCMU_ONLY)
+    assert m_line(to_b) == ["0", "101"]
+    assert not any(isinstance(e, BridgeMedia) for e in effects)
+
+
+def test_a_shared_codec_is_passed_through_not_transcoded() -> None:
+    both = sdp("192.0.2.20", 5000, "0 8 101",
+               "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+    _, to_a, effects, c = run(PCMU_ONLY, sdp("192.0.2.20", 5000, "0 101",
+                                             "a=rtpmap:101 telephone-event/8000\r\n"), TRANSCODE)
+    assert m_line(to_a) == ["0", "101"]
+    assert not any(isinstance(e, BridgeMedia) for e in effects)  # the kernel may take it
+    # An answer that lists the appended PCMA too: the offerer is answered only what it
+    # offered, and the answerer sends PCMU (RFC 3264 6.1): still plain forwarding.
+    _, to_a, effects, _ = run(PCMU_ONLY, both, TRANSCODE)
+    assert m_line(to_a) == ["0", "101"] and "PCMA" not in to_a
+    assert not any(isinstance(e, BridgeMedia) for e in effects)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000"), Format(8, "PCMA/8000")])
+    assert not plan.plan.transcoding
+    assert Route(8, 0, "PCMA/8000", "PCMU/8000") in plan.answerer_to_offerer  # if repaired
+
+
+def test_no_shared_codec_answers_the_offerer_in_its_own_and_transcodes_both_ways() -> None:
+    _, to_a, effects, c = run(PCMU_ONLY, PCMA_ONLY, TRANSCODE)
+    assert m_line(to_a) == ["0", "101"]
+    assert "a=rtpmap:8" not in to_a and "a=fmtp:101 0-16" in to_a
+    bridge = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge.plan is not None and bridge.plan.plan.transcoding
+    assert bridge.offerer is c.calls["c"].monologues["A"].ends[0]
+    assert Route(0, 8, "PCMU/8000", "PCMA/8000") in bridge.plan.offerer_to_answerer
+    assert Route(8, 0, "PCMA/8000", "PCMU/8000") in bridge.plan.answerer_to_offerer
+    assert Route(101, 101, "TELEPHONE-EVENT/8000", "TELEPHONE-EVENT/8000") \
+        in bridge.plan.offerer_to_answerer
+
+
+def test_telephone_event_payload_types_are_mapped() -> None:
+    pcma_te_96 = sdp("192.0.2.20", 5000, "8 96",
+                     "a=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n")
+    plan = plan_streams([Format(0, "PCMU/8000"), Format(101, "telephone-event/8000")],
+                        [Format(8, "PCMA/8000"), Format(96, "telephone-event/8000")])
+    assert Route(101, 96, "TELEPHONE-EVENT/8000", "TELEPHONE-EVENT/8000") \
+        in plan.offerer_to_answerer
+    assert Route(96, 101, "TELEPHONE-EVENT/8000", "TELEPHONE-EVENT/8000") \
+        in plan.answerer_to_offerer
+    _, to_a, _, _ = run(PCMU_ONLY, pcma_te_96, TRANSCODE)
+    assert m_line(to_a) == ["0", "101"]
+
+
+def test_events_the_callee_lacks_are_played_to_it_as_dtmf_tones() -> None:
+    from rtpmedia.codecs.g711 import PCMA
+    from rtpmedia.goertzel import detect
+    from rtpmedia.telephone_event import digit_packets
+
+    no_te = sdp("192.0.2.20", 5000, "8", "a=rtpmap:8 PCMA/8000\r\n")
+    _, to_a, effects, _ = run(PCMU_ONLY, no_te, TRANSCODE)
+    assert m_line(to_a) == ["0", "101"]  # the caller keeps sending RFC 4733 events
+    bridge_effect = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge_effect.plan is not None
+    assert Route(101, 8, "TELEPHONE-EVENT/8000", "PCMA/8000") \
+        in bridge_effect.plan.offerer_to_answerer
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    sent: list[bytes] = []
+    bridge = Bridge(a, b, bridge_effect.plan, (False, False), lambda end, data: sent.append(data))
+    heard = []
+    for digit, first_ts in (("5", 8000), ("#", 16000)):
+        for _, packet in digit_packets(digit, ssrc=7, sequence_number=first_ts // 80,
+                                       timestamp=first_ts, payload_type=101, duration_ms=200):
+            bridge.rtp(a, memoryview(packet.serialize()), 0.0)
+        tone = [RtpPacket.parse(x) for x in sent]
+        sent.clear()
+        assert {p.payload_type for p in tone} == {8}
+        assert tone[0].marker and tone[0].timestamp == first_ts
+        assert sum(len(p.payload) for p in tone) == 1600  # the event's duration, once
+        heard.append(detect(np.concatenate([PCMA.decode(p.payload) for p in tone])))
+    assert heard == ["5", "#"]
+
+
+def test_an_answer_with_nothing_convertible_is_refused() -> None:
+    g729 = sdp("192.0.2.20", 5000, "18", "a=rtpmap:18 G729/8000\r\n")
+    _, reason, _, _ = run(PCMU_ONLY, g729, TRANSCODE)
+    assert "codec" in reason
+
+
+def test_unsupported_transcode_target_is_refused() -> None:
+    c = Control(PortPool(30000, 30099), RELAY)
+    out, _ = c.handle({"command": "offer", "call-id": "c", "from-tag": "A", "sdp": PCMU_ONLY,
+                       "codec": {"transcode": ["G729"]}}, 0.0)
+    assert out["result"] == "error" and "G729" in out["error-reason"]
+
+
+def test_media_repair_on_a_leg_bridges_even_without_transcoding() -> None:
+    _, _, effects, _ = run(PCMU_ONLY, PCMU_ONLY, answer_extra={"flags": ["media-repair"]})
+    bridge = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert bridge.repair == (False, True)
+    _, _, effects, _ = run(PCMU_ONLY, PCMU_ONLY, {"media-repair": "yes"})
+    assert next(e for e in effects if isinstance(e, BridgeMedia)).repair == (True, False)
+
+
+def test_a_new_offer_answer_without_transcoding_stops_the_bridge() -> None:
+    _, _, _, c = run(PCMU_ONLY, PCMA_ONLY, TRANSCODE)
+    a_end = c.calls["c"].monologues["A"].ends[0]
+    a_end.processor = object()  # what the glue attached
+    c.handle({"command": "offer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+              "sdp": PCMU_ONLY}, 1.0)
+    _, effects = c.handle({"command": "answer", "call-id": "c", "from-tag": "A", "to-tag": "B",
+                           "sdp": PCMU_ONLY}, 1.0)
+    stop = next(e for e in effects if isinstance(e, BridgeMedia))
+    assert stop.plan is None
+
+
+def test_bridge_converts_payload_and_keeps_seq_timestamp_ssrc() -> None:
+    from rtpmedia.codecs.transcode import ULAW_TO_ALAW
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000"), Format(101, "telephone-event/8000")],
+                        [Format(8, "PCMA/8000"), Format(96, "telephone-event/8000")])
+    sent: list[tuple[MediaEnd, bytes]] = []
+    bridge = Bridge(a, b, plan, (False, False), lambda end, data: sent.append((end, data)))
+    payload = bytes(range(160))
+    packet = RtpPacket(payload_type=0, sequence_number=7, timestamp=1234, ssrc=99,
+                       marker=True, payload=payload).serialize()
+    bridge.rtp(a, memoryview(packet), 0.0)
+    event = RtpPacket(payload_type=101, sequence_number=8, timestamp=1234, ssrc=99,
+                      payload=b"\x05\x0a\x00\xa0").serialize()
+    bridge.rtp(a, memoryview(event), 0.0)
+    assert [end for end, _ in sent] == [b, b]
+    out = RtpPacket.parse(sent[0][1])
+    assert (out.payload_type, out.sequence_number, out.timestamp, out.ssrc, out.marker) == \
+        (8, 7, 1234, 99, True)
+    assert out.payload == bytes(ULAW_TO_ALAW[list(payload)])
+    ev = RtpPacket.parse(sent[1][1])
+    assert (ev.payload_type, ev.payload) == (96, b"\x05\x0a\x00\xa0")
+
+
+def test_a_restarted_relay_takes_up_transcoding_and_repair_again() -> None:
+    from rtpmedia.relay.calls import Call
+
+    _, _, _, c = run(PCMU_ONLY, PCMA_ONLY, TRANSCODE, {"flags": ["media-repair"]})
+    stored = Call.from_record(c.calls["c"].record())
+    fresh = Control(PortPool(30000, 30099), RELAY)
+    bridges = [e for e in fresh.restore(stored, 5.0) if isinstance(e, BridgeMedia)]
+    assert len(bridges) == 1
+    [bridge] = bridges
+    assert bridge.offerer.tag == "A" and bridge.repair == (False, True)
+    assert bridge.plan is not None and bridge.plan.plan.transcoding
+    # A plain call restores as plain forwarding.
+    _, _, _, c = run(PCMU_ONLY, PCMU_ONLY)
+    fresh = Control(PortPool(30000, 30099), RELAY)
+    assert not any(isinstance(e, BridgeMedia)
+                   for e in fresh.restore(Call.from_record(c.calls["c"].record()), 5.0))
+
+
+def test_a_repaired_direction_sends_one_frame_per_tick_and_catches_up_a_late_tick() -> None:
+    import numpy as np
+
+    from rtpmedia.codecs.g711 import PCMA, PCMU
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(8, "PCMA/8000")])
+    sent: list[tuple[MediaEnd, bytes]] = []
+    bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append((end, data)))
+    tone = (4000 * np.sin(np.arange(160 * 60) * 0.2)).astype(np.int16)
+    t = 100.0
+    per_tick: dict[int, int] = {}
+    for seq in range(60):
+        if seq != 20:  # one packet lost
+            payload = PCMU.encode(tone[seq * 160:(seq + 1) * 160])
+            packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160,
+                               ssrc=5, payload=payload).serialize()
+            bridge.rtp(a, memoryview(packet), t + seq * 0.02)
+        if seq != 30:  # the reactor missed this tick
+            before = len(sent)
+            bridge.tick(t + seq * 0.02 + 0.01, lambda end, data: sent.append((end, data)))
+            per_tick[seq] = len(sent) - before
+    out = [RtpPacket.parse(data) for end, data in sent if end is b]
+    first = min(seq for seq, n in per_tick.items() if n)  # after the jitter buffer's delay
+    assert first < 10
+    assert per_tick[31] == 2  # the tick after the missed one sent both frames due
+    assert all(n == 1 for seq, n in per_tick.items() if seq >= first and seq != 31)
+    assert {p.payload_type for p in out} == {8} and len({p.ssrc for p in out}) == 1
+    pairs = list(zip(out, out[1:], strict=False))
+    assert {(q.sequence_number - p.sequence_number) % 65536 for p, q in pairs} == {1}
+    assert {(q.timestamp - p.timestamp) % 2**32 for p, q in pairs} == {160}
+    assert out[0].marker and not any(p.marker for p in out[1:])
+    counts, _ = bridge.counts()
+    assert counts.frames == len(out) and counts.concealed >= 1
+    heard = np.concatenate([PCMA.decode(p.payload) for p in out]).astype(float)
+    assert np.abs(heard).mean() > 1000  # audio, not silence
+
+
+def test_reformat_writes_codec_lines_in_format_order_and_keeps_the_rest() -> None:
+    from rtpmedia.relay import sdprewrite
+
+    body = sdp("192.0.2.20", 5000, "8 96 18",
+               "a=ptime:20\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n"
+               "a=fmtp:96 0-15\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\n"
+               "a=sendrecv\r\n")
+    parsed = sdprewrite.parse(body)
+    media = parsed.media[0]
+    sdprewrite.reformat(media, [(0, "PCMU/8000", None), (96, "TELEPHONE-EVENT/8000", None)])
+    assert media.formats == ["0", "96"]
+    assert [str(a) for a in media.attributes] == [
+        "ptime:20", "rtpmap:0 PCMU/8000", "rtpmap:96 telephone-event/8000", "fmtp:96 0-15",
+        "sendrecv"]
+
+
+def test_after_a_long_stall_a_repaired_direction_sends_at_most_five_frames_then_keeps_pace() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    sent: list[bytes] = []
+    bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append(data))
+    payload = PCMU.encode(np.full(160, 1000, np.int16))
+    per_tick = []
+    for seq in range(150):
+        t = 100.0 + seq * 0.02
+        packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=5,
+                           payload=payload).serialize()
+        bridge.rtp(a, memoryview(packet), t)
+        if not 50 <= seq < 100:  # the reactor stalled for a second
+            before = len(sent)
+            bridge.tick(t + 0.01, lambda end, data: sent.append(data))
+            per_tick.append(len(sent) - before)
+    assert max(per_tick) == 5  # the first tick after the stall
+    assert per_tick[-40:] == [1] * 40  # then one a tick again
