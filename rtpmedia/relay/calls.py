@@ -57,6 +57,7 @@ class MediaEnd:
     sink: MediaEnd | None = None  # where its packets go (its monologue's peer's end)
     health: Any = None  # a relay.health.StreamHealth, set by the forwarder
     processor: Any = None  # a relay.engine.Processor that takes this party's packets (never stored)
+    taps: tuple[Any, ...] = ()  # engine.Processors that see a copy of them (a call's recording)
     # Offer/answer state of transcoding and repair (stored: a restarted relay carries on).
     formats: tuple[str, ...] = ()  # its SDP's payload types for this line: "0 PCMU/8000"
     transcode: bool = False  # its offer asked the relay to add codecs it can convert to

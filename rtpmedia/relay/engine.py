@@ -14,6 +14,10 @@ echo, playback, record, voicemail) gets a *processor* on its `MediaEnd`:
   `end`'s party from `end`'s own port, so what the party hears comes from
   where it sends.
 
+A *tap* (`attach_tap`) sees a copy of a party's packets beside whatever
+forwards them (plain forwarding, or the end's processor): the recording of
+a call is one, so a recorded call can also be transcoded or repaired.
+
 One tick serves every processed stream, so work that vectorises across
 streams (G.711 tables over an (n, 160) array) can be done there at once
 rather than packet by packet. The engine runs its timer only while some
@@ -62,6 +66,16 @@ class MediaEngine:
         self._loop = LoopingCall(self.tick)
         self._loop.clock = reactor
 
+    def attach_tap(self, processor: Processor, ends: list[MediaEnd]) -> None:
+        """`processor` sees a copy of what `ends`' parties send, beside whatever forwards it
+        (plain forwarding, or the end's own processor: a recording of a transcoded call)."""
+        for end in ends:
+            if processor not in end.taps:
+                end.taps = (*end.taps, processor)
+        self._processors[id(processor)] = (processor, list(ends))
+        if not self._loop.running:
+            self._loop.start(TICK, now=False)
+
     def attach(self, processor: Processor, ends: list[MediaEnd]) -> None:
         """`processor` receives what `ends`' parties send; ends it held before are released."""
         for end in ends:
@@ -79,6 +93,8 @@ class MediaEngine:
         for end in entry[1]:
             if end.processor is processor:
                 end.processor = None
+            if processor in end.taps:
+                end.taps = tuple(t for t in end.taps if t is not processor)
         try:
             processor.close()
         finally:
@@ -86,9 +102,11 @@ class MediaEngine:
                 self._loop.stop()
 
     def forget(self, end: MediaEnd) -> None:
-        """`end` is unbound: its processor goes with it."""
+        """`end` is unbound: its processor and taps go with it."""
         if end.processor is not None:
             self.detach(end.processor)
+        for tap in end.taps:
+            self.detach(tap)
 
     def processors(self) -> list[Processor]:
         return [p for p, _ in self._processors.values()]

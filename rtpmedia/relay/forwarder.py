@@ -128,6 +128,9 @@ class PortReader:
             health = end.health
             if health is not None:
                 health.rtp(view[:n], now)
+            if end.taps:
+                for tap in end.taps:
+                    tap.rtp(end, view[:n], now)
             if end.processor is not None:
                 end.processor.rtp(end, view[:n], now)
                 continue
@@ -259,6 +262,9 @@ class Forwarder:
     # -- packets off the short path ----------------------------------------------------
 
     def send(self, end: MediaEnd, n: int) -> None:
+        if end.taps:
+            for tap in end.taps:
+                tap.rtp(end, self.view[:n], time.time())
         if end.processor is not None:
             end.processor.rtp(end, self.view[:n], time.time())
             return
@@ -341,8 +347,8 @@ class Forwarder:
         sink = end.sink
         if sink is None or sink.sink is not end or end.kernelized is not None:
             return
-        if end.processor is not None or sink.processor is not None:
-            return  # the relay works on this stream's audio: it stays here
+        if end.processor is not None or sink.processor is not None or end.taps or sink.taps:
+            return  # the relay works on or records this stream's audio: it stays here
         if end.latched is None or sink.latched is None or end.mux or sink.mux \
                 or end.asymmetric or sink.asymmetric:
             return

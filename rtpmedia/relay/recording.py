@@ -3,9 +3,9 @@
 The control decides *that* a call is recorded (the `record-call` flag of
 `offer`/`answer`, or `start recording` without a from-tag, as rtpengine
 does) and names the file; this module does it. A `CallRecording` is a
-media-engine processor on the two parties' audio ends: every packet a party
-sends is forwarded at once and unchanged to the other party (through the
-forwarder's `emit`, from the other party's own port), and a copy goes into
+media-engine *tap* on the two parties' audio ends: it sees a copy of every
+packet a party sends, which is forwarded as it would be without the
+recording (plainly, or converted by a transcoding bridge), and puts it into
 that party's `Receiver` (jitter buffer, decode, concealment). Every 20 ms
 tick writes one stereo frame: left the caller (the call's first party),
 right the other; a party with nothing to play gives silence, so the two
@@ -59,13 +59,12 @@ class RecordingInfo:
 
 
 class CallRecording:
-    """Forwards both parties' audio unchanged and writes it as a stereo WAV (a `Processor`)."""
+    """Writes both parties' audio as a stereo WAV (a `Processor` used as a tap: it forwards nothing)."""
 
     def __init__(self, path: Path, info: RecordingInfo, left: MediaEnd, right: MediaEnd,
-                 emit: Emit, now: float) -> None:
+                 now: float) -> None:
         self.info = info
         self.ends = (left, right)
-        self._emit = emit
         self.first = path  # the first part's name: the metadata is named after it
         recover_parts(path, info)  # a relay killed mid-recording left a .part behind
         self.path, self.part = _free_part(path)
@@ -78,10 +77,8 @@ class CallRecording:
         self.closed = False
 
     def rtp(self, end: MediaEnd, packet: memoryview, now: float) -> None:
-        # Forwarded first and untouched: the recording never delays or changes the call.
-        sink = end.sink
-        if sink is not None:
-            self._emit(sink, bytes(packet))
+        # A tap: the packet is forwarded by whoever forwards it (plain, or a
+        # transcoding bridge); the recording never delays or changes the call.
         side = 0 if end is self.ends[0] else 1 if end is self.ends[1] else None
         if side is None:
             return
@@ -217,12 +214,11 @@ def _fix_wav_header(path: Path) -> float:
 class Recordings:
     """The relay's recorded calls (glue): starts and stops `CallRecording`s on the engine."""
 
-    def __init__(self, media_dir: Path, attach: Any, detach: Any, emit: Emit) -> None:
-        """`attach(processor, ends)` and `detach(processor)` are the relay's (Relay.process)."""
+    def __init__(self, media_dir: Path, attach: Any, detach: Any) -> None:
+        """`attach(processor, ends)` and `detach(processor)` are the relay's (Relay.tap)."""
         self.media_dir = media_dir
         self._attach = attach
         self._detach = detach
-        self._emit = emit
         self.active: dict[str, CallRecording] = {}
 
     def start(self, call_id: str, file: str, info: RecordingInfo, left: MediaEnd,
@@ -234,7 +230,7 @@ class Recordings:
             self._detach(current)
         try:
             rec = CallRecording(self.media_dir / file, info, left, right,
-                                self._emit, now)
+                                now)
         except OSError as exc:
             log.error("recording not started", call_id=call_id, file=file, error=str(exc))
             return

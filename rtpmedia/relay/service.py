@@ -204,8 +204,8 @@ class Relay(Service):
         self.tones = ToneScanner()
         self._warmed = False
         self.engine.stages.append(self.tones.run)
-        self.recordings = Recordings(settings.media_dir or settings.data_dir, self.process,
-                                     self.engine.detach, self.forwarder.emit)
+        self.recordings = Recordings(settings.media_dir or settings.data_dir, self.tap,
+                                     self.engine.detach)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -386,6 +386,12 @@ class Relay(Service):
             elif isinstance(effect, Host):
                 self._host(effect)
         return unbound
+
+    def tap(self, processor: Processor, ends: list[MediaEnd]) -> None:
+        """From now on `processor` sees a copy of what `ends`' parties send (out of the kernel)."""
+        for end in ends:
+            self.forwarder.unkernel(end)
+        self.engine.attach_tap(processor, ends)
 
     def process(self, processor: Processor, ends: list[MediaEnd]) -> None:
         """From now on `processor` takes what `ends`' parties send (out of the kernel if there)."""

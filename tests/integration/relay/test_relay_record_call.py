@@ -185,6 +185,43 @@ def test_recorded_call_forwards_unchanged_and_each_channel_holds_its_party(
     assert abs(meta["duration"] - len(left) / 8000) < 0.05
 
 
+def test_a_recorded_call_that_is_also_transcoded_is_converted_and_recorded(
+        relay: RelayProcess, phones: tuple[Phone, Phone]) -> None:
+    """The recording taps the streams; the transcoding bridge still forwards them."""
+    from rtpmedia.codecs import PCMA
+
+    a, b = phones
+
+    def pcma(packet_: bytes) -> bytes:  # B speaks PCMA only
+        return packet_[:1] + bytes([8]) + packet_[2:12] + PCMA.encode(PCMU.decode(packet_[12:]))
+
+    b_sdp = (f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+             f"m=audio {b.port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+    out = relay.command({"command": "offer", "call-id": "rec-tc", "from-tag": "A",
+                         "to-tag": "B", "via-branch": "B", "sdp": a.sdp(), "record-call": "yes",
+                         "codec": {"transcode": ["PCMU", "PCMA"]}})
+    assert out["result"] == "ok", out
+    back = relay.command({"command": "answer", "call-id": "rec-tc", "from-tag": "A",
+                          "to-tag": "B", "sdp": b_sdp})
+    assert back["result"] == "ok", back
+    assert " 0\r\n" in back["sdp"] or "RTP/AVP 0" in back["sdp"]  # A is answered in PCMU
+    pcm_a, pcm_b = voice(7, 3.0), voice(8, 3.0)
+    sent_a, sent_b, got_a, got_b = stream(a, relay_port(back["sdp"]), b, relay_port(out["sdp"]),
+                                          pcm_a, pcm_b, wire=(bytes, pcma))
+    assert len(got_b) >= 0.95 * len(sent_a) and len(got_a) >= 0.95 * len(sent_b)
+    assert {p[1] & 0x7F for p in got_b} == {8} and {p[1] & 0x7F for p in got_a} == {0}
+    heard_by_b = np.concatenate([PCMA.decode(p[12:]) for p in got_b])
+    heard_by_a = np.concatenate([PCMU.decode(p[12:]) for p in got_a])
+    assert best_correlation(heard_by_b, pcm_a) > 0.95
+    assert best_correlation(heard_by_a, pcm_b) > 0.95
+    gone = relay.command({"command": "delete", "call-id": "rec-tc"})
+    wav = relay.data_dir / "media" / gone["recording-file"]
+    wait_for(wav.exists, 5, "the recording in place")
+    left, right = read_wav(wav)
+    assert best_correlation(left, pcm_a) > 0.9
+    assert best_correlation(right, pcm_b) > 0.9
+
+
 def test_relay_restart_keeps_the_finished_part_and_goes_on_into_the_next(
         relay: RelayProcess, phones: tuple[Phone, Phone]) -> None:
     a, b = phones

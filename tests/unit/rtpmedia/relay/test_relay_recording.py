@@ -27,21 +27,29 @@ def packet(seq: int, level: int) -> bytes:
             + (7).to_bytes(4, "big") + PCMU.encode(pcm))
 
 
-def test_each_packet_is_forwarded_unchanged_before_anything_else(tmp_path: Path) -> None:
+def test_a_recording_taps_the_packets_and_forwards_nothing(tmp_path: Path) -> None:
+    from twisted.internet.task import Clock
+
+    from rtpmedia.relay.engine import MediaEngine
+
     a, b = pair()
     sent: list[tuple[MediaEnd, bytes]] = []
-    rec = CallRecording(tmp_path / "r" / "c1.wav", INFO, a, b,
-                        lambda end, data: sent.append((end, data)), 0.0)
-    p = packet(1, 1000)
-    rec.rtp(a, memoryview(bytearray(p)), 0.0)
-    assert sent == [(b, p)]  # to A's peer, from the peer's port (the forwarder's emit)
-    rec.close()
+    engine = MediaEngine(Clock(), lambda end, data: sent.append((end, data)))
+    rec = CallRecording(tmp_path / "r" / "c1.wav", INFO, a, b, 0.0)
+    engine.attach_tap(rec, [a, b])
+    assert a.taps == (rec,) and b.taps == (rec,) and a.processor is None
+    rec.rtp(a, memoryview(bytearray(packet(1, 1000))), 0.0)
+    engine.tick(0.02)
+    assert sent == []  # whoever forwards the stream (plain, or a bridge) still does
+    assert rec.receivers[0].counts.packets == 1
+    engine.detach(rec)
+    assert a.taps == () and b.taps == () and rec.closed
 
 
 def test_left_is_a_and_right_is_b_and_the_file_appears_only_when_done(tmp_path: Path) -> None:
     a, b = pair()
     path = tmp_path / "r" / "c1.wav"
-    rec = CallRecording(path, INFO, a, b, lambda end, data: None, 100.0)
+    rec = CallRecording(path, INFO, a, b, 100.0)
     for i in range(100):
         now = 100.0 + i * 0.02
         rec.rtp(a, memoryview(packet(i, 4000)), now)
@@ -59,7 +67,7 @@ def test_left_is_a_and_right_is_b_and_the_file_appears_only_when_done(tmp_path: 
     assert meta["sip-call-id"] == "sip-c1@x" and meta["start"] == 100.0
     assert meta["parties"] == {"left": "A", "right": "B"}
     # Recording the call again (after stop/start, or a restart): the next part.
-    again = CallRecording(path, INFO, a, b, lambda end, data: None, 200.0)
+    again = CallRecording(path, INFO, a, b, 200.0)
     assert again.path.name == "c1.2.wav"
     again.close()
     meta = json.loads(path.with_suffix(".json").read_text())
