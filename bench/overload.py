@@ -92,6 +92,8 @@ class TreeServer(ServerUnderTest):
             f"listen:\n  - udp:127.0.0.1:{self.port}\n"
             f"directory: {directory}\ndialplan: {dialplan}\n"
             "log:\n  format: json\n  level: info\n"
+            # Any free port: two trees run side by side.
+            "management:\n  listen: 127.0.0.1:0\n"
             f"{overload}"
             "trunks:\n"
             f"  - {{name: in, host: 127.0.0.1, port: {uac_port}, context: bench-in,"
@@ -211,7 +213,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
 
 def _signals(server: TreeServer, since: float, until: float) -> dict[str, float]:
     """Peaks of the `overload_signals` lines logged between two wall-clock times."""
-    peaks = {"lag_ms": 0.0, "udp_queue": 0.0, "transactions": 0.0}
+    peaks = {"lag_ms": 0.0, "udp_datagrams": 0.0, "udp_bytes": 0.0, "transactions": 0.0}
     for line in server.log_path.read_text(errors="replace").splitlines():
         if "overload_signals" not in line:
             continue
@@ -378,14 +380,14 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def print_header(signals: bool) -> None:
-    extra = f"{'lag ms':>8}{'queue KiB':>10}{'tx':>6}" if signals else ""
+    extra = f"{'lag ms':>8}{'queue':>7}{'KiB':>7}{'tx':>6}" if signals else ""
     print(f"{'tree':<8}{'what':<9}{'offered/s':>10}{'completed/s':>12}{'refused':>8}"
           f"{'failed':>7}{'lost':>6}{'PDD p50/p99 ms':>17}{'RSS MiB':>9}{'back s':>8}"
           f"{'drops':>7}{extra}", flush=True)
 
 
 def print_register_header(signals: bool) -> None:
-    extra = f"{'lag ms':>8}{'queue KiB':>10}{'tx':>6}" if signals else ""
+    extra = f"{'lag ms':>8}{'queue':>7}{'KiB':>7}{'tx':>6}" if signals else ""
     print(f"{'tree':<8}{'what':<9}{'offered/s':>10}{'completed/s':>12}{'refused':>8}"
           f"{'failed':>7}{'refreshes ok/refused/of':>25}{'RTT p50/p99 ms':>17}{'RSS MiB':>9}"
           f"{'back s':>8}{'drops':>7}{extra}", flush=True)
@@ -394,7 +396,8 @@ def print_register_header(signals: bool) -> None:
 def _signal_columns(row: Row, signals: bool) -> str:
     if signals and row.signals and "lag_ms" in row.signals:
         s = row.signals
-        return f"{s['lag_ms']:>8.0f}{s['udp_queue'] / 1024:>10.0f}{s['transactions']:>6.0f}"
+        return (f"{s['lag_ms']:>8.0f}{s['udp_datagrams']:>7.0f}{s['udp_bytes'] / 1024:>7.0f}"
+                f"{s['transactions']:>6.0f}")
     return ""
 
 
@@ -460,6 +463,10 @@ def main() -> None:
                 entries = ("  enabled: false\n" if args.observe else "") + (
                     "  report_interval: 0.25\n" if args.signals or args.observe else "")
                 overload = f"overload:\n{entries}" if entries else ""
+            if args.no_calls:
+                # No media to relay: and two embedded relays would both want
+                # the relay's default notify port.
+                overload += "media:\n  mode: direct\n"
             server = TreeServer(tree, workdir / name, uac, probe, uas, overload, users)
             startup = server.start()
             answerer = Answerer(workdir / name / "uas", uas, 60_000)

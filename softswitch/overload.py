@@ -1,7 +1,7 @@
 """Overload control: when to refuse new work, decided from load signals and the clock.
 
 Pure (no I/O, no Twisted): the monitor in `overload_monitor.py` samples the
-signals (event-loop lag, bytes waiting in the UDP receive queues, server
+signals (event-loop lag, datagrams waiting in the UDP receive queues, server
 transactions still owed a final response) and feeds them here with the
 time; the SIP core asks `decide(kind)` for each request that would start
 new work. Only two kinds of request are ever refused: new INVITEs and
@@ -51,8 +51,12 @@ class Signals:
     """One sample of the load, as the monitor measured it."""
 
     lag: float = 0.0          # seconds the event loop ran late
-    udp_queue: int = 0        # bytes waiting in the UDP receive queues (kernel accounting)
+    udp_datagrams: int = 0    # datagrams waiting in the UDP receive queues (estimated)
     transactions: int = 0     # server transactions still owed a final response
+    # The bytes those datagrams take in the kernel: for the log only. A
+    # few large datagrams take as many bytes as a thousand requests and
+    # cost far less to read, so bytes are not what is limited.
+    udp_bytes: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,7 +64,7 @@ class Thresholds:
     """Where each signal means "beyond capacity"; 0 disables that signal."""
 
     max_lag: float = 0.5
-    max_udp_queue: int = 2 << 20
+    max_udp_datagrams: int = 1000
     max_transactions: int = 4000
     drop_factor: float = 3.0      # one signal above this many times its limit: DROP
     # The lag counted is the smallest of the last `lag_samples` samples: one
@@ -134,8 +138,8 @@ class OverloadController:
             self._lags.append(signals.lag)
             if len(self._lags) == self._lags.maxlen:
                 ratios.append(min(self._lags) / t.max_lag)
-        if t.max_udp_queue > 0:
-            ratios.append(signals.udp_queue / t.max_udp_queue)
+        if t.max_udp_datagrams > 0:
+            ratios.append(signals.udp_datagrams / t.max_udp_datagrams)
         if t.max_transactions > 0:
             ratios.append(signals.transactions / t.max_transactions)
         return max(ratios)

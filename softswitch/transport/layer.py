@@ -152,6 +152,11 @@ class TransportLayer:
         return [udp.transport.socket for udp in self._udp.values()
                 if udp.transport is not None and getattr(udp.transport, "socket", None) is not None]
 
+    def udp_read(self) -> tuple[int, int]:
+        """(datagrams, bytes) read from the UDP sockets since start (the overload monitor's)."""
+        return (sum(udp.datagrams_read for udp in self._udp.values()),
+                sum(udp.bytes_read for udp in self._udp.values()))
+
     @property
     def connection_count(self) -> int:
         return len(self._connections)

@@ -19,7 +19,7 @@ from softswitch.sip.peer import Peer
 from softswitch.sip.prefilter import request_method, to_tag
 from tests.unit.test_core import PHONE, Harness, answering, request, response
 
-LIMITS = Thresholds(max_lag=0.2, max_udp_queue=0, max_transactions=0, drop_factor=4.0,
+LIMITS = Thresholds(max_lag=0.2, max_udp_datagrams=0, max_transactions=0, drop_factor=4.0,
                     recover_after=1.0, lag_samples=1, loss_step=1.0)
 
 
@@ -94,7 +94,7 @@ def test_an_invite_the_fast_path_cannot_read_is_refused_the_parsing_way() -> Non
 
 def test_a_share_of_new_invites_is_refused_the_rest_served() -> None:
     h, seen = GateHarness(), []
-    controller = OverloadController(Thresholds(max_lag=0.2, max_udp_queue=0, max_transactions=0,
+    controller = OverloadController(Thresholds(max_lag=0.2, max_udp_datagrams=0, max_transactions=0,
                                                lag_samples=1, loss_step=0.25))
     h.core.overload = OverloadGate(
         controller, h.core.send, raw_sender(h),
