@@ -1,8 +1,9 @@
 """A glance at a message's bytes before parsing it: method, To tag, a stateless answer.
 
 Used only when the server sheds load (`softswitch/overload_gate.py`): the
-request line's method and the To header's tag say whether a request starts
-new work, and reading them costs a fraction of a full parse. The answers
+request line's method, the To header (its tag, its address) and whether
+credentials are present say whether a request starts new work, and reading
+them costs a fraction of a full parse. The answers
 are hints, not validation: anything admitted is parsed properly afterwards,
 and a malformed message gets no worse treatment than from the parser.
 `stateless_response` answers a request from its raw header lines (RFC 3261
@@ -35,14 +36,31 @@ def request_method(data: bytes) -> bytes | None:
     return method
 
 
+def _head_end(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    return end if end >= 0 else len(data)
+
+
+def to_value(data: bytes) -> bytes | None:
+    """The To header's value as written, None when no To is found."""
+    match = _TO_RE.search(data, 0, _head_end(data))
+    return None if match is None else match.group(1)
+
+
+# Credentials answering a challenge (RFC 3261 22.2 and 22.3).
+_CREDENTIALS_RE = re.compile(rb"^(?:proxy-)?authorization[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def has_credentials(data: bytes) -> bool:
+    """Whether the header section carries an Authorization or Proxy-Authorization."""
+    return _CREDENTIALS_RE.search(data, 0, _head_end(data)) is not None
+
+
 def to_tag(data: bytes) -> bytes | None:
     """The To header's tag parameter, None when it has none (or no To is found)."""
-    end = data.find(b"\r\n\r\n")
-    head_end = end if end >= 0 else len(data)
-    match = _TO_RE.search(data, 0, head_end)
-    if match is None:
+    value = to_value(data)
+    if value is None:
         return None
-    value = match.group(1)
     # Parameters inside <...> belong to the URI, not to the header.
     close = value.rfind(b">")
     if close >= 0:
