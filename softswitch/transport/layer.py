@@ -51,6 +51,8 @@ class TransportLayer:
         self.max_send_buffer = max_send_buffer
         self.partial_timeout = partial_timeout
         self._inbound: collections.Counter[str] = collections.Counter()  # host -> connections
+        # Whether a source may open a connection at all (the guard: not banned).
+        self.accepts_source: Callable[[str], bool] | None = None
         self.log = get_logger("softswitch.transport")
         self._udp: dict[int, UDPTransport] = {}
         self._ports: list[Any] = []  # IListeningPort
@@ -126,7 +128,11 @@ class TransportLayer:
         return ident
 
     def admit_inbound(self, host: str) -> bool:
-        """Count an inbound connection from `host`; False (not counted) beyond the limit."""
+        """Count an inbound connection from `host`; False (not counted) beyond the
+        limit or when the source is refused (banned)."""
+        if self.accepts_source is not None and not self.accepts_source(host):
+            self.log.debug("connection_refused", source=host, reason="banned")
+            return False
         if 0 < self.max_connections_per_source <= self._inbound[host]:
             self.log.info("connection_refused", source=host, reason="too many connections",
                           limit=self.max_connections_per_source)
@@ -138,6 +144,16 @@ class TransportLayer:
         self._inbound[host] -= 1
         if self._inbound[host] <= 0:
             del self._inbound[host]
+
+    def close_connections_from(self, host: str) -> int:
+        """Close every inbound connection from `host` (a banned source); how many."""
+        doomed = [conn for conn in self._connections.values()
+                  if conn.source_host == host and conn.transport is not None]
+        for conn in doomed:
+            conn.transport.loseConnection()
+        if doomed:
+            self.log.info("connections_closed", source=host, count=len(doomed), reason="banned")
+        return len(doomed)
 
     def alias(self, transport: str, host: str, port: int, ident: int) -> None:
         self._aliases[(transport, host, port)] = ident
