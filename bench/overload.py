@@ -445,6 +445,9 @@ def main() -> None:
                         help="log and print the overload signals (after tree)")
     parser.add_argument("--observe", action="store_true",
                         help="the after tree with shedding off (signals only)")
+    parser.add_argument("--tune", action="append", default=[], metavar="KEY:VALUE",
+                        help="an overload setting for the after tree (repeatable), e.g. "
+                        "drop_factor:10, to compare tunings: --before the same tree")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     args = parser.parse_args()
     exit_on_sigterm()
@@ -462,6 +465,7 @@ def main() -> None:
             if name == "after":
                 entries = ("  enabled: false\n" if args.observe else "") + (
                     "  report_interval: 0.25\n" if args.signals or args.observe else "")
+                entries += "".join(f"  {item.replace(':', ': ', 1)}\n" for item in args.tune)
                 overload = f"overload:\n{entries}" if entries else ""
             if args.no_calls:
                 # No media to relay: and two embedded relays would both want

@@ -171,7 +171,8 @@ def build_overload(settings: OverloadSettings, core: SipCore, transports: Transp
         max_lag=settings.max_lag, max_udp_datagrams=settings.max_udp_datagrams,
         max_transactions=settings.max_transactions, drop_factor=settings.drop_factor,
         recover_ratio=settings.recover_ratio, recover_after=settings.recover_after,
-        lag_samples=settings.lag_samples, loss_step=settings.loss_step),
+        lag_samples=settings.lag_samples, loss_step=settings.loss_step,
+        sample_interval=settings.sample_interval),
         enabled=settings.enabled)
     core.overload = OverloadGate(
         controller, core.send, transports.send_bytes, retry_after=settings.retry_after,

@@ -29,6 +29,7 @@ from softswitch.transport.stream import StreamServerFactory, StreamTransport
 from softswitch.transport.udp import UDPTransport
 
 Sink = Callable[[bytes, Peer, bool], None]
+UDP_READ_BATCH = 64 * 1024  # bytes read from a UDP socket before timers run again
 
 
 class TransportLayer:
@@ -81,6 +82,11 @@ class TransportLayer:
                 protocol = UDPTransport(self, socket_id, family)
                 port = self.reactor.listenUDP(address.port, protocol, interface=address.host,
                                               maxPacketSize=self.limits.max_message_size + 1)
+                # Twisted reads up to 256 KiB of datagrams before it runs
+                # timers again: about 500 small requests, a quarter of a
+                # second at capacity, during which the overload monitor (and
+                # every retransmission timer) waits. A quarter of that.
+                port.maxThroughput = UDP_READ_BATCH
                 self._udp[socket_id] = protocol
                 if self.udp_receive_buffer:
                     _grow_receive_buffer(port.socket, self.udp_receive_buffer)

@@ -148,3 +148,17 @@ def test_loss_and_level_stay_consistent(samples: list[tuple[float, int, int]]) -
         now += 0.05
         c.update(CALM, now)
     assert c.level is Level.NORMAL
+
+
+def test_a_late_sample_over_the_limit_counts_for_the_intervals_it_missed() -> None:
+    """A busy reactor samples late; the loss must rise as fast per second anyway."""
+    c = controller(sample_interval=0.05)
+    c.update(CALM, 0.0)
+    c.update(Signals(transactions=150), 0.05)  # on time: one step
+    assert c.loss == pytest.approx(0.25)
+    c.update(Signals(transactions=150), 0.15)  # 100 ms after the last: two steps
+    assert c.loss == pytest.approx(0.75)
+    c.update(Signals(transactions=150), 0.60)
+    assert c.loss == 1.0
+    with pytest.raises(ValueError):
+        Thresholds(sample_interval=0)
