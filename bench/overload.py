@@ -18,7 +18,8 @@ p50/p99 post-dial delay, the server's peak RSS, and the time back to normal
 after the spike: a probe sipp starts when the offered window ends and
 places 20 calls/s; the first probe call answered (180) within 300 ms marks
 the server back. With --signals, the peak of each overload signal in the
-step (the after tree's `overload_signals` log, 0.25 s peaks).
+step (the after tree's `overload_signals` log, 0.25 s peaks). Media is
+direct (no relay): sipp sends no RTP, and this measures signalling.
 
 REGISTER (--register, --no-calls to skip the calls): the same shape with
 bench/sipp/register_overload.xml (REGISTER, 401, authenticated REGISTER,
@@ -60,6 +61,7 @@ from bench.sipp_load import (  # noqa: E402
     ROOT,
     SCENARIOS,
     ServerUnderTest,
+    cpu_seconds,
     exit_on_sigterm,
     free_udp_port,
     rss_mib,
@@ -97,9 +99,9 @@ class TreeServer(ServerUnderTest):
             f"{overload}"
             "trunks:\n"
             f"  - {{name: in, host: 127.0.0.1, port: {uac_port}, context: bench-in,"
-            f" acl: ['127.0.0.1:{uac_port}']}}\n"
+            f" acl: ['127.0.0.1:{uac_port}'], allowed_destinations: [internal, national]}}\n"
             f"  - {{name: probe, host: 127.0.0.1, port: {probe_port}, context: bench-in,"
-            f" acl: ['127.0.0.1:{probe_port}']}}\n"
+            f" acl: ['127.0.0.1:{probe_port}'], allowed_destinations: [internal, national]}}\n"
             f"  - {{name: out, host: 127.0.0.1, port: {uas_port}, context: bench-out,"
             f" acl: ['127.0.0.1:{uas_port}']}}\n")
 
@@ -150,6 +152,7 @@ class Row:
     drops: int
     signals: dict[str, float] = field(default_factory=dict)
     refresh: tuple[int, int, int] | None = None  # REGISTER: (attempted, completed, refused)
+    cpu: float = 0.0  # REGISTER: the server's CPU over the step, share of one core
 
     @property
     def goodput(self) -> float:
@@ -343,11 +346,13 @@ def register_step(side: Side, rate: float, seconds: float, workdir: Path,
     sampler.start()
     wall0 = time.time()
     began = time.monotonic()
+    cpu0 = cpu_seconds(server.pid)
     spike = _sipp(server, "register_overload.xml", rate, count, free_udp_port(),
                   workdir / "spike", ["-inf", str(spike_csv)])
     refresh = _sipp(server, "register_overload.xml", REFRESH_RATE, refreshes, side.refresh_port,
                     workdir / "refresh", ["-inf", str(refresh_csv)])
     time.sleep(max(0.0, began + seconds - time.monotonic()))
+    cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - began)  # over the window
     probe_began = time.monotonic() - began
     probe = _sipp(server, "register_overload.xml", PROBE_RATE, PROBE_RATE * 4, free_udp_port(),
                   workdir / "probe", ["-inf", str(probe_csv)])
@@ -369,7 +374,7 @@ def register_step(side: Side, rate: float, seconds: float, workdir: Path,
     row = Row(side.name, "register", rate, count, completed, refused, 0, 0, seconds,
               (_pct(values, 0.5), _pct(values, 0.99)), peak[0], back,
               udp_drops(server.port) - drops,
-              refresh=(refreshes, refreshed, refresh_refused))
+              refresh=(refreshes, refreshed, refresh_refused), cpu=cpu)
     if signals:
         row.signals = _signals(server, wall0, time.time())
     return row
@@ -390,7 +395,7 @@ def print_register_header(signals: bool) -> None:
     extra = f"{'lag ms':>8}{'queue':>7}{'KiB':>7}{'tx':>6}" if signals else ""
     print(f"{'tree':<8}{'what':<9}{'offered/s':>10}{'completed/s':>12}{'refused':>8}"
           f"{'failed':>7}{'refreshes ok/refused/of':>25}{'RTT p50/p99 ms':>17}{'RSS MiB':>9}"
-          f"{'back s':>8}{'drops':>7}{extra}", flush=True)
+          f"{'back s':>8}{'drops':>7}{'CPU':>6}{extra}", flush=True)
 
 
 def _signal_columns(row: Row, signals: bool) -> str:
@@ -409,8 +414,8 @@ def print_row(row: Row, signals: bool) -> None:
         refresh = f"{ok}/{refused}/{attempted}"
         print(f"{row.side:<8}{row.what:<9}{row.offered:>10.0f}{row.goodput:>12.0f}"
               f"{row.refused:>8}{row.failed:>7}{refresh:>25}{row.pdd[0]:>9.0f} / "
-              f"{row.pdd[1]:<5.0f}{row.rss_peak:>9.0f}{back:>8}{row.drops:>7}{extra}",
-              flush=True)
+              f"{row.pdd[1]:<5.0f}{row.rss_peak:>9.0f}{back:>8}{row.drops:>7}"
+              f"{100 * row.cpu:>5.0f}%{extra}", flush=True)
         return
     print(f"{row.side:<8}{row.what:<9}{row.offered:>10.0f}{row.goodput:>12.0f}{row.refused:>8}"
           f"{row.failed:>7}{row.lost:>6}{row.pdd[0]:>9.0f} / {row.pdd[1]:<5.0f}"
@@ -467,10 +472,9 @@ def main() -> None:
                     "  report_interval: 0.25\n" if args.signals or args.observe else "")
                 entries += "".join(f"  {item.replace(':', ': ', 1)}\n" for item in args.tune)
                 overload = f"overload:\n{entries}" if entries else ""
-            if args.no_calls:
-                # No media to relay: and two embedded relays would both want
-                # the relay's default notify port.
-                overload += "media:\n  mode: direct\n"
+            # Signalling only (sipp sends no RTP); and two embedded relays
+            # would both want the relay's default ports.
+            overload += "media:\n  mode: direct\n"
             server = TreeServer(tree, workdir / name, uac, probe, uas, overload, users)
             startup = server.start()
             answerer = Answerer(workdir / name / "uas", uas, 60_000)
