@@ -30,10 +30,15 @@ An INVITE whose server transaction already exists (a retransmission of one
 admitted before the overload) is admitted while refusing: a 503 would break
 a call we accepted. While dropping it is dropped unparsed, which loses
 nothing: its transaction carries on.
+
+A client that asks for RFC 7339 overload control (`oc` in its Via, e.g. a
+trunk) is told the current loss in the Via of every response we send it,
+the stateless 503s included (`sip/oc.py`), so that it sheds before sending.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,10 +49,12 @@ from softswitch.sip.message import (
     DEFAULT_LIMITS,
     ParserLimits,
     Request,
+    Response,
     make_response,
     new_tag,
     parse_message,
 )
+from softswitch.sip.oc import stamp_oc
 from softswitch.sip.peer import Peer, response_peer, stamp_via
 from softswitch.sip.prefilter import (
     has_credentials,
@@ -61,6 +68,9 @@ from softswitch.sip.uri import URI
 # The To tag prefix of our stateless 503s: their ACKs are dropped by it.
 OVERLOAD_TAG = "ovl"
 _OVERLOAD_TAG_BYTES = OVERLOAD_TAG.encode()
+# How long a loss told to an RFC 7339 client holds (its oc-validity): every
+# response renews it while the overload lasts.
+OC_VALIDITY_MS = 500
 
 Send = Callable[[Any, Peer], None]
 SendBytes = Callable[[bytes, Peer], None]
@@ -73,8 +83,10 @@ class OverloadGate:
                  retry_after: int = 5, limits: ParserLimits = DEFAULT_LIMITS,
                  has_transaction: Callable[[Request], bool] | None = None,
                  has_transaction_at: Callable[[Via, str], bool | None] | None = None,
-                 is_refresh: Callable[[URI | None], bool] | None = None) -> None:
+                 is_refresh: Callable[[URI | None], bool] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.controller = controller
+        self.clock = clock  # oc-seq: a timestamp, growing with each value
         self.send = send
         self.send_bytes = send_bytes
         self.retry_after = retry_after
@@ -138,7 +150,8 @@ class OverloadGate:
         admitted, None if not plain enough for this path (then parse it)."""
         reply = stateless_response(data, peer, 503, "Service Unavailable",
                                    OVERLOAD_TAG + new_tag(),
-                                   [("Retry-After", str(self.retry_after))])
+                                   [("Retry-After", str(self.retry_after))],
+                                   stamp_via=self._stamp_oc)
         if reply is None or self.has_transaction_at is None:
             return None
         response, target, via = reply
@@ -169,7 +182,8 @@ class OverloadGate:
             return True  # unparsed; an admitted retransmission's transaction carries on
         reply = stateless_response(data, peer, 503, "Service Unavailable",
                                    OVERLOAD_TAG + new_tag(),
-                                   [("Retry-After", str(self.retry_after))])
+                                   [("Retry-After", str(self.retry_after))],
+                                   stamp_via=self._stamp_oc)
         if reply is None or self.has_transaction_at is None:
             return None
         response, target, via = reply
@@ -180,6 +194,22 @@ class OverloadGate:
             return False
         self.send_bytes(response, target)
         return True
+
+    def annotate(self, response: Response) -> None:
+        """RFC 7339: tell a client that asked for it the current loss, in the
+        top Via of `response` (before it is sent)."""
+        text = response.get("via")
+        if text is None or "oc" not in text.lower():
+            return  # the cheap common case: no client asked
+        try:
+            via = response.top_via
+        except MessageError:
+            return
+        if self._stamp_oc(via):
+            response.replace_top_via(via)
+
+    def _stamp_oc(self, via: Via) -> bool:
+        return stamp_oc(via, self.controller.loss, self.clock(), OC_VALIDITY_MS)
 
     def _kind(self, request: Request) -> RequestKind:
         try:

@@ -177,7 +177,8 @@ def build_overload(settings: OverloadSettings, core: SipCore, transports: Transp
     core.overload = OverloadGate(
         controller, core.send, transports.send_bytes, retry_after=settings.retry_after,
         limits=core.limits, has_transaction=core.transactions.has_server_transaction,
-        has_transaction_at=core.transactions.has_server_transaction_at)
+        has_transaction_at=core.transactions.has_server_transaction_at,
+        clock=reactor.seconds)
     return OverloadMonitor(controller, reactor, udp_sockets=transports.udp_sockets,
                            transactions=core.transactions.pending_server_count,
                            interval=settings.sample_interval,

@@ -14,6 +14,7 @@ parsing it first.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import Via, split_list
@@ -76,13 +77,16 @@ _COPIED = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to":
 
 
 def stateless_response(data: bytes, source: Peer, status: int, reason: str, to_tag: str,
-                       extra: list[tuple[str, str]]) -> tuple[bytes, Peer, Via] | None:
+                       extra: list[tuple[str, str]],
+                       stamp_via: Callable[[Via], object] | None = None,
+                       ) -> tuple[bytes, Peer, Via] | None:
     """A response to the request in `data` built from its raw header lines, where it
     goes, and the request's top Via (stamped).
 
     For answers sent without a transaction (the overload gate's 503): Via,
     From, To, Call-ID and CSeq are copied as written, the top Via stamped
-    (received, rport) and the To given `to_tag` (the request has none).
+    (received, rport), then given to `stamp_via` if any (RFC 7339 oc
+    parameters), and the To given `to_tag` (the request has none).
     None when the header section is not plain enough (folded lines, a
     missing header, a bad top Via): the caller then parses the request.
     """
@@ -108,6 +112,8 @@ def stateless_response(data: bytes, source: Peer, status: int, reason: str, to_t
     except (MessageError, ValueError):
         return None
     stamp(via, source)
+    if stamp_via is not None:
+        stamp_via(via)
     top = ", ".join([str(via), *rest]).encode("latin-1")
     out = [f"SIP/2.0 {status} {reason}".encode(), b"Via: " + top]
     out += [b"Via: " + value for value in kept[b"Via"][1:]]

@@ -3,7 +3,8 @@
 The server runs with a test-sized limit (two server transactions owed a
 final answer), so two calls left ringing put it beyond capacity: a real
 signal through the real monitor, no hook. Then a new INVITE and an initial
-REGISTER get 503 with Retry-After, while the established call's BYE, the
+REGISTER get 503 with Retry-After (and the loss in the Via's RFC 7339 `oc`
+for a client that asks), while the established call's BYE, the
 ringing calls' CANCELs and a phone's REGISTER refresh are served; once the
 ringing calls end, new calls are admitted again.
 
@@ -91,6 +92,13 @@ def test_beyond_capacity_new_work_gets_503_and_accepted_work_is_served(
                 headers={"Contact": f"<sip:1004@{client.local[0]}:{client.local[1]}>"}))
             assert register is not None and register.status == 503
             assert register.get("retry-after") == "9"
+            # A client that asks for RFC 7339 overload control (a trunk) is
+            # told to shed all new work itself.
+            asking = client.request(build_request(
+                client, "INVITE", f"sip:1002@127.0.0.1:{port}").replace(b";rport", b";rport;oc"))
+            assert asking is not None and asking.status == 503
+            assert asking.top_via.params["oc"] == "100"
+            assert asking.top_via.params["oc-algo"] == '"loss"'
 
         # A refresh of a live binding is served.
         assert a.register() == 200

@@ -210,6 +210,29 @@ def test_malformed_input_while_shedding_still_gets_its_400() -> None:
     assert isinstance(answer, Response) and answer.status == 400
 
 
+def with_oc(data: bytes) -> bytes:
+    return data.replace(b";branch=", b";oc;oc-algo=\"loss\";branch=", 1)
+
+
+def test_a_client_asking_for_rfc7339_is_told_the_loss_in_every_answer() -> None:
+    h, _ = shedding(Level.REFUSE)  # loss 1.0 (loss_step 1.0)
+    h.core.receive(with_oc(request("INVITE")), PHONE)  # the fast, unparsed 503
+    h.core.receive(with_oc(request("INVITE", branch="rfc2543-x")), PHONE)  # the parsed one
+    h.core.receive(with_oc(request("BYE", to_tag="t1")), PHONE)  # served: 200
+    for answer in h.responses():
+        via = answer.top_via
+        assert via.params["oc"] == "100" and via.params["oc-validity"] == "500"
+        assert via.params["oc-algo"] == '"loss"' and via.params["oc-seq"]
+    assert [r.status for r in h.responses()] == [503, 503, 200]
+    # No overload: 0, and control ends; a client that did not ask hears nothing.
+    h2, _ = shedding(Level.NORMAL)
+    h2.core.receive(with_oc(request("BYE", to_tag="t1")), PHONE)
+    h2.core.receive(request("BYE", to_tag="t1"), PHONE)
+    asked, plain = h2.responses()
+    assert asked.top_via.params["oc"] == "0" and asked.top_via.params["oc-validity"] == "0"
+    assert "oc" not in plain.top_via.params
+
+
 # -- the prefilter --------------------------------------------------------------------
 
 
