@@ -38,6 +38,7 @@ the stateless 503s included (`sip/oc.py`), so that it sheds before sending.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,8 @@ _OVERLOAD_TAG_BYTES = OVERLOAD_TAG.encode()
 # How long a loss told to an RFC 7339 client holds (its oc-validity): every
 # response renews it while the overload lasts.
 OC_VALIDITY_MS = 500
+# An `oc` parameter in a Via's text (not "localhost" or a branch holding "oc").
+_OC_PARAM = re.compile(r";[ \t]*oc[ \t]*(?:[;=,]|$)", re.IGNORECASE)
 
 Send = Callable[[Any, Peer], None]
 SendBytes = Callable[[bytes, Peer], None]
@@ -199,7 +202,7 @@ class OverloadGate:
         """RFC 7339: tell a client that asked for it the current loss, in the
         top Via of `response` (before it is sent)."""
         text = response.get("via")
-        if text is None or "oc" not in text.lower():
+        if text is None or _OC_PARAM.search(text) is None:
             return  # the cheap common case: no client asked
         try:
             via = response.top_via
