@@ -18,15 +18,23 @@ p50/p99 post-dial delay, the server's peak RSS, and the time back to normal
 after the spike: a probe sipp starts when the offered window ends and
 places 20 calls/s; the first probe call answered (180) within 300 ms marks
 the server back. With --signals, the peak of each overload signal in the
-step (the after tree's `overload_signals` log, 0.25 s peaks).
+step (the after tree's `overload_signals` log, 0.25 s peaks). Media is
+direct (no relay): sipp sends no RTP, and this measures signalling.
 
-REGISTER (--register): the same shape with bench/sipp/register.xml over users
-never registered (initial REGISTERs, each challenged): completed
-registrations per second of the window, failed ones.
+REGISTER (--register, --no-calls to skip the calls): the same shape with
+bench/sipp/register_overload.xml (REGISTER, 401, authenticated REGISTER,
+200; a 503 to either ends it) over users never registered, offered at
+multiples of --register-clean: completed registrations per second of the
+window (200 within the window + 2 s), refused (503), failed otherwise,
+p50/p99 of both round trips. Before the steps, REFRESH_USERS bindings are
+registered; during each spike they are refreshed at REFRESH_RATE/s from the
+same contact (the registrations that must keep being served). Back: a
+probe of new users at 20/s starts when the window ends; the first whose
+authenticated REGISTER is answered within 300 ms marks the server back.
 
 Run: .venv/bin/python bench/overload.py [--before /work/before-overload]
      [--clean 300] [--factors 0.5,1,2,3] [--seconds 6] [--hold 1000]
-     [--register] [--signals] [--keep]
+     [--register [--register-clean 1500] [--no-calls]] [--signals] [--keep]
 Figures only: nothing here asserts on time.
 """
 
@@ -53,6 +61,7 @@ from bench.sipp_load import (  # noqa: E402
     ROOT,
     SCENARIOS,
     ServerUnderTest,
+    cpu_seconds,
     exit_on_sigterm,
     free_udp_port,
     rss_mib,
@@ -85,12 +94,14 @@ class TreeServer(ServerUnderTest):
             f"listen:\n  - udp:127.0.0.1:{self.port}\n"
             f"directory: {directory}\ndialplan: {dialplan}\n"
             "log:\n  format: json\n  level: info\n"
+            # Any free port: two trees run side by side.
+            "management:\n  listen: 127.0.0.1:0\n"
             f"{overload}"
             "trunks:\n"
             f"  - {{name: in, host: 127.0.0.1, port: {uac_port}, context: bench-in,"
-            f" acl: ['127.0.0.1:{uac_port}']}}\n"
+            f" acl: ['127.0.0.1:{uac_port}'], allowed_destinations: [internal, national]}}\n"
             f"  - {{name: probe, host: 127.0.0.1, port: {probe_port}, context: bench-in,"
-            f" acl: ['127.0.0.1:{probe_port}']}}\n"
+            f" acl: ['127.0.0.1:{probe_port}'], allowed_destinations: [internal, national]}}\n"
             f"  - {{name: out, host: 127.0.0.1, port: {uas_port}, context: bench-out,"
             f" acl: ['127.0.0.1:{uas_port}']}}\n")
 
@@ -118,7 +129,9 @@ class Side:
     uas: Answerer
     uac_port: int
     probe_port: int
+    refresh_port: int = 0
     next_user: int = 0
+    refresh_users: list[int] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
 
 
@@ -138,6 +151,8 @@ class Row:
     back: float | None  # seconds after the window to the first prompt probe call
     drops: int
     signals: dict[str, float] = field(default_factory=dict)
+    refresh: tuple[int, int, int] | None = None  # REGISTER: (attempted, completed, refused)
+    cpu: float = 0.0  # REGISTER: the server's CPU over the step, share of one core
 
     @property
     def goodput(self) -> float:
@@ -201,7 +216,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
 
 def _signals(server: TreeServer, since: float, until: float) -> dict[str, float]:
     """Peaks of the `overload_signals` lines logged between two wall-clock times."""
-    peaks = {"lag_ms": 0.0, "udp_queue": 0.0, "transactions": 0.0}
+    peaks = {"lag_ms": 0.0, "udp_datagrams": 0.0, "udp_bytes": 0.0, "transactions": 0.0}
     for line in server.log_path.read_text(errors="replace").splitlines():
         if "overload_signals" not in line:
             continue
@@ -273,37 +288,96 @@ def call_step(side: Side, rate: float, seconds: float, hold_ms: int, workdir: Pa
     return row
 
 
-def register_step(side: Side, rate: float, seconds: float, workdir: Path) -> Row:
-    server = side.server
-    count = max(1, int(rate * seconds))
+# Message lines of register_overload.xml on sipp's screen, in scenario order.
+REG_REFUSED, REG_OK = (1, 4), 5
+REG_COMPLETED = 2  # rtd 2: the authenticated REGISTER to its 200
+REFRESH_USERS = 400  # bindings registered before the steps, refreshed during each spike
+REFRESH_RATE = 50    # refreshes/s during each spike
+
+
+def _injection(path: Path, indices: list[int]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("SEQUENTIAL\n" + "".join(
+        f"{user(i)};[authentication username={user(i)} password={password(i)}]\n"
+        for i in indices))
+    return path
+
+
+def _take_users(side: Side, count: int) -> list[int]:
     first = side.next_user
     side.next_user += count
-    csv = workdir / "users.csv"
-    workdir.mkdir(parents=True, exist_ok=True)
-    csv.write_text("SEQUENTIAL\n" + "".join(
-        f"{user(i)};[authentication username={user(i)} password={password(i)}]\n"
-        for i in range(first, first + count)))
+    return list(range(first, first + count))
+
+
+def _register_counts(workdir: Path) -> tuple[int, int]:
+    """(completed, refused) registrations of one sipp run of register_overload.xml."""
+    counts = _message_counts(workdir)
+    refused = sum(counts[i] for i in REG_REFUSED if i < len(counts))
+    return (counts[REG_OK] if len(counts) > REG_OK else 0), refused
+
+
+def register_bindings(side: Side, workdir: Path) -> int:
+    """Register the refresh pool (from the port its refreshes will come from); how many did."""
+    side.refresh_users = _take_users(side, REFRESH_USERS)
+    csv = _injection(workdir / "users.csv", side.refresh_users)
+    proc = _sipp(side.server, "register_overload.xml", 200, REFRESH_USERS, side.refresh_port,
+                 workdir, ["-inf", str(csv)])
+    _wait(proc, 60)
+    return _register_counts(workdir)[0]
+
+
+def register_step(side: Side, rate: float, seconds: float, workdir: Path,
+                  signals: bool) -> Row:
+    """Initial REGISTERs (users never registered) at `rate` for `seconds`; meanwhile
+    refreshes of the pool's bindings at REFRESH_RATE, and after the window a probe
+    of new users at PROBE_RATE (back: its first registration answered promptly)."""
+    server = side.server
+    count = max(1, int(rate * seconds))
+    spike_csv = _injection(workdir / "spike" / "users.csv", _take_users(side, count))
+    refreshes = int(REFRESH_RATE * seconds)
+    pool = side.refresh_users
+    refresh_csv = _injection(workdir / "refresh" / "users.csv",
+                             [pool[k % len(pool)] for k in range(refreshes)])
+    probe_csv = _injection(workdir / "probe" / "users.csv", _take_users(side, PROBE_RATE * 4))
     drops = udp_drops(server.port)
     peak = [rss_mib(server.pid)]
     done = threading.Event()
     sampler = threading.Thread(target=_rss_sampler, args=(server.pid, done, peak), daemon=True)
     sampler.start()
-    proc = _sipp(server, "register.xml", rate, count, free_udp_port(), workdir,
-                 ["-inf", str(csv)])
-    _wait(proc, seconds + 60)
+    wall0 = time.time()
+    began = time.monotonic()
+    cpu0 = cpu_seconds(server.pid)
+    spike = _sipp(server, "register_overload.xml", rate, count, free_udp_port(),
+                  workdir / "spike", ["-inf", str(spike_csv)])
+    refresh = _sipp(server, "register_overload.xml", REFRESH_RATE, refreshes, side.refresh_port,
+                    workdir / "refresh", ["-inf", str(refresh_csv)])
+    time.sleep(max(0.0, began + seconds - time.monotonic()))
+    cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - began)  # over the window
+    probe_began = time.monotonic() - began
+    probe = _sipp(server, "register_overload.xml", PROBE_RATE, PROBE_RATE * 4, free_udp_port(),
+                  workdir / "probe", ["-inf", str(probe_csv)])
+    _wait(spike, seconds + 60)
+    _wait(refresh, seconds + 60)
+    _wait(probe, 60)
     done.set()
     sampler.join()
-    screen = (workdir / "screen.log").read_text(errors="replace") \
-        if (workdir / "screen.log").exists() else ""
-    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", screen)
-    completed = int(ok[-1]) if ok else 0
-    refused = len(re.findall(r"503", (workdir / "errors.log").read_text(errors="replace"))) \
-        if (workdir / "errors.log").exists() else 0
-    rtt = _rtt(workdir)
-    values = sorted(v for samples in rtt.values() for _, v in samples)
-    return Row(side.name, "register", rate, count, completed, 0, 0, 0, seconds,
-               (_pct(values, 0.5), _pct(values, 0.99)), peak[0], None,
-               udp_drops(server.port) - drops, {"503 seen": float(refused)})
+    horizon_ms = (seconds + 2) * 1000
+    completed = sum(1 for at, _ in _rtt(workdir / "spike")[REG_COMPLETED] if at <= horizon_ms)
+    _, refused = _register_counts(workdir / "spike")
+    refreshed, refresh_refused = _register_counts(workdir / "refresh")
+    values = sorted(v for samples in _rtt(workdir / "spike").values() for _, v in samples)
+    back = None
+    prompt = [at - v for at, v in _rtt(workdir / "probe")[REG_COMPLETED] if v <= BACK_PDD_MS]
+    if prompt:
+        # The time its authenticated REGISTER left: a registration answered promptly.
+        back = max(0.0, min(prompt) / 1000) + max(0.0, probe_began - seconds)
+    row = Row(side.name, "register", rate, count, completed, refused, 0, 0, seconds,
+              (_pct(values, 0.5), _pct(values, 0.99)), peak[0], back,
+              udp_drops(server.port) - drops,
+              refresh=(refreshes, refreshed, refresh_refused), cpu=cpu)
+    if signals:
+        row.signals = _signals(server, wall0, time.time())
+    return row
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -311,23 +385,53 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def print_header(signals: bool) -> None:
-    extra = f"{'lag ms':>8}{'queue KiB':>10}{'tx':>6}" if signals else ""
+    extra = f"{'lag ms':>8}{'queue':>7}{'KiB':>7}{'tx':>6}" if signals else ""
     print(f"{'tree':<8}{'what':<9}{'offered/s':>10}{'completed/s':>12}{'refused':>8}"
           f"{'failed':>7}{'lost':>6}{'PDD p50/p99 ms':>17}{'RSS MiB':>9}{'back s':>8}"
           f"{'drops':>7}{extra}", flush=True)
 
 
-def print_row(row: Row, signals: bool) -> None:
-    back = f"{row.back:.1f}" if row.back is not None else ">4"
-    if row.what == "register":
-        back = "-"
-    extra = ""
+def print_register_header(signals: bool) -> None:
+    extra = f"{'lag ms':>8}{'queue':>7}{'KiB':>7}{'tx':>6}" if signals else ""
+    print(f"{'tree':<8}{'what':<9}{'offered/s':>10}{'completed/s':>12}{'refused':>8}"
+          f"{'failed':>7}{'refreshes ok/refused/of':>25}{'RTT p50/p99 ms':>17}{'RSS MiB':>9}"
+          f"{'back s':>8}{'drops':>7}{'CPU':>6}{extra}", flush=True)
+
+
+def _signal_columns(row: Row, signals: bool) -> str:
     if signals and row.signals and "lag_ms" in row.signals:
         s = row.signals
-        extra = f"{s['lag_ms']:>8.0f}{s['udp_queue'] / 1024:>10.0f}{s['transactions']:>6.0f}"
+        return (f"{s['lag_ms']:>8.0f}{s['udp_datagrams']:>7.0f}{s['udp_bytes'] / 1024:>7.0f}"
+                f"{s['transactions']:>6.0f}")
+    return ""
+
+
+def print_row(row: Row, signals: bool) -> None:
+    back = f"{row.back:.1f}" if row.back is not None else ">4"
+    extra = _signal_columns(row, signals)
+    if row.what == "register":
+        attempted, ok, refused = row.refresh or (0, 0, 0)
+        refresh = f"{ok}/{refused}/{attempted}"
+        print(f"{row.side:<8}{row.what:<9}{row.offered:>10.0f}{row.goodput:>12.0f}"
+              f"{row.refused:>8}{row.failed:>7}{refresh:>25}{row.pdd[0]:>9.0f} / "
+              f"{row.pdd[1]:<5.0f}{row.rss_peak:>9.0f}{back:>8}{row.drops:>7}"
+              f"{100 * row.cpu:>5.0f}%{extra}", flush=True)
+        return
     print(f"{row.side:<8}{row.what:<9}{row.offered:>10.0f}{row.goodput:>12.0f}{row.refused:>8}"
           f"{row.failed:>7}{row.lost:>6}{row.pdd[0]:>9.0f} / {row.pdd[1]:<5.0f}"
           f"{row.rss_peak:>9.0f}{back:>8}{row.drops:>7}{extra}", flush=True)
+
+
+def summarise(sides: list[Side], what: str, clean: float) -> None:
+    """The 2x figure against the best at or below the clean rate, per tree."""
+    for side in sides:
+        rows = [r for r in side.rows if r.what == what]
+        best = max((r.goodput for r in rows if r.offered <= clean), default=0.0)
+        at2 = [r for r in rows if abs(r.offered - 2 * clean) < 1]
+        if best and at2:
+            print(f"{side.name} {what}: at 2x offered, completed {at2[0].goodput:.0f}/s = "
+                  f"{100 * at2[0].goodput / best:.0f}% of the best at or below the clean "
+                  f"rate ({best:.0f}/s)")
 
 
 def main() -> None:
@@ -339,18 +443,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each spike")
     parser.add_argument("--hold", type=int, default=1000, help="ms each call is held")
     parser.add_argument("--register", action="store_true", help="REGISTER steps too")
+    parser.add_argument("--no-calls", action="store_true", help="no call steps")
     parser.add_argument("--register-clean", type=float, default=800,
                         help="the clean REGISTER rate, /s")
     parser.add_argument("--signals", action="store_true",
                         help="log and print the overload signals (after tree)")
     parser.add_argument("--observe", action="store_true",
                         help="the after tree with shedding off (signals only)")
+    parser.add_argument("--tune", action="append", default=[], metavar="KEY:VALUE",
+                        help="an overload setting for the after tree (repeatable), e.g. "
+                        "drop_factor:10, to compare tunings: --before the same tree")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     args = parser.parse_args()
     exit_on_sigterm()
     factors = [float(f) for f in args.factors.split(",")]
-    users = int(max(factors) * args.register_clean * args.seconds * 2) + 100 \
-        if args.register else 0
+    users = int(sum(factors) * args.register_clean * args.seconds * 1.1) + REFRESH_USERS + \
+        len(factors) * PROBE_RATE * 4 * 2 + 100 if args.register else 0
     workdir = Path(tempfile.mkdtemp(prefix="bench-overload-"))
     trees = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
     sides: list[Side] = []
@@ -362,39 +470,47 @@ def main() -> None:
             if name == "after":
                 entries = ("  enabled: false\n" if args.observe else "") + (
                     "  report_interval: 0.25\n" if args.signals or args.observe else "")
+                entries += "".join(f"  {item.replace(':', ': ', 1)}\n" for item in args.tune)
                 overload = f"overload:\n{entries}" if entries else ""
+            # Signalling only (sipp sends no RTP); and two embedded relays
+            # would both want the relay's default ports.
+            overload += "media:\n  mode: direct\n"
             server = TreeServer(tree, workdir / name, uac, probe, uas, overload, users)
             startup = server.start()
             answerer = Answerer(workdir / name / "uas", uas, 60_000)
-            sides.append(Side(name, server, answerer, uac, probe))
+            sides.append(Side(name, server, answerer, uac, probe, free_udp_port()))
             print(f"{name}: {tree} on udp:127.0.0.1:{server.port} (pid {server.pid}, "
                   f"ready in {startup:.1f} s)", flush=True)
-        print(f"calls held {args.hold} ms, spikes of {args.seconds:g} s, clean rate "
-              f"{args.clean:g}/s; the machine is shared: compare the trees, not absolutes")
-        print_header(args.signals)
-        for factor in factors:
-            for side in sides:
-                side.server.wait_idle(limit=40, threshold=0.15)
-                row = call_step(side, args.clean * factor, args.seconds, args.hold,
-                                workdir / side.name / f"calls-{factor:g}", args.signals)
-                side.rows.append(row)
-                print_row(row, args.signals)
+        if not args.no_calls:
+            print(f"calls held {args.hold} ms, spikes of {args.seconds:g} s, clean rate "
+                  f"{args.clean:g}/s; the machine is shared: compare the trees, not absolutes")
+            print_header(args.signals)
+            for factor in factors:
+                for side in sides:
+                    side.server.wait_idle(limit=40, threshold=0.15)
+                    row = call_step(side, args.clean * factor, args.seconds, args.hold,
+                                    workdir / side.name / f"calls-{factor:g}", args.signals)
+                    side.rows.append(row)
+                    print_row(row, args.signals)
         if args.register:
+            for side in sides:
+                done = register_bindings(side, workdir / side.name / "bindings")
+                print(f"{side.name}: {done} of {REFRESH_USERS} bindings registered, refreshed "
+                      f"at {REFRESH_RATE}/s during each spike", flush=True)
+            print(f"REGISTER with digest (first REGISTER, 401, authenticated REGISTER, 200) "
+                  f"over users never registered, spikes of {args.seconds:g} s, clean rate "
+                  f"{args.register_clean:g}/s")
+            print_register_header(args.signals)
             for factor in factors:
                 for side in sides:
                     side.server.wait_idle(limit=40, threshold=0.15)
                     row = register_step(side, args.register_clean * factor, args.seconds,
-                                        workdir / side.name / f"register-{factor:g}")
+                                        workdir / side.name / f"register-{factor:g}",
+                                        args.signals)
                     side.rows.append(row)
-                    print_row(row, False)
-        for side in sides:
-            calls = [r for r in side.rows if r.what == "calls"]
-            best = max((r.goodput for r in calls if r.offered <= args.clean), default=0.0)
-            at2 = [r for r in calls if abs(r.offered - 2 * args.clean) < 1]
-            if best and at2:
-                print(f"{side.name}: at 2x offered, completed {at2[0].goodput:.0f}/s = "
-                      f"{100 * at2[0].goodput / best:.0f}% of the best at or below the clean "
-                      f"rate ({best:.0f}/s)")
+                    print_row(row, args.signals)
+        summarise(sides, "calls", args.clean)
+        summarise(sides, "register", args.register_clean)
         print(f"run time {time.monotonic() - began:.0f} s")
     finally:
         for side in sides:

@@ -114,7 +114,7 @@ class OverloadSettings(_Model):
 
     enabled: bool = True
     max_lag: float = Field(0.5, ge=0, description="seconds the event loop may run late (sustained)")
-    max_udp_queue: int = Field(2 << 20, ge=0, description="bytes waiting in the UDP receive queues")
+    max_udp_datagrams: int = Field(1000, ge=0, description="datagrams waiting in the UDP receive queues")
     max_transactions: int = Field(4000, ge=0, description="server transactions owed a final response")
     drop_factor: float = Field(3.0, ge=1, description="beyond this many times a limit: drop, not 503")
     lag_samples: int = Field(3, ge=1, le=100, description="lag counted: the least of this many samples")

@@ -170,6 +170,8 @@ class SipCore:
 
     def send(self, message: Any, peer: Peer) -> None:
         self.stats["sent"] += 1
+        if self.overload is not None and isinstance(message, Response):
+            self.overload.annotate(message)  # RFC 7339 oc, for clients that ask
         if self.log_messages:
             self.log.debug("sip_out", **message_fields(message, peer))
         if self._observers:

@@ -1,7 +1,7 @@
 """Overload control: when to refuse new work, decided from load signals and the clock.
 
 Pure (no I/O, no Twisted): the monitor in `overload_monitor.py` samples the
-signals (event-loop lag, bytes waiting in the UDP receive queues, server
+signals (event-loop lag, datagrams waiting in the UDP receive queues, server
 transactions still owed a final response) and feeds them here with the
 time; the SIP core asks `decide(kind)` for each request that would start
 new work. Only two kinds of request are ever refused: new INVITEs and
@@ -51,8 +51,12 @@ class Signals:
     """One sample of the load, as the monitor measured it."""
 
     lag: float = 0.0          # seconds the event loop ran late
-    udp_queue: int = 0        # bytes waiting in the UDP receive queues (kernel accounting)
+    udp_datagrams: int = 0    # datagrams waiting in the UDP receive queues (estimated)
     transactions: int = 0     # server transactions still owed a final response
+    # The bytes those datagrams take in the kernel: for the log only. A
+    # few large datagrams take as many bytes as a thousand requests and
+    # cost far less to read, so bytes are not what is limited.
+    udp_bytes: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,7 +64,7 @@ class Thresholds:
     """Where each signal means "beyond capacity"; 0 disables that signal."""
 
     max_lag: float = 0.5
-    max_udp_queue: int = 2 << 20
+    max_udp_datagrams: int = 1000
     max_transactions: int = 4000
     drop_factor: float = 3.0      # one signal above this many times its limit: DROP
     # The lag counted is the smallest of the last `lag_samples` samples: one
@@ -69,7 +73,12 @@ class Thresholds:
     lag_samples: int = 3
     recover_ratio: float = 0.5    # under this share of every limit is calm...
     recover_after: float = 1.0    # ...and this long of calm takes the loss from 1 to 0 (seconds)
-    loss_step: float = 0.1        # loss added by each sample at or over a limit
+    loss_step: float = 0.1        # loss added by each sample at or over a limit...
+    # ...taken every `sample_interval` seconds: a sample that comes late
+    # (the reactor was busy, itself a sign of overload) counts for the
+    # intervals it missed, so that the loss rises as fast per second
+    # however late the samples run.
+    sample_interval: float = 0.05
 
     def __post_init__(self) -> None:
         if self.drop_factor < 1.0:
@@ -82,6 +91,8 @@ class Thresholds:
             raise ValueError("loss_step must be in (0, 1]")
         if self.lag_samples < 1:
             raise ValueError("lag_samples must be at least 1")
+        if self.sample_interval <= 0:
+            raise ValueError("sample_interval must be positive")
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,7 +110,8 @@ class OverloadController:
 
     Loss-based (the idea of RFC 7339's loss algorithm, applied to our own
     admission): `loss` is the share of new work refused. Each sample with a
-    signal at or over its limit adds `loss_step`; each calm sample (every
+    signal at or over its limit adds `loss_step` (times the sample intervals
+    since the last one, when it comes late); each calm sample (every
     signal below `recover_ratio` of its limit) takes away its share of
     `recover_after` seconds, so a fully refusing server needs that long of
     calm to admit everything again; in between, the loss holds. Refusing a
@@ -134,8 +146,8 @@ class OverloadController:
             self._lags.append(signals.lag)
             if len(self._lags) == self._lags.maxlen:
                 ratios.append(min(self._lags) / t.max_lag)
-        if t.max_udp_queue > 0:
-            ratios.append(signals.udp_queue / t.max_udp_queue)
+        if t.max_udp_datagrams > 0:
+            ratios.append(signals.udp_datagrams / t.max_udp_datagrams)
         if t.max_transactions > 0:
             ratios.append(signals.transactions / t.max_transactions)
         return max(ratios)
@@ -152,7 +164,11 @@ class OverloadController:
         old = self.level
         if pressure >= 1.0:
             # Up at once: waiting while the queue grows is what collapses.
-            self.loss = min(1.0, self.loss + t.loss_step)
+            # Measured with REGISTER at twice capacity: samples 0.3-0.5 s
+            # apart (the reactor reading a batch of datagrams) let the
+            # queue pass 3,000 datagrams before the loss reached 0.3.
+            intervals = max(1.0, elapsed / t.sample_interval)
+            self.loss = min(1.0, self.loss + t.loss_step * intervals)
         elif pressure < t.recover_ratio:
             self.loss = 0.0 if t.recover_after == 0 else max(
                 0.0, self.loss - elapsed / t.recover_after)

@@ -30,7 +30,7 @@ from softswitch.sip.headers import NameAddr, unquote_param
 from softswitch.sip.message import Request, Response, make_response, new_tag
 from softswitch.sip.peer import Peer
 from softswitch.sip.transaction import ServerTransaction
-from softswitch.sip.uri import SipURI, parse_sip_uri
+from softswitch.sip.uri import URI, SipURI, parse_sip_uri
 
 
 @dataclass(slots=True, frozen=True)
@@ -211,14 +211,14 @@ class Registrar:
     def bindings(self, aor: str, now: float) -> list[Binding]:
         return [b for b in self.store.lookup(aor) if not b.is_expired(now)]
 
-    def is_refresh(self, request: Request) -> bool:
-        """Whether a REGISTER is for an address-of-record holding live bindings.
+    def is_refresh(self, to_uri: URI | None) -> bool:
+        """Whether a REGISTER to `to_uri` (its To) is for an address-of-record
+        holding live bindings.
 
         The overload gate admits those even when it refuses new work: a
         refresh keeps a phone reachable, and refusing it would make the
         phone register from scratch later (more work, not less).
         """
-        to_uri = request.to_addr.uri
         if not isinstance(to_uri, SipURI) or to_uri.user is None:
             return False
         domain = self.domain_for(to_uri.host)

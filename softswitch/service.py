@@ -376,6 +376,8 @@ class Application(MultiService):
                                   [a.port for a in listen], config.settings.trunks, reactor)
         self.guard.setServiceParent(self)
         self.sip.admit = self.guard.admit
+        self.sip.transports.accepts_source = self.guard.accepts_connection
+        self.guard.on_ban = self.sip.transports.close_connections_from
         self.overload = build_overload(config.settings.overload, self.sip.core,
                                        self.sip.transports, reactor)
         self.overload.setServiceParent(self)

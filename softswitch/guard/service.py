@@ -8,12 +8,18 @@ and a 401/407 beyond the challenge rate as one too. A ban goes to the
 kernel (nftables, `kernel.py`) when it can, and is always enforced in
 userspace too; bans are kept in `DATA_DIR/bans.json` across restarts, and
 lifted by `softswitch bans lift` through `exchange.py`.
+
+Over TCP and TLS a ban also ends the source's open connections (`on_ban`,
+the transport layer's): the kernel drops their packets from now on, and in
+userspace dropping each message would keep a connection open that serves
+nothing. New connections from a banned source are refused when accepted
+(`accepts_connection`), before a TLS handshake is spent on them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +78,8 @@ class GuardService(Service):
         self._poller: LoopingCall | None = None
         self._limited: set[str] = set()  # sources told about in the log this minute
         self._limited_cleared = 0.0
+        # Told the address of each new ban: closes its stream connections.
+        self.on_ban: Callable[[str], object] | None = None
 
     @property
     def drop(self) -> str:
@@ -128,6 +136,10 @@ class GuardService(Service):
                              transport=peer.transport)
         return False
 
+    def accepts_connection(self, host: str) -> bool:
+        """Whether a TCP/TLS connection from `host` may be taken (not banned)."""
+        return not self.guard.banned(host, self.reactor.seconds())
+
     # -- the core's observer: responses we send ----------------------------------------------
 
     def message_received(self, message: Request | Response, peer: Peer, now: float) -> None:
@@ -165,6 +177,10 @@ class GuardService(Service):
                          seconds=round(ban.until - ban.since), drop=self.drop)
         self._to_kernel(ban, now)
         self._save()
+        if self.on_ban is not None:
+            # Later in this turn of the reactor: the 403 that caused the ban
+            # is still being sent on the connection to be closed.
+            self.reactor.callLater(0, self.on_ban, ban.address)
 
     def _to_kernel(self, ban: Ban, now: float) -> None:
         if self.kernel is None:

@@ -125,6 +125,10 @@ class SourceGuard:
             return Verdict.RATE_LIMITED
         return Verdict.ADMIT
 
+    def banned(self, host: str, now: float) -> bool:
+        ban = self.bans.get(host)
+        return ban is not None and now < ban.until
+
     def auth_failed(self, host: str, now: float, why: str = "failed authentication") -> Ban | None:
         """A failed authentication from `host`; the `Ban` if it is one too many."""
         if self._failures is None or host in self.bans or self.trusted(host):

@@ -1,8 +1,9 @@
 """A glance at a message's bytes before parsing it: method, To tag, a stateless answer.
 
 Used only when the server sheds load (`softswitch/overload_gate.py`): the
-request line's method and the To header's tag say whether a request starts
-new work, and reading them costs a fraction of a full parse. The answers
+request line's method, the To header (its tag, its address) and whether
+credentials are present say whether a request starts new work, and reading
+them costs a fraction of a full parse. The answers
 are hints, not validation: anything admitted is parsed properly afterwards,
 and a malformed message gets no worse treatment than from the parser.
 `stateless_response` answers a request from its raw header lines (RFC 3261
@@ -13,6 +14,7 @@ parsing it first.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from softswitch.sip.errors import MessageError
 from softswitch.sip.headers import Via, split_list
@@ -35,14 +37,31 @@ def request_method(data: bytes) -> bytes | None:
     return method
 
 
+def _head_end(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    return end if end >= 0 else len(data)
+
+
+def to_value(data: bytes) -> bytes | None:
+    """The To header's value as written, None when no To is found."""
+    match = _TO_RE.search(data, 0, _head_end(data))
+    return None if match is None else match.group(1)
+
+
+# Credentials answering a challenge (RFC 3261 22.2 and 22.3).
+_CREDENTIALS_RE = re.compile(rb"^(?:proxy-)?authorization[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def has_credentials(data: bytes) -> bool:
+    """Whether the header section carries an Authorization or Proxy-Authorization."""
+    return _CREDENTIALS_RE.search(data, 0, _head_end(data)) is not None
+
+
 def to_tag(data: bytes) -> bytes | None:
     """The To header's tag parameter, None when it has none (or no To is found)."""
-    end = data.find(b"\r\n\r\n")
-    head_end = end if end >= 0 else len(data)
-    match = _TO_RE.search(data, 0, head_end)
-    if match is None:
+    value = to_value(data)
+    if value is None:
         return None
-    value = match.group(1)
     # Parameters inside <...> belong to the URI, not to the header.
     close = value.rfind(b">")
     if close >= 0:
@@ -58,13 +77,16 @@ _COPIED = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to":
 
 
 def stateless_response(data: bytes, source: Peer, status: int, reason: str, to_tag: str,
-                       extra: list[tuple[str, str]]) -> tuple[bytes, Peer, Via] | None:
+                       extra: list[tuple[str, str]],
+                       stamp_via: Callable[[Via], object] | None = None,
+                       ) -> tuple[bytes, Peer, Via] | None:
     """A response to the request in `data` built from its raw header lines, where it
     goes, and the request's top Via (stamped).
 
     For answers sent without a transaction (the overload gate's 503): Via,
     From, To, Call-ID and CSeq are copied as written, the top Via stamped
-    (received, rport) and the To given `to_tag` (the request has none).
+    (received, rport), then given to `stamp_via` if any (RFC 7339 oc
+    parameters), and the To given `to_tag` (the request has none).
     None when the header section is not plain enough (folded lines, a
     missing header, a bad top Via): the caller then parses the request.
     """
@@ -90,6 +112,8 @@ def stateless_response(data: bytes, source: Peer, status: int, reason: str, to_t
     except (MessageError, ValueError):
         return None
     stamp(via, source)
+    if stamp_via is not None:
+        stamp_via(via)
     top = ", ".join([str(via), *rest]).encode("latin-1")
     out = [f"SIP/2.0 {status} {reason}".encode(), b"Via: " + top]
     out += [b"Via: " + value for value in kept[b"Via"][1:]]

@@ -29,6 +29,7 @@ from softswitch.transport.stream import StreamServerFactory, StreamTransport
 from softswitch.transport.udp import UDPTransport
 
 Sink = Callable[[bytes, Peer, bool], None]
+UDP_READ_BATCH = 64 * 1024  # bytes read from a UDP socket before timers run again
 
 
 class TransportLayer:
@@ -51,6 +52,8 @@ class TransportLayer:
         self.max_send_buffer = max_send_buffer
         self.partial_timeout = partial_timeout
         self._inbound: collections.Counter[str] = collections.Counter()  # host -> connections
+        # Whether a source may open a connection at all (the guard: not banned).
+        self.accepts_source: Callable[[str], bool] | None = None
         self.log = get_logger("softswitch.transport")
         self._udp: dict[int, UDPTransport] = {}
         self._ports: list[Any] = []  # IListeningPort
@@ -81,6 +84,11 @@ class TransportLayer:
                 protocol = UDPTransport(self, socket_id, family)
                 port = self.reactor.listenUDP(address.port, protocol, interface=address.host,
                                               maxPacketSize=self.limits.max_message_size + 1)
+                # Twisted reads up to 256 KiB of datagrams before it runs
+                # timers again: about 500 small requests, a quarter of a
+                # second at capacity, during which the overload monitor (and
+                # every retransmission timer) waits. A quarter of that.
+                port.maxThroughput = UDP_READ_BATCH
                 self._udp[socket_id] = protocol
                 self._udp_listener[socket_id] = len(self.bound)
                 if self.udp_receive_buffer:
@@ -129,7 +137,11 @@ class TransportLayer:
         return ident
 
     def admit_inbound(self, host: str) -> bool:
-        """Count an inbound connection from `host`; False (not counted) beyond the limit."""
+        """Count an inbound connection from `host`; False (not counted) beyond the
+        limit or when the source is refused (banned)."""
+        if self.accepts_source is not None and not self.accepts_source(host):
+            self.log.debug("connection_refused", source=host, reason="banned")
+            return False
         if 0 < self.max_connections_per_source <= self._inbound[host]:
             self.log.info("connection_refused", source=host, reason="too many connections",
                           limit=self.max_connections_per_source)
@@ -141,6 +153,16 @@ class TransportLayer:
         self._inbound[host] -= 1
         if self._inbound[host] <= 0:
             del self._inbound[host]
+
+    def close_connections_from(self, host: str) -> int:
+        """Close every inbound connection from `host` (a banned source); how many."""
+        doomed = [conn for conn in self._connections.values()
+                  if conn.source_host == host and conn.transport is not None]
+        for conn in doomed:
+            conn.transport.loseConnection()
+        if doomed:
+            self.log.info("connections_closed", source=host, count=len(doomed), reason="banned")
+        return len(doomed)
 
     def alias(self, transport: str, host: str, port: int, ident: int) -> None:
         self._aliases[(transport, host, port)] = ident
@@ -154,6 +176,11 @@ class TransportLayer:
         """The listening UDP sockets (for the overload monitor's queue reading)."""
         return [udp.transport.socket for udp in self._udp.values()
                 if udp.transport is not None and getattr(udp.transport, "socket", None) is not None]
+
+    def udp_read(self) -> tuple[int, int]:
+        """(datagrams, bytes) read from the UDP sockets since start (the overload monitor's)."""
+        return (sum(udp.datagrams_read for udp in self._udp.values()),
+                sum(udp.bytes_read for udp in self._udp.values()))
 
     @property
     def connection_count(self) -> int:

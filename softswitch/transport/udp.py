@@ -19,8 +19,14 @@ class UDPTransport(DatagramProtocol):
         self.layer = layer
         self.socket_id = socket_id
         self.family = family
+        # Read so far, for the overload monitor: the typical size of what
+        # arrives turns the bytes the kernel holds into datagrams.
+        self.datagrams_read = 0
+        self.bytes_read = 0
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # noqa: N802
+        self.datagrams_read += 1
+        self.bytes_read += len(data)
         if not data.strip(b"\r\n"):
             # A CRLF keep-alive ("\r\n\r\n", or a lone "\r\n") that phones send
             # every few seconds to keep their NAT binding open. RFC 5626 4.4.1

@@ -112,10 +112,10 @@ def test_trunk_record_calls_needs_relayed_media(tmp_path: Path) -> None:
 
 def test_overload_and_stream_limits_load_and_bad_values_have_positions(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("overload:\n  max_udp_queue: 0\n  loss_step: 1.0\n"
+    good.write_text("overload:\n  max_udp_datagrams: 0\n  loss_step: 1.0\n"
                     "sip:\n  max_connections_per_source: 3\n  partial_timeout: 2\n")
     settings = load_config(good).settings
-    assert settings.overload.max_udp_queue == 0 and settings.overload.loss_step == 1.0
+    assert settings.overload.max_udp_datagrams == 0 and settings.overload.loss_step == 1.0
     assert settings.overload.enabled and settings.sip.max_connections_per_source == 3
     bad = tmp_path / "bad.yaml"
     bad.write_text("overload:\n  loss_step: 2\n  drop_factor: 0.5\n")

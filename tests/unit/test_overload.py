@@ -15,7 +15,7 @@ from softswitch.overload import (
     Thresholds,
 )
 
-LIMITS = Thresholds(max_lag=0.2, max_udp_queue=1000, max_transactions=100, drop_factor=4.0,
+LIMITS = Thresholds(max_lag=0.2, max_udp_datagrams=1000, max_transactions=100, drop_factor=4.0,
                     recover_ratio=0.5, recover_after=1.0, lag_samples=1, loss_step=0.25)
 CALM = Signals()
 
@@ -32,14 +32,14 @@ def decisions(c: OverloadController, kind: RequestKind, n: int) -> list[Action]:
 
 def test_below_every_limit_admits_everything() -> None:
     c = controller()
-    assert c.update(Signals(lag=0.1, udp_queue=900, transactions=99), 0.0) is None
+    assert c.update(Signals(lag=0.1, udp_datagrams=900, transactions=99), 0.0) is None
     assert c.level is Level.NORMAL and c.loss == 0
     for kind in RequestKind:
         assert c.decide(kind) is Action.ADMIT
     assert c.refused == c.dropped == 0
 
 
-@pytest.mark.parametrize("signals", [Signals(lag=0.25), Signals(udp_queue=1000),
+@pytest.mark.parametrize("signals", [Signals(lag=0.25), Signals(udp_datagrams=1000),
                                      Signals(transactions=150)])
 def test_any_one_signal_over_its_limit_refuses_a_share_of_new_work_only(signals: Signals) -> None:
     c = controller()
@@ -64,7 +64,7 @@ def test_sustained_overload_refuses_all_new_work() -> None:
 
 def test_far_beyond_a_limit_drops_new_work_but_still_admits_ongoing() -> None:
     c = controller()
-    c.update(Signals(udp_queue=4000), 0.0)
+    c.update(Signals(udp_datagrams=4000), 0.0)
     assert c.level is Level.DROP
     assert c.decide(RequestKind.NEW_INVITE) is Action.DROP
     assert c.decide(RequestKind.ONGOING) is Action.ADMIT
@@ -72,8 +72,8 @@ def test_far_beyond_a_limit_drops_new_work_but_still_admits_ongoing() -> None:
 
 
 def test_a_disabled_signal_never_counts() -> None:
-    c = OverloadController(Thresholds(max_lag=0, max_udp_queue=0, max_transactions=10))
-    c.update(Signals(lag=100.0, udp_queue=1 << 30, transactions=9), 0.0)
+    c = OverloadController(Thresholds(max_lag=0, max_udp_datagrams=0, max_transactions=10))
+    c.update(Signals(lag=100.0, udp_datagrams=1 << 30, transactions=9), 0.0)
     assert c.level is Level.NORMAL
 
 
@@ -148,3 +148,17 @@ def test_loss_and_level_stay_consistent(samples: list[tuple[float, int, int]]) -
         now += 0.05
         c.update(CALM, now)
     assert c.level is Level.NORMAL
+
+
+def test_a_late_sample_over_the_limit_counts_for_the_intervals_it_missed() -> None:
+    """A busy reactor samples late; the loss must rise as fast per second anyway."""
+    c = controller(sample_interval=0.05)
+    c.update(CALM, 0.0)
+    c.update(Signals(transactions=150), 0.05)  # on time: one step
+    assert c.loss == pytest.approx(0.25)
+    c.update(Signals(transactions=150), 0.15)  # 100 ms after the last: two steps
+    assert c.loss == pytest.approx(0.75)
+    c.update(Signals(transactions=150), 0.60)
+    assert c.loss == 1.0
+    with pytest.raises(ValueError):
+        Thresholds(sample_interval=0)

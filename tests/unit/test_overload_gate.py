@@ -16,10 +16,10 @@ from softswitch.overload import Level, OverloadController, Signals, Thresholds
 from softswitch.overload_gate import OVERLOAD_TAG, OverloadGate
 from softswitch.sip.message import Request, Response, parse_message
 from softswitch.sip.peer import Peer
-from softswitch.sip.prefilter import request_method, to_tag
+from softswitch.sip.prefilter import has_credentials, request_method, to_tag, to_value
 from tests.unit.test_core import PHONE, Harness, answering, request, response
 
-LIMITS = Thresholds(max_lag=0.2, max_udp_queue=0, max_transactions=0, drop_factor=4.0,
+LIMITS = Thresholds(max_lag=0.2, max_udp_datagrams=0, max_transactions=0, drop_factor=4.0,
                     recover_after=1.0, lag_samples=1, loss_step=1.0)
 
 
@@ -45,7 +45,7 @@ def shedding(level: Level, refresh_for: set[str] | None = None) -> tuple[GateHar
                         has_transaction=h.core.transactions.has_server_transaction,
                         has_transaction_at=h.core.transactions.has_server_transaction_at)
     if refresh_for is not None:
-        gate.is_refresh = lambda req: req.call_id in refresh_for
+        gate.is_refresh = lambda uri: str(uri) in refresh_for
     h.core.overload = gate
     for method in ("INVITE", "REGISTER", "BYE", "INFO"):
         h.core.route(method, answering(200, seen))
@@ -94,7 +94,7 @@ def test_an_invite_the_fast_path_cannot_read_is_refused_the_parsing_way() -> Non
 
 def test_a_share_of_new_invites_is_refused_the_rest_served() -> None:
     h, seen = GateHarness(), []
-    controller = OverloadController(Thresholds(max_lag=0.2, max_udp_queue=0, max_transactions=0,
+    controller = OverloadController(Thresholds(max_lag=0.2, max_udp_datagrams=0, max_transactions=0,
                                                lag_samples=1, loss_step=0.25))
     h.core.overload = OverloadGate(
         controller, h.core.send, raw_sender(h),
@@ -119,12 +119,49 @@ def test_refusing_still_serves_in_dialog_requests_bye_and_responses() -> None:
 
 
 def test_refusing_admits_register_refreshes_and_refuses_initial_registers() -> None:
-    h, seen = shedding(Level.REFUSE, refresh_for={"core-test@192.0.2.10"})
+    h, seen = shedding(Level.REFUSE, refresh_for={"sip:1002@pbx.example.com"})
     h.core.receive(request("REGISTER", user=None), PHONE)
     assert seen == ["REGISTER"]
     h2, seen2 = shedding(Level.REFUSE, refresh_for=set())
     h2.core.receive(request("REGISTER", user=None), PHONE)
     assert seen2 == [] and h2.last_status() == 503
+    [answer] = h2.responses()
+    assert answer.get("retry-after") == "7" and answer.cseq.method == "REGISTER"
+    assert answer.to_tag is not None and answer.to_tag.startswith(OVERLOAD_TAG)
+    assert h2.core.transactions.active_server_count() == 0
+
+
+def with_credentials(data: bytes, header: str = "Authorization") -> bytes:
+    return data.replace(b"Content-Length:", f'{header}: Digest username="1002", '
+                        'realm="pbx.example.com", nonce="n", uri="sip:pbx.example.com", '
+                        'response="00"\r\nContent-Length:'.encode())
+
+
+def test_a_request_answering_our_challenge_is_served_while_refusing_and_dropping() -> None:
+    """The REGISTER (or INVITE) with credentials is the second half of work we
+    took on with the 401/407: refusing it wastes that and starts it over."""
+    for level in (Level.REFUSE, Level.DROP):
+        h, seen = shedding(level, refresh_for=set())
+        h.core.receive(with_credentials(request("REGISTER", user=None)), PHONE)
+        h.core.receive(with_credentials(request("INVITE"), "Proxy-Authorization"), PHONE)
+        assert seen == ["REGISTER", "INVITE"]
+        # Folded lines send it the parsing way: the same answer.
+        folded = with_credentials(request("REGISTER", user=None)).replace(
+            b"Max-Forwards: 70\r\n", b"Subject: a\r\n b\r\n")
+        h.core.receive(folded, PHONE)
+        assert seen == ["REGISTER", "INVITE", "REGISTER"]
+
+
+def test_an_initial_register_the_fast_path_cannot_read_is_refused_the_parsing_way() -> None:
+    for data in (request("REGISTER", user=None, branch="rfc2543-old"),
+                 request("REGISTER", user=None).replace(b"Max-Forwards: 70\r\n",
+                                                         b"Subject: a\r\n b\r\n")):
+        h, seen = shedding(Level.REFUSE, refresh_for=set())
+        h.core.receive(data, PHONE)
+        assert seen == [] and h.last_status() == 503
+        h2, seen2 = shedding(Level.REFUSE, refresh_for={"sip:1002@pbx.example.com"})
+        h2.core.receive(data, PHONE)
+        assert seen2 == ["REGISTER"]
 
 
 def test_a_retransmitted_invite_admitted_before_the_overload_is_not_refused() -> None:
@@ -173,6 +210,29 @@ def test_malformed_input_while_shedding_still_gets_its_400() -> None:
     assert isinstance(answer, Response) and answer.status == 400
 
 
+def with_oc(data: bytes) -> bytes:
+    return data.replace(b";branch=", b";oc;oc-algo=\"loss\";branch=", 1)
+
+
+def test_a_client_asking_for_rfc7339_is_told_the_loss_in_every_answer() -> None:
+    h, _ = shedding(Level.REFUSE)  # loss 1.0 (loss_step 1.0)
+    h.core.receive(with_oc(request("INVITE")), PHONE)  # the fast, unparsed 503
+    h.core.receive(with_oc(request("INVITE", branch="rfc2543-x")), PHONE)  # the parsed one
+    h.core.receive(with_oc(request("BYE", to_tag="t1")), PHONE)  # served: 200
+    for answer in h.responses():
+        via = answer.top_via
+        assert via.params["oc"] == "100" and via.params["oc-validity"] == "500"
+        assert via.params["oc-algo"] == '"loss"' and via.params["oc-seq"]
+    assert [r.status for r in h.responses()] == [503, 503, 200]
+    # No overload: 0, and control ends; a client that did not ask hears nothing.
+    h2, _ = shedding(Level.NORMAL)
+    h2.core.receive(with_oc(request("BYE", to_tag="t1")), PHONE)
+    h2.core.receive(request("BYE", to_tag="t1"), PHONE)
+    asked, plain = h2.responses()
+    assert asked.top_via.params["oc"] == "0" and asked.top_via.params["oc-validity"] == "0"
+    assert "oc" not in plain.top_via.params
+
+
 # -- the prefilter --------------------------------------------------------------------
 
 
@@ -187,6 +247,12 @@ def test_prefilter_reads_method_and_to_tag_like_the_parser() -> None:
     compact = b"INVITE sip:a@b SIP/2.0\r\nt: <sip:a@b;tag=uri>;tag=hdr\r\n\r\n"
     assert to_tag(compact) == b"hdr"
     assert to_tag(b"INVITE sip:a@b SIP/2.0\r\nTo: <sip:a@b;tag=inuri>\r\n\r\n") is None
+    assert to_value(request("REGISTER", user=None)) == b" <sip:1002@pbx.example.com>"
+    assert has_credentials(with_credentials(request("REGISTER")))
+    assert has_credentials(b"REGISTER sip:b SIP/2.0\r\nproxy-authorization : x\r\n\r\n")
+    assert not has_credentials(request("REGISTER"))
+    # In the body, not the header section: not credentials.
+    assert not has_credentials(b"MESSAGE sip:b SIP/2.0\r\n\r\nAuthorization: x")
 
 
 @given(st.binary(max_size=300))
@@ -195,6 +261,9 @@ def test_prefilter_never_raises(data: bytes) -> None:
     assert method is None or isinstance(method, bytes)
     tag = to_tag(data)
     assert tag is None or isinstance(tag, bytes)
+    value = to_value(data)
+    assert value is None or isinstance(value, bytes)
+    assert has_credentials(data) in (True, False)
 
 
 @given(st.binary(max_size=300))
