@@ -21,7 +21,10 @@ USER_CHARS = ALNUM + "-_.!~*'()&=+$,;?/"
 
 token = st.text(TOKEN_CHARS, min_size=1, max_size=12)
 label = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
-hostname = st.lists(label, min_size=1, max_size=4).map(".".join)
+# RFC 3261 25.1: the top label starts with a letter ("0.0.0.300" is a bad IPv4 address).
+toplabel = st.from_regex(r"[A-Za-z]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
+hostname = st.tuples(st.lists(label, max_size=3), toplabel).map(
+    lambda parts: ".".join([*parts[0], parts[1]]))
 ipv4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
 ipv6 = st.lists(st.from_regex(r"[0-9a-f]{1,4}", fullmatch=True), min_size=8, max_size=8).map(
     lambda parts: "[" + ":".join(parts) + "]")
