@@ -935,15 +935,28 @@ def _audio_lines(sdp: SessionDescription) -> list[int]:
             if m.media == "audio" and m.port != 0 and "TCP" not in m.proto.upper()]
 
 
+def _is_srtp(media: Any) -> bool:
+    """An SRTP line (RFC 3711/4568): the relay forwards it untouched, never converts or repairs it.
+
+    Converting in place would encrypt a second plaintext under the sender's
+    keystream (same key, SSRC and index): whoever sees both legs gets the
+    XOR of the two, most of each sample. Doing it safely needs the relay's
+    own keys on each leg (its own a=crypto), which it does not have yet.
+    """
+    return "SAVP" in media.proto.upper() or any(a.name == "crypto" for a in media.attributes)
+
+
 def _offer_codecs(offerer: Monologue, sdp: SessionDescription,
                   opts: Options) -> SessionDescription:
     """Remember the offerer's codecs per line; append those it asked the relay to convert to."""
     out = sdp.copy() if opts.transcode else sdp
     for i, end in enumerate(offerer.ends[:len(sdp.media)]):
         end.formats = tuple(str(f) for f in transcoding.formats_of(sdp.media[i]))
-        end.transcode = bool(opts.transcode)
-        end.repair = "media-repair" in opts.flags
-    for i in _audio_lines(sdp) if opts.transcode else []:
+        plain = not _is_srtp(sdp.media[i])
+        end.transcode = bool(opts.transcode) and plain
+        end.repair = "media-repair" in opts.flags and plain
+    for i in [i for i in _audio_lines(sdp) if offerer.ends[i].transcode] \
+            if opts.transcode else []:
         media = out.media[i]
         offered = _formats(offerer.ends[i])
         extended = transcoding.offer_formats(offered, opts.transcode)
@@ -998,7 +1011,7 @@ def _answer_codecs(offerer: Monologue, answerer: Monologue, sdp: SessionDescript
     out = sdp.copy()
     for i, end in enumerate(answerer.ends[:len(sdp.media)]):
         end.formats = tuple(str(f) for f in transcoding.formats_of(sdp.media[i]))
-        end.repair = "media-repair" in opts.flags
+        end.repair = "media-repair" in opts.flags and not _is_srtp(sdp.media[i])
     audio = set(_audio_lines(sdp))
     for i in range(min(len(sdp.media), len(offerer.ends), len(answerer.ends))):
         a_end, b_end = offerer.ends[i], answerer.ends[i]

@@ -279,3 +279,14 @@ def test_after_a_long_stall_a_repaired_direction_sends_at_most_five_frames_then_
             per_tick.append(len(sent) - before)
     assert max(per_tick) == 5  # the first tick after the stall
     assert per_tick[-40:] == [1] * 40  # then one a tick again
+
+
+def test_an_srtp_line_is_never_converted_or_repaired() -> None:
+    """Converting in place would encrypt a second plaintext under the sender's keystream."""
+    crypto = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + "A" * 40 + "\r\n"
+    srtp_pcmu = PCMU_ONLY.replace("RTP/AVP", "RTP/SAVP") + crypto
+    srtp_pcma = PCMA_ONLY.replace("RTP/AVP", "RTP/SAVP") + crypto
+    to_b, _, effects, _ = run(srtp_pcmu, srtp_pcma, {**TRANSCODE, "flags": ["media-repair"]},
+                              {"flags": ["media-repair"]})
+    assert m_line(to_b) == ["0", "101"]  # no PCMA appended: the callee refuses (488) itself
+    assert not any(isinstance(e, BridgeMedia) for e in effects)
