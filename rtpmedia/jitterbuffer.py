@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -170,8 +171,14 @@ class DelayHistogram:
     def __init__(self, bucket: float, max_delay: float, forget: float, initial: float) -> None:
         self.bucket = bucket
         self.forget = forget
-        self._hist = np.zeros(int(max_delay / bucket) + 2)
-        self._hist[self._index(initial)] = 1.0
+        # Plain floats, not numpy: one bucket changes per packet and the
+        # quantile is read per frame, each a few Python operations where a
+        # numpy call costs a microsecond. The arithmetic is the same IEEE
+        # double arithmetic in the same order (cumsum adds in sequence, as
+        # `accumulate` does), so the quantiles are bit for bit numpy's.
+        self._hist = [0.0] * (int(max_delay / bucket) + 2)
+        self._top = self._index(initial)  # highest bucket with any weight
+        self._hist[self._top] = 1.0
         self._weight = 1.0
         self._count = 0
         self._ramp = 1.0 / (1.0 - forget)
@@ -186,13 +193,18 @@ class DelayHistogram:
         if self._count > self._ramp:
             self._weight /= self.forget
             if self._weight > 1e100:
-                self._hist /= self._weight
+                w = self._weight
+                self._hist = [v / w for v in self._hist]
                 self._weight = 1.0
-        self._hist[self._index(delay)] += self._weight
+        i = self._index(delay)
+        self._hist[i] += self._weight
+        if i > self._top:
+            self._top = i
 
     def quantile(self, q: float) -> float:
-        cum = self._hist.cumsum()
-        i = int(cum.searchsorted(q * cum[-1]))
+        # Buckets above the top hold zeros: the running sum ends there.
+        cum = list(itertools.accumulate(self._hist[: self._top + 1]))
+        i = bisect.bisect_left(cum, q * cum[-1])
         return min(i, len(self._hist) - 1) * self.bucket
 
 

@@ -451,22 +451,36 @@ class Concealer(PacketConcealer):
     def __init__(self, seed: int = 0, tuning: Tuning | None = None) -> None:
         self.tuning = tuning or Tuning()
         self._rng = np.random.default_rng(seed)
-        self._history = np.zeros(HISTORY)
+        # The last HISTORY samples as the frames that made them (int16 as
+        # received, float64 where concealed or merged), oldest first: a good
+        # frame only swaps a reference; the float history is built when a
+        # loss needs it, which is rare, instead of shifting 480 floats a frame.
+        self._recent: list[npt.NDArray[np.int16] | npt.NDArray[np.float64]] = [
+            np.zeros(FRAME) for _ in range(HISTORY // FRAME)
+        ]
         self._lost = 0  # consecutive frames concealed
         self._ext: _Extension | None = None
         self._expect: npt.NDArray[np.float64] | None = None  # the next frame we interpolated to
         self._floor = 0.0  # background level (RMS) of received frames
 
     def good(self, frame: npt.ArrayLike) -> Frame:
+        a = np.asarray(frame)
+        if self._ext is None and a.dtype == np.int16 and a.shape == (FRAME,):
+            # The common case, one per frame per stream: no float work. Our
+            # own copy goes into the history (the caller may reuse its
+            # buffer) and another copy is played.
+            own = a.copy()
+            self._remember(own)
+            # int64 squares sum exactly, as float64 does for int16 samples
+            # (every partial sum is an integer below 2**53): the same floor.
+            wide = own.astype(np.int64)
+            self._set_floor(math.sqrt(int(wide @ wide) / FRAME))
+            return own.copy()
         x = _frame_in(frame)
-        if self._ext is None:  # the common case, kept cheap: one per frame per stream
+        if self._ext is None:
             self._remember(x)
             self._track_floor(x)
-            return (
-                np.array(frame, dtype=np.int16)
-                if np.asarray(frame).dtype == np.int16
-                else _to_int16(x)
-            )
+            return _to_int16(x)
         if self._expect is None or not np.array_equal(self._expect, x):
             x = self._merge(x)
         self._lost = 0
@@ -480,7 +494,7 @@ class Concealer(PacketConcealer):
         if self._ext is None or self._expect is not None:
             # After an interpolated frame, what was played leads into the frame
             # that then did not come: extend that, not the old extension.
-            self._ext = _Extension(self._history, self.tuning)
+            self._ext = _Extension(self._history(), self.tuning)
         g = self._gain(self._lost * FRAME + np.arange(FRAME))
         y = self._ext.take(FRAME) * g + self._comfort(g)
         self._expect = None
@@ -493,13 +507,19 @@ class Concealer(PacketConcealer):
         self._remember(y)
         return _to_int16(y)
 
-    def _remember(self, x: npt.NDArray[np.float64]) -> None:
-        h = self._history
-        h[:-FRAME] = h[FRAME:]
-        h[-FRAME:] = x
+    def _remember(self, x: npt.NDArray[np.int16] | npt.NDArray[np.float64]) -> None:
+        """Keep `x` (not copied: the caller hands over an array nobody changes)."""
+        del self._recent[0]
+        self._recent.append(x)
+
+    def _history(self) -> npt.NDArray[np.float64]:
+        """The last HISTORY samples played, as float64."""
+        return np.concatenate(self._recent, dtype=np.float64)
 
     def _track_floor(self, x: npt.NDArray[np.float64]) -> None:
-        rms = math.sqrt(float(x @ x) / FRAME)
+        self._set_floor(math.sqrt(float(x @ x) / FRAME))
+
+    def _set_floor(self, rms: float) -> None:
         # Minimum statistics: follow a drop at once, creep up 3% a frame.
         self._floor = rms if rms < self._floor else min(rms, self._floor * 1.03 + 0.1)
 

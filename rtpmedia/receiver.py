@@ -99,6 +99,16 @@ class Receiver:
 
     def frame(self, now: float) -> Samples | None:
         """The next 20 ms of audio, or None while nothing is playing."""
+        if not self._queued:
+            # The common case: nothing carried over and the next chunk is
+            # one whole frame (no stretch), played as it is.
+            chunk = self._next(now)
+            if chunk is None:
+                return None
+            if len(chunk) == FRAME:
+                return chunk
+            self._queue.append(chunk)
+            self._queued = len(chunk)
         while self._queued < FRAME:
             chunk = self._next(now)
             if chunk is None:
