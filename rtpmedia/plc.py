@@ -25,6 +25,7 @@ Concealers:
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -58,8 +59,12 @@ def _frame_in(frame: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def _to_int16(x: npt.NDArray[np.float64]) -> Frame:
-    x = np.nan_to_num(x, nan=0.0, posinf=32767.0, neginf=-32768.0)
-    return np.rint(x).clip(-32768, 32767).astype(np.int16)
+    # nan_to_num costs more than the rest together and NaN never comes from
+    # real audio; infinities are clipped like any loud sample. The ufuncs
+    # are the same clip without ndarray.clip's Python wrapper.
+    if np.isnan(x).any():
+        x = np.nan_to_num(x, nan=0.0, posinf=32767.0, neginf=-32768.0)
+    return np.minimum(np.maximum(np.rint(x), -32768.0), 32767.0).astype(np.int16)
 
 
 class PacketConcealer(ABC):
@@ -282,16 +287,35 @@ LPC_ORDER = 10
 HISTORY = 480  # 60 ms
 
 
+@functools.lru_cache(maxsize=8)
+def _hanning(n: int) -> npt.NDArray[np.float64]:
+    w = np.hanning(n)
+    w.setflags(write=False)
+    return w
+
+
+@functools.lru_cache(maxsize=4)
+def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The lag window and the bandwidth expansion of `_lpc`, computed once."""
+    # A 60 Hz Gaussian lag window keeps the filter tame; bandwidth expansion
+    # (gamma 0.98) against ringing formants in the extension.
+    lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
+    expand = 0.98 ** np.arange(order + 1)
+    lag.setflags(write=False)
+    expand.setflags(write=False)
+    return lag, expand
+
+
 def _lpc(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
     """LPC coefficients a[0..order] (a[0] = 1) by autocorrelation and Levinson-Durbin."""
-    w = x * np.hanning(len(x))
+    w = x * _hanning(len(x))
     r = np.array([w[: len(w) - k] @ w[k:] for k in range(order + 1)])
     if r[0] <= 1e-9:
         a = np.zeros(order + 1)
         a[0] = 1.0
         return a
-    # A 60 Hz Gaussian lag window and -40 dB white noise keep the filter tame.
-    lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
+    # The lag window and -40 dB white noise keep the filter tame.
+    lag, expand = _lpc_windows(order)
     r = r * lag
     r[0] *= 1.0001
     a = np.zeros(order + 1)
@@ -304,8 +328,7 @@ def _lpc(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
         err *= 1.0 - k * k
         if err <= 0:
             break
-    # Bandwidth expansion (gamma 0.98) against ringing formants in the extension.
-    return a * 0.98 ** np.arange(order + 1)
+    return a * expand
 
 
 def _residual(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -380,7 +403,8 @@ def _read(buf: npt.NDArray[np.float64], pos: npt.NDArray[np.float64]) -> npt.NDA
     i = np.floor(pos).astype(np.int64)
     t = pos - i
     n = len(buf)
-    pm1, p0, p1, p2 = (buf[(i + k).clip(0, n - 1)] for k in (-1, 0, 1, 2))
+    # np.minimum/maximum: ndarray.clip's Python wrapper costs more than the gather.
+    pm1, p0, p1, p2 = (buf[np.minimum(np.maximum(i + k, 0), n - 1)] for k in (-1, 0, 1, 2))
     c1 = 0.5 * (p1 - pm1)
     c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
     c3 = 0.5 * (p2 - pm1) + 1.5 * (p0 - p1)
@@ -462,6 +486,10 @@ class Concealer(PacketConcealer):
         self._ext: _Extension | None = None
         self._expect: npt.NDArray[np.float64] | None = None  # the next frame we interpolated to
         self._floor = 0.0  # background level (RMS) of received frames
+        # Per count of frames lost so far: the extension's gain over the next
+        # frame and the comfort noise's matching level (they depend on the
+        # tuning only, and a loss is short: computed once, not per loss).
+        self._fades: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
     def good(self, frame: npt.ArrayLike) -> Frame:
         a = np.asarray(frame)
@@ -495,8 +523,8 @@ class Concealer(PacketConcealer):
             # After an interpolated frame, what was played leads into the frame
             # that then did not come: extend that, not the old extension.
             self._ext = _Extension(self._history(), self.tuning)
-        g = self._gain(self._lost * FRAME + np.arange(FRAME))
-        y = self._ext.take(FRAME) * g + self._comfort(g)
+        g, level = self._fade(self._lost)
+        y = self._ext.take(FRAME) * g + self._comfort(level)
         self._expect = None
         if next_frame is not None and self.tuning.lookahead:
             nxt = _frame_in(next_frame)
@@ -527,17 +555,27 @@ class Concealer(PacketConcealer):
         start = self.tuning.fade_start * RATE
         return np.exp(-(t - start).clip(min=0.0) / (self.tuning.fade_tau * RATE))
 
-    def _comfort(self, g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Noise at the background level, rising as the extension `g` fades."""
+    def _fade(self, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The extension's gain over the frame after `lost` lost ones, and the noise's."""
+        fade = self._fades.get(lost)
+        if fade is None:
+            g = self._gain(lost * FRAME + np.arange(FRAME))
+            fade = (g, np.sqrt((1 - g * g).clip(min=0.0)))
+            if lost < 16:  # beyond, the extension has long faded: not worth keeping
+                self._fades[lost] = fade
+        return fade
+
+    def _comfort(self, level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Noise at the background level, rising (`level`) as the extension fades."""
         if not self.tuning.comfort_noise or self._floor <= 0:
-            return np.zeros(len(g))
-        noise = self._rng.standard_normal(len(g)) * self._floor
-        return np.sqrt((1 - g * g).clip(min=0.0)) * noise
+            return np.zeros(len(level))
+        noise = self._rng.standard_normal(len(level)) * self._floor
+        return level * noise
 
     def _merge(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         assert self._ext is not None
-        g = self._gain(self._lost * FRAME + np.arange(FRAME))
-        y = self._ext.take(FRAME) * g + self._comfort(g)
+        g, level = self._fade(self._lost)
+        y = self._ext.take(FRAME) * g + self._comfort(level)
         return _crossfade(y, x, 0, self.tuning.merge_width)
 
 
@@ -545,7 +583,19 @@ def _crossfade(
     a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], start: int, width: int
 ) -> npt.NDArray[np.float64]:
     """`a` until `start`, then a raised-cosine cross-fade over `width` samples, then `b`."""
-    w = np.ones(len(a))
+    w, w_out = _crossfade_weights(len(a), start, width)
+    return w_out * a + w * b
+
+
+@functools.lru_cache(maxsize=16)
+def _crossfade_weights(
+    n: int, start: int, width: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The fade-in weights of `_crossfade` and their complement (1 - w), computed once."""
+    w = np.ones(n)
     w[:start] = 0.0
     w[start : start + width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
-    return (1 - w) * a + w * b
+    w_out = 1 - w
+    w.setflags(write=False)
+    w_out.setflags(write=False)
+    return w, w_out
