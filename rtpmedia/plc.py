@@ -318,17 +318,23 @@ def _lpc(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
     lag, expand = _lpc_windows(order)
     r = r * lag
     r[0] *= 1.0001
-    a = np.zeros(order + 1)
-    a[0] = 1.0
-    err = r[0]
+    # Levinson-Durbin on Python floats: ten steps of a few products each,
+    # where numpy pays a microsecond a call. The dot products add in order,
+    # as BLAS does for vectors this short (the same coefficients to the bit).
+    rl: list[float] = r.tolist()
+    a = [1.0] + [0.0] * order
+    err = rl[0]
     for i in range(1, order + 1):
-        k = -(r[i] + a[1:i] @ r[i - 1 : 0 : -1]) / err
-        a[1:i] = a[1:i] + k * a[i - 1 : 0 : -1]
+        acc = 0.0
+        for j in range(1, i):
+            acc += a[j] * rl[i - j]
+        k = -(rl[i] + acc) / err
+        a[1:i] = [a[j] + k * a[i - j] for j in range(1, i)]
         a[i] = k
         err *= 1.0 - k * k
         if err <= 0:
             break
-    return a * expand
+    return np.array(a) * expand
 
 
 def _residual(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -361,9 +367,18 @@ def _synthesise(
     p = len(a) - 1
     n = len(exc)
     drive = exc.copy()
-    past = memory[-p:][::-1]  # y[-1], y[-2], ...
-    for m in range(min(p, n)):
-        drive[m] -= a[m + 1 :] @ past[: p - m]
+    # The memory's share of the first p outputs: ten short dot products, on
+    # Python floats in the order BLAS adds vectors this short.
+    av: list[float] = a.tolist()
+    past: list[float] = memory[-p:][::-1].tolist()  # y[-1], y[-2], ...
+    q = min(p, n)
+    share = [0.0] * q
+    for m in range(q):
+        acc = 0.0
+        for j in range(p - m):
+            acc += av[m + 1 + j] * past[j]
+        share[m] = acc
+    drive[:q] -= share
     return np.convolve(drive, h[:n])[:n]
 
 
@@ -374,12 +389,16 @@ def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[flo
         return float(lo), 0.0
     target = x[-span:]
     lags = np.arange(lo, hi + 1)
-    win = np.lib.stride_tricks.sliding_window_view(x[len(x) - span - hi : len(x) - lo], span)[::-1]
-    # win[i] is the segment `lags[i]` samples before the target
+    # The sliding windows as a view made directly (sliding_window_view's
+    # checks cost as much as the products); win[i] is the segment `lags[i]`
+    # samples before the target.
+    seg = np.ascontiguousarray(x[len(x) - span - hi : len(x) - lo], dtype=np.float64)
+    step = seg.itemsize
+    win = np.ndarray((len(seg) - span + 1, span), np.float64, seg, 0, (step, step))[::-1]
     cross = win @ target
     energy = np.einsum("ij,ij->i", win, win)
     et = float(target @ target)
-    corr = cross / np.sqrt((energy * et).clip(min=1e-9))
+    corr = cross / np.sqrt(np.maximum(energy * et, 1e-9))
     i = int(np.argmax(corr))
     # Prefer a submultiple that is nearly as good (octave errors buzz badly).
     for div in (3, 2):
