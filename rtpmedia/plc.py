@@ -285,6 +285,8 @@ PITCH_MIN = 32  # 250 Hz: higher voices than Appendix I's 200 Hz limit
 PITCH_MAX = 140  # 57 Hz
 LPC_ORDER = 10
 HISTORY = 480  # 60 ms
+#: Good frames whose level is measured together (see `Concealer._unmeasured`).
+_MEASURE_BATCH = 50
 
 
 @functools.lru_cache(maxsize=8)
@@ -505,6 +507,10 @@ class Concealer(PacketConcealer):
         self._ext: _Extension | None = None
         self._expect: npt.NDArray[np.float64] | None = None  # the next frame we interpolated to
         self._floor = 0.0  # background level (RMS) of received frames
+        # Good int16 frames whose level `_floor` has not taken in yet: it is
+        # needed only when a loss comes, so their levels are measured then
+        # (or every `_MEASURE_BATCH` frames), many in one numpy call.
+        self._unmeasured: list[Frame] = []
         # Per count of frames lost so far: the extension's gain over the next
         # frame and the comfort noise's matching level (they depend on the
         # tuning only, and a loss is short: computed once, not per loss).
@@ -518,10 +524,9 @@ class Concealer(PacketConcealer):
             # buffer) and another copy is played.
             own = a.copy()
             self._remember(own)
-            # int64 squares sum exactly, as float64 does for int16 samples
-            # (every partial sum is an integer below 2**53): the same floor.
-            wide = own.astype(np.int64)
-            self._set_floor(math.sqrt(int(wide @ wide) / FRAME))
+            self._unmeasured.append(own)
+            if len(self._unmeasured) >= _MEASURE_BATCH:
+                self._measure()
             return own.copy()
         x = _frame_in(frame)
         if self._ext is None:
@@ -538,6 +543,7 @@ class Concealer(PacketConcealer):
         return _to_int16(x)
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
+        self._measure()
         if self._ext is None or self._expect is not None:
             # After an interpolated frame, what was played leads into the frame
             # that then did not come: extend that, not the old extension.
@@ -564,7 +570,19 @@ class Concealer(PacketConcealer):
         return np.concatenate(self._recent, dtype=np.float64)
 
     def _track_floor(self, x: npt.NDArray[np.float64]) -> None:
+        self._measure()
         self._set_floor(math.sqrt(float(x @ x) / FRAME))
+
+    def _measure(self) -> None:
+        """Take the levels of the frames not measured yet into `_floor`, in order."""
+        if not self._unmeasured:
+            return
+        wide = np.array(self._unmeasured, dtype=np.int64)
+        self._unmeasured.clear()
+        # int64 squares sum exactly, as float64 does for int16 samples (every
+        # partial sum is an integer below 2**53): the same levels.
+        for energy in np.einsum("ij,ij->i", wide, wide).tolist():
+            self._set_floor(math.sqrt(energy / FRAME))
 
     def _set_floor(self, rms: float) -> None:
         # Minimum statistics: follow a drop at once, creep up 3% a frame.
