@@ -581,8 +581,11 @@ class Concealer(PacketConcealer):
         self._unmeasured.clear()
         # int64 squares sum exactly, as float64 does for int16 samples (every
         # partial sum is an integer below 2**53): the same levels.
+        floor = self._floor
         for energy in np.einsum("ij,ij->i", wide, wide).tolist():
-            self._set_floor(math.sqrt(energy / FRAME))
+            rms = math.sqrt(energy / FRAME)
+            floor = rms if rms < floor else min(rms, floor * 1.03 + 0.1)  # as _set_floor
+        self._floor = floor
 
     def _set_floor(self, rms: float) -> None:
         # Minimum statistics: follow a drop at once, creep up 3% a frame.
