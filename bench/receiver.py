@@ -177,8 +177,8 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any) 
           f"{np.percentile(puts['before'], 99):.1f} | {np.mean(puts['after']):.1f} | "
           f"{np.percentile(puts['after'], 99):.1f} | "
           f"{np.mean(puts['before']) / np.mean(puts['after']):.2f}x |")
-    same = all(len(b.out) == len(a.out) and all(np.array_equal(x, y) for x, y in zip(b.out, a.out))
-               for b, a in zip(sides["before"], sides["after"]))
+    same = all(len(b.out) == len(a.out) and all(np.array_equal(x, y) for x, y in zip(b.out, a.out, strict=True))
+               for b, a in zip(sides["before"], sides["after"], strict=True))
     return same
 
 

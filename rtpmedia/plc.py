@@ -302,7 +302,7 @@ def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.fl
     # A 60 Hz Gaussian lag window keeps the filter tame; bandwidth expansion
     # (gamma 0.98) against ringing formants in the extension.
     lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
-    expand = 0.98 ** np.arange(order + 1)
+    expand = np.asarray(0.98 ** np.arange(order + 1), dtype=np.float64)
     lag.setflags(write=False)
     expand.setflags(write=False)
     return lag, expand
@@ -324,19 +324,19 @@ def _lpc(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
     # where numpy pays a microsecond a call. The dot products add in order,
     # as BLAS does for vectors this short (the same coefficients to the bit).
     rl: list[float] = r.tolist()
-    a = [1.0] + [0.0] * order
+    coef = [1.0] + [0.0] * order
     err = rl[0]
     for i in range(1, order + 1):
         acc = 0.0
         for j in range(1, i):
-            acc += a[j] * rl[i - j]
+            acc += coef[j] * rl[i - j]
         k = -(rl[i] + acc) / err
-        a[1:i] = [a[j] + k * a[i - j] for j in range(1, i)]
-        a[i] = k
+        coef[1:i] = [coef[j] + k * coef[i - j] for j in range(1, i)]
+        coef[i] = k
         err *= 1.0 - k * k
         if err <= 0:
             break
-    return np.array(a) * expand
+    return np.array(coef) * expand
 
 
 def _residual(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
