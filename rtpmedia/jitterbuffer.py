@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -117,6 +118,10 @@ class Playout(Generic[P]):
         return self.frames[0] if self.frames else None
 
 
+#: Immutable, so one instance serves every "nothing to play" answer.
+_EMPTY: Playout[Any] = Playout(PlayoutKind.EMPTY)
+
+
 @dataclass(frozen=True, slots=True)
 class JitterBufferStats:
     """Counters named after W3C webrtc-stats (RTCInboundRtpStreamStats).
@@ -170,8 +175,14 @@ class DelayHistogram:
     def __init__(self, bucket: float, max_delay: float, forget: float, initial: float) -> None:
         self.bucket = bucket
         self.forget = forget
-        self._hist = np.zeros(int(max_delay / bucket) + 2)
-        self._hist[self._index(initial)] = 1.0
+        # Plain floats, not numpy: one bucket changes per packet and the
+        # quantile is read per frame, each a few Python operations where a
+        # numpy call costs a microsecond. The arithmetic is the same IEEE
+        # double arithmetic in the same order (cumsum adds in sequence, as
+        # `accumulate` does), so the quantiles are bit for bit numpy's.
+        self._hist = [0.0] * (int(max_delay / bucket) + 2)
+        self._top = self._index(initial)  # highest bucket with any weight
+        self._hist[self._top] = 1.0
         self._weight = 1.0
         self._count = 0
         self._ramp = 1.0 / (1.0 - forget)
@@ -186,13 +197,18 @@ class DelayHistogram:
         if self._count > self._ramp:
             self._weight /= self.forget
             if self._weight > 1e100:
-                self._hist /= self._weight
+                w = self._weight
+                self._hist = [v / w for v in self._hist]
                 self._weight = 1.0
-        self._hist[self._index(delay)] += self._weight
+        i = self._index(delay)
+        self._hist[i] += self._weight
+        if i > self._top:
+            self._top = i
 
     def quantile(self, q: float) -> float:
-        cum = self._hist.cumsum()
-        i = int(cum.searchsorted(q * cum[-1]))
+        # Buckets above the top hold zeros: the running sum ends there.
+        cum = list(itertools.accumulate(self._hist[: self._top + 1]))
+        i = bisect.bisect_left(cum, q * cum[-1])
         return min(i, len(self._hist) - 1) * self.bucket
 
 
@@ -343,7 +359,8 @@ class JitterBuffer(Generic[P]):
                 self._retired = (s.ssrc, arrival_time)
                 self._c.discarded += len(s.frames)
             s = self._s = self._new_stream(ssrc, seq, timestamp, arrival_time)
-        ext = self._extend_seq(s, seq)
+        # The extended sequence number nearest the highest seen (inline: per packet).
+        ext = s.max_seq + ((seq - s.max_seq + 0x8000) & 0xFFFF) - 0x8000
         if not -self.MAX_MISORDER <= ext - s.max_seq <= self.MAX_DROPOUT:
             if seq != s.bad_seq:
                 s.bad_seq = (seq + 1) & 0xFFFF
@@ -358,9 +375,11 @@ class JitterBuffer(Generic[P]):
             return PutResult.DUPLICATE
         ts = self._internal_ts(s, ext, timestamp, arrival_time)
         offset = arrival_time - ts / self.clock_rate
-        s.min_offset.add(arrival_time, offset)
-        assert s.min_offset.value is not None
-        self._hist.add(offset - s.min_offset.value)
+        window = s.min_offset
+        window.add(arrival_time, offset)
+        fastest = window.value
+        assert fastest is not None
+        self._hist.add(offset - fastest)
         half = self.frame_samples // 2
         if s.playout_ts is not None and ts < s.playout_ts - half:
             self._c.discarded += 1
@@ -383,11 +402,6 @@ class JitterBuffer(Generic[P]):
             epochs=[_Epoch(seq, ts, ts)],
             min_offset=_MinWindow(self.min_window),
         )
-
-    @staticmethod
-    def _extend_seq(s: _Stream, seq: int) -> int:
-        delta = ((seq - s.max_seq + 0x8000) & 0xFFFF) - 0x8000
-        return s.max_seq + delta
 
     def _internal_ts(self, s: _Stream, ext: int, raw: int, arrival: float) -> int:
         if ext <= s.max_seq:
@@ -458,11 +472,11 @@ class JitterBuffer(Generic[P]):
         half = fs // 2
         frame_time = fs / self.clock_rate
         if s is None or not s.keys and not s.started:
-            return Playout(PlayoutKind.EMPTY)
+            return _EMPTY
         if not s.started:
             first = s.keys[0]
             if self._lead(s, first, now) < target:
-                return Playout(PlayoutKind.EMPTY)
+                return _EMPTY
             s.started = True
             s.playout_ts = first
         assert s.playout_ts is not None
@@ -493,7 +507,7 @@ class JitterBuffer(Generic[P]):
             lead = self._lead(s, s.playout_ts, now)
             if lead < target:
                 s.started = False
-                return Playout(PlayoutKind.EMPTY)
+                return _EMPTY
             self._current = lead + queued / self.clock_rate
             return self._play(s, lead, target, queued)
         if lead < target:

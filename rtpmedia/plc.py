@@ -25,6 +25,7 @@ Concealers:
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -58,8 +59,12 @@ def _frame_in(frame: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def _to_int16(x: npt.NDArray[np.float64]) -> Frame:
-    x = np.nan_to_num(x, nan=0.0, posinf=32767.0, neginf=-32768.0)
-    return np.rint(x).clip(-32768, 32767).astype(np.int16)
+    # nan_to_num costs more than the rest together and NaN never comes from
+    # real audio; infinities are clipped like any loud sample. The ufuncs
+    # are the same clip without ndarray.clip's Python wrapper.
+    if np.isnan(x).any():
+        x = np.nan_to_num(x, nan=0.0, posinf=32767.0, neginf=-32768.0)
+    return np.minimum(np.maximum(np.rint(x), -32768.0), 32767.0).astype(np.int16)
 
 
 class PacketConcealer(ABC):
@@ -280,32 +285,58 @@ PITCH_MIN = 32  # 250 Hz: higher voices than Appendix I's 200 Hz limit
 PITCH_MAX = 140  # 57 Hz
 LPC_ORDER = 10
 HISTORY = 480  # 60 ms
+#: Good frames whose level is measured together (see `Concealer._unmeasured`).
+_MEASURE_BATCH = 50
+
+
+@functools.lru_cache(maxsize=8)
+def _hanning(n: int) -> npt.NDArray[np.float64]:
+    w = np.hanning(n)
+    w.setflags(write=False)
+    return w
+
+
+@functools.lru_cache(maxsize=4)
+def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The lag window and the bandwidth expansion of `_lpc`, computed once."""
+    # A 60 Hz Gaussian lag window keeps the filter tame; bandwidth expansion
+    # (gamma 0.98) against ringing formants in the extension.
+    lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
+    expand = np.asarray(0.98 ** np.arange(order + 1), dtype=np.float64)
+    lag.setflags(write=False)
+    expand.setflags(write=False)
+    return lag, expand
 
 
 def _lpc(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
     """LPC coefficients a[0..order] (a[0] = 1) by autocorrelation and Levinson-Durbin."""
-    w = x * np.hanning(len(x))
+    w = x * _hanning(len(x))
     r = np.array([w[: len(w) - k] @ w[k:] for k in range(order + 1)])
     if r[0] <= 1e-9:
         a = np.zeros(order + 1)
         a[0] = 1.0
         return a
-    # A 60 Hz Gaussian lag window and -40 dB white noise keep the filter tame.
-    lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
+    # The lag window and -40 dB white noise keep the filter tame.
+    lag, expand = _lpc_windows(order)
     r = r * lag
     r[0] *= 1.0001
-    a = np.zeros(order + 1)
-    a[0] = 1.0
-    err = r[0]
+    # Levinson-Durbin on Python floats: ten steps of a few products each,
+    # where numpy pays a microsecond a call. The dot products add in order,
+    # as BLAS does for vectors this short (the same coefficients to the bit).
+    rl: list[float] = r.tolist()
+    coef = [1.0] + [0.0] * order
+    err = rl[0]
     for i in range(1, order + 1):
-        k = -(r[i] + a[1:i] @ r[i - 1 : 0 : -1]) / err
-        a[1:i] = a[1:i] + k * a[i - 1 : 0 : -1]
-        a[i] = k
+        acc = 0.0
+        for j in range(1, i):
+            acc += coef[j] * rl[i - j]
+        k = -(rl[i] + acc) / err
+        coef[1:i] = [coef[j] + k * coef[i - j] for j in range(1, i)]
+        coef[i] = k
         err *= 1.0 - k * k
         if err <= 0:
             break
-    # Bandwidth expansion (gamma 0.98) against ringing formants in the extension.
-    return a * 0.98 ** np.arange(order + 1)
+    return np.array(coef) * expand
 
 
 def _residual(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -338,9 +369,18 @@ def _synthesise(
     p = len(a) - 1
     n = len(exc)
     drive = exc.copy()
-    past = memory[-p:][::-1]  # y[-1], y[-2], ...
-    for m in range(min(p, n)):
-        drive[m] -= a[m + 1 :] @ past[: p - m]
+    # The memory's share of the first p outputs: ten short dot products, on
+    # Python floats in the order BLAS adds vectors this short.
+    av: list[float] = a.tolist()
+    past: list[float] = memory[-p:][::-1].tolist()  # y[-1], y[-2], ...
+    q = min(p, n)
+    share = [0.0] * q
+    for m in range(q):
+        acc = 0.0
+        for j in range(p - m):
+            acc += av[m + 1 + j] * past[j]
+        share[m] = acc
+    drive[:q] -= share
     return np.convolve(drive, h[:n])[:n]
 
 
@@ -351,12 +391,16 @@ def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[flo
         return float(lo), 0.0
     target = x[-span:]
     lags = np.arange(lo, hi + 1)
-    win = np.lib.stride_tricks.sliding_window_view(x[len(x) - span - hi : len(x) - lo], span)[::-1]
-    # win[i] is the segment `lags[i]` samples before the target
+    # The sliding windows as a view made directly (sliding_window_view's
+    # checks cost as much as the products); win[i] is the segment `lags[i]`
+    # samples before the target.
+    seg = np.ascontiguousarray(x[len(x) - span - hi : len(x) - lo], dtype=np.float64)
+    step = seg.itemsize
+    win = np.ndarray((len(seg) - span + 1, span), np.float64, seg, 0, (step, step))[::-1]
     cross = win @ target
     energy = np.einsum("ij,ij->i", win, win)
     et = float(target @ target)
-    corr = cross / np.sqrt((energy * et).clip(min=1e-9))
+    corr = cross / np.sqrt(np.maximum(energy * et, 1e-9))
     i = int(np.argmax(corr))
     # Prefer a submultiple that is nearly as good (octave errors buzz badly).
     for div in (3, 2):
@@ -380,7 +424,8 @@ def _read(buf: npt.NDArray[np.float64], pos: npt.NDArray[np.float64]) -> npt.NDA
     i = np.floor(pos).astype(np.int64)
     t = pos - i
     n = len(buf)
-    pm1, p0, p1, p2 = (buf[(i + k).clip(0, n - 1)] for k in (-1, 0, 1, 2))
+    # np.minimum/maximum: ndarray.clip's Python wrapper costs more than the gather.
+    pm1, p0, p1, p2 = (buf[np.minimum(np.maximum(i + k, 0), n - 1)] for k in (-1, 0, 1, 2))
     c1 = 0.5 * (p1 - pm1)
     c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
     c3 = 0.5 * (p2 - pm1) + 1.5 * (p0 - p1)
@@ -451,22 +496,43 @@ class Concealer(PacketConcealer):
     def __init__(self, seed: int = 0, tuning: Tuning | None = None) -> None:
         self.tuning = tuning or Tuning()
         self._rng = np.random.default_rng(seed)
-        self._history = np.zeros(HISTORY)
+        # The last HISTORY samples as the frames that made them (int16 as
+        # received, float64 where concealed or merged), oldest first: a good
+        # frame only swaps a reference; the float history is built when a
+        # loss needs it, which is rare, instead of shifting 480 floats a frame.
+        self._recent: list[npt.NDArray[np.int16] | npt.NDArray[np.float64]] = [
+            np.zeros(FRAME) for _ in range(HISTORY // FRAME)
+        ]
         self._lost = 0  # consecutive frames concealed
         self._ext: _Extension | None = None
         self._expect: npt.NDArray[np.float64] | None = None  # the next frame we interpolated to
         self._floor = 0.0  # background level (RMS) of received frames
+        # Good int16 frames whose level `_floor` has not taken in yet: it is
+        # needed only when a loss comes, so their levels are measured then
+        # (or every `_MEASURE_BATCH` frames), many in one numpy call.
+        self._unmeasured: list[Frame] = []
+        # Per count of frames lost so far: the extension's gain over the next
+        # frame and the comfort noise's matching level (they depend on the
+        # tuning only, and a loss is short: computed once, not per loss).
+        self._fades: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
     def good(self, frame: npt.ArrayLike) -> Frame:
+        a = np.asarray(frame)
+        if self._ext is None and a.dtype == np.int16 and a.shape == (FRAME,):
+            # The common case, one per frame per stream: no float work. Our
+            # own copy goes into the history (the caller may reuse its
+            # buffer) and another copy is played.
+            own = a.copy()
+            self._remember(own)
+            self._unmeasured.append(own)
+            if len(self._unmeasured) >= _MEASURE_BATCH:
+                self._measure()
+            return own.copy()
         x = _frame_in(frame)
-        if self._ext is None:  # the common case, kept cheap: one per frame per stream
+        if self._ext is None:
             self._remember(x)
             self._track_floor(x)
-            return (
-                np.array(frame, dtype=np.int16)
-                if np.asarray(frame).dtype == np.int16
-                else _to_int16(x)
-            )
+            return _to_int16(x)
         if self._expect is None or not np.array_equal(self._expect, x):
             x = self._merge(x)
         self._lost = 0
@@ -477,12 +543,13 @@ class Concealer(PacketConcealer):
         return _to_int16(x)
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
+        self._measure()
         if self._ext is None or self._expect is not None:
             # After an interpolated frame, what was played leads into the frame
             # that then did not come: extend that, not the old extension.
-            self._ext = _Extension(self._history, self.tuning)
-        g = self._gain(self._lost * FRAME + np.arange(FRAME))
-        y = self._ext.take(FRAME) * g + self._comfort(g)
+            self._ext = _Extension(self._history(), self.tuning)
+        g, level = self._fade(self._lost)
+        y = self._ext.take(FRAME) * g + self._comfort(level)
         self._expect = None
         if next_frame is not None and self.tuning.lookahead:
             nxt = _frame_in(next_frame)
@@ -493,13 +560,34 @@ class Concealer(PacketConcealer):
         self._remember(y)
         return _to_int16(y)
 
-    def _remember(self, x: npt.NDArray[np.float64]) -> None:
-        h = self._history
-        h[:-FRAME] = h[FRAME:]
-        h[-FRAME:] = x
+    def _remember(self, x: npt.NDArray[np.int16] | npt.NDArray[np.float64]) -> None:
+        """Keep `x` (not copied: the caller hands over an array nobody changes)."""
+        del self._recent[0]
+        self._recent.append(x)
+
+    def _history(self) -> npt.NDArray[np.float64]:
+        """The last HISTORY samples played, as float64."""
+        return np.concatenate(self._recent, dtype=np.float64)
 
     def _track_floor(self, x: npt.NDArray[np.float64]) -> None:
-        rms = math.sqrt(float(x @ x) / FRAME)
+        self._measure()
+        self._set_floor(math.sqrt(float(x @ x) / FRAME))
+
+    def _measure(self) -> None:
+        """Take the levels of the frames not measured yet into `_floor`, in order."""
+        if not self._unmeasured:
+            return
+        wide = np.array(self._unmeasured, dtype=np.int64)
+        self._unmeasured.clear()
+        # int64 squares sum exactly, as float64 does for int16 samples (every
+        # partial sum is an integer below 2**53): the same levels.
+        floor = self._floor
+        for energy in np.einsum("ij,ij->i", wide, wide).tolist():
+            rms = math.sqrt(energy / FRAME)
+            floor = rms if rms < floor else min(rms, floor * 1.03 + 0.1)  # as _set_floor
+        self._floor = floor
+
+    def _set_floor(self, rms: float) -> None:
         # Minimum statistics: follow a drop at once, creep up 3% a frame.
         self._floor = rms if rms < self._floor else min(rms, self._floor * 1.03 + 0.1)
 
@@ -507,17 +595,27 @@ class Concealer(PacketConcealer):
         start = self.tuning.fade_start * RATE
         return np.exp(-(t - start).clip(min=0.0) / (self.tuning.fade_tau * RATE))
 
-    def _comfort(self, g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Noise at the background level, rising as the extension `g` fades."""
+    def _fade(self, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The extension's gain over the frame after `lost` lost ones, and the noise's."""
+        fade = self._fades.get(lost)
+        if fade is None:
+            g = self._gain(lost * FRAME + np.arange(FRAME))
+            fade = (g, np.sqrt((1 - g * g).clip(min=0.0)))
+            if lost < 16:  # beyond, the extension has long faded: not worth keeping
+                self._fades[lost] = fade
+        return fade
+
+    def _comfort(self, level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Noise at the background level, rising (`level`) as the extension fades."""
         if not self.tuning.comfort_noise or self._floor <= 0:
-            return np.zeros(len(g))
-        noise = self._rng.standard_normal(len(g)) * self._floor
-        return np.sqrt((1 - g * g).clip(min=0.0)) * noise
+            return np.zeros(len(level))
+        noise = self._rng.standard_normal(len(level)) * self._floor
+        return level * noise
 
     def _merge(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         assert self._ext is not None
-        g = self._gain(self._lost * FRAME + np.arange(FRAME))
-        y = self._ext.take(FRAME) * g + self._comfort(g)
+        g, level = self._fade(self._lost)
+        y = self._ext.take(FRAME) * g + self._comfort(level)
         return _crossfade(y, x, 0, self.tuning.merge_width)
 
 
@@ -525,7 +623,19 @@ def _crossfade(
     a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], start: int, width: int
 ) -> npt.NDArray[np.float64]:
     """`a` until `start`, then a raised-cosine cross-fade over `width` samples, then `b`."""
-    w = np.ones(len(a))
+    w, w_out = _crossfade_weights(len(a), start, width)
+    return w_out * a + w * b
+
+
+@functools.lru_cache(maxsize=16)
+def _crossfade_weights(
+    n: int, start: int, width: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The fade-in weights of `_crossfade` and their complement (1 - w), computed once."""
+    w = np.ones(n)
     w[:start] = 0.0
     w[start : start + width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
-    return (1 - w) * a + w * b
+    w_out = 1 - w
+    w.setflags(write=False)
+    w_out.setflags(write=False)
+    return w, w_out

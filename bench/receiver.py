@@ -1,0 +1,204 @@
+"""CPU cost of one stream's receive pipeline (`rtpmedia.receiver.Receiver`) per 20 ms frame.
+
+N streams of synthetic voice (harmonics with a wandering pitch, pauses with
+low noise; RTP sent without DTX) in PCMU: packets sent every 20 ms arrive
+after a fixed delay plus small jitter (exponential, mean `--jitter` ms),
+some dropped (0% and 5% loss), and every stream's `frame(now)` is pulled on a
+20 ms clock, as the relay's media-repair tick does. Each `frame` call is
+timed and classed by what the jitter buffer decided for it: `normal`,
+`conceal` (a missing frame), `stretch` (accelerate or expand tried).
+
+BEFORE and AFTER run side by side in one process, tick by tick on the same
+packets: BEFORE is `rtpmedia/{receiver,jitterbuffer,plc,timestretch}.py` as
+committed at `--before` (default `main`), loaded from git into a temporary
+package; AFTER is the working tree. Both must give the same audio sample for
+sample (the changes are meant to keep behaviour); the last line says whether
+they did.
+
+    .venv/bin/python bench/receiver.py [--streams 50] [--seconds 20] [--before main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rtpmedia.codecs import PCMU  # noqa: E402
+from rtpmedia.rtp import RtpPacket  # noqa: E402
+
+RATE = 8000
+FRAME = 160
+TICK = 0.020
+MODULES = ("receiver", "jitterbuffer", "plc", "timestretch")
+
+
+def load_before(ref: str) -> ModuleType:
+    """`rtpmedia.receiver` and the modules it uses as at git `ref`, as package `rxbefore`."""
+    pkg = Path(tempfile.mkdtemp(prefix="rxbefore-")) / "rxbefore"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in MODULES:
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:rtpmedia/{name}.py"],
+                             check=True, capture_output=True, text=True).stdout
+        for other in MODULES:
+            src = src.replace(f"from rtpmedia.{other} import", f"from rxbefore.{other} import")
+            src = src.replace(f"from rtpmedia import {other}", f"from rxbefore import {other}")
+        (pkg / f"{name}.py").write_text(src)
+    sys.path.insert(0, str(pkg.parent))
+    return importlib.import_module("rxbefore.receiver")
+
+
+def voice(n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Voiced segments (5 harmonics, wandering pitch) separated by pauses (as bench/jitter.py)."""
+    out = np.zeros(n_samples)
+    i = 0
+    while i < n_samples:
+        seg = min(int(rng.uniform(0.3, 1.5) * RATE), n_samples - i)
+        f0 = rng.uniform(90, 250) * (1 + 0.1 * np.sin(np.linspace(0, 3, seg)))
+        phase = 2 * np.pi * np.cumsum(f0) / RATE
+        env = np.sin(np.linspace(0, np.pi, seg)) ** 0.5
+        out[i : i + seg] = 6000 * env * sum(np.sin(k * phase) / k for k in range(1, 6))
+        i += seg + int(rng.uniform(0.1, 0.6) * RATE)
+    out += rng.normal(0, 20, n_samples)
+    return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+def stream_packets(n_frames: int, loss: float, jitter: float,
+                   rng: np.random.Generator) -> list[tuple[float, bytes]]:
+    """(arrival time, datagram) of one stream, in arrival order."""
+    audio = voice(n_frames * FRAME, rng)
+    ssrc = int(rng.integers(1, 2**31))
+    seq0, ts0 = int(rng.integers(0, 65536)), int(rng.integers(0, 2**32))
+    start = rng.uniform(0, TICK)
+    out = []
+    for i in range(n_frames):
+        if i and rng.random() < loss:
+            continue
+        payload = PCMU.encode(audio[i * FRAME : (i + 1) * FRAME])
+        packet = RtpPacket(payload_type=0, sequence_number=(seq0 + i) & 0xFFFF,
+                           timestamp=(ts0 + i * FRAME) & 0xFFFFFFFF, ssrc=ssrc,
+                           marker=i == 0, payload=payload).serialize()
+        arrival = start + i * TICK + 0.005 + min(rng.exponential(jitter), 0.1)
+        out.append((arrival, packet))
+    out.sort(key=lambda p: p[0])
+    return out
+
+
+class Timed:
+    """One Receiver and the cost of each of its `frame` calls, by playout kind."""
+
+    def __init__(self, receiver_cls: Callable[..., Any]) -> None:
+        self.rx = receiver_cls({0: PCMU})
+        self.kinds: list[str] = []
+        get = self.rx.jitter.get
+
+        def spy(now: float, queued: int = 0) -> Any:
+            p = get(now, queued)
+            self.kinds.append(p.kind.value)
+            return p
+
+        self.rx.jitter.get = spy  # the bench's own probe; both versions carry it alike
+        self.cost: dict[str, list[float]] = {"normal": [], "conceal": [], "stretch": []}
+        self.put_ns: list[int] = []
+        self.out: list[np.ndarray] = []
+
+    def put(self, data: bytes, arrival: float) -> None:
+        t0 = time.perf_counter_ns()
+        self.rx.put_packet(data, arrival)
+        self.put_ns.append(time.perf_counter_ns() - t0)
+
+    def frame(self, now: float) -> None:
+        self.kinds.clear()
+        t0 = time.perf_counter_ns()
+        f = self.rx.frame(now)
+        dt = (time.perf_counter_ns() - t0) / 1000.0
+        if f is None:
+            return
+        self.out.append(f)
+        kinds = set(self.kinds)
+        if "conceal" in kinds:
+            self.cost["conceal"].append(dt)
+        elif kinds & {"accelerate", "expand"}:
+            self.cost["stretch"].append(dt)
+        else:
+            self.cost["normal"].append(dt)
+
+
+def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any) -> bool:
+    rng = np.random.default_rng(args.seed)
+    n_frames = int(args.seconds / TICK)
+    streams = [stream_packets(n_frames, loss, args.jitter / 1000.0, rng)
+               for _ in range(args.streams)]
+    sides = {"before": [Timed(before_cls) for _ in streams],
+             "after": [Timed(after_cls) for _ in streams]}
+    cursor = [0] * len(streams)
+    for tick in range(n_frames + 10):
+        now = (tick + 1) * TICK
+        for i, packets in enumerate(streams):
+            j = cursor[i]
+            while j < len(packets) and packets[j][0] <= now:
+                arrival, data = packets[j]
+                # Alternate which side goes first so that neither has the warm caches.
+                for side in (("before", "after") if tick % 2 else ("after", "before")):
+                    sides[side][i].put(data, arrival)
+                j += 1
+            cursor[i] = j
+        for side in (("before", "after") if tick % 2 else ("after", "before")):
+            for t in sides[side]:
+                t.frame(now)
+    print(f"\n{args.streams} streams, {args.seconds:.0f} s, loss {loss:.0%}, "
+          f"jitter exp. mean {args.jitter} ms")
+    print("| path | frames | before mean µs | before p99 | after mean µs | after p99 | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for path in ("normal", "conceal", "stretch", "all"):
+        figs = []
+        for side in ("before", "after"):
+            xs = [x for t in sides[side]
+                  for p, v in t.cost.items() if path in (p, "all") for x in v]
+            figs.append((len(xs), float(np.mean(xs)) if xs else float("nan"),
+                         float(np.percentile(xs, 99)) if xs else float("nan")))
+        (n, bm, bp), (_, am, ap) = figs
+        print(f"| {path} | {n} | {bm:.1f} | {bp:.1f} | {am:.1f} | {ap:.1f} | {bm / am:.2f}x |")
+    puts = {side: [x / 1000.0 for t in sides[side] for x in t.put_ns] for side in sides}
+    print(f"| put (per packet) | {len(puts['after'])} | {np.mean(puts['before']):.1f} | "
+          f"{np.percentile(puts['before'], 99):.1f} | {np.mean(puts['after']):.1f} | "
+          f"{np.percentile(puts['after'], 99):.1f} | "
+          f"{np.mean(puts['before']) / np.mean(puts['after']):.2f}x |")
+    same = all(len(b.out) == len(a.out) and all(np.array_equal(x, y) for x, y in zip(b.out, a.out, strict=True))
+               for b, a in zip(sides["before"], sides["after"], strict=True))
+    return same
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--jitter", type=float, default=3.0, help="mean extra delay, ms")
+    ap.add_argument("--loss", default="0,0.05")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--before", default="main", help="git ref of the BEFORE modules")
+    args = ap.parse_args()
+    before_cls = load_before(args.before).Receiver
+    after_cls = importlib.import_module("rtpmedia.receiver").Receiver
+    same = True
+    for loss in (float(x) for x in args.loss.split(",")):
+        same &= run(loss, args, before_cls, after_cls)
+    print(f"\nBEFORE ({args.before}) and AFTER (working tree) audio identical: "
+          f"{'yes' if same else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
