@@ -128,7 +128,7 @@ class CallDriver:
     media_failure: tuple[int, str] = (503, "Media Unavailable")
     # Hosted media (`HostMedia`, `MediaCommand`): "direct" refuses as the glue
     # does for a call with direct media; "relay" accepts at once; "fail" fails
-    # with `media_failure`.
+    # with `media_failure`; "held" never answers (a slow relay).
     hosting: str = "direct"
     now: float = 1_000_000.0
     settings_overrides: dict[str, Any] = field(default_factory=dict)
@@ -239,7 +239,7 @@ class CallDriver:
                         self.feed(machine, ev.MediaReady(effect.ref, body))
                     elif self.hosting == "fail":
                         self.feed(machine, ev.MediaFailed(effect.ref, *self.media_failure))
-                    else:
+                    elif self.hosting == "direct":
                         self.feed(machine, ev.MediaFailed(effect.ref, 488,
                                                           "Media actions need the media relay"))
                 case ev.ReleaseMedia(leg=leg):
