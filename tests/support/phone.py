@@ -268,6 +268,10 @@ class Phone:
         """Resume `call`: a re-INVITE with an a=sendrecv offer."""
         self.command("unhold", timeout, call=call)
 
+    def dtmf(self, call: int, digits: str, timeout: float = 5.0) -> None:
+        """Send `digits` in `call` as RFC 4733 telephone-events."""
+        self.command("dtmf", timeout, call=call, digits=digits)
+
     def transfer(self, call: int, uri: str, timeout: float = 5.0) -> None:
         """Blind-transfer the other party of `call` to `uri` (REFER)."""
         self.command("transfer", timeout, call=call, uri=uri)

@@ -171,6 +171,7 @@ class Agent:
             "hangup": self.hangup,
             "stats": self.stats,
             "hold": self.hold,
+            "dtmf": self.dtmf,
             "transfer": self.transfer,
             "transfer_replaces": self.transfer_replaces,
             "unhold": self.unhold,
@@ -302,6 +303,11 @@ class Agent:
     def hold(self, cmd: dict[str, Any]) -> dict[str, Any]:
         # A re-INVITE offering a=sendonly (RFC 3264 8.4).
         self._call(cmd).setHold(pj.CallOpParam(True))
+        return {}
+
+    def dtmf(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        # RFC 4733 telephone-events (pjsua's default DTMF method).
+        self._call(cmd).dialDtmf(str(cmd["digits"]))
         return {}
 
     def transfer(self, cmd: dict[str, Any]) -> dict[str, Any]:
