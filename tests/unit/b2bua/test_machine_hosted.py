@@ -222,3 +222,13 @@ def test_a_restart_during_hosted_media_ends_the_call_with_bye() -> None:
     (cdr,) = driver.cdrs
     assert cdr.disposition == "ANSWERED" and cdr.answered == machine.answered
     assert (again.uuid, None) in driver.released
+
+
+def test_we_refresh_the_hosted_callers_session_when_we_are_the_refresher() -> None:
+    driver = CallDriver(plan=plan(PLAN), hosting="relay")
+    machine = driver.start(invite("9196", headers=["Supported: timer",
+                                                   "Session-Expires: 120;refresher=uas"]))
+    ack(driver, machine)
+    driver.advance(61)  # RFC 4028 10: the refresher sends at half the interval
+    (refresh,) = driver.requests("INVITE", "192.0.2.1") or driver.requests("UPDATE", "192.0.2.1")
+    assert refresh.request.method == "UPDATE" or refresh.request.body == SDP_RELAY
