@@ -31,17 +31,22 @@ pytestmark = pytest.mark.integration
 SENTENCE = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def relayed_server(workdir: Path) -> ServerProcess:
+    """A server with its embedded relay (which hosts the media actions)."""
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         pytest.skip("needs espeak-ng and sox (Debian packages; .ci/run installs them)")
     low = random.randrange(50000, 59000, 100)
-    server = ServerProcess(
-        tmp_path_factory.mktemp("hosted"),
+    return ServerProcess(
+        workdir,
         extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
                       f"  control: udp:127.0.0.1:{free_port()}\n"
                       f"  notify: udp:127.0.0.1:{free_port()}\n"
                       f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = relayed_server(tmp_path_factory.mktemp("hosted"))
     server.start()
     try:
         yield server
@@ -173,3 +178,28 @@ def test_a_busy_callee_sends_the_caller_to_voicemail_and_the_owner_listens_by_dt
     finally:
         owner.close()
         caller.close()
+
+
+def test_a_restart_during_the_echo_test_ends_the_call_with_bye(tmp_path: Path) -> None:
+    server = relayed_server(tmp_path / "restarted")
+    server.start()
+    try:
+        (phone,) = registered_phones(server.udp_port, ["1001"], tmp_path)
+        try:
+            call = phone.call(f"sip:9196@127.0.0.1:{server.udp_port}")
+            phone.wait_call_state(call, "CONFIRMED", 10)
+            wait_for(lambda: log_events(server, "media_action", action="play media"), 10,
+                     "the intro to start")
+            server.stop()  # established calls stay in the store for the restart
+            server.start()
+            # The relay's side of the call did not survive: the call ends, cleanly.
+            ended = phone.wait_call_state(call, "DISCONNECTED", 15)
+            assert log_events(server, "call_restored", hosted=True), ended
+            record = wait_for(lambda: [r for r in read_cdrs(server.data_dir / "cdr.sqlite")
+                                       if r.dialled == "9196"], 10, "the CDR")[-1]
+            assert record.disposition.value == "ANSWERED"
+            assert record.hangup_cause == "restarted during hosted media"
+        finally:
+            phone.close()
+    finally:
+        server.stop()
