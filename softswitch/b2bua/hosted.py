@@ -119,8 +119,10 @@ class HostedMedia:
         call = self.call
         if self.step is not Step.ANSWERING or not call.routing:
             return  # the caller went away meanwhile
+        if isinstance(event, ev.MediaReady) and not event.body:
+            event = ev.MediaFailed(event.ref, 503, "Media Relay Gave No SDP")
         if isinstance(event, ev.MediaFailed):
-            self.step = None
+            self._move(Step.ENDED)
             call.log("media_action_refused", level="warning", action=type(action).__name__,
                      status=event.status, why=event.reason)
             call.queue.clear()
