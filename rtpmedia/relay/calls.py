@@ -96,6 +96,31 @@ class MediaEnd:
                    bool(r["on_hold"]), int(r.get("clock_rate", 8000)))
 
 
+@dataclass(frozen=True, slots=True)
+class Hosting:
+    """The relay answered this party itself (`host`, issue 15): its media line and codec.
+
+    What plays or records is not kept: after a restart the party hears
+    silence until the softswitch asks for something else.
+    """
+
+    index: int  # the accepted audio line
+    codec: str  # PCMU or PCMA
+    payload_type: int
+    event_type: int | None = None  # telephone-event/8000, if the party offered it
+    version: int = 1  # of the relay's SDP (o= line), raised at each new answer
+
+    def record(self) -> dict[str, Any]:
+        return {"index": self.index, "codec": self.codec, "payload_type": self.payload_type,
+                "event_type": self.event_type, "version": self.version}
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> Hosting:
+        event = r.get("event_type")
+        return cls(int(r["index"]), str(r["codec"]), int(r["payload_type"]),
+                   None if event is None else int(event), int(r.get("version", 1)))
+
+
 @dataclass(slots=True, eq=False)
 class Monologue:
     """What one party said: its media ends and whom it talks to."""
@@ -108,11 +133,15 @@ class Monologue:
     ends: list[MediaEnd] = field(default_factory=list)
     label: str = ""
     deadline: float | None = None  # a fork not chosen is released then
+    hosting: Hosting | None = None  # the relay is this party's far end (no peer)
 
     def record(self) -> dict[str, Any]:
-        return {"key": self.key, "created": self.created, "via_branch": self.via_branch,
-                "peer": self.peer, "answered": self.answered, "deadline": self.deadline,
-                "ends": [e.record() for e in self.ends]}
+        out = {"key": self.key, "created": self.created, "via_branch": self.via_branch,
+               "peer": self.peer, "answered": self.answered, "deadline": self.deadline,
+               "ends": [e.record() for e in self.ends]}
+        if self.hosting is not None:
+            out["hosting"] = self.hosting.record()
+        return out
 
 
 @dataclass(slots=True, eq=False)
@@ -139,6 +168,8 @@ class Call:
             mono = Monologue(str(m["key"]), float(m["created"]), str(m["via_branch"]),
                              m["peer"], bool(m["answered"]),
                              deadline=m.get("deadline"))
+            if m.get("hosting") is not None:
+                mono.hosting = Hosting.from_record(m["hosting"])
             tag = mono.key
             mono.ends = [MediaEnd.from_record(call.call_id, tag, e) for e in m["ends"]]
             call.monologues[mono.key] = mono

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtpmedia import ng
-from rtpmedia.relay import sdprewrite
-from rtpmedia.relay.calls import Address, Call, MediaEnd, Monologue, link
+from rtpmedia.relay import hosting, sdprewrite
+from rtpmedia.relay.calls import Address, Call, Hosting, MediaEnd, Monologue, link
+from rtpmedia.relay.hosting import Host, HostingError, MediaEffect
 from rtpmedia.relay.ports import PortPool, PortsExhausted
 from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError, SessionDescription
 
@@ -86,7 +87,7 @@ class Teardown:
     reason: str
 
 
-Effect = Bind | Unbind | Unkernel | Save | Forget | Teardown
+Effect = Bind | Unbind | Unkernel | Save | Forget | Teardown | Host | MediaEffect
 
 
 # -- options of one command ----------------------------------------------------
@@ -251,7 +252,7 @@ class Control:
             return handler(self, msg, now, effects), effects
         except CommandError as exc:
             return _error(str(exc)), effects
-        except SdpError as exc:
+        except (SdpError, HostingError) as exc:
             return _error(str(exc)), effects
 
     # -- commands ------------------------------------------------------------------
@@ -355,6 +356,68 @@ class Control:
     def _query(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
         return self.stats(self._call(msg), now)
 
+    # -- hosted media (issue 15, hosting.py) -----------------------------------------
+
+    def _host(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
+        """The relay answers party `from-tag` itself (or offers, when it sent no SDP)."""
+        call_id, tag = _required(msg, "call-id"), _required(msg, "from-tag")
+        body = _text(msg, "sdp")
+        late_answer = _text(msg, "sdp-type").lower() == "answer"
+        call = self.calls.get(call_id) or Call(call_id, now, now)
+        mono = call.monologues.get(tag) or Monologue(tag, now)
+        if late_answer and (mono.hosting is None or tag not in call.monologues):
+            raise CommandError("An answer to host, but the relay made no offer to from-tag")
+        if body:
+            sdp = sdprewrite.parse(body)
+            lines = sdprewrite.read(sdp)
+            index, chosen = hosting.choose(sdp)
+        else:
+            sdp, lines, index = None, [], 0
+            chosen = Hosting(0, "PCMU", hosting.STATIC["PCMU"], hosting.EVENT_TYPE)
+        new_ends = self._allocate(call, [mono], max(len(lines), 1))
+        # The callee it had offered to (busy, unanswered) is no longer its peer.
+        for other in list(call.monologues.values()):
+            if other is not mono and (other.peer == mono.key or mono.peer == other.key):
+                self._drop_monologue(call, other, effects)
+        mono.peer = None
+        call.monologues.setdefault(mono.key, mono)
+        self.calls.setdefault(call_id, call)
+        effects += [Bind(end) for end in new_ends]
+        call.last_signal = now
+        version = mono.hosting.version + (0 if late_answer else 1) if mono.hosting else 1
+        mono.hosting = Hosting(index, chosen.codec, chosen.payload_type, chosen.event_type,
+                               version)
+        if lines:
+            opts = Options.parse(msg)
+            self._learn(mono, lines, opts, effects, offer=not late_answer)
+            self._strictness(mono, mono, opts)
+            mono.answered = True
+        end = mono.ends[index]
+        end.mux = False  # the relay's SDP never offers or accepts rtcp-mux
+        link(call)
+        effects += [Host(end, mono.hosting), Save(call)]
+        if late_answer:
+            return {"result": "ok"}
+        if sdp is None:
+            return {"result": "ok", "sdp": hosting.offer(self.advertise, end.port, version)}
+        return {"result": "ok",
+                "sdp": hosting.answer(sdp, mono.hosting, self.advertise, end.port, version)}
+
+    def _hosted(self, msg: dict[str, Any]) -> MediaEnd:
+        call = self._call(msg)
+        mono = call.monologues.get(_required(msg, "from-tag"))
+        if mono is None:
+            raise CommandError("Unknown from-tag")
+        if mono.hosting is None:
+            raise CommandError("from-tag is not hosted by the relay")
+        return mono.ends[mono.hosting.index]
+
+    def _media_command(self, msg: dict[str, Any], now: float,
+                       effects: list[Effect]) -> dict[str, Any]:
+        """play media, stop media, echo, start/stop recording, voicemail: for a hosted party."""
+        effects.append(hosting.media_effect(msg, self._hosted(msg)))
+        return {"result": "ok"}  # the glue adds what it learns (a prompt's duration)
+
     # -- time ----------------------------------------------------------------------
 
     def expire(self, now: float) -> list[Effect]:
@@ -409,6 +472,9 @@ class Control:
             reserved.append(end.port)
             end.last_packet = now
             effects.append(Bind(end))
+        for mono in call.monologues.values():
+            if mono.hosting is not None and mono.hosting.index < len(mono.ends):
+                effects.append(Host(mono.ends[mono.hosting.index], mono.hosting))
         self.calls[call.call_id] = call
         return effects
 
@@ -424,11 +490,16 @@ class Control:
 
     def refuse(self, datagram: bytes, reason: str, now: float) -> bytes | None:
         """Replace the answer to `datagram` (also for its retries) by an error."""
+        return self.reanswer(datagram, _error(reason), now)
+
+    def reanswer(self, datagram: bytes, answer: dict[str, Any], now: float) -> bytes | None:
+        """Replace the answer to `datagram` (also for its retries): what the glue learnt
+        carrying out its effects (a prompt's duration, a file it could not read)."""
         try:
             cookie, _ = ng.decode(datagram)
         except ng.NgError:
             return None
-        reply = ng.encode(cookie, _error(reason))
+        reply = ng.encode(cookie, answer)
         self._remember(cookie, reply, now)
         return reply
 
@@ -627,6 +698,13 @@ _COMMANDS: dict[str, Callable[[Control, dict[str, Any], float, list[Effect]], di
     "delete": Control._delete,
     "query": Control._query,
     "list": Control._list,
+    "host": Control._host,
+    "play media": Control._media_command,
+    "stop media": Control._media_command,
+    "echo": Control._media_command,
+    "start recording": Control._media_command,
+    "stop recording": Control._media_command,
+    "voicemail": Control._media_command,
 }
 
 

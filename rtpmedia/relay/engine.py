@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import structlog
 from twisted.internet.task import LoopingCall
 
 from rtpmedia.relay.calls import MediaEnd
 
+log = structlog.get_logger("relay")
 TICK = 0.020
 
 Emit = Callable[[MediaEnd, bytes], None]
@@ -93,7 +95,14 @@ class MediaEngine:
 
         t = time.time() if now is None else now
         for processor, _ in list(self._processors.values()):
-            processor.tick(t, self.emit)
+            try:
+                processor.tick(t, self.emit)
+            except Exception:  # noqa: BLE001 - one broken stream must not stop every other
+                log.exception("media processor failed; detached", processor=repr(processor))
+                try:
+                    self.detach(processor)
+                except Exception:  # noqa: BLE001
+                    log.exception("media processor failed to close")
 
     def close(self) -> None:
         for processor, _ in list(self._processors.values()):

@@ -4,7 +4,8 @@ It carries out what `control.Control` decides, in order, and only then
 sends the answer: ports are bound and the call is stored before the
 softswitch (or Kamailio) learns about them. Once a second it polls the
 kernel's counters and lets the control expire silent calls; a call ended
-that way is reported to the `--notify` address (see `TeardownNotifier`).
+that way is reported to the `--notify` address (see `Notifier`), as is what
+the media of a party the relay hosts did (`hosted.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 
 from rtpmedia import ng
+from rtpmedia.prompts import RATE
+from rtpmedia.recorder import Recorder
 from rtpmedia.relay.calls import Call, MediaEnd
 from rtpmedia.relay.control import (
     Bind,
@@ -37,10 +40,22 @@ from rtpmedia.relay.control import (
 from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
+from rtpmedia.relay.hosted import HostedParty, MediaError, MediaFiles
+from rtpmedia.relay.hosting import (
+    Echo,
+    Host,
+    MediaEffect,
+    PlayMedia,
+    StartRecording,
+    StopMedia,
+    StopRecording,
+    Voicemail,
+)
 from rtpmedia.relay.ports import PortPool
 from rtpmedia.relay.store import CallStore
 
 log = structlog.get_logger("relay")
+MEDIA_EFFECTS = (PlayMedia, StopMedia, Echo, StartRecording, StopRecording, Voicemail)
 
 Address = tuple[str, int]
 STORE_FILE = "relay-calls.sqlite"
@@ -89,11 +104,13 @@ class ControlProtocol(DatagramProtocol):
             self.transport.write(reply, addr)
 
 
-class TeardownNotifier(DatagramProtocol):
-    """Tells the softswitch that a call ended on the relay's side, until it says ok.
+class Notifier(DatagramProtocol):
+    """Tells the softswitch what happened on the relay's side, until it says ok.
 
-    An extension of ng (docs/relay.md): cookie + {"command": "teardown",
-    "call-id", "reason"}, repeated with doubling intervals until a datagram
+    Extensions of ng (docs/relay.md): cookie + {"command": "teardown",
+    "call-id", "reason"} when the relay ends a call, and {"command": "media
+    event", ...} for what a hosted party's media did (played, recorded,
+    ended, dtmf). Each is repeated with doubling intervals until a datagram
     with the same cookie and {"result": "ok"} comes back, for NOTIFY_FOR s.
     """
 
@@ -104,14 +121,19 @@ class TeardownNotifier(DatagramProtocol):
         self.target = target
         self.pending: dict[bytes, tuple[bytes, float, Any]] = {}
         self._counter = 0
+        self._stopped = False
 
-    def send(self, call_id: str, reason: str) -> None:
+    def send(self, message: dict[str, Any]) -> None:
+        if self._stopped:
+            return
         self._counter += 1
-        cookie = f"td{os.getpid()}_{self._counter}".encode()
-        datagram = ng.encode(cookie, {"command": "teardown", "call-id": call_id,
-                                      "reason": reason})
+        cookie = f"n{os.getpid()}_{self._counter}".encode()
+        datagram = ng.encode(cookie, message)
         self.pending[cookie] = (datagram, self.reactor.seconds(), None)
         self._transmit(cookie, NOTIFY_FIRST)
+
+    def teardown(self, call_id: str, reason: str) -> None:
+        self.send({"command": "teardown", "call-id": call_id, "reason": reason})
 
     def _transmit(self, cookie: bytes, interval: float) -> None:
         entry = self.pending.get(cookie)
@@ -119,7 +141,7 @@ class TeardownNotifier(DatagramProtocol):
             return
         datagram, started, _ = entry
         if self.reactor.seconds() - started > NOTIFY_FOR:
-            log.warning("teardown not acknowledged", cookie=cookie.decode())
+            log.warning("notice not acknowledged", cookie=cookie.decode())
             del self.pending[cookie]
             return
         if self.transport is not None:
@@ -139,6 +161,7 @@ class TeardownNotifier(DatagramProtocol):
                 entry[2].cancel()
 
     def stop(self) -> None:
+        self._stopped = True
         for _, _, timer in self.pending.values():
             if timer is not None and timer.active():
                 timer.cancel()
@@ -160,7 +183,8 @@ class Relay(Service):
                                hold_timeout=settings.hold_timeout,
                                kernel_counts=self.forwarder.kernel_counts)
         self.store = CallStore(settings.data_dir / STORE_FILE)
-        self.notifier = TeardownNotifier(reactor, settings.notify) if settings.notify else None
+        self.notifier = Notifier(reactor, settings.notify) if settings.notify else None
+        self.media = MediaFiles(settings.media_dir or settings.data_dir)
         self._ports: list[Any] = []
         self._tick = LoopingCall(self.tick)
         self._tick.clock = reactor
@@ -188,13 +212,15 @@ class Relay(Service):
         super().stopService()
         if self._tick.running:
             self._tick.stop()
+        # Processors first, while the notify socket is open: a recording that
+        # the stop finishes is reported (once: no repeats outlive the process).
+        self.engine.close()
         for port in self._ports:
             port.stopListening()
         self._ports.clear()
         if self.notifier is not None:
             self.notifier.stop()
         # Calls stay in the store: a relay started again forwards them again.
-        self.engine.close()
         self.forwarder.close()
         self.fastpath.close()
         self.store.close()
@@ -228,7 +254,15 @@ class Relay(Service):
             ports = sorted(end.port for end in unbound)
             for call_id in {end.call_id for end in unbound}:
                 self.apply(self.control.abandon(call_id, ports))
-            reply = self.control.refuse(datagram, f"Cannot bind relay ports {ports}", now)
+            return self.control.refuse(datagram, f"Cannot bind relay ports {ports}", now)
+        media = [e for e in effects if isinstance(e, MEDIA_EFFECTS)]
+        if media:
+            try:
+                extra = self._media(media, now)
+            except MediaError as exc:
+                return self.control.refuse(datagram, str(exc), now)
+            if extra:
+                return self.control.reanswer(datagram, {"result": "ok", **extra}, now)
         return reply
 
     def tick(self) -> None:
@@ -270,7 +304,9 @@ class Relay(Service):
             if isinstance(effect, Teardown):
                 log.info("call ended by the relay", call_id=effect.call_id, reason=effect.reason)
                 if self.notifier is not None:
-                    self.notifier.send(effect.call_id, effect.reason)
+                    self.notifier.teardown(effect.call_id, effect.reason)
+            elif isinstance(effect, Host):
+                self._host(effect)
         return unbound
 
     def process(self, processor: Processor, ends: list[MediaEnd]) -> None:
@@ -278,6 +314,54 @@ class Relay(Service):
         for end in ends:
             self.forwarder.unkernel(end)
         self.engine.attach(processor, ends)
+
+    # -- hosted media (hosted.py) ------------------------------------------------------
+
+    def _host(self, effect: Host) -> None:
+        processor = effect.end.processor
+        if isinstance(processor, HostedParty):
+            processor.update(effect.hosting)
+            return
+        end = effect.end
+        self.process(HostedParty(end, effect.hosting, lambda event: self._media_event(end, event)),
+                     [end])
+
+    def _media(self, effects: Sequence[MediaEffect], now: float) -> dict[str, Any]:
+        """Carry out media commands on their hosted parties; what the answer adds."""
+        extra: dict[str, Any] = {}
+        for effect in effects:
+            party = effect.end.processor
+            if not isinstance(party, HostedParty):
+                raise MediaError("from-tag is not hosted by the relay")
+            if isinstance(effect, PlayMedia):
+                samples = self.media.prompt(effect.file)
+                party.play(samples, effect.repeat)
+                extra["duration"] = len(samples) * effect.repeat * 1000 // RATE
+            elif isinstance(effect, Echo):
+                party.start_echo()
+            elif isinstance(effect, StopMedia):
+                party.stop_media()
+            elif isinstance(effect, StartRecording):
+                try:
+                    recorder = Recorder(self.media.path(effect.file), parties=1)
+                except OSError as exc:
+                    raise MediaError(f"Cannot record to {effect.file}: {exc.strerror}") from None
+                party.record(recorder, effect.file, max_seconds=effect.max_seconds,
+                             with_beep=effect.beep, stop_digit=effect.stop_digit)
+            elif isinstance(effect, StopRecording):
+                party.stop_recording("stopped")
+            elif isinstance(effect, Voicemail):
+                party.voicemail(self.media.voicemail_session(effect), now)
+        return extra
+
+    def _media_event(self, end: MediaEnd, event: dict[str, Any]) -> None:
+        message = {"command": "media event", "call-id": end.call_id, "from-tag": end.tag,
+                   **event}
+        log.info("media event", call_id=end.call_id, tag=end.tag,
+                 **{k.replace("-", "_"): v for k, v in event.items() if k != "event"},
+                 kind=event.get("event"))
+        if self.notifier is not None:
+            self.notifier.send(message)
 
     def _latched(self, end: MediaEnd) -> None:
         call = self.control.calls.get(end.call_id)
