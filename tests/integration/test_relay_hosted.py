@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def test_the_echo_test_plays_its_intro_then_returns_the_callers_speech(
         phone.hangup(call)
         record = wait_for(lambda: [r for r in read_cdrs(server.data_dir / "cdr.sqlite")
                                    if r.dialled == "9196"], 10, "the CDR")[-1]
-        assert record.disposition.value == "ANSWERED" and record.answered is not None
+        assert record.disposition.value == "ANSWERED" and record.answer is not None
+        assert record.start <= record.answer < record.end and record.sip_code == 200
         assert record.hangup_side.value == "caller"
     finally:
         phone.close()
@@ -104,7 +106,14 @@ def test_the_echo_test_plays_its_intro_then_returns_the_callers_speech(
 
 def test_star97_records_the_callers_greeting_where_voicemail_plays_it(
         server: ServerProcess, tmp_path: Path) -> None:
-    said = tone_sequence(tmp_path / "greeting.wav", seed=97, seconds=3.0)
+    said = tone_sequence(tmp_path / "tones.wav", seed=97, seconds=3.0)
+    # A second of silence first: the relay beeps before it records (as a
+    # person waits for the beep).
+    with wave.open(str(tmp_path / "greeting.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 8000 + said.tobytes())
     greeting = server.data_dir / "greetings" / "1002.wav"
     (phone,) = registered_phones(server.udp_port, ["1002"], tmp_path)
     try:
@@ -173,7 +182,8 @@ def test_a_busy_callee_sends_the_caller_to_voicemail_and_the_owner_listens_by_dt
         wait_for(lambda: store.messages(mailbox)[0].heard, 40, "the message heard")
         owner.wait_event("mwi", 10, since=dark,
                          where=lambda e: "Messages-Waiting: no" in str(e.get("body")))
-        owner.dtmf(menu, "#")  # goodbye: the relay ends the menu, the server sends BYE
+        # * back to the main menu, # goodbye: the relay ends the menu, the server sends BYE.
+        owner.dtmf(menu, "*#")
         owner.wait_call_state(menu, "DISCONNECTED", 20)
     finally:
         owner.close()
