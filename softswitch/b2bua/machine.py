@@ -288,8 +288,8 @@ class CallMachine:
             machine.open_dialog(leg, leg.dialog)
         if b is None:
             # The PBX answered the caller itself (playback, record, voicemail):
-            # where the dialplan was is not kept, and the relay's side of the
-            # call did not survive with us. End it cleanly.
+            # where the dialplan was is not kept, nor what the relay played
+            # or ran. End it cleanly.
             machine.log("call_restored", hosted=True)
             machine.hangup("system", "restarted during hosted media")
             return machine, machine.take()
