@@ -56,6 +56,9 @@ class MediaEngine:
     def __init__(self, reactor: Any, emit: Emit) -> None:
         self.emit = emit
         self._processors: dict[int, tuple[Processor, list[MediaEnd]]] = {}
+        #: Run after every processor's tick, with the same time: work gathered
+        #: from all of them and done in one vectorised call (hosted.ToneScanner).
+        self.stages: list[Callable[[float], None]] = []
         self._loop = LoopingCall(self.tick)
         self._loop.clock = reactor
 
@@ -103,6 +106,11 @@ class MediaEngine:
                     self.detach(processor)
                 except Exception:  # noqa: BLE001
                     log.exception("media processor failed to close")
+        for stage in self.stages:
+            try:
+                stage(t)
+            except Exception:  # noqa: BLE001 - logged; the next tick tries again
+                log.exception("media stage failed")
 
     def close(self) -> None:
         for processor, _ in list(self._processors.values()):

@@ -38,7 +38,7 @@ import structlog
 
 from rtpmedia import codecs
 from rtpmedia.codecs.base import Codec
-from rtpmedia.goertzel import DtmfDetector
+from rtpmedia.goertzel import DtmfDetector, feed_many
 from rtpmedia.prompts import FRAME, RATE, Player, PromptCache, PromptError, beep, load_narrowband
 from rtpmedia.receiver import Receiver
 from rtpmedia.recorder import Recorder
@@ -120,6 +120,32 @@ class MediaFiles:
         return IvrSession(flow, self.prompts, access, self.root / RECORDING_DIR)
 
 
+class ToneScanner:
+    """In-band DTMF of every hosted party, found in one Goertzel pass per engine tick.
+
+    Parties queue their frame during their own tick; `run` (an engine stage,
+    after all processors) classifies every queued block at once, which costs
+    a fraction of one call per party (the per-call overhead dominates at
+    two 80-sample blocks a frame). A digit so found acts on the party's next
+    frame, 20 ms later; detection needs two blocks anyway.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[HostedParty, DtmfDetector, Samples]] = []
+
+    def queue(self, party: HostedParty, detector: DtmfDetector, frame: Samples) -> None:
+        self._queue.append((party, detector, frame))
+
+    def run(self, now: float) -> None:
+        queue, self._queue = self._queue, []
+        if not queue:
+            return
+        found = feed_many([d for _, d, _ in queue], [f for _, _, f in queue])
+        for (party, _, _), digits in zip(queue, found, strict=True):
+            for digit in digits:
+                party.digit(digit, now)
+
+
 # -- activities ------------------------------------------------------------------------------
 
 
@@ -144,14 +170,17 @@ class HostedParty:
     """The `Processor` of one hosted party (see the module docstring)."""
 
     def __init__(self, end: MediaEnd, hosting: Hosting, notify: Notify, *,
-                 ssrc: int | None = None) -> None:
+                 ssrc: int | None = None, scanner: ToneScanner | None = None) -> None:
+        """`scanner`: the relay's shared in-band digit scan (None: scan each frame here)."""
         self.end = end
+        self.scanner = scanner
         self.notify = notify
         self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._first = True
         self._due: float | None = None
+        self._clock = time.time()  # the time of the last frame (the flows' clock)
         self.hosting = hosting
         self.codec: Codec = codecs.get(f"{hosting.codec}/8000")
         self.receiver = Receiver({hosting.payload_type: self.codec})
@@ -163,6 +192,7 @@ class HostedParty:
         self.echo = False
         self.recording: _Recording | None = None
         self.ivr: IvrSession | None = None
+        self.pending: IvrSession | None = None  # a voicemail starting in a thread
         self.sent = 0  # packets sent (tests, stats)
         self.skipped = 0  # frames a late tick did not send
         self.closed = False
@@ -209,11 +239,24 @@ class HostedParty:
 
     def voicemail(self, session: IvrSession, now: float) -> None:
         """Host `session` (an `IvrSession` not started yet): it plays and records by itself."""
+        self.prepare_voicemail(session)
+        session.start(now)
+        self.adopt_voicemail(session)
+
+    def prepare_voicemail(self, session: IvrSession) -> None:
+        """Stop what plays and records: `session` is being started (its prompts made)."""
         self._stop_ivr()
         self.stop_recording("stopped")
         self.stop_media()
+        self.pending = session
+
+    def adopt_voicemail(self, session: IvrSession) -> bool:
+        """`session` has started: host it, unless another command or the hang-up came first."""
+        if self.closed or self.pending is not session:
+            return False
+        self.pending = None
         self.ivr = session
-        session.start(now)
+        return True
 
     # -- engine.Processor ----------------------------------------------------------------
 
@@ -260,15 +303,16 @@ class HostedParty:
         self.stop_recording("hangup")
         if self.ivr is not None:
             ivr, self.ivr = self.ivr, None
-            ivr.hangup(time.time())
+            ivr.hangup(self._clock)
             self.notify({"event": "ended", "reason": "hangup"})
 
     # -- one frame -------------------------------------------------------------------------
 
     def _frame(self, now: float, emit: Emit) -> None:
+        self._clock = now
         heard = self.receiver.frame(now)
         for digit in self._digits(heard):
-            self._digit(digit, now)
+            self.digit(digit, now)
         out = self._output(heard, now)
         header = _HEADER.pack(0x80, (0x80 if self._first else 0) | self.hosting.payload_type,
                               self._seq, self._timestamp, self.ssrc)
@@ -295,10 +339,16 @@ class HostedParty:
                     found += digit.digit
             self._events.clear()
         elif heard is not None and not self._rfc4733:
-            found = self._inband.feed(heard)
+            if self.scanner is None:
+                found = self._inband.feed(heard)
+            else:
+                self.scanner.queue(self, self._inband, heard)
         return found
 
-    def _digit(self, digit: str, now: float) -> None:
+    def digit(self, digit: str, now: float) -> None:
+        """A digit the party sent (RFC 4733, or in-band as `ToneScanner` found it)."""
+        if self.closed:
+            return
         self.notify({"event": "dtmf", "digit": digit})
         if self.ivr is not None:
             self.ivr.digit(digit, now)
@@ -349,7 +399,8 @@ class HostedParty:
         return out
 
     def _stop_ivr(self) -> None:
+        self.pending = None
         if self.ivr is not None:
             ivr, self.ivr = self.ivr, None
-            ivr.hangup(time.time())
+            ivr.hangup(self._clock)
             self.notify({"event": "ended", "reason": "stopped"})

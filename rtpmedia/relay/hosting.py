@@ -105,7 +105,9 @@ def choose(sdp: SessionDescription) -> tuple[int, Hosting]:
     use the offerer's preference).
     """
     for index, media in enumerate(sdp.media):
-        if media.media != "audio" or media.port == 0 or "TCP" in media.proto.upper():
+        # Plain RTP only: the relay has no SRTP keys to answer RTP/SAVP with.
+        if media.media != "audio" or media.port == 0 \
+                or media.proto.upper() not in ("RTP/AVP", "RTP/AVPF"):
             continue
         codecs = media.codecs
         voice = next((c for c in codecs if _name(c) in VOICE and c.clock_rate in (8000, None)),
@@ -129,7 +131,7 @@ def answer(offer: SessionDescription, hosting: Hosting, address: str, port: int,
             lines.append(f"m={media.media} 0 {media.proto} {' '.join(media.formats) or '0'}")
             continue
         direction = _MIRROR.get(offer.media_direction(media).value, "sendrecv")
-        lines += _audio(port, hosting, family, address, direction)
+        lines += _audio(port, hosting, media.proto, direction)
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -149,12 +151,11 @@ def _session(address: str, family: str, version: int) -> list[str]:
             f"c=IN {family} {address}", "t=0 0"]
 
 
-def _audio(port: int, hosting: Hosting, family: str, address: str,
-           direction: str) -> list[str]:
+def _audio(port: int, hosting: Hosting, proto: str, direction: str) -> list[str]:
     formats = [str(hosting.payload_type)]
     if hosting.event_type is not None:
         formats.append(str(hosting.event_type))
-    out = [f"m=audio {port} RTP/AVP {' '.join(formats)}",
+    out = [f"m=audio {port} {proto} {' '.join(formats)}",
            f"a=rtpmap:{hosting.payload_type} {hosting.codec}/8000"]
     if hosting.event_type is not None:
         out += [f"a=rtpmap:{hosting.event_type} telephone-event/8000",

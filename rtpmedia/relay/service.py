@@ -40,7 +40,7 @@ from rtpmedia.relay.control import (
 from rtpmedia.relay.engine import MediaEngine, Processor
 from rtpmedia.relay.fastpath import FastPath, NoFastPath
 from rtpmedia.relay.forwarder import Forwarder
-from rtpmedia.relay.hosted import HostedParty, MediaError, MediaFiles
+from rtpmedia.relay.hosted import HostedParty, MediaError, MediaFiles, ToneScanner
 from rtpmedia.relay.hosting import (
     Echo,
     Host,
@@ -53,6 +53,7 @@ from rtpmedia.relay.hosting import (
 )
 from rtpmedia.relay.ports import PortPool
 from rtpmedia.relay.store import CallStore
+from rtpmedia.voicemail_session import IvrSession
 
 log = structlog.get_logger("relay")
 MEDIA_EFFECTS = (PlayMedia, StopMedia, Echo, StartRecording, StopRecording, Voicemail)
@@ -178,6 +179,9 @@ class Relay(Service):
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
         self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
         self.engine = MediaEngine(reactor, self.forwarder.emit)
+        self.tones = ToneScanner()
+        self._warmed = False
+        self.engine.stages.append(self.tones.run)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -318,13 +322,14 @@ class Relay(Service):
     # -- hosted media (hosted.py) ------------------------------------------------------
 
     def _host(self, effect: Host) -> None:
+        self._warm_prompts()
         processor = effect.end.processor
         if isinstance(processor, HostedParty):
             processor.update(effect.hosting)
             return
         end = effect.end
-        self.process(HostedParty(end, effect.hosting, lambda event: self._media_event(end, event)),
-                     [end])
+        self.process(HostedParty(end, effect.hosting, lambda event: self._media_event(end, event),
+                                 scanner=self.tones), [end])
 
     def _media(self, effects: Sequence[MediaEffect], now: float) -> dict[str, Any]:
         """Carry out media commands on their hosted parties; what the answer adds."""
@@ -351,8 +356,59 @@ class Relay(Service):
             elif isinstance(effect, StopRecording):
                 party.stop_recording("stopped")
             elif isinstance(effect, Voicemail):
-                party.voicemail(self.media.voicemail_session(effect), now)
+                self._voicemail(party, self.media.voicemail_session(effect), now)
         return extra
+
+    def _voicemail(self, party: HostedParty, session: IvrSession, now: float) -> None:
+        """Start `session` in a thread (its first prompt may be spoken by espeak-ng), then host it.
+
+        The party hears silence meanwhile; a command or hang-up that comes
+        first wins (`adopt_voicemail` refuses a stale session).
+        """
+        from twisted.internet.threads import deferToThreadPool
+
+        party.prepare_voicemail(session)
+        end = party.end
+
+        def started(_: Any) -> None:
+            if party.adopt_voicemail(session):
+                log.info("voicemail started", call_id=end.call_id, tag=end.tag)
+
+        def failed(failure: Any) -> None:
+            log.error("voicemail did not start", call_id=end.call_id, tag=end.tag,
+                      error=failure.getErrorMessage())
+            if party.pending is session:
+                party.pending = None
+                self._media_event(end, {"event": "ended", "reason": "failed"})
+
+        d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), session.start, now)
+        d.addCallbacks(started, failed)
+
+    def _warm_prompts(self) -> None:
+        """Speak the shipped prompts that are missing, in a thread, at the first hosted call.
+
+        A prompt is otherwise generated when a call first needs it, on the
+        reactor thread (espeak-ng takes a few hundred ms: every stream would
+        stall); `softswitch media prompts` at install makes this a no-op.
+        Not at start: most relays (and test servers) never host a call.
+        """
+        if self._warmed:
+            return
+        self._warmed = True
+        from twisted.internet.threads import deferToThreadPool
+
+        def report(prompts: list[Any]) -> None:
+            made = [p.name for p in prompts if p.generated]
+            if made:
+                log.info("prompts generated", prompts=",".join(made))
+
+        def failed(failure: Any) -> None:
+            log.warning("prompts not generated; calls will generate them at first use",
+                        error=failure.getErrorMessage())
+
+        pool = self.reactor.getThreadPool()
+        d = deferToThreadPool(self.reactor, pool, self.media.prompts.all_shipped)
+        d.addCallbacks(report, failed)
 
     def _media_event(self, end: MediaEnd, event: dict[str, Any]) -> None:
         message = {"command": "media event", "call-id": end.call_id, "from-tag": end.tag,

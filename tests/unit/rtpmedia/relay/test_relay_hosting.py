@@ -70,6 +70,14 @@ def test_no_g711_is_refused_and_changes_nothing() -> None:
     assert effects == [] and c.calls == {}
 
 
+def test_srtp_is_not_answered_and_avpf_keeps_its_profile() -> None:
+    c = control()
+    srtp, _ = host(c, sdp=sdp().replace("RTP/AVP", "RTP/SAVP"))
+    assert srtp == {"result": "error", "error-reason": "no codec in common"}
+    avpf, _ = host(c, sdp=sdp().replace("RTP/AVP", "RTP/AVPF"))
+    assert audio_line(avpf["sdp"])[2] == "RTP/AVPF"
+
+
 def test_hold_is_mirrored_and_a_new_offer_keeps_the_port() -> None:
     c = control()
     first, _ = host(c)
@@ -248,3 +256,33 @@ def test_a_party_on_hold_is_sent_nothing() -> None:
 def test_relative_path_refuses(text: str) -> None:
     with pytest.raises(hosting.HostingError):
         hosting.relative_path(text)
+
+
+def test_voicemail_hang_up_while_recording_deposits_the_message(tmp_path: Any) -> None:
+    """The owner's greeting is used; the caller hangs up (delete) instead of pressing #."""
+    from rtpmedia.prompts import write_wav
+    from rtpmedia.relay.hosted import MediaFiles
+    from softswitch.voicemail import VoicemailStore
+
+    greeting = (np.sin(np.arange(2400) * 0.1) * 5000).astype(np.int16)  # 0.3 s
+    write_wav(tmp_path / "greetings" / "1001.wav", greeting)
+    files = MediaFiles(tmp_path)
+    events: list[dict[str, Any]] = []
+    p, sent = party(events), Sent()
+    command = hosting.Voicemail(p.end, "1001@pbx.example.com", "leave", "1002", "Bob", "sip-1")
+    p.voicemail(files.voicemail_session(command), 0.0)
+    pcmu = codecs.get("PCMU/8000")
+    voice = (np.sin(np.arange(160) * 0.25) * 7000).astype(np.int16)
+    for i in range(200):  # 4 s: greeting, beep, then about 3 s recorded
+        now = i * 0.02
+        packet = struct.pack("!BBHII", 0x80, 0, i, i * 160, 99) + pcmu.encode(voice)
+        p.rtp(p.end, memoryview(packet), now)
+        p.tick(now, sent)
+    heard = np.concatenate([pcmu.decode(x[12:]) for x in sent.packets[:15]])
+    assert np.corrcoef(heard[:2400], greeting)[0, 1] > 0.99  # the owner's greeting first
+    p.close()
+    assert events[-1] == {"event": "ended", "reason": "hangup"}
+    filed, problems = VoicemailStore(tmp_path).ingest()
+    assert not problems and len(filed) == 1
+    assert filed[0].caller == "1002" and filed[0].call_id == "sip-1"
+    assert 2.5 < filed[0].duration < 3.6
