@@ -59,9 +59,13 @@ ACTIONS = (
 DIAL_OPTIONS = ("to", "timeout", "caller_id", "headers", "on_busy", "on_no_answer", "on_failure")
 # Variables the router sets from the call; `set` may not overwrite them.
 READ_ONLY = frozenset({"dest", "caller", "caller_name", "context", "trunk",
-                       "media_relay"})  # media_relay: the relay the softswitch chose
+                       "media_relay",  # the relay the softswitch chose
+                       "recording"})  # the file the relay records the call to
+
 # `set: {media: ...}`: the call's media through the relay or directly between the phones.
 MEDIA_MODES = ("relay", "direct")
+# `set: {record_call: yes}`: the relay records the whole call (docs/relay.md).
+RECORD_CALL_VALUES = ("yes", "no", "true", "false", "on", "off")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEADER = re.compile(r"[A-Za-z0-9!%*+`'~._-]+")
 _REASONS = {
@@ -451,6 +455,17 @@ class ActionParser:
                     f"media {value.text!r} is neither relay nor direct",
                     "write set: {media: direct} for media between the phones, "
                     "relay (the default) through the media relay",
+                    "bad-value",
+                )
+                continue
+            if (key.text == "record_call" and isinstance(value, YScalar)
+                    and "${" not in value.text
+                    and value.text.strip().lower() not in RECORD_CALL_VALUES):
+                self.report.error(
+                    value.line,
+                    value.column,
+                    f"record_call {value.text!r} is neither yes nor no",
+                    "write set: {record_call: \"yes\"} to record the call in the relay",
                     "bad-value",
                 )
                 continue

@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred
 
 from softswitch.storage import GroupCommitWriter, StorageError, ThreadCaller, connect_readonly
 
-SCHEMA_VERSION = 2  # 2: media figures per leg (loss, jitter, MOS)
+SCHEMA_VERSION = 3  # 2: media figures per leg (loss, jitter, MOS); 3: the recording's file
 DATABASE = "cdr.sqlite"
 
 
@@ -102,6 +102,9 @@ class CdrRecord:
     b_loss: float | None = None
     b_jitter: float | None = None
     b_mos: float | None = None
+    # The relay's recording of the call (docs/relay.md), relative to the relay's
+    # media dir (the data dir for the embedded relay); None when not recorded.
+    recording: str | None = None
 
     @property
     def duration(self) -> float:
@@ -135,6 +138,7 @@ class CdrRecord:
             "sip_code": self.sip_code,
             "b_leg_codes": list(self.b_leg_codes),
             **{name: getattr(self, name) for name in MEDIA_COLUMNS},
+            "recording": self.recording,
         }
 
 
@@ -177,7 +181,8 @@ CREATE TABLE IF NOT EXISTS cdr (
     hangup_side TEXT NOT NULL,
     sip_code INTEGER NOT NULL,
     b_leg_codes TEXT NOT NULL,
-    a_loss REAL, a_jitter REAL, a_mos REAL, b_loss REAL, b_jitter REAL, b_mos REAL
+    a_loss REAL, a_jitter REAL, a_mos REAL, b_loss REAL, b_jitter REAL, b_mos REAL,
+    recording TEXT
 );
 CREATE INDEX IF NOT EXISTS cdr_start_time ON cdr (start_time);
 """
@@ -190,17 +195,19 @@ _BASE_COLUMNS = (
     "answer_time, end_time, duration, billsec, disposition, hangup_cause, hangup_side, "
     "sip_code, b_leg_codes"
 )
-_COLUMNS = _BASE_COLUMNS + ", " + ", ".join(MEDIA_COLUMNS)
-_INSERT = f"INSERT OR IGNORE INTO cdr ({_COLUMNS}) VALUES ({', '.join('?' * 24)})"
+# Columns added after version 1, with their SQL types: older files get them empty.
+LATER_COLUMNS = (*((name, "REAL") for name in MEDIA_COLUMNS), ("recording", "TEXT"))
+_COLUMNS = _BASE_COLUMNS + ", " + ", ".join(name for name, _ in LATER_COLUMNS)
+_INSERT = f"INSERT OR IGNORE INTO cdr ({_COLUMNS}) VALUES ({', '.join('?' * 25)})"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Version 1 files (before the media columns) get them, empty for old calls."""
+    """Older files (before the media columns, before the recording) get them, empty."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(cdr)")}
     added = False
-    for name in MEDIA_COLUMNS:
+    for name, kind in LATER_COLUMNS:
         if name not in have:
-            conn.execute(f"ALTER TABLE cdr ADD COLUMN {name} REAL")
+            conn.execute(f"ALTER TABLE cdr ADD COLUMN {name} {kind}")
             added = True
     if added:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -211,7 +218,7 @@ def _row(r: CdrRecord) -> tuple[object, ...]:
         r.uuid, r.call_id, r.caller, r.caller_name, r.callee, r.dialled, r.context, r.trunk,
         r.start, r.answer, r.end, r.duration, r.billsec, r.disposition.value, r.hangup_cause,
         r.hangup_side.value, r.sip_code, json.dumps(r.b_leg_codes),
-        r.a_loss, r.a_jitter, r.a_mos, r.b_loss, r.b_jitter, r.b_mos,
+        r.a_loss, r.a_jitter, r.a_mos, r.b_loss, r.b_jitter, r.b_mos, r.recording,
     )
 
 
@@ -223,7 +230,7 @@ def _record(row: tuple[Any, ...]) -> CdrRecord:
         hangup_side=HangupSide(row[15]), sip_code=row[16],
         b_leg_codes=[int(c) for c in json.loads(row[17])],
         a_loss=row[18], a_jitter=row[19], a_mos=row[20],
-        b_loss=row[21], b_jitter=row[22], b_mos=row[23],
+        b_loss=row[21], b_jitter=row[22], b_mos=row[23], recording=row[24],
     )
 
 
@@ -281,13 +288,13 @@ def read_cdrs(
         args.append(until)
     conn = connect_readonly(path, CdrStoreError)
     try:
-        # A version 1 file (read-only here, so not migrated) has no media columns.
+        # An older file (read-only here, so not migrated) lacks the later columns.
         have = {row[1] for row in conn.execute("PRAGMA table_info(cdr)")}
     except sqlite3.Error as exc:
         conn.close()
         raise CdrStoreError(f"{path}: {exc}") from exc
     columns = _BASE_COLUMNS + "".join(
-        f", {name}" if name in have else ", NULL" for name in MEDIA_COLUMNS)
+        f", {name}" if name in have else ", NULL" for name, _ in LATER_COLUMNS)
     sql = f"SELECT {columns} FROM cdr"
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -174,6 +174,9 @@ class TrunkSettings(_Model):
     # Relayed or direct media for calls to and from this trunk (docs/relay.md);
     # None: the server's media.mode. A dialplan `set: {media: ...}` wins.
     media: Literal["relay", "direct"] | None = None
+    # The relay records every call to and from this trunk (one WAV channel per
+    # party, under the data dir's recordings/; docs/relay.md). Needs relayed media.
+    record_calls: bool = False
     # Toll-fraud limits (softswitch/fraud/policy.py), calls in and out together.
     max_calls: int | None = Field(None, ge=1, description="concurrent calls")
     calls_per_minute: int | None = Field(None, ge=1)
@@ -217,7 +220,7 @@ class MediaSettings(_Model):
     # address written into SDP (default: advertised_address, else the
     # host's address towards the outside), its silence timeout.
     control: RelayAddressText = "udp:127.0.0.1:2223"
-    ports: Annotated[str, AfterValidator(_check_ports)] = "30000-39999"
+    ports: Annotated[str, AfterValidator(_check_ports)] = "16384-32767"
     advertise: str | None = None
     listen_address: str | None = None
     silence_timeout: float = Field(60.0, gt=0)
@@ -331,6 +334,10 @@ class Settings(_Model):
         wants = self.media.mode == "relay" or any(t.media == "relay" for t in self.trunks)
         if wants and not self.media.embedded and not self.media.relays:
             raise ValueError("media: with embedded: false, relays must list at least one relay")
+        for t in self.trunks:
+            if t.record_calls and (t.media or self.media.mode) == "direct":
+                raise ValueError(f"trunk {t.name}: record_calls needs relayed media "
+                                 "(media: relay), the relay records the call")
         return self
 
     @property

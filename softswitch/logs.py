@@ -62,15 +62,34 @@ class StreamLogger:
             pass
 
 
-class _StreamLoggerFactory:
-    def __init__(self, stream: TextIO) -> None:
-        self.logger = StreamLogger(stream)
+class TeeLogger:
+    """Each line to two streams, each given up on its own (a dead parent's pipe, a full disk)."""
 
-    def __call__(self, *args: Any) -> StreamLogger:
+    def __init__(self, first: StreamLogger, second: StreamLogger) -> None:
+        self.first = first
+        self.second = second
+
+    def msg(self, message: str) -> None:
+        self.first.msg(message)
+        self.second.msg(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _StreamLoggerFactory:
+    def __init__(self, stream: TextIO, copy: TextIO | None = None) -> None:
+        self.logger: StreamLogger | TeeLogger = StreamLogger(stream)
+        if copy is not None:
+            self.logger = TeeLogger(self.logger, StreamLogger(copy))
+
+    def __call__(self, *args: Any) -> StreamLogger | TeeLogger:
         return self.logger
 
 
-def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None) -> None:
+def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None,
+              copy: TextIO | None = None) -> None:
+    """Log lines to `stream` (stderr), and to `copy` as well when given (a log file)."""
     out = stream or sys.stderr
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -84,7 +103,7 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=_StreamLoggerFactory(out),
+        logger_factory=_StreamLoggerFactory(out, copy),
         cache_logger_on_first_use=True,
     )
 

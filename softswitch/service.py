@@ -232,9 +232,7 @@ class CallService(Service):
         return self._local(peer)
 
     def _local(self, peer: Any) -> tuple[str, int]:
-        transports = self.sip.transports
-        return (transports.local_address(peer.transport, peer.host),
-                transports.local_port(peer.transport))
+        return self.sip.transports.local(peer)
 
     def startService(self) -> None:  # noqa: N802
         registrar = self.registrar_service.registrar
@@ -412,9 +410,7 @@ class Application(MultiService):
         self.reload_hooks.append(self.tls.reload)
         # Voicemail's message-waiting indication (SUBSCRIBE, NOTIFY, deposits).
         self.mwi = MwiService(data_dir, self.sip.core, lambda: self.registrar.registrar,
-                              lambda peer: (self.sip.transports.local_address(peer.transport,
-                                                                             peer.host),
-                                            self.sip.transports.local_port(peer.transport)),
+                              self.sip.transports.local,
                               reactor)
         self.mwi.setServiceParent(self)
         # After the calls: its observers and hooks need the core and the B2BUA.

@@ -41,6 +41,9 @@ class MediaEnd:
     on_hold: bool = False
     clock_rate: int = 8000
     codec: str = ""  # the first codec its SDP names (for the E-model's MOS); never stored
+    # Its SDP's a=crypto values: the SDES keys it sends SRTP with (RFC 4568 6.1). Only
+    # read when the relay must hear the audio (a recording); forwarding never decrypts.
+    crypto: tuple[str, ...] = ()
     # Counters of what this party sent us (never stored).
     packets: int = 0
     bytes: int = 0
@@ -84,7 +87,7 @@ class MediaEnd:
                 "mux_accept": self.mux_accept,
                 "strict": self.strict, "port_latching": self.port_latching,
                 "asymmetric": self.asymmetric, "on_hold": self.on_hold,
-                "clock_rate": self.clock_rate}
+                "clock_rate": self.clock_rate, "crypto": list(self.crypto)}
 
     @classmethod
     def from_record(cls, call_id: str, tag: str, r: dict[str, Any]) -> MediaEnd:
@@ -93,7 +96,8 @@ class MediaEnd:
                    _unaddr(r["latched"]), _unaddr(r["latched_rtcp"]),
                    bool(r["trusted"]), bool(r["mux"]), bool(r["mux_offered"]), bool(r.get("mux_accept", False)),
                    bool(r["strict"]), bool(r["port_latching"]), bool(r["asymmetric"]),
-                   bool(r["on_hold"]), int(r.get("clock_rate", 8000)))
+                   bool(r["on_hold"]), int(r.get("clock_rate", 8000)),
+                   crypto=tuple(str(c) for c in r.get("crypto", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,12 @@ class Call:
     last_signal: float
     monologues: dict[str, Monologue] = field(default_factory=dict)
     record_call: bool = False
+    # The caller leg's SIP Call-ID when the ng call-id is not it (our B2BUA
+    # names calls by uuid): what HEP capture correlates RTCP reports by.
+    # The recording's file, relative to the relay's media dir ("" until one starts),
+    # and the SIP Call-ID the client named for its metadata.
+    recording_file: str = ""
+    sip_call_id: str = ""
 
     def ends(self) -> list[MediaEnd]:
         return [e for m in self.monologues.values() for e in m.ends]
@@ -158,12 +168,15 @@ class Call:
     def record(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "created": self.created,
                 "last_signal": self.last_signal, "record_call": self.record_call,
+                "recording_file": self.recording_file, "sip_call_id": self.sip_call_id,
                 "monologues": [m.record() for m in self.monologues.values()]}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Call:
         call = cls(str(r["call_id"]), float(r["created"]), float(r["last_signal"]),
-                   record_call=bool(r.get("record_call", False)))
+                   record_call=bool(r.get("record_call", False)),
+                   recording_file=str(r.get("recording_file", "")),
+                   sip_call_id=str(r.get("sip_call_id", "")))
         for m in r["monologues"]:
             mono = Monologue(str(m["key"]), float(m["created"]), str(m["via_branch"]),
                              m["peer"], bool(m["answered"]),

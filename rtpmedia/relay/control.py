@@ -19,15 +19,18 @@ recently gets the same bytes again and no effects (a client's retry).
 from __future__ import annotations
 
 import ipaddress
+import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from rtpmedia import ng
 from rtpmedia.relay import hosting, sdprewrite
 from rtpmedia.relay.calls import Address, Call, Hosting, MediaEnd, Monologue, link
-from rtpmedia.relay.hosting import Host, HostingError, MediaEffect
+from rtpmedia.relay.hosting import Host, HostingError, MediaEffect, Unhost
 from rtpmedia.relay.ports import PortPool, PortsExhausted
 from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError, SessionDescription
 
@@ -87,7 +90,27 @@ class Teardown:
     reason: str
 
 
-Effect = Bind | Unbind | Unkernel | Save | Forget | Teardown | Host | MediaEffect
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Record the call's audio pair, `left` (the caller) and `right`, to `file` (see recording.py).
+
+    Repeated for a call already recorded with the same ends, it changes nothing.
+    """
+
+    call_id: str
+    file: str  # relative to the relay's media dir
+    left: MediaEnd
+    right: MediaEnd
+    sip_call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecording:
+    call_id: str
+
+
+Effect = (Bind | Unbind | Unkernel | Save | Forget | Teardown | Record | StopRecording
+          | Host | Unhost | MediaEffect)
 
 
 # -- options of one command ----------------------------------------------------
@@ -186,6 +209,7 @@ class SdpCommand:
     opts: Options
     sdp: SessionDescription
     lines: list[MediaLine]
+    sip_call_id: str = ""  # our extension, for HEP: the caller leg's SIP Call-ID
 
     @classmethod
     def read(cls, msg: dict[str, Any]) -> SdpCommand:
@@ -195,7 +219,7 @@ class SdpCommand:
         lines = sdprewrite.read(sdp)
         _check_transcode(opts, lines)
         return cls(call_id, from_tag, _text(msg, "to-tag"), _text(msg, "via-branch"),
-                   opts, sdp, lines)
+                   opts, sdp, lines, _text(msg, "sip-call-id"))
 
 
 # -- the control ---------------------------------------------------------------
@@ -271,6 +295,7 @@ class Control:
         c = SdpCommand.read(msg)
         call_id, from_tag, to_tag, via, opts, sdp, lines = (
             c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
+        ask = _recording_asked(msg, c.opts)  # refused before anything changes
         call = self.calls.get(call_id)
         fresh_call = call is None
         if call is None:
@@ -288,7 +313,10 @@ class Control:
             self.calls[call_id] = call
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
-        call.record_call = call.record_call or opts.record_call
+        call.sip_call_id = c.sip_call_id or call.sip_call_id
+        _want_recording(call, ask)
+        self._unhost(offerer, effects)
+        self._unhost(other, effects)
         self._learn(offerer, lines, opts, effects, offer=True)
         self._strictness(offerer, other, opts)
         offerer.peer, other.peer = other.key, offerer.key
@@ -296,6 +324,7 @@ class Control:
         mux_out = tuple(False if "demux" in opts.rtcp_mux else
                         True if "offer" in opts.rtcp_mux else line.mux for line in lines)
         body = self._rewrite(sdp, other, lines, mux_out, opts)
+        _recording(call, now, effects)
         effects.append(Save(call))
         return {"result": "ok", "sdp": body}
 
@@ -303,6 +332,7 @@ class Control:
         c = SdpCommand.read(msg)
         call_id, from_tag, to_tag, via, opts, sdp, lines = (
             c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
+        ask = _recording_asked(msg, c.opts)  # refused before anything changes
         call = self.calls.get(call_id)
         if call is None:
             raise CommandError("Unknown call-id")
@@ -317,7 +347,10 @@ class Control:
         new_ends = self._allocate(call, [offerer, answerer], len(lines))
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
-        call.record_call = call.record_call or opts.record_call
+        call.sip_call_id = c.sip_call_id or call.sip_call_id
+        _want_recording(call, ask)
+        self._unhost(offerer, effects)
+        self._unhost(answerer, effects)
         self._learn(answerer, lines, opts, effects, offer=False)
         self._strictness(answerer, offerer, opts)
         answerer.answered = offerer.answered = True
@@ -333,6 +366,7 @@ class Control:
         link(call)
         mux_out = tuple(offerer.ends[i].mux for i in range(len(lines)))
         body = self._rewrite(sdp, offerer, lines, mux_out, opts)
+        _recording(call, now, effects)
         effects.append(Save(call))
         return {"result": "ok", "sdp": body}
 
@@ -403,6 +437,12 @@ class Control:
         return {"result": "ok",
                 "sdp": hosting.answer(sdp, mono.hosting, self.advertise, end.port, version)}
 
+    def _unhost(self, mono: Monologue, effects: list[Effect]) -> None:
+        """An offer or answer pairs a hosted party with another: forwarding again."""
+        if mono.hosting is not None:
+            effects += [hosting.Unhost(end) for end in mono.ends]
+            mono.hosting = None
+
     def _hosted(self, msg: dict[str, Any]) -> MediaEnd:
         call = self._call(msg)
         mono = call.monologues.get(_required(msg, "from-tag"))
@@ -417,6 +457,38 @@ class Control:
         """play media, stop media, echo, start/stop recording, voicemail: for a hosted party."""
         effects.append(hosting.media_effect(msg, self._hosted(msg)))
         return {"result": "ok"}  # the glue adds what it learns (a prompt's duration)
+
+    def _start_recording(self, msg: dict[str, Any], now: float,
+                         effects: list[Effect]) -> dict[str, Any]:
+        if "from-tag" in msg:  # one party the relay hosts (issue 15)
+            return self._media_command(msg, now, effects)
+        return self._start_recording_call(msg, now, effects)
+
+    def _stop_recording(self, msg: dict[str, Any], now: float,
+                        effects: list[Effect]) -> dict[str, Any]:
+        if "from-tag" in msg:  # one party the relay hosts (issue 15)
+            return self._media_command(msg, now, effects)
+        return self._stop_recording_call(msg, now, effects)
+
+    def _start_recording_call(self, msg: dict[str, Any], now: float,
+                              effects: list[Effect]) -> dict[str, Any]:
+        """rtpengine's `start recording` without a from-tag: record the whole call from now."""
+        ask = _recording_asked(msg, Options(record_call=True))
+        call = self._call(msg)
+        _want_recording(call, ask)
+        _recording(call, now, effects)
+        effects.append(Save(call))
+        return {"result": "ok"}
+
+    def _stop_recording_call(self, msg: dict[str, Any], now: float,
+                             effects: list[Effect]) -> dict[str, Any]:
+        """`stop recording` without a from-tag: the call's recording ends (its file is kept)."""
+        call = self._call(msg)
+        if call.record_call:
+            call.record_call = False
+            effects.append(StopRecording(call.call_id))
+            effects.append(Save(call))
+        return {"result": "ok"}
 
     # -- time ----------------------------------------------------------------------
 
@@ -476,6 +548,7 @@ class Control:
             if mono.hosting is not None and mono.hosting.index < len(mono.ends):
                 effects.append(Host(mono.ends[mono.hosting.index], mono.hosting))
         self.calls[call.call_id] = call
+        _recording(call, now, effects)  # goes on into the recording's next part
         return effects
 
     def abandon(self, call_id: str, unusable: list[int]) -> list[Effect]:
@@ -551,9 +624,13 @@ class Control:
                               "in dialogue with": mono.peer or "", "medias": medias}
             if mono.via_branch:
                 tags[mono.key]["via-branch"] = mono.via_branch
-        return {"result": "ok", "created": int(call.created), "last signal": int(call.last_signal),
-                "totals": totals, "tags": tags, "SSRC": ssrcs,
-                "recording": int(call.record_call)}
+        answer = {"result": "ok", "created": int(call.created),
+                  "last signal": int(call.last_signal),
+                  "totals": totals, "tags": tags, "SSRC": ssrcs,
+                  "recording": int(call.record_call)}
+        if call.recording_file:
+            answer["recording-file"] = call.recording_file
+        return answer
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -623,6 +700,7 @@ class Control:
             end.on_hold = line.on_hold
             end.clock_rate = line.clock_rate
             end.codec = next((c for c in line.codecs if c not in _NOT_VOICE), "")
+            end.crypto = line.crypto
             if offer:
                 end.mux_offered = line.mux
                 end.mux_accept = bool({"accept", "demux"} & opts.rtcp_mux)
@@ -702,10 +780,85 @@ _COMMANDS: dict[str, Callable[[Control, dict[str, Any], float, list[Effect]], di
     "play media": Control._media_command,
     "stop media": Control._media_command,
     "echo": Control._media_command,
-    "start recording": Control._media_command,
-    "stop recording": Control._media_command,
+    "start recording": Control._start_recording,
+    "stop recording": Control._stop_recording,
     "voicemail": Control._media_command,
 }
+
+
+RECORDINGS = "recordings"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+=-]")
+
+
+def default_recording_file(call_id: str, started: float) -> str:
+    """`recordings/YYYY-MM-DD/<call-id>.wav` (UTC date), the call-id made a safe file name."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(started))
+    name = _UNSAFE_NAME.sub("_", call_id).lstrip(".") or "call"
+    return f"{RECORDINGS}/{day}/{name}.wav"
+
+
+def checked_recording_file(path: str) -> str:
+    """A file a command names: relative to the media dir, no `..`, `.wav` added if missing."""
+    p = PurePosixPath(path)
+    if not path or p.is_absolute() or "\\" in path or any(part == ".." for part in p.parts):
+        raise CommandError(f"recording-file {path!r} must be a relative path inside the media dir")
+    return str(p) if p.suffix.lower() == ".wav" else f"{p}.wav"
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordingAsk:
+    file: str  # "" for the default name
+    sip_call_id: str
+
+
+def _recording_asked(msg: dict[str, Any], opts: Options) -> _RecordingAsk | None:
+    """What an offer, answer or `start recording` asks of the call's recording (None: nothing).
+
+    `recording-file` (a path relative to the media dir) names the file; by
+    default it is recordings/<UTC date>/<call-id>.wav, fixed when recording
+    starts. `sip-call-id` goes into the metadata (the ng call-id may be the
+    B2BUA's own id). A file outside the media dir is refused here, before
+    the command changes anything.
+    """
+    if not opts.record_call:
+        return None
+    file = _text(msg, "recording-file")
+    return _RecordingAsk(checked_recording_file(file) if file else "", _text(msg, "sip-call-id"))
+
+
+def _want_recording(call: Call, ask: _RecordingAsk | None) -> None:
+    if ask is None:
+        return
+    call.record_call = True
+    if ask.file and not call.recording_file:
+        call.recording_file = ask.file
+    if ask.sip_call_id:
+        call.sip_call_id = ask.sip_call_id
+
+
+def _recording(call: Call, now: float, effects: list[Effect]) -> None:
+    """A recorded call whose two parties are paired: record (or keep recording) their audio.
+
+    The left channel is the caller: the call's first monologue (created by
+    the first offer, never renamed); the right one its peer. Early media
+    before an answer is not recorded (forks come and go until then).
+    """
+    if not call.record_call:
+        return
+    monos = list(call.monologues.values())
+    left = next((m for m in monos if m.peer is not None and m.peer in call.monologues), None)
+    if left is None:
+        return
+    right = call.monologues[left.peer]  # type: ignore[index]
+    if not (left.answered and right.answered):
+        return
+    pair = next(((a, b) for a, b in zip(left.ends, right.ends, strict=False)
+                 if a.media == "audio" and b.media == "audio"), None)
+    if pair is None:
+        return
+    if not call.recording_file:
+        call.recording_file = default_recording_file(call.call_id, now)
+    effects.append(Record(call.call_id, call.recording_file, pair[0], pair[1], call.sip_call_id))
 
 
 def _error(reason: str) -> dict[str, Any]:

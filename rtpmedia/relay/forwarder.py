@@ -34,6 +34,9 @@ from rtpmedia.relay.latching import Verdict, rtcp_verdict, rtp_verdict
 
 log = structlog.get_logger("relay.forwarder")
 
+#: Who sees an RTCP packet: (its end, the bytes, their source, the relay's address, time).
+RtcpTap = Callable[[MediaEnd, bytes, tuple[str, int], tuple[str, int], float], None]
+
 BURST = 64  # datagrams per wake-up and socket, so one busy port cannot starve the rest
 BUFFER = 65535
 
@@ -171,11 +174,14 @@ class Forwarder:
     """The sockets of every end, the packets between them, and the kernel flows."""
 
     def __init__(self, reactor: Any, listen: str, fastpath: FastPath,
-                 on_latch: Callable[[MediaEnd], None]) -> None:
+                 on_latch: Callable[[MediaEnd], None], *,
+                 capture: RtcpTap | None = None) -> None:
         self.reactor = reactor
         self.listen = listen
         self.fastpath = fastpath
         self.on_latch = on_latch
+        # Sees each RTCP packet accepted, before it goes on (HEP capture; see rtcp_capture.py).
+        self.capture = capture
         self.buffer = bytearray(BUFFER)
         self.view = memoryview(self.buffer)
         self.sockets: dict[int, socket.socket] = {}  # RTP port -> its socket
@@ -315,6 +321,8 @@ class Forwarder:
             if sink is not None:
                 end.health.pair(sink.health)
             end.health.rtcp(data, now, end.tag)
+        if self.capture is not None:
+            self.capture(end, data, source, (self.listen, end.rtcp_port), now)
         if sink is None:
             return
         dest = sink.rtcp_destination()

@@ -316,11 +316,11 @@ class HostedParty:
         out = self._output(heard, now)
         header = _HEADER.pack(0x80, (0x80 if self._first else 0) | self.hosting.payload_type,
                               self._seq, self._timestamp, self.ssrc)
-        self._first = False
         self._seq = (self._seq + 1) & 0xFFFF
         self._timestamp = (self._timestamp + FRAME) & 0xFFFFFFFF
         if not self.end.on_hold:  # RFC 3264 8.4: a party that only sends gets nothing
             emit(self.end, header + self.codec.encode(out))
+            self._first = False
             self.sent += 1
 
     def _digits(self, heard: Samples | None) -> str:
@@ -351,7 +351,11 @@ class HostedParty:
             return
         self.notify({"event": "dtmf", "digit": digit})
         if self.ivr is not None:
-            self.ivr.digit(digit, now)
+            ivr = self.ivr
+            try:
+                ivr.digit(digit, now)  # may start a playback: read a prompt, a message
+            except Exception as exc:  # noqa: BLE001 - whatever broke, the call must end
+                self._ivr_failed(ivr, exc, now)
         elif self.recording is not None and digit == self.recording.stop_digit \
                 and self.recording.beep is None:
             self.stop_recording("digit")
@@ -390,13 +394,30 @@ class HostedParty:
     def _ivr_frame(self, heard: Samples | None, now: float) -> Samples:
         ivr = self.ivr
         assert ivr is not None
-        ivr.receive(self._timestamp, now, SILENCE if heard is None else heard)
-        ivr.tick(now)
-        out: Samples = ivr.next_frame(now)
+        try:
+            ivr.receive(self._timestamp, now, SILENCE if heard is None else heard)
+            ivr.tick(now)
+            out: Samples = ivr.next_frame(now)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the call must end
+            self._ivr_failed(ivr, exc, now)
+            return SILENCE
         if ivr.ended:
             self.ivr = None
             self.notify({"event": "ended", "reason": "done"})
         return out
+
+    def _ivr_failed(self, ivr: IvrSession, exc: Exception, now: float) -> None:
+        # A prompt or message that cannot be read (deleted meanwhile, a bad
+        # WAV, a mailbox gone): the softswitch ends the call with BYE rather
+        # than leave the caller listening to silence.
+        log.error("voicemail failed", call_id=self.end.call_id, tag=self.end.tag,
+                  error=repr(exc))
+        self.ivr = None
+        try:
+            ivr.hangup(now)
+        except Exception:  # noqa: BLE001
+            log.exception("voicemail hang-up failed", call_id=self.end.call_id)
+        self.notify({"event": "ended", "reason": "failed"})
 
     def _stop_ivr(self) -> None:
         self.pending = None

@@ -51,6 +51,13 @@ class Host:
 
 
 @dataclass(frozen=True, slots=True)
+class Unhost:
+    """`end` is forwarded again (an offer or answer paired it with another party)."""
+
+    end: MediaEnd
+
+
+@dataclass(frozen=True, slots=True)
 class PlayMedia:
     end: MediaEnd
     file: str  # a prompt name or a path relative to the media dir (checked)
@@ -68,7 +75,7 @@ class Echo:
 
 
 @dataclass(frozen=True, slots=True)
-class StartRecording:
+class StartPartyRecording:
     end: MediaEnd
     file: str  # relative to the media dir, ends in .wav
     max_seconds: int
@@ -77,7 +84,7 @@ class StartRecording:
 
 
 @dataclass(frozen=True, slots=True)
-class StopRecording:
+class StopPartyRecording:
     end: MediaEnd
 
 
@@ -91,7 +98,7 @@ class Voicemail:
     sip_call_id: str
 
 
-MediaEffect = PlayMedia | StopMedia | Echo | StartRecording | StopRecording | Voicemail
+MediaEffect = PlayMedia | StopMedia | Echo | StartPartyRecording | StopPartyRecording | Voicemail
 
 
 # -- codec choice and SDP ------------------------------------------------------------------
@@ -188,11 +195,11 @@ def media_effect(msg: dict[str, Any], end: MediaEnd) -> MediaEffect:
         digit = _text(msg, "stop-digit") or "#"
         if len(digit) != 1 or digit not in "0123456789*#ABCD":
             raise HostingError(f"stop-digit {digit!r} is not a DTMF digit")
-        return StartRecording(end, relative_path(msg.get("file"), suffix=".wav"),
+        return StartPartyRecording(end, relative_path(msg.get("file"), suffix=".wav"),
                               positive_int(msg.get("max-seconds"), 60, "max-seconds"),
                               beep == "yes", digit)
     if command == "stop recording":
-        return StopRecording(end)
+        return StopPartyRecording(end)
     if command == "voicemail":
         from softswitch.voicemail import valid_mailbox
 

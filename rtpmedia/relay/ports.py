@@ -11,6 +11,24 @@ from __future__ import annotations
 
 from collections import deque
 
+EPHEMERAL_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_overlap(low: int, high: int, ephemeral: tuple[int, int]) -> tuple[int, int] | None:
+    """The part of `[low, high]` inside the system's ephemeral range, if any."""
+    start, end = max(low, ephemeral[0]), min(high, ephemeral[1])
+    return (start, end) if start <= end else None
+
+
+def read_ephemeral(path: str = EPHEMERAL_FILE) -> tuple[int, int] | None:
+    """Linux's ephemeral port range, or None where it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            low, high = f.read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return None
+
 
 class PortsExhausted(Exception):
     """No free pair is left in the range."""

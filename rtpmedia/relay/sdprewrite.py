@@ -52,6 +52,7 @@ class MediaLine:
     direction: str
     codecs: tuple[str, ...]  # encoding names, upper case
     clock_rate: int = 8000  # of the first codec (RTP timestamps, for jitter)
+    crypto: tuple[str, ...] = ()  # its a=crypto values (SDES-SRTP, RFC 4568), in order
 
     @property
     def relayed(self) -> bool:
@@ -106,7 +107,9 @@ def read(sdp: SessionDescription) -> list[MediaLine]:
             mux=media.attribute("rtcp-mux") is not None,
             direction=sdp.media_direction(media).value,
             codecs=tuple((c.name or "").upper() for c in media.codecs),
-            clock_rate=next((c.clock_rate for c in media.codecs if c.clock_rate), 8000)))
+            clock_rate=next((c.clock_rate for c in media.codecs if c.clock_rate), 8000),
+            crypto=tuple(a.value for a in media.attributes
+                         if a.name == "crypto" and a.value is not None)))
     return out
 
 

@@ -11,6 +11,7 @@ the media of a party the relay hosts did (`hosted.py`).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ from rtpmedia.relay.control import (
     Control,
     Effect,
     Forget,
+    Record,
     Save,
+    StopRecording,
     Teardown,
     Unbind,
     Unkernel,
@@ -46,17 +49,20 @@ from rtpmedia.relay.hosting import (
     Host,
     MediaEffect,
     PlayMedia,
-    StartRecording,
+    StartPartyRecording,
     StopMedia,
-    StopRecording,
+    StopPartyRecording,
+    Unhost,
     Voicemail,
 )
-from rtpmedia.relay.ports import PortPool
+from rtpmedia.relay.ports import PortPool, ephemeral_overlap, read_ephemeral
+from rtpmedia.relay.recording import RecordingInfo, Recordings
+from rtpmedia.relay.rtcp_capture import RtcpCapture
 from rtpmedia.relay.store import CallStore
 from rtpmedia.voicemail_session import IvrSession
 
 log = structlog.get_logger("relay")
-MEDIA_EFFECTS = (PlayMedia, StopMedia, Echo, StartRecording, StopRecording, Voicemail)
+MEDIA_EFFECTS = (PlayMedia, StopMedia, Echo, StartPartyRecording, StopPartyRecording, Voicemail)
 
 Address = tuple[str, int]
 STORE_FILE = "relay-calls.sqlite"
@@ -78,6 +84,9 @@ class RelaySettings:
     media_dir: Path | None = None
     silence_timeout: float = 60.0
     hold_timeout: float = 3600.0
+    hep: Address | None = None  # a Homer collector: RTCP reports go there over HEP v3
+    hep_id: int = 0
+    hep_auth_key: str = ""
 
 
 def probe_fastpath() -> tuple[FastPath, str | None]:
@@ -177,11 +186,24 @@ class Relay(Service):
         self.settings = settings
         self.reactor = reactor
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
-        self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched)
+        self._hep_socket: socket.socket | None = None
+        self.hep: RtcpCapture | None = None
+        if settings.hep is not None:
+            try:
+                self.hep = self._hep_capture()
+            except OSError as exc:
+                # Capture is an extra: a collector's name that does not resolve
+                # must not keep the relay (and every call's media) from starting.
+                log.error("hep collector unusable; no RTCP capture",
+                          collector=_text(settings.hep), error=str(exc))
+        self.forwarder = Forwarder(reactor, settings.listen, self.fastpath, self._latched,
+                                   capture=self.hep)
         self.engine = MediaEngine(reactor, self.forwarder.emit)
         self.tones = ToneScanner()
         self._warmed = False
         self.engine.stages.append(self.tones.run)
+        self.recordings = Recordings(settings.media_dir or settings.data_dir, self.process,
+                                     self.engine.detach, self.forwarder.emit)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
@@ -193,6 +215,32 @@ class Relay(Service):
         self._tick = LoopingCall(self.tick)
         self._tick.clock = reactor
 
+    def _hep_capture(self) -> RtcpCapture:
+        assert self.settings.hep is not None
+        host, port = self.settings.hep
+        # Resolved once: a name looked up per report would block the media loop.
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        # A plain non-blocking socket: sendto never waits, and nothing comes back to read.
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        self._hep_socket = sock
+
+        def send(datagram: bytes) -> None:
+            try:
+                sock.sendto(datagram, address)
+            except OSError:
+                pass  # a collector that is down (or a full buffer) must not disturb the media
+
+        def correlation(call_id: str) -> str:
+            call = self.control.calls.get(call_id)
+            return call.sip_call_id if call is not None and call.sip_call_id else call_id
+
+        listen = self.settings.listen
+        wildcard = listen in ("0.0.0.0", "::")
+        return RtcpCapture(send, correlation, agent_id=self.settings.hep_id,
+                           auth_key=self.settings.hep_auth_key,
+                           local_host=self.settings.advertise if wildcard else None)
+
     # -- start and stop --------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802
@@ -201,6 +249,12 @@ class Relay(Service):
             log.info("forwarding path", path=self.fastpath.name)
         else:
             log.warning("forwarding path", path=self.fastpath.name, reason=self.fastpath_reason)
+        ephemeral = read_ephemeral()
+        overlap = ephemeral_overlap(*self.settings.ports, ephemeral) if ephemeral else None
+        if overlap is not None:
+            # Another program's outgoing socket may then hold a relay port.
+            log.warning("port range overlaps the ephemeral ports",
+                        overlap=f"{overlap[0]}-{overlap[1]}", see="docs/relay.md")
         self._restore()
         host, port = self.settings.control
         self._ports.append(self.reactor.listenUDP(port, ControlProtocol(self), interface=host))
@@ -208,6 +262,8 @@ class Relay(Service):
             interface = "::" if ":" in self.settings.notify[0] else ""  # type: ignore[index]
             self._ports.append(self.reactor.listenUDP(0, self.notifier, interface=interface))
         self._tick.start(TICK, now=False)
+        if self.hep is not None:
+            log.info("hep capture", collector=_text(self.settings.hep), agent_id=self.settings.hep_id)
         log.info("relay started", control=f"{host}:{port}", advertise=self.settings.advertise,
                  ports=f"{self.settings.ports[0]}-{self.settings.ports[1]}",
                  calls=len(self.control.calls))
@@ -228,6 +284,8 @@ class Relay(Service):
         self.forwarder.close()
         self.fastpath.close()
         self.store.close()
+        if self._hep_socket is not None:
+            self._hep_socket.close()
 
     def _restore(self) -> None:
         calls, bad = self.store.load()
@@ -294,12 +352,24 @@ class Relay(Service):
                 self.forwarder.unbind(effect.end)
             elif isinstance(effect, Unkernel):
                 self.forwarder.unkernel(effect.end)
+            elif isinstance(effect, Unhost):
+                if isinstance(effect.end.processor, HostedParty):
+                    self.engine.detach(effect.end.processor)
             elif isinstance(effect, Save):
                 saves[effect.call.call_id] = effect.call
             elif isinstance(effect, Forget):
                 saves.pop(effect.call_id, None)
                 forgets.append(effect.call_id)
+            elif isinstance(effect, Record):  # before the kernel would take the stream
+                self.recordings.start(effect.call_id, effect.file, RecordingInfo(
+                    effect.call_id, effect.sip_call_id, effect.left.tag, effect.right.tag),
+                    effect.left, effect.right, time.time())
+            elif isinstance(effect, StopRecording):
+                self.recordings.stop(effect.call_id)
+        self.recordings.forget_closed()
         self.store.apply(saves.values(), forgets)
+        for call_id in forgets:
+            log.info("call deleted", call_id=call_id)
         for call in saves.values():
             for end in call.ends():  # streams still latched go back to the kernel
                 self.forwarder.refresh(end)
@@ -346,14 +416,14 @@ class Relay(Service):
                 party.start_echo()
             elif isinstance(effect, StopMedia):
                 party.stop_media()
-            elif isinstance(effect, StartRecording):
+            elif isinstance(effect, StartPartyRecording):
                 try:
                     recorder = Recorder(self.media.path(effect.file), parties=1)
                 except OSError as exc:
                     raise MediaError(f"Cannot record to {effect.file}: {exc.strerror}") from None
                 party.record(recorder, effect.file, max_seconds=effect.max_seconds,
                              with_beep=effect.beep, stop_digit=effect.stop_digit)
-            elif isinstance(effect, StopRecording):
+            elif isinstance(effect, StopPartyRecording):
                 party.stop_recording("stopped")
             elif isinstance(effect, Voicemail):
                 self._voicemail(party, self.media.voicemail_session(effect), now)

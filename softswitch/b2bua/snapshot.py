@@ -133,4 +133,6 @@ def cdr_of(snapshot: CallSnapshot) -> CdrRecord:
         end=snapshot.ended if snapshot.ended is not None else snapshot.started,
         disposition=disposition, hangup_cause=snapshot.hangup_cause,
         hangup_side=HangupSide(snapshot.hangup_side or "system"), sip_code=sip_code,
-        b_leg_codes=list(snapshot.b_codes))
+        b_leg_codes=list(snapshot.b_codes),
+        # Only an answered call was recorded (the relay records from the answer).
+        recording=dict(snapshot.variables).get("recording") if snapshot.answered else None)

@@ -36,7 +36,7 @@ CSV_FIELDS = (
     "start", "answer", "end", "caller", "caller_name", "dialled", "callee", "context",
     "trunk", "disposition", "duration", "billsec", "hangup_cause", "hangup_side",
     "sip_code", "b_leg_codes", "call_id", "uuid",
-    "a_loss", "a_jitter", "a_mos", "b_loss", "b_jitter", "b_mos",
+    "a_loss", "a_jitter", "a_mos", "b_loss", "b_jitter", "b_mos", "recording",
 )
 
 

@@ -28,6 +28,18 @@ def parse_udp(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (a name or an IP; IPv6 as `[::1]:9060`) to (host, port)."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or ":" in host and not text.startswith("[") \
+            or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
 def parse_ports(text: str) -> tuple[int, int]:
     low, sep, high = text.partition("-")
     if not sep or not low.isdigit() or not high.isdigit():
@@ -61,7 +73,7 @@ def _convert(fn: Any) -> Any:
 @click.option("--control", default="udp:127.0.0.1:2223", show_default=True,
               callback=_convert(parse_udp), metavar="udp:HOST:PORT",
               help="Where the ng control protocol listens.")
-@click.option("--ports", default="30000-39999", show_default=True,
+@click.option("--ports", default="16384-32767", show_default=True,
               callback=_convert(parse_ports), metavar="LOW-HIGH",
               help="The UDP ports for media (pairs: RTP even, RTCP odd).")
 @click.option("--advertise", required=True, callback=_convert(_address), metavar="IP",
@@ -83,17 +95,34 @@ def _convert(fn: Any) -> Any:
 @click.option("--no-kernel", is_flag=True, default=False,
               help="Forward in userspace only, even where the kernel path works "
                    "(to measure it, or to keep per-packet health figures).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append the log to this file as well (it outlives the process that started "
+                   "the relay; the embedded relay writes DATA/relay/relay.log).")
+@click.option("--hep", default=None, callback=_convert(parse_host_port), metavar="HOST:PORT",
+              help="A Homer collector (HEP v3): each RTCP report relayed goes there as JSON.")
+@click.option("--hep-id", type=click.IntRange(0, 0xFFFFFFFF), default=0, show_default=True,
+              help="The capture agent id in HEP packets.")
+@click.option("--hep-auth-key", default="", envvar="SOFTSWITCH_HEP_AUTH_KEY", metavar="KEY",
+              help="The collector's auth key (better in $SOFTSWITCH_HEP_AUTH_KEY than on "
+                   "the command line, where ps shows it).")
 @click.option("--log-format", type=click.Choice(["console", "json"]), default="console")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info")
 def relay(control: tuple[str, int], ports: tuple[int, int], advertise: str,
           listen_address: str | None, data_dir: Path, media_dir: Path | None,
-          notify: tuple[str, int] | None, silence_timeout: float, hold_timeout: float, no_kernel: bool, log_format: str,
-          log_level: str) -> None:
+          notify: tuple[str, int] | None, silence_timeout: float, hold_timeout: float,
+          no_kernel: bool, log_file: Path | None, hep: tuple[str, int] | None, hep_id: int,
+          hep_auth_key: str, log_format: str, log_level: str) -> None:
     """Run the media relay: anchors RTP/RTCP, speaks rtpengine's ng protocol."""
     from softswitch import logs
 
-    logs.configure(log_format, log_level)
+    copy = None
+    if log_file is not None:
+        try:
+            copy = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+        except OSError as exc:
+            raise click.ClickException(f"cannot open the log file {log_file}: {exc}") from None
+    logs.configure(log_format, log_level, copy=copy)
     log = logs.get_logger("relay")
 
     from twisted.internet import reactor as _reactor
@@ -103,8 +132,9 @@ def relay(control: tuple[str, int], ports: tuple[int, int], advertise: str,
     reactor: Any = _reactor
     settings = RelaySettings(control=control, ports=ports, advertise=advertise,
                              listen=listen_address or advertise, data_dir=data_dir,
-                             media_dir=media_dir or data_dir, notify=notify, silence_timeout=silence_timeout,
-                             hold_timeout=hold_timeout)
+                             media_dir=media_dir or data_dir, notify=notify,
+                             silence_timeout=silence_timeout, hold_timeout=hold_timeout,
+                             hep=hep, hep_id=hep_id, hep_auth_key=hep_auth_key)
     try:
         if no_kernel:
             from rtpmedia.relay.fastpath import NoFastPath

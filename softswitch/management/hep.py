@@ -1,143 +1,37 @@
 """HEP v3 capture: every SIP message sent and received, to a Homer collector.
 
-HEP (the Homer Encapsulation Protocol, version 3; what Homer, heplify and
-`sngrep -L` speak) wraps one captured packet in a UDP datagram: the
-magic "HEP3", the total length, then chunks of {vendor 16, type 16,
-length 16 (the chunk's, header included), value}. Vendor 0 chunk types
-used here: 1 IP family, 2 IP protocol, 3/4 IPv4 source/destination, 5/6
-IPv6 source/destination, 7/8 ports, 9/10 timestamp seconds/microseconds,
-11 payload type (1 SIP, 5 RTCP as JSON), 12 capture agent id, 14 auth key,
-15 payload, 17 correlation id (the Call-ID, so Homer groups a call's
-messages and RTCP reports).
+The wire format (HEP v3 chunks, `encode`/`decode`) lives in `rtpmedia.hep`,
+shared with the relay, which sends the RTCP reports of the same calls
+(payload type 5, correlated by the caller's SIP Call-ID). Its names are
+re-exported here for the callers that know them from this module.
 
-`encode`/`decode` are plain functions (sans-IO); `HepCapture` is a
-`MessageObserver` of the SIP core handing each datagram to `send`.
+`HepCapture` is a `MessageObserver` of the SIP core handing each datagram
+to `send`.
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from rtpmedia.hep import (
+    MAGIC,
+    RTCP_JSON,
+    SIP,
+    HepError,
+    HepPacket,
+    decode,
+    decode_chunks,
+    encode,
+)
 from softswitch.sip.message import Request, Response
 from softswitch.sip.peer import Peer
 
-MAGIC = b"HEP3"
-SIP = 1
-RTCP_JSON = 5
+__all__ = ["MAGIC", "RTCP_JSON", "SIP", "HepCapture", "HepError", "HepPacket", "LocalAddress",
+           "decode", "decode_chunks", "encode"]
+
 _PROTOCOLS = {"udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP, "tls": socket.IPPROTO_TCP}
-
-
-class HepError(ValueError):
-    """Bytes that are not a HEP v3 packet."""
-
-
-@dataclass(frozen=True, slots=True)
-class HepPacket:
-    """One captured packet with the addresses it travelled between."""
-
-    protocol: int  # IPPROTO_UDP or IPPROTO_TCP
-    source: tuple[str, int]
-    destination: tuple[str, int]
-    time: float  # Unix seconds
-    payload: bytes
-    payload_type: int = SIP
-    correlation_id: str = ""
-    agent_id: int = 0
-    auth_key: str = ""
-
-
-def _chunk(kind: int, value: bytes) -> bytes:
-    return struct.pack("!HHH", 0, kind, 6 + len(value)) + value
-
-
-@functools.lru_cache(maxsize=4096)
-def _packed(host: str) -> tuple[int, bytes]:
-    """IP version and packed address of `host` (ValueError if not an IP); cached:
-    a server talks to the same few addresses all day, and parsing one costs more
-    than the rest of the packet."""
-    address = ipaddress.ip_address(host)
-    return address.version, address.packed
-
-
-_HEAD = struct.Struct("!HHHB")  # a chunk of one byte
-_PORT = struct.Struct("!HHHH")
-_WORD = struct.Struct("!HHHI")
-
-
-def encode(packet: HepPacket) -> bytes:
-    """The HEP v3 datagram of `packet`; ValueError if the addresses are not IPs of one family."""
-    src_version, src = _packed(packet.source[0])
-    dst_version, dst = _packed(packet.destination[0])
-    if src_version != dst_version:
-        raise ValueError("source and destination are of different IP families")
-    v4 = src_version == 4
-    seconds = int(packet.time)
-    chunks = [
-        _HEAD.pack(0, 1, 7, socket.AF_INET if v4 else socket.AF_INET6),
-        _HEAD.pack(0, 2, 7, packet.protocol),
-        _chunk(3 if v4 else 5, src),
-        _chunk(4 if v4 else 6, dst),
-        _PORT.pack(0, 7, 8, packet.source[1]),
-        _PORT.pack(0, 8, 8, packet.destination[1]),
-        _WORD.pack(0, 9, 10, seconds),
-        _WORD.pack(0, 10, 10, min(999999, int((packet.time - seconds) * 1e6))),
-        _HEAD.pack(0, 11, 7, packet.payload_type),
-        _WORD.pack(0, 12, 10, packet.agent_id),
-    ]
-    if packet.auth_key:
-        chunks.append(_chunk(14, packet.auth_key.encode()))
-    if packet.correlation_id:
-        chunks.append(_chunk(17, packet.correlation_id.encode()))
-    chunks.append(_chunk(15, packet.payload))
-    body = b"".join(chunks)
-    return MAGIC + struct.pack("!H", 6 + len(body)) + body
-
-
-def decode_chunks(data: bytes) -> dict[int, bytes]:
-    """The vendor-0 chunks of a HEP v3 datagram by type; HepError if malformed."""
-    if len(data) < 6 or data[:4] != MAGIC:
-        raise HepError("not a HEP3 packet")
-    (total,) = struct.unpack_from("!H", data, 4)
-    if total != len(data):
-        raise HepError(f"length {total} but {len(data)} bytes")
-    chunks: dict[int, bytes] = {}
-    offset = 6
-    while offset < total:
-        if offset + 6 > total:
-            raise HepError("truncated chunk header")
-        vendor, kind, length = struct.unpack_from("!HHH", data, offset)
-        if length < 6 or offset + length > total:
-            raise HepError(f"bad chunk length {length}")
-        if vendor == 0:
-            chunks[kind] = data[offset + 6:offset + length]
-        offset += length
-    return chunks
-
-
-def decode(data: bytes) -> HepPacket:
-    """The packet of a HEP v3 datagram (for tests and tools); HepError if malformed."""
-    chunks = decode_chunks(data)
-    try:
-        v4 = chunks[1][0] == socket.AF_INET
-        src = ipaddress.ip_address(chunks[3 if v4 else 5])
-        dst = ipaddress.ip_address(chunks[4 if v4 else 6])
-        (sport,) = struct.unpack("!H", chunks[7])
-        (dport,) = struct.unpack("!H", chunks[8])
-        (seconds,) = struct.unpack("!I", chunks[9])
-        (micros,) = struct.unpack("!I", chunks[10])
-        (agent,) = struct.unpack("!I", chunks[12]) if 12 in chunks else (0,)
-        return HepPacket(
-            protocol=chunks[2][0], source=(str(src), sport), destination=(str(dst), dport),
-            time=seconds + micros / 1e6, payload=chunks[15], payload_type=chunks[11][0],
-            correlation_id=chunks.get(17, b"").decode("utf-8", "replace"), agent_id=agent,
-            auth_key=chunks.get(14, b"").decode("utf-8", "replace"))
-    except (KeyError, IndexError, ValueError, struct.error) as exc:
-        raise HepError(f"missing or bad chunk: {exc}") from None
 
 
 LocalAddress = Callable[[Peer], tuple[str, int]]
@@ -165,24 +59,6 @@ class HepCapture:
 
     def message_sent(self, message: Request | Response, peer: Peer, now: float) -> None:
         self._capture(message, peer, now, False)
-
-    def rtcp_report(self, call_id: str, source: tuple[str, int], destination: tuple[str, int],
-                    report: str, now: float) -> None:
-        """An RTCP report from the relay, as the JSON Homer shows (payload type 5).
-
-        The relay's hook: it calls this with the report it decoded and the
-        Call-ID of the leg, so that Homer shows the quality next to the call.
-        """
-        try:
-            datagram = encode(HepPacket(
-                protocol=socket.IPPROTO_UDP, source=source, destination=destination, time=now,
-                payload=report.encode(), payload_type=RTCP_JSON, correlation_id=call_id,
-                agent_id=self.agent_id, auth_key=self.auth_key))
-        except (ValueError, struct.error):
-            self.skipped += 1
-            return
-        self.send(datagram)
-        self.sent += 1
 
     def _capture(self, message: Request | Response, peer: Peer, now: float,
                  received: bool) -> None:

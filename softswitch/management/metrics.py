@@ -3,7 +3,9 @@
 `SipCounters` is a `MessageObserver`: per message it bumps one or two
 dictionary entries and, for response latency, remembers when a request
 crossed the wire (keyed by Call-ID and the raw CSeq, so nothing is
-parsed) until its first response. prometheus-client's own Counter and
+parsed) until its first response (how fast a server reacts: 100 Trying for
+an INVITE) and its final one (how long the request took: for an INVITE
+that includes the ringing, so it says more about the callee than about us). prometheus-client's own Counter and
 Histogram take a lock per increment; here nothing but ints moves until
 `/metrics` is scraped, when `SoftswitchCollector` turns the counters and
 the live figures of `MetricSources` into metric families.
@@ -68,8 +70,10 @@ class SipCounters:
         self.requests: dict[tuple[str, str], int] = {}  # (direction, method)
         self.responses: dict[tuple[str, str, int], int] = {}  # (direction, method, code)
         # "ours": how fast we answer; "theirs": how fast the peers answer us.
-        self.latency: dict[tuple[str, str], Histogram] = {}
-        self._pending: dict[tuple[str, str, bool], tuple[float, str]] = {}
+        self.latency: dict[tuple[str, str], Histogram] = {}  # to the first response
+        self.final_latency: dict[tuple[str, str], Histogram] = {}  # to the final response
+        # -> [start, method, first response seen]
+        self._pending: dict[tuple[str, str, bool], list[Any]] = {}
 
     def message_received(self, message: Request | Response, peer: Peer, now: float) -> None:
         self._count(message, now, True)
@@ -88,20 +92,35 @@ class SipCounters:
                 if len(self._pending) >= MAX_PENDING:
                     self._pending.clear()
                 # The first copy counts: a retransmission does not restart the clock.
-                self._pending.setdefault(key, (now, method))
+                if key not in self._pending:
+                    self._pending[key] = [now, method, False]
             return
         # The request this answers crossed the wire the other way.
-        started = self._pending.pop((key[0], key[1], not received), None)
+        request_key = (key[0], key[1], not received)
+        final = message.status >= 200
+        started = self._pending.pop(request_key, None) if final \
+            else self._pending.get(request_key)
         cseq = key[1]
         method = cseq.rpartition(" ")[2].strip() if cseq else ""
         counter3 = (direction, method, message.status)
         self.responses[counter3] = self.responses.get(counter3, 0) + 1
-        if started is not None:
-            side = "theirs" if received else "ours"
-            histogram = self.latency.get((side, started[1]))
-            if histogram is None:
-                histogram = self.latency[(side, started[1])] = Histogram(LATENCY_BUCKETS)
-            histogram.observe(max(0.0, now - started[0]))
+        if started is None:
+            return
+        side = "theirs" if received else "ours"
+        elapsed = max(0.0, now - started[0])
+        if not started[2]:
+            started[2] = True
+            _observe(self.latency, (side, started[1]), elapsed)
+        if final:
+            _observe(self.final_latency, (side, started[1]), elapsed)
+
+
+def _observe(histograms: dict[tuple[str, str], Histogram], key: tuple[str, str],
+             value: float) -> None:
+    histogram = histograms.get(key)
+    if histogram is None:
+        histogram = histograms[key] = Histogram(LATENCY_BUCKETS)
+    histogram.observe(value)
 
 
 class CallOutcomes:
@@ -192,6 +211,13 @@ class SoftswitchCollector(Collector):
         for (side, method), histogram in sorted(self.sip.latency.items()):
             latency.add_metric([side, method], histogram.buckets(), histogram.total)
         yield latency
+        final = HistogramMetricFamily(
+            "softswitch_sip_final_response_seconds",
+            "Time from a request to its final response (an INVITE's includes the ringing)",
+            labels=["side", "method"])
+        for (side, method), histogram in sorted(self.sip.final_latency.items()):
+            final.add_metric([side, method], histogram.buckets(), histogram.total)
+        yield final
         server, client = s.transactions_active()
         active = GaugeMetricFamily("softswitch_sip_transactions_active",
                                    "Transactions in the layer", labels=["kind"])

@@ -42,6 +42,8 @@ ADOPTED_CHECK = 1.0  # how often an adopted relay is looked for
 # The relay's store lock (rtpmedia.relay.service.STORE_FILE + ".lock"; not
 # imported: the signalling process stays numpy-free).
 LOCK_FILE = "relay-calls.sqlite.lock"
+# Where the relay reads the HEP collector's auth key (softswitch.cli.relay_cmd's --hep-auth-key).
+HEP_AUTH_KEY_ENV = "SOFTSWITCH_HEP_AUTH_KEY"
 
 
 def relay_holding(lock: Path) -> int | None:
@@ -80,8 +82,14 @@ def _flock_owner(inode: int) -> int | None:
 def relay_command(control: str, ports: str, advertise: str, data_dir: str, notify: str,
                   *, listen_address: str | None = None,
                   silence_timeout: float | None = None,
-                  media_dir: str | None = None) -> list[str]:
-    """The command line of our relay (its options are the relay's, see docs/relay.md)."""
+                  media_dir: str | None = None, hep: str | None = None,
+                  hep_id: int = 0) -> list[str]:
+    """The command line of our relay (its options are the relay's, see docs/relay.md).
+
+    `hep` is the softswitch's `hep: collector`, so one setting captures SIP
+    and RTCP; its auth key goes in the environment (HEP_AUTH_KEY_ENV), not
+    on a command line that ps shows.
+    """
     argv = [sys.executable, "-m", "softswitch", "relay", "--control", control,
             "--ports", ports, "--advertise", advertise, "--data-dir", data_dir,
             "--notify", notify]
@@ -91,6 +99,11 @@ def relay_command(control: str, ports: str, advertise: str, data_dir: str, notif
         argv += ["--silence-timeout", f"{silence_timeout:g}"]
     if media_dir is not None:
         argv += ["--media-dir", media_dir]
+    # The relay outlives a softswitch killed with SIGKILL: its log must not
+    # depend on the parent's pipes alone.
+    if hep:
+        argv += ["--hep", hep, "--hep-id", str(hep_id)]
+    argv += ["--log-file", os.path.join(data_dir, "relay.log")]
     return argv
 
 

@@ -21,6 +21,7 @@ from softswitch.sip.locate import is_numeric
 from softswitch.sip.uri import SipURI
 
 MODES = ("relay", "direct")
+_YES = ("yes", "true", "on", "1")
 
 
 def nat_source(leg: Leg) -> str | None:
@@ -61,11 +62,13 @@ class MediaChoice:
     """Which seam a call's SDP goes through."""
 
     def __init__(self, default: str, relay: RelayMedia | None,
-                 trunk_modes: Mapping[str, str | None] | None = None) -> None:
+                 trunk_modes: Mapping[str, str | None] | None = None,
+                 trunk_records: Mapping[str, bool] | None = None) -> None:
         self.default = default
         self.relay = relay
         self.direct = DirectMedia()
         self.trunk_modes = dict(trunk_modes or {})
+        self.trunk_records = dict(trunk_records or {})
 
     def mode(self, variables: Mapping[str, str], trunk: str | None) -> str:
         chosen = (variables.get("media") or "").strip().lower()
@@ -73,6 +76,13 @@ class MediaChoice:
             return chosen
         by_trunk = self.trunk_modes.get(trunk) if trunk else None
         return by_trunk or self.default
+
+    def records(self, variables: Mapping[str, str], trunk: str | None) -> bool:
+        """The relay records the call: the dialplan's `record_call`, else the trunk's option."""
+        chosen = (variables.get("record_call") or "").strip().lower()
+        if chosen:
+            return chosen in _YES
+        return bool(trunk and self.trunk_records.get(trunk))
 
     def seam_for(self, machine: Any) -> tuple[MediaSeam, dict[str, str]]:
         """The seam of `machine`'s call, and the variables to remember for it."""
@@ -84,6 +94,14 @@ class MediaChoice:
         remember = {"media": "relay"}
         if where is not None:
             remember["media_relay"] = where
+        caller = next((leg for leg in machine.legs if leg.caller_side), None)
+        if caller is not None:
+            self.relay.correlate(machine.uuid, caller.id.call_id)
+        if self.records(machine.variables, machine.trunk):
+            # Asked once the dialplan ran (a later `set` still counts at the
+            # next SDP); the file is fixed then and remembered for a restart.
+            remember["recording"] = self.relay.record(
+                machine.uuid, machine.variables.get("recording"), machine.call_id)
         for leg in machine.legs:
             # The caller is judged at the first look, each callee once it exists.
             source = (nat_source(leg) if not known else None) if leg.caller_side \

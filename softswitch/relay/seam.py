@@ -1,7 +1,9 @@
 """`RelayMedia`: the B2BUA's media seam driving ng relays (ours or rtpengine).
 
 Leg naming (agreed with the relay, after rtpengine's semantics): the
-call-id is the B2BUA's call uuid and a leg's tag is `str(LegId)`. An offer
+call-id is the B2BUA's call uuid and a leg's tag is `str(LegId)`; offers
+and answers also carry `sip-call-id`, the caller leg's SIP Call-ID (see
+`correlate`), for the relay's HEP capture. An offer
 from leg X towards leg Y is `offer` with from-tag X, to-tag Y and
 via-branch Y, so each fork of one offer gets its own ports; the answer
 coming back from Y is `answer` with from-tag X (the offerer's) and to-tag
@@ -22,6 +24,8 @@ then reports arrives as `media event` notifications (`ng_client.py`).
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -46,6 +50,17 @@ BASE_FLAGS: dict[str, Any] = {
     # stops the stranger from taking the stream over).
     "flags": ["strict-source"],
 }
+
+RECORDINGS = "recordings"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+=-]")
+
+
+def recording_file(call: str, started: float) -> str:
+    """Where the relay records `call`: relative to its media dir (the embedded relay's is the
+    data dir), dated in UTC; the same name the relay would choose itself."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(started))
+    return f"{RECORDINGS}/{day}/{_UNSAFE_NAME.sub('_', call).lstrip('.') or 'call'}.wav"
+
 
 # Words in an error answer that mean the SDP, not the relay, is the problem.
 _SDP_WORDS = ("sdp", "codec", "transport protocol", "protocol", "media type", "unsupported")
@@ -79,6 +94,9 @@ class RelayMedia:
         self._endings: dict[str, Deferred[dict[str, LegFigures]]] = {}
         # By call: a fork's tag -> the tag that offered to it (to delete the fork alone).
         self._offerers: dict[str, dict[str, str]] = {}
+        self._sip_call_ids: dict[str, str] = {}  # call uuid -> the caller leg's SIP Call-ID
+        # Recorded calls: their ng keys (record-call, recording-file, sip-call-id).
+        self._recorded: dict[str, dict[str, str]] = {}
         self.log = get_logger("softswitch.relay")
 
     # -- which relay -----------------------------------------------------------------------
@@ -102,6 +120,19 @@ class RelayMedia:
         """`leg` sends from `address` (its SIP source), not from what its SDP says."""
         self._sources.setdefault(call, {})[str(leg)] = ("IP6" if ":" in address else "IP4",
                                                         address)
+
+    def correlate(self, call: str, sip_call_id: str) -> None:
+        """`call`'s caller leg has `sip_call_id`: the relay's HEP capture groups the
+        call's RTCP reports by it, as Homer groups the SIP messages."""
+        self._sip_call_ids[call] = sip_call_id
+    def record(self, call: str, known: str | None, sip_call_id: str) -> str:
+        """The relay records `call` (to `known`, a restored call's file, or a new one)."""
+        keys = self._recorded.get(call)
+        if keys is None:
+            file = known or recording_file(call, self.clock.seconds())
+            keys = {"record-call": "yes", "recording-file": file, "sip-call-id": sip_call_id}
+            self._recorded[call] = keys
+        return keys["recording-file"]
 
     # -- the seam --------------------------------------------------------------------------
 
@@ -141,6 +172,8 @@ class RelayMedia:
             return
         del self.calls[call]
         self._offerers.pop(call, None)
+        self._sip_call_ids.pop(call, None)
+        self._recorded.pop(call, None)
         self._sources.pop(call, None)
         ending: Deferred[dict[str, LegFigures]] = Deferred()
         self._endings[call] = ending
@@ -223,8 +256,14 @@ class RelayMedia:
 
     def _message(self, command: str, call: str, from_tag: str, to_tag: str, branch: str,
                  body: bytes) -> dict[str, Any]:
-        return {"command": command, "call-id": call, "from-tag": from_tag, "to-tag": to_tag,
-                "via-branch": branch, "sdp": body, **BASE_FLAGS}
+        message = {"command": command, "call-id": call, "from-tag": from_tag, "to-tag": to_tag,
+                   "via-branch": branch, "sdp": body, **BASE_FLAGS,
+                   **self._recorded.get(call, {})}
+        sip_call_id = self._sip_call_ids.get(call)
+        if sip_call_id:
+            # Our extension; ng relays ignore keys they do not know (rtpengine does).
+            message["sip-call-id"] = sip_call_id
+        return message
 
     def _ask(self, where: str, message: dict[str, Any]) -> Deferred[dict[str, Any]]:
         address = parse_address(where)

@@ -10,6 +10,7 @@ again), and on the embedded default our relay as a child process. Its
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from softswitch.b2bua.events import MediaEvent
 from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import Config
 from softswitch.logs import get_logger
-from softswitch.relay.child import LOCK_FILE, EmbeddedRelay, relay_command
+from softswitch.relay.child import HEP_AUTH_KEY_ENV, LOCK_FILE, EmbeddedRelay, relay_command
 from softswitch.relay.choice import MediaChoice
 from softswitch.relay.figures import LegFigures
 from softswitch.relay.ng_client import NgClient, parse_address
@@ -175,6 +176,7 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
     s = config.settings
     media = s.media
     trunk_modes = {t.name: t.media for t in s.trunks}
+    trunk_records = {t.name: t.record_calls for t in s.trunks}
     wants_relay = media.mode == "relay" or any(m == "relay" for m in trunk_modes.values())
     if not wants_relay:
         return MediaSide(MediaChoice("direct", None, trunk_modes), None, None)
@@ -186,14 +188,18 @@ def build_media_side(config: Config, data_dir: Path, reactor: Any) -> MediaSide:
         advertise = media.advertise or s.advertised_address or outside_address()
         relay_dir = data_dir / "relay"
         relay_dir.mkdir(parents=True, exist_ok=True)
+        env = None  # the relay inherits our environment
+        if s.hep.auth_key:
+            env = {**os.environ, HEP_AUTH_KEY_ENV: s.hep.auth_key}
         embedded = EmbeddedRelay(relay_command(
             media.control, media.ports, advertise, str(relay_dir), media.notify,
             listen_address=media.listen_address, silence_timeout=media.silence_timeout,
-            media_dir=str(data_dir)),
-            reactor, lock=relay_dir / LOCK_FILE)
+            media_dir=str(data_dir), hep=s.hep.collector, hep_id=s.hep.agent_id),
+            reactor, env=env, lock=relay_dir / LOCK_FILE)
     pool = RelayPool(relays)
     relay_media = RelayMedia(client, pool, reactor)
-    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes), client, embedded)
+    side = MediaSide(MediaChoice(media.mode, relay_media, trunk_modes, trunk_records), client,
+                     embedded)
     if embedded is not None:
         embedded.setServiceParent(side)
     _Listener(client, parse_address(media.notify), reactor).setServiceParent(side)

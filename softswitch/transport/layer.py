@@ -57,7 +57,9 @@ class TransportLayer:
         self._connections: dict[int, StreamTransport] = {}
         self._aliases: dict[tuple[str, str, int], int] = {}
         self._next_id = 1
-        self.resolvers: dict[str, LocalAddressResolver] = {}
+        # One per listener, in the order of `bound`: what our address is, seen from a peer.
+        self.resolvers: list[LocalAddressResolver] = []
+        self._udp_listener: dict[int, int] = {}  # UDP socket id -> its index in `bound`
         # Told when an outbound connection cannot be made, so that the
         # transactions waiting on it fail now rather than at Timer B/F.
         self.connect_failed: Callable[[Peer], None] | None = None
@@ -80,6 +82,7 @@ class TransportLayer:
                 port = self.reactor.listenUDP(address.port, protocol, interface=address.host,
                                               maxPacketSize=self.limits.max_message_size + 1)
                 self._udp[socket_id] = protocol
+                self._udp_listener[socket_id] = len(self.bound)
                 if self.udp_receive_buffer:
                     _grow_receive_buffer(port.socket, self.udp_receive_buffer)
             elif address.transport == "tcp":
@@ -98,7 +101,7 @@ class TransportLayer:
             self._ports.append(port)
             real = ListenAddress(address.transport, address.host, port.getHost().port)
             self.bound.append(real)
-            self.resolvers.setdefault(address.transport, LocalAddressResolver(address.host, self.advertised))
+            self.resolvers.append(LocalAddressResolver(address.host, self.advertised))
             self.log.info("listening", address=str(real))
 
     def stop_listening(self) -> Deferred[Any]:
@@ -211,15 +214,38 @@ class TransportLayer:
         if self.connect_failed is not None:
             self.connect_failed(peer)
 
-    def local_address(self, transport: str, peer_host: str) -> str:
-        resolver = self.resolvers.get(transport) or next(iter(self.resolvers.values()))
-        return resolver.for_peer(peer_host)
+    def local(self, peer: Peer) -> tuple[str, int]:
+        """Our address and port as `peer` sees them (for Via, Contact, SDP-less bookkeeping).
 
-    def local_port(self, transport: str) -> int:
-        for address in self.bound:
-            if address.transport == transport:
-                return address.port
-        return self.bound[0].port
+        With several listeners of a transport (IPv4 and IPv6, or two
+        interfaces) the one that serves the peer names itself: the UDP socket
+        the peer's message came on; else a listener of the peer's address
+        family, one bound to the address the kernel would send from first.
+        """
+        index = self._listener_for(peer)
+        return self.resolvers[index].for_peer(peer.host), self.bound[index].port
+
+    def udp_listener_ids(self) -> dict[int, int]:
+        """UDP socket id (a received message's `Peer.connection`) -> its index in `bound`."""
+        return dict(self._udp_listener)
+
+    def _listener_for(self, peer: Peer) -> int:
+        if peer.transport == "udp" and peer.connection is not None:
+            index = self._udp_listener.get(peer.connection)
+            if index is not None:
+                return index
+        family6 = ":" in peer.host
+        same = [i for i, a in enumerate(self.bound) if a.transport == peer.transport]
+        if not same:
+            return 0
+        fitting = [i for i in same
+                   if (":" in self.bound[i].host) == family6 or self.bound[i].host in ("", "::")]
+        if len(fitting) > 1:
+            source = self.resolvers[fitting[0]].route_source(peer.host)
+            for i in fitting:
+                if self.bound[i].host == source:
+                    return i
+        return (fitting or same)[0]
 
 
 def _grow_receive_buffer(sock: socket.socket, size: int) -> None:

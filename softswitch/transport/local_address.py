@@ -40,6 +40,10 @@ class LocalAddressResolver:
         self._lookup = lookup
         self._cache: dict[str, str] = {}
 
+    def route_source(self, peer_host: str) -> str | None:
+        """The address the kernel would send from towards `peer_host` (None if unknown)."""
+        return self._lookup(peer_host)
+
     def for_peer(self, peer_host: str) -> str:
         if self._advertised:
             return self._advertised

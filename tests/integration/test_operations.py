@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -24,7 +23,8 @@ from typing import Any
 import pytest
 
 from softswitch.cdr import read_cdrs
-from softswitch.management.hep import HepError, HepPacket, decode
+from softswitch.management.hep import HepPacket
+from tests.support.hep import Collector
 from tests.support.phone import Phone, answered_call, registered_phones
 from tests.support.server import ROOT, ServerProcess
 from tests.support.waiting import wait_for
@@ -35,34 +35,11 @@ TRUNK_PASSWORD = "trunk-secret-Zq81x"
 TOKEN = "tok-3f9a1c77e2d54b0a9e"
 
 
-class Collector:
-    """A HEP collector: a UDP socket that keeps every packet it can parse."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.packets: list[HepPacket] = []
-        self.malformed = 0
-
-    def drain(self) -> list[HepPacket]:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                return self.packets
-            try:
-                self.packets.append(decode(data))
-            except HepError:
-                self.malformed += 1
-
-
 @pytest.fixture(scope="module")
 def hep() -> Iterator[Collector]:
     collector = Collector()
     yield collector
-    collector.sock.close()
+    collector.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,22 @@
 """`softswitch run` with its embedded relay (the shipped default): relayed calls, a relay
-restarted after kill -9 that keeps forwarding, and the media timeout ending a call.
+restarted after kill -9 that keeps forwarding, the media timeout ending a call, and one
+`hep:` block capturing the SIP messages and the relay's RTCP reports.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from softswitch.cdr import read_cdrs
+from tests.support.hep import Collector
 from tests.support.phone import answered_call, registered_phones
 from tests.support.server import ServerProcess, free_port
 from tests.support.waiting import wait_for
@@ -29,7 +33,14 @@ def children(pid: int) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def hep() -> Iterator[Collector]:
+    collector = Collector()
+    yield collector
+    collector.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, hep: Collector) -> Iterator[ServerProcess]:
     low = random.randrange(50000, 59000, 100)
     server = ServerProcess(
         tmp_path_factory.mktemp("embedded"),
@@ -37,7 +48,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
                       f"  control: udp:127.0.0.1:{free_port()}\n"
                       f"  notify: udp:127.0.0.1:{free_port()}\n"
                       f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"
-                      f"  silence_timeout: 2\n"))
+                      f"  silence_timeout: 2\n"
+                      f"hep:\n  collector: 127.0.0.1:{hep.port}\n  agent_id: 7\n"))
     server.port_range = (low, low + 39)  # type: ignore[attr-defined]
     server.start()
     try:
@@ -103,6 +115,84 @@ def test_a_relayed_call_ends_with_loss_jitter_and_mos_in_the_cdr(
         assert record.b_jitter is not None and 0 <= record.b_jitter < 20, record
         assert record.a_mos is not None and 4.0 <= record.a_mos <= 4.5, record
         assert record.b_mos is not None and 4.0 <= record.b_mos <= 4.5, record
+    finally:
+        a.close()
+        b.close()
+
+
+def test_early_media_flows_through_the_relay_before_the_answer(
+        server: ServerProcess, tmp_path: Path) -> None:
+    """A 183 with SDP (ringback or an announcement from the callee) is relayed like the 200."""
+    a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        since = b.mark()
+        call = a.call(f"sip:1002@127.0.0.1:{server.udp_port}")
+        incoming = int(b.wait_event("incoming_call", 10, since=since)["call"])
+        b.answer(incoming, 183)
+        a.wait_call_state(call, "EARLY", 10)
+        low, high = server.port_range  # type: ignore[attr-defined]
+        host, _, port = str(a.stats(call)["remote_rtp"]).rpartition(":")
+        assert host == "127.0.0.1" and low <= int(port) <= high, (host, port)
+        wait_for(lambda: a.stats(call)["rx_packets"] > 25, 10, "early media at the caller")
+        b.answer(incoming, 200)
+        a.wait_call_state(call, "CONFIRMED", 10)
+        before = (a.stats(call)["rx_packets"], b.stats(incoming)["rx_packets"])
+        wait_for(lambda: a.stats(call)["rx_packets"] > before[0] + 25
+                 and b.stats(incoming)["rx_packets"] > before[1] + 25, 10,
+                 "RTP both ways after the answer")
+        a.hangup(call)
+        b.wait_call_state(incoming, "DISCONNECTED", 10)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_relays_rtcp_reports_reach_the_collector_with_the_callers_call_id(
+        server: ServerProcess, hep: Collector, tmp_path: Path) -> None:
+    """Homer's view of a relayed call: RTCP as JSON (payload type 5) from both phones,
+    correlated by the Call-ID of the caller's SIP messages, not by the relay's uuid."""
+    a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
+    try:
+        before = len(hep.drain())  # the module's earlier calls were captured too
+        call, incoming = answered_call(a, b, f"sip:1002@127.0.0.1:{server.udp_port}")
+        low, high = server.port_range  # type: ignore[attr-defined]
+
+        def invite_call_ids(inbound: bool) -> set[str]:
+            return {p.correlation_id for p in hep.drain()[before:]
+                    if p.payload_type == 1 and p.payload.startswith(b"INVITE ")
+                    and (p.destination[1] == server.udp_port) == inbound}
+
+        # pjsua2 sends an RR at once, then an SR about every 5 s once it sends RTP:
+        # wait for both phones' first SR.
+        def reports() -> list[dict[str, Any]] | None:
+            callers = invite_call_ids(True)
+            found = [json.loads(p.payload) for p in hep.drain()[before:]
+                     if p.payload_type == 5 and p.correlation_id in callers]
+            senders = {r["ssrc"] for r in found if r["type"] == 200}
+            return found if len(senders) >= 2 else None
+
+        found = wait_for(reports, 25, "RTCP sender reports from both phones over HEP")
+        callees = invite_call_ids(False)
+        rtcp = [p for p in hep.drain()[before:] if p.payload_type == 5]
+        assert {p.correlation_id for p in rtcp} == invite_call_ids(True)  # one call, the caller's
+        assert not {p.correlation_id for p in rtcp} & callees
+        for packet in rtcp:
+            assert packet.agent_id == 7 and packet.source[0] == "127.0.0.1"
+            # As received: at the relay's RTCP port (odd, RTP's + 1) of the call's range.
+            assert packet.destination[0] == "127.0.0.1"
+            assert low < packet.destination[1] <= high and packet.destination[1] % 2 == 1
+        phones = {r["ssrc"] for r in found if r["type"] == 200}
+        for report in found:
+            assert report["type"] in (200, 201) and report["ssrc"] in phones
+            for block in report["report_blocks"]:
+                assert {"source_ssrc", "fraction_lost", "packets_lost", "ia_jitter", "lsr",
+                        "dlsr"} <= set(block)
+                # A phone reports on the other one's stream, relayed unchanged.
+                assert block["source_ssrc"] in (phones - {report["ssrc"]}) | {0}
+                assert block["fraction_lost"] == 0  # loopback loses nothing
+            if report["type"] == 200:
+                assert report["sender_information"]["packets"] > 0
+        assert hep.malformed == 0
     finally:
         a.close()
         b.close()

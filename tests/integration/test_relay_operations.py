@@ -174,6 +174,9 @@ def test_kill_9_of_the_softswitch_keeps_media_and_the_restart_adopts_the_relay(
         wait_for(lambda: json.loads(cli(server, "relays", "--json").stdout)
                  ["relays"][0]["load"] == 0, 10, "the call deleted on the relay")
         assert "relay_died" not in server.log() and '"relay_adopted"' in server.log()
+        # Its log outlived the first parent's pipes: the delete is in its file.
+        relay_log = (server.data_dir / "relay" / "relay.log").read_text()
+        assert "call deleted" in relay_log and "relay started" in relay_log
     finally:
         a.close()
         b.close()

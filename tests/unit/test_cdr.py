@@ -204,6 +204,18 @@ def test_media_figures_are_kept(db: str) -> None:
     assert back.as_dict()["a_mos"] == 4.3 and back.as_dict()["b_loss"] is None
 
 
+def test_the_recording_file_is_kept(db: str) -> None:
+    store, reactor = open_store(db)
+    record = answered(recording="recordings/2026-12-06/u1.wav")
+    settle(reactor, store.write(record))
+    settle(reactor, store.write(answered(uuid="plain", start=T0 + 5)))
+    store.close()
+    by_uuid = {r.uuid: r for r in read_cdrs(db)}
+    assert by_uuid[record.uuid].recording == "recordings/2026-12-06/u1.wav"
+    assert by_uuid["plain"].recording is None
+    assert by_uuid[record.uuid].as_dict()["recording"] == "recordings/2026-12-06/u1.wav"
+
+
 def test_a_version_1_file_is_read_as_is_and_migrated_on_open(db: str) -> None:
     conn = sqlite3.connect(db)
     conn.executescript(V1_SCHEMA)
@@ -216,7 +228,7 @@ def test_a_version_1_file_is_read_as_is_and_migrated_on_open(db: str) -> None:
     store.close()
     assert [(r.uuid, r.a_mos) for r in read_cdrs(db)] == [("old", None), ("new", 4.1)]
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (2,)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (3,)
     conn.close()
     again, _ = open_store(db)  # a second open finds nothing to do
     again.close()

@@ -67,7 +67,7 @@ def test_media_defaults_and_settings(tmp_path: Path) -> None:
     assert s.trunks[0].media == "relay"
     default = load_config(None).settings
     assert default.media.mode == "relay" and default.media.embedded
-    assert default.media.ports == "30000-39999"
+    assert default.media.ports == "16384-32767"
 
 
 def test_media_errors_have_positions(tmp_path: Path) -> None:
@@ -94,6 +94,19 @@ def test_relay_mode_without_any_relay_is_refused(tmp_path: Path) -> None:
         load_config(path)
     [error] = info.value.errors
     assert error.startswith(f"{path}:1:1: ") and "relays must list at least one relay" in error
+
+
+def test_trunk_record_calls_needs_relayed_media(tmp_path: Path) -> None:
+    good = tmp_path / "rec.yaml"
+    good.write_text("trunks:\n  - name: t\n    host: 192.0.2.1\n    record_calls: true\n")
+    assert load_config(good).settings.trunks[0].record_calls
+    bad = tmp_path / "direct.yaml"
+    bad.write_text("trunks:\n  - name: t\n    host: 192.0.2.1\n    media: direct\n"
+                   "    record_calls: true\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    [error] = info.value.errors
+    assert "trunk t: record_calls needs relayed media" in error
 
 
 def test_overload_and_stream_limits_load_and_bad_values_have_positions(tmp_path: Path) -> None:

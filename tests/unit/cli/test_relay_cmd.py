@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from softswitch.cli import main
-from softswitch.cli.relay_cmd import parse_ports, parse_udp
+from softswitch.cli.relay_cmd import parse_host_port, parse_ports, parse_udp
 
 
 def test_parse_udp() -> None:
@@ -15,6 +15,15 @@ def test_parse_udp() -> None:
     for bad in ("udp:127.0.0.1", "udp:host:22", "udp:1.2.3.4:0", "tcp:1.2.3.4:99999"):
         with pytest.raises(ValueError):
             parse_udp(bad)
+
+
+def test_parse_host_port() -> None:
+    assert parse_host_port("127.0.0.1:9060") == ("127.0.0.1", 9060)
+    assert parse_host_port("[::1]:9060") == ("::1", 9060)
+    assert parse_host_port("homer.example:9060") == ("homer.example", 9060)
+    for bad in ("homer.example", ":9060", "::1:9060", "h:0", "h:x"):
+        with pytest.raises(ValueError):
+            parse_host_port(bad)
 
 
 def test_parse_ports() -> None:
@@ -28,6 +37,8 @@ def test_parse_ports() -> None:
     ["relay", "--advertise", "not-an-ip"],
     ["relay", "--advertise", "127.0.0.1", "--ports", "9-8"],
     ["relay", "--advertise", "127.0.0.1", "--control", "udp:x"],
+    ["relay", "--advertise", "127.0.0.1", "--hep", "nowhere"],
+    ["relay", "--advertise", "127.0.0.1", "--hep", "127.0.0.1:9060", "--hep-id", "-1"],
     ["relay"],
 ])
 def test_bad_options_are_usage_errors(args: list[str]) -> None:

@@ -503,3 +503,26 @@ def test_set_media_direct_and_its_checks() -> None:
     messages = [d.format() for d in result.diagnostics]
     assert any("media 'sometimes' is neither relay nor direct" in m for m in messages), messages
     assert any("'media_relay' is set by the router" in m for m in messages), messages
+
+
+def test_set_record_call_and_its_checks() -> None:
+    plan = plan_of("""
+        contexts:
+          internal:
+            rules:
+              - match: "1002"
+                actions: [{set: {record_call: "yes"}}, {dial: user/1002}]
+        """)
+    decision = plan.route(CallFacts(context="internal", dest="1002", time=THURSDAY_19H_UTC))
+    assert dict(decision.variables)["record_call"] == "yes"
+    result = load_text(textwrap.dedent("""
+        contexts:
+          internal:
+            rules:
+              - match: "1002"
+                actions: [{set: {record_call: maybe, recording: "x.wav"}}, hangup]
+        """))
+    assert result.plan is None
+    messages = [d.format() for d in result.diagnostics]
+    assert any("record_call 'maybe' is neither yes nor no" in m for m in messages), messages
+    assert any("'recording' is set by the router" in m for m in messages), messages

@@ -40,14 +40,19 @@ def test_requests_responses_and_latency_both_ways() -> None:
     counters.message_received(invite, A, 10.4)  # a retransmission: the clock keeps running
     counters.message_sent(make_response(invite, 100), A, 10.5)
     counters.message_sent(make_response(invite, 180), A, 11.0)  # not the first: not timed
+    counters.message_sent(make_response(invite, 486), A, 12.0)  # final: 2 s after the request
     options = request("OPTIONS", "o1")
     counters.message_sent(options, Peer("udp", "192.0.2.9", 5060), 20.0)
     counters.message_received(make_response(options, 200), A, 20.02)
     assert counters.requests == {("in", "INVITE"): 2, ("out", "OPTIONS"): 1}
     assert counters.responses == {("out", "INVITE", 100): 1, ("out", "INVITE", 180): 1,
-                                  ("in", "OPTIONS", 200): 1}
+                                  ("out", "INVITE", 486): 1, ("in", "OPTIONS", 200): 1}
     ours = counters.latency[("ours", "INVITE")]
     assert ours.count == 1 and abs(ours.total - 0.5) < 1e-9
+    final = counters.final_latency[("ours", "INVITE")]
+    assert final.count == 1 and abs(final.total - 2.0) < 1e-9
+    # A 200 OPTIONS is both its first and its final response.
+    assert counters.final_latency[("theirs", "OPTIONS")].count == 1
     assert counters.latency[("theirs", "OPTIONS")].count == 1
     text = scrape(counters, CallOutcomes(), MetricSources(
         active_calls=lambda: 3, transaction_counts=lambda: TransactionCounts(5, 2, 4, 1)))
@@ -55,6 +60,8 @@ def test_requests_responses_and_latency_both_ways() -> None:
     assert 'softswitch_sip_responses_total{code="180",direction="out",method="INVITE"} 1.0' in text
     assert 'softswitch_sip_response_seconds_bucket{le="0.5",method="INVITE",side="ours"} 1.0' in text
     assert 'softswitch_sip_response_seconds_bucket{le="0.25",method="INVITE",side="ours"} 0.0' in text
+    assert ('softswitch_sip_final_response_seconds_bucket{le="2.5",method="INVITE",side="ours"} 1.0'
+            in text)
     assert "softswitch_calls_active 3.0" in text
     assert "softswitch_sip_retransmissions_total 4.0" in text
 

@@ -62,7 +62,11 @@ def test_the_relay_command_line() -> None:
     assert argv[1:] == ["-m", "softswitch", "relay", "--control", "udp:127.0.0.1:2223",
                         "--ports", "30000-30099", "--advertise", "192.0.2.5",
                         "--data-dir", "/d/relay", "--notify", "udp:127.0.0.1:2224",
-                        "--silence-timeout", "60"]
+                        "--silence-timeout", "60", "--log-file", "/d/relay/relay.log"]
+    # The softswitch's `hep:` collector: the relay captures RTCP to the same place.
+    argv = relay_command("udp:127.0.0.1:2223", "30000-30099", "192.0.2.5", "/d/relay",
+                         "udp:127.0.0.1:2224", hep="[::1]:9060", hep_id=7)
+    assert argv[-6:-2] == ["--hep", "[::1]:9060", "--hep-id", "7"]
 
 
 class _Reactor:

@@ -124,3 +124,65 @@ def test_a_callee_behind_nat_is_answered_with_the_address_we_reach_it_at() -> No
     got.answer("u1", same.id, caller.id, b"v=0", None)
     assert asked[0]["received-from"] == ["IP4", "203.0.113.8"]
     assert "received-from" not in asked[1]  # reached where its Contact says: no NAT
+
+
+def test_offers_name_the_caller_legs_sip_call_id_for_hep() -> None:
+    asked: list[dict[str, Any]] = []
+
+    class Client:
+        def request(self, address: Any, message: dict[str, Any], timeout: Any = None) -> Any:
+            from twisted.internet.defer import succeed
+            asked.append(message)
+            return succeed({"result": "ok", "sdp": "v=0"})
+
+    seam = RelayMedia(Client(), RelayPool([("udp:127.0.0.1:2223", 1)]), task.Clock())  # type: ignore[arg-type]
+    caller = caller_leg(invite("127.0.0.1:5070", ("127.0.0.1", 5070)))
+    callee = Leg("b1", False, "1002", Peer("udp", "127.0.0.1", 5080), LegId("c9", "f", "t"),
+                 LegState.CALLING)
+    got, _ = MediaChoice("relay", seam).seam_for(FakeMachine(legs=[callee, caller]))
+    got.offer("u1", caller.id, callee.id, b"v=0", None)
+    got.answer("u1", callee.id, caller.id, b"v=0", None)
+    assert [m["sip-call-id"] for m in asked] == ["c1", "c1"]
+    assert asked[0]["call-id"] == "u1"  # the relay still names the call by its uuid
+
+
+def test_a_recorded_call_asks_the_relay_with_its_file_and_remembers_it() -> None:
+    asked: list[dict[str, Any]] = []
+
+    class Client:
+        def request(self, address: Any, message: dict[str, Any], timeout: Any = None) -> Any:
+            from twisted.internet.defer import succeed
+            asked.append(message)
+            return succeed({"result": "ok", "sdp": "v=0"})
+
+    clock = task.Clock()
+    clock.advance(1_780_000_000)  # 2026-05-28 UTC
+    seam = RelayMedia(Client(), RelayPool([("udp:127.0.0.1:2223", 1)]), clock)  # type: ignore[arg-type]
+    choice = MediaChoice("relay", seam, trunk_records={"carrier": True})
+    leg = caller_leg(None)
+
+    @dataclass
+    class Machine(FakeMachine):
+        call_id: str = "c1"  # the caller leg's
+
+    # The dialplan's record_call, else the trunk's record_calls.
+    assert choice.records({"record_call": "yes"}, None)
+    assert choice.records({}, "carrier") and not choice.records({}, "other")
+    assert not choice.records({"record_call": "no"}, "carrier")  # the dialplan wins
+    machine = Machine(variables={"record_call": "yes"}, legs=[leg])
+    got, remember = choice.seam_for(machine)
+    assert remember["recording"] == "recordings/2026-05-28/u1.wav"
+    got.offer("u1", leg.id, LegId("c2", "b"), b"v=0", None)
+    assert asked[-1]["record-call"] == "yes"
+    assert asked[-1]["recording-file"] == "recordings/2026-05-28/u1.wav"
+    assert asked[-1]["sip-call-id"] == "c1"
+    # A call not recorded asks nothing of the kind.
+    plain = Machine(uuid="u9", legs=[leg])
+    got, remember = choice.seam_for(plain)
+    got.offer("u9", leg.id, LegId("c2", "b"), b"v=0", None)
+    assert "recording" not in remember and "record-call" not in asked[-1]
+    # A restored call keeps its file even on another day.
+    clock.advance(86400)
+    restored = Machine(uuid="u3", variables={"record_call": "yes",
+                                             "recording": "recordings/2026-05-28/u3.wav"})
+    assert choice.seam_for(restored)[1]["recording"] == "recordings/2026-05-28/u3.wav"

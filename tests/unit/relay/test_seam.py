@@ -193,6 +193,19 @@ def test_figures_from_anything_never_raise(answer: Any) -> None:
         assert isinstance(leg_figures(answer), dict)
 
 
+def test_the_sip_call_id_goes_with_offers_and_answers_until_the_call_is_released() -> None:
+    m, client = media()
+    m.offer("uuid-0", X, Y, SDP, None)  # not correlated: no key (rtpengine never sees it)
+    m.correlate("uuid-1", "callid-a")
+    m.offer("uuid-1", X, Y, SDP, None)
+    m.answer("uuid-1", Y, X, SDP, None)
+    m.release("uuid-1", None)
+    m.offer("uuid-1", X, Y, SDP, None)  # the uuid again: what it knew was forgotten
+    sent = [message for _, message in client.asked if message["command"] in ("offer", "answer")]
+    assert [message.get("sip-call-id") for message in sent] == [None, "callid-a", "callid-a",
+                                                                 None]
+
+
 # -- media the relay hosts (hosted-ng) -------------------------------------------------
 
 

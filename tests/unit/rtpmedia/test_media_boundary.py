@@ -14,9 +14,9 @@ import softswitch
 for module in pkgutil.walk_packages(softswitch.__path__, "softswitch."):
     if not module.name.endswith("__main__"):  # runs the CLI
         importlib.import_module(module.name)
-# The ng wire format is the one part of rtpmedia the signalling side shares
-# (the softswitch speaks ng to its relays); it is pure and numpy-free.
-shared = {"rtpmedia", "rtpmedia.ng"}
+# The ng and HEP wire formats are the parts of rtpmedia the signalling side shares
+# (it speaks ng to its relays, HEP to Homer); they are pure and numpy-free.
+shared = {"rtpmedia", "rtpmedia.ng", "rtpmedia.hep"}
 print("numpy" in sys.modules, any(m.startswith("rtpmedia") and m not in shared
                                   for m in sys.modules))
 """

@@ -310,3 +310,18 @@ def test_answer_from_another_fork_takes_the_early_media_flow_out_of_the_kernel()
     _, effects = answer(c, to="F2", via="F2")
     assert Unkernel(a_end) in effects
     assert a_end.sink is c.calls["c1"].monologues["F2"].ends[0]
+
+
+def test_the_sip_call_id_of_the_offer_is_kept_and_survives_a_restart() -> None:
+    """HEP correlates RTCP by the caller's SIP Call-ID, which the ng call-id (a uuid) is not."""
+    c = control()
+    offer(c, to="B", **{"sip-call-id": "abc@192.0.2.10"})
+    answer(c)  # an answer without the key keeps what the offer said
+    assert c.calls["c1"].sip_call_id == "abc@192.0.2.10"
+    again = Call.from_record(c.calls["c1"].record())
+    assert again.sip_call_id == "abc@192.0.2.10"
+    offer(c, call="c2", to="B")  # rtpengine's clients (Kamailio) never send it
+    assert c.calls["c2"].sip_call_id == ""
+    older = c.calls["c2"].record()
+    del older["sip_call_id"]  # a record stored before the key existed
+    assert Call.from_record(older).sip_call_id == ""

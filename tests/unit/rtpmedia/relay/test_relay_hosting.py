@@ -100,6 +100,18 @@ def test_host_drops_the_callee_the_caller_had_offered_to() -> None:
     assert c.calls["c1"].monologues["A"].peer is None
 
 
+def test_an_offer_from_a_hosted_party_makes_it_forwarded_again() -> None:
+    c = control()
+    host(c)
+    _, effects = c.handle({"command": "offer", "call-id": "c1", "from-tag": "A", "to-tag": "B",
+                           "sdp": sdp()}, 1.0)
+    mono = c.calls["c1"].monologues["A"]
+    assert mono.hosting is None and mono.peer == "B"
+    assert hosting.Unhost(mono.ends[0]) in effects
+    echo, _ = c.handle({"command": "echo", "call-id": "c1", "from-tag": "A"}, 1.0)
+    assert echo["result"] == "error"
+
+
 def test_late_offer_then_answer() -> None:
     c = control()
     offer, _ = c.handle({"command": "host", "call-id": "c1", "from-tag": "A"}, 0.0)
@@ -123,8 +135,8 @@ def test_media_commands_name_a_hosted_party_and_files_inside_the_media_dir() -> 
          hosting.PlayMedia),
         ({"command": "echo"}, hosting.Echo),
         ({"command": "stop media"}, hosting.StopMedia),
-        ({"command": "start recording", "file": "greetings/1001"}, hosting.StartRecording),
-        ({"command": "stop recording"}, hosting.StopRecording),
+        ({"command": "start recording", "file": "greetings/1001"}, hosting.StartPartyRecording),
+        ({"command": "stop recording"}, hosting.StopPartyRecording),
         ({"command": "voicemail", "mailbox": "1001@pbx.example.com", "mode": "menu"},
          hosting.Voicemail),
     ]
@@ -133,7 +145,7 @@ def test_media_commands_name_a_hosted_party_and_files_inside_the_media_dir() -> 
         assert answer == {"result": "ok"} and [type(e) for e in effects] == [kind], msg
     _, effects = c.handle({"command": "start recording", "call-id": "c1", "from-tag": "A",
                            "file": "greetings/1001", "max-seconds": 5, "beep": "no"}, 0.0)
-    assert effects[0] == hosting.StartRecording(effects[0].end, "greetings/1001.wav", 5,
+    assert effects[0] == hosting.StartPartyRecording(effects[0].end, "greetings/1001.wav", 5,
                                                 False, "#")
     refused = [
         {"call-id": "c1", "from-tag": "A", "command": "play media", "file": "/etc/passwd"},
@@ -286,3 +298,26 @@ def test_voicemail_hang_up_while_recording_deposits_the_message(tmp_path: Any) -
     assert not problems and len(filed) == 1
     assert filed[0].caller == "1002" and filed[0].call_id == "sip-1"
     assert 2.5 < filed[0].duration < 3.6
+
+
+def test_a_voicemail_message_gone_mid_call_ends_the_flow_with_failed(tmp_path: Any) -> None:
+    from rtpmedia.prompts import write_wav
+    from rtpmedia.relay.hosted import MediaFiles
+    from softswitch.voicemail import VoicemailStore, deposit
+
+    wav = tmp_path / "m.wav"
+    write_wav(wav, np.zeros(8000, np.int16))
+    deposit(tmp_path, "1001@pbx.example.com", wav, caller="1002", duration=1.0)
+    VoicemailStore(tmp_path).ingest()
+    files = MediaFiles(tmp_path)
+    events: list[dict[str, Any]] = []
+    p, sent = party(events), Sent()
+    command = hosting.Voicemail(p.end, "1001@pbx.example.com", "menu", "", "", "")
+    session = files.voicemail_session(command)
+    for path in (tmp_path / "voicemail" / "1001@pbx.example.com").glob("*.wav"):
+        path.unlink()  # deleted by the owner's other phone, say
+    p.voicemail(session, 0.0)
+    p.digit("1", 0.0)  # listen: the message's audio is gone
+    p.tick(0.0, sent)
+    assert {"event": "ended", "reason": "failed"} in events
+    assert p.ivr is None and len(sent.packets) == 1
