@@ -400,14 +400,22 @@ class ActionParser:
     def _voicemail(self, args: YNode | None, where: YNode, in_handler: bool) -> ActionSpec | None:
         if args is None:
             return VoicemailSpec(where.line, compile_template("${dest}"))
+        menu = False
         if isinstance(args, YMap):
-            check_keys(args, ("box",), self.report, "voicemail option")
+            check_keys(args, ("box", "menu"), self.report, "voicemail option")
+            if (node := args.get("menu")) is not None:
+                chosen = expect_bool(node, self.report, "voicemail menu")
+                if chosen is None:
+                    return None
+                menu = chosen
             node = args.get("box")
             if node is None:
-                return VoicemailSpec(where.line, compile_template("${dest}"))
+                # The owner's menu is the caller's own box; leaving a message, the callee's.
+                return VoicemailSpec(where.line,
+                                     compile_template("${caller}" if menu else "${dest}"), menu)
             args = node
         box = self.text_template(args, "voicemail box")
-        return VoicemailSpec(where.line, box) if box is not None else None
+        return VoicemailSpec(where.line, box, menu) if box is not None else None
 
     def _set(self, args: YNode | None, where: YNode, in_handler: bool) -> ActionSpec | None:
         hint = "write set: {NAME: VALUE}"

@@ -128,9 +128,14 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Voicemail:
-    """Placeholder until voicemail exists: accepted by the checker, executed as a hangup."""
+    """Answer and run mailbox `box`: leave a message, or (`menu`) its owner's menu.
+
+    Runs in the media relay (hosted-ng `voicemail`); with direct media the
+    call is refused (480).
+    """
 
     box: str
+    menu: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +191,7 @@ def describe_action(action: Action) -> str:
         case Record():
             return f"record {action.file} max={action.max_seconds}s beep={action.beep}"
         case Voicemail():
-            return f"voicemail {action.box}"
+            return f"voicemail {action.box}" + (" menu" if action.menu else "")
         case SetVariables():
             return "set " + " ".join(f"{k}={v}" for k, v in action.variables)
         case Goto():

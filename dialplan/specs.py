@@ -122,9 +122,10 @@ class RecordSpec:
 class VoicemailSpec:
     line: int
     box: Template
+    menu: bool = False
 
     def render(self, env: dict[str, str], notes: list[str]) -> Action:
-        return Voicemail(self.box.render(env))
+        return Voicemail(self.box.render(env), self.menu)
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,6 +256,7 @@ class CallService(Service):
             policy=make_policy(s.toll, lambda: registrar.directory, lambda: s.trunks))
         if media is not None:
             media.on_teardown(self.b2bua.hang_up)
+            media.on_media_event(self.b2bua.media_event)
         self.b2bua.install()
         for option in ("100rel", "timer"):  # RFC 3262, RFC 4028
             if option not in self.sip.core.supported:

@@ -24,7 +24,7 @@ from softswitch.b2bua import events as ev
 from softswitch.b2bua.dialing import LocalAddress, Resolution, TargetResolver
 from softswitch.b2bua.legs import Leg
 from softswitch.b2bua.machine import CallMachine, CallSettings
-from softswitch.b2bua.media import DirectMedia, MediaChooser, MediaError, MediaSeam
+from softswitch.b2bua.media import DirectMedia, MediaChooser, MediaError, MediaHost, MediaSeam
 from softswitch.b2bua.registry import CallRegistry
 from softswitch.b2bua.replaces import dialog_ids
 from softswitch.b2bua.session_timer import negotiate_as_uas
@@ -98,7 +98,8 @@ class B2BUA:
             ev.SendCancel: self._send_cancel, ev.SendAck: self._send_ack,
             ev.StartTimer: self._start_timer, ev.StopTimer: self._stop_timer,
             ev.Resolve: self._resolve_target, ev.MediaOffer: self._media,
-            ev.MediaAnswer: self._media, ev.ReleaseMedia: self._release_media,
+            ev.MediaAnswer: self._media, ev.HostMedia: self._host_media,
+            ev.MediaCommand: self._media_command, ev.ReleaseMedia: self._release_media,
             ev.DialogOpened: self._dialog_opened, ev.DialogClosed: self._dialog_closed,
             ev.CallChanged: self._call_changed, ev.CallEnded: self._call_ended,
             ev.OtherCall: self._other_call, ev.Log: self._log}
@@ -239,6 +240,14 @@ class B2BUA:
         if ctx is None or ctx.machine.finished:
             return False
         self._feed(ctx, ev.Shutdown(cause))
+        return True
+
+    def media_event(self, uuid: str, event: ev.MediaEvent) -> bool:
+        """What a relay reports about a party it hosts; False if the call is gone."""
+        ctx = self.calls.get(uuid)
+        if ctx is None or ctx.machine.finished:
+            return False
+        self._feed(ctx, event)
         return True
 
     def live_calls(self) -> list[CallSnapshot]:
@@ -413,18 +422,48 @@ class B2BUA:
         except MediaError as exc:
             self._feed(ctx, ev.MediaFailed(ref, exc.status, exc.reason))
             return
-        if isinstance(result, Deferred):
-            def failed(failure: Failure) -> None:
-                error = failure.value
-                if isinstance(error, MediaError):
-                    self._feed(ctx, ev.MediaFailed(ref, error.status, error.reason))
-                else:
-                    self.log.error("media_failed", call=ctx.machine.uuid, error=str(error))
-                    self._feed(ctx, ev.MediaFailed(ref, 503, "Media Unavailable"))
+        self._media_result(ctx, ref, result)
 
-            result.addCallbacks(lambda body: self._feed(ctx, ev.MediaReady(ref, body)), failed)
+
+    def _host_media(self, ctx: CallContext, effect: ev.HostMedia) -> None:
+        seam = self._seam(ctx)
+        if not isinstance(seam, MediaHost):
+            # The call's media is direct (`media: direct`): no audio of our own.
+            self.log.warning("media_action_refused", call=ctx.machine.uuid,
+                             why="this call's media is direct, not through the relay")
+            self._feed(ctx, ev.MediaFailed(effect.ref, 488, "Media actions need the media relay"))
             return
-        self._feed(ctx, ev.MediaReady(ref, result))
+        try:
+            result = seam.host(ctx.machine.uuid, effect.leg, effect.body, effect.content_type,
+                               effect.answer)
+        except MediaError as exc:
+            self._feed(ctx, ev.MediaFailed(effect.ref, exc.status, exc.reason))
+            return
+        self._media_result(ctx, effect.ref, result)
+
+    def _media_command(self, ctx: CallContext, effect: ev.MediaCommand) -> None:
+        seam = self._seam(ctx)
+        if not isinstance(seam, MediaHost):
+            self._feed(ctx, ev.MediaFailed(effect.ref, 488, "Media actions need the media relay"))
+            return
+        done = seam.command(ctx.machine.uuid, effect.leg, effect.command, dict(effect.args))
+        self._media_result(ctx, effect.ref, done.addCallback(lambda _: b""))
+
+    def _media_result(self, ctx: CallContext, ref: int, result: bytes | Deferred[bytes]) -> None:
+        """`MediaReady` or `MediaFailed` for effect `ref`, now or when `result` fires."""
+        if not isinstance(result, Deferred):
+            self._feed(ctx, ev.MediaReady(ref, result))
+            return
+
+        def failed(failure: Failure) -> None:
+            error = failure.value
+            if isinstance(error, MediaError):
+                self._feed(ctx, ev.MediaFailed(ref, error.status, error.reason))
+            else:
+                self.log.error("media_failed", call=ctx.machine.uuid, error=str(error))
+                self._feed(ctx, ev.MediaFailed(ref, 503, "Media Unavailable"))
+
+        result.addCallbacks(lambda body: self._feed(ctx, ev.MediaReady(ref, body)), failed)
 
 
 def _ignore(response: Response) -> None:

@@ -120,6 +120,19 @@ class MediaFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaEvent:
+    """The relay hosting leg `leg` (its tag, `str(LegId)`) reports: a prompt was
+    `played`, a recording `recorded`, a voicemail flow `ended`, a `dtmf` digit."""
+
+    leg: str
+    event: str
+    digit: str = ""
+    file: str = ""
+    duration: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """The server stops: end the call now (the glue's last word to it)."""
 
@@ -128,7 +141,7 @@ class Shutdown:
 
 Event = (ResponseReceived | RequestTimedOut | TransportFailed | RequestReceived
          | ReplacingInvite | CancelReceived | AckReceived | StrayResponse | TimerFired
-         | TargetResolved | MediaReady | MediaFailed | Shutdown)
+         | TargetResolved | MediaReady | MediaFailed | MediaEvent | Shutdown)
 
 
 # -- effects --------------------------------------------------------------------------
@@ -213,6 +226,35 @@ class MediaAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class HostMedia:
+    """The media side answers leg `leg` itself (the PBX answers the caller).
+
+    `body` is the party's SDP: its offer, or with `answer` its answer to the
+    offer we sent in a 200 (late offer); empty for a late offer, when the
+    media side makes the offer. `MediaReady` (the SDP to send the party;
+    empty after an answer) or `MediaFailed` follows.
+    """
+
+    ref: int
+    leg: LegId
+    body: bytes
+    content_type: str | None
+    answer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCommand:
+    """Ask the media side hosting `leg` to `play media`, `echo`, `start recording`,
+    or run `voicemail` (the hosted-ng commands) with `args`: `MediaReady` (empty
+    body) once accepted or `MediaFailed`; what it then does comes as `MediaEvent`s."""
+
+    ref: int
+    leg: LegId
+    command: str
+    args: tuple[tuple[str, str | int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReleaseMedia:
     """Free what the media side holds for `leg` (a cancelled fork), or the whole call."""
 
@@ -263,5 +305,5 @@ class Log:
 
 
 Effect = (Respond | SendRequest | SendCancel | SendAck | StartTimer | StopTimer | Resolve
-          | MediaOffer | MediaAnswer | ReleaseMedia | DialogOpened | DialogClosed
-          | CallChanged | CallEnded | OtherCall | Log)
+          | MediaOffer | MediaAnswer | HostMedia | MediaCommand | ReleaseMedia | DialogOpened
+          | DialogClosed | CallChanged | CallEnded | OtherCall | Log)

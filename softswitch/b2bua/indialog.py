@@ -102,6 +102,14 @@ class DialogRelay:
                 call.respond(ref, make_response(request, 481,
                                                 "No matching reliable provisional"))
             return
+        if call.hosted.active and leg is call.a and call.established:
+            # The PBX answered the caller itself: no other party to relay to.
+            if method in _OFFERS:
+                call.hosted.reoffer(ref, request)
+            else:
+                call.respond(ref, make_response(request, 200 if method in ("INFO", "OPTIONS")
+                                                else 403))
+            return
         if not call.established or other is None or other.dialog is None:
             call.respond(ref, make_response(request, 481))
             return

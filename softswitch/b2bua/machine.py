@@ -90,7 +90,8 @@ class CallState(enum.Enum):
 
 
 _TRANSITIONS: dict[CallState, frozenset[CallState]] = {
-    CallState.ROUTING: frozenset({CallState.DIALING, CallState.ENDED}),
+    # ROUTING -> ANSWERED: the PBX answers the caller itself (hosted.py).
+    CallState.ROUTING: frozenset({CallState.DIALING, CallState.ANSWERED, CallState.ENDED}),
     CallState.DIALING: frozenset({CallState.ROUTING, CallState.ANSWERED, CallState.ENDED}),
     CallState.ANSWERED: frozenset({CallState.CONFIRMED, CallState.ENDED}),
     CallState.CONFIRMED: frozenset({CallState.ENDED}),
@@ -160,7 +161,7 @@ class CallMachine:
                  "sip_code", "last_failure", "dial_result", "a_session", "attempts", "now",
                  "media_failure", "_out", "_refs", "_leg_numbers", "_pending", "_timers",
                  "_dialogs", "_backoffs", "relay", "sessions", "reliable", "transfers",
-                 "replacement")
+                 "replacement", "hosted")
 
     def __init__(self, settings: CallSettings, *, uuid: str | None = None,
                  caller: Caller, dialled: str, a: Leg, a_ref: int | None, now: float,
@@ -209,6 +210,7 @@ class CallMachine:
         self._dialogs: dict[tuple[str, str, str], Leg] = {}
         self._backoffs: dict[str, Backoff] = {}
         # The parts of the call (imported here: they import this module).
+        from softswitch.b2bua.hosted import HostedMedia
         from softswitch.b2bua.indialog import DialogRelay
         from softswitch.b2bua.refresh import SessionRefresh
         from softswitch.b2bua.reliable import ReliableProvisionals
@@ -219,6 +221,7 @@ class CallMachine:
         self.reliable = ReliableProvisionals(self)
         self.transfers = Transfers(self)
         self.replacement = Replacement(self)
+        self.hosted = HostedMedia(self)
 
     # == construction =====================================================================
 
@@ -261,12 +264,14 @@ class CallMachine:
         """An established call back from its snapshot (after a restart)."""
         from softswitch.b2bua.records import leg_from_snapshot
         a_name, b_name = snapshot.bridge
+        from softswitch.b2bua.hosted import HOSTED_VARIABLE
         a_snap = snapshot.leg(a_name or "a")
         b_snap = snapshot.leg(b_name) if b_name else None
-        if a_snap is None or b_snap is None:
+        hosted = dict(snapshot.variables).get(HOSTED_VARIABLE) == "yes"
+        if a_snap is None or (b_snap is None and not hosted):
             raise ValueError(f"call {snapshot.uuid} has no answered callee")
         a = leg_from_snapshot(a_snap, settings.local_address)
-        b = leg_from_snapshot(b_snap, settings.local_address)
+        b = leg_from_snapshot(b_snap, settings.local_address) if b_snap is not None else None
         caller = Caller(snapshot.caller, snapshot.caller_name, snapshot.context, frozenset(),
                         dict(snapshot.variables).get("domain") or None, snapshot.trunk, None)
         machine = cls(settings, uuid=snapshot.uuid, caller=caller, dialled=snapshot.dialled,
@@ -278,9 +283,16 @@ class CallMachine:
         machine.callee = snapshot.callee
         machine.started, machine.answered = snapshot.started, snapshot.answered
         machine.b_codes = list(snapshot.b_codes)
-        for leg in (a, b):
+        for leg in machine.legs:
             assert leg.dialog is not None
             machine.open_dialog(leg, leg.dialog)
+        if b is None:
+            # The PBX answered the caller itself (playback, record, voicemail):
+            # where the dialplan was is not kept, nor what the relay played
+            # or ran. End it cleanly.
+            machine.log("call_restored", hosted=True)
+            machine.hangup("system", "restarted during hosted media")
+            return machine, machine.take()
         machine.sessions.resume()
         if settings.max_duration > 0 and machine.answered is not None:
             machine.start_timer("max_duration",
@@ -309,6 +321,8 @@ class CallMachine:
                 self._ack_received(request)
             case ev.CancelReceived():
                 self._cancelled()
+            case ev.MediaEvent():
+                self.hosted.event(event)
             case ev.StrayResponse(response=response):
                 self._stray(response)
             case ev.ReplacingInvite():
@@ -398,6 +412,13 @@ class CallMachine:
         kind = ev.MediaOffer if offer else ev.MediaAnswer
         self._out.append(kind(ref, source.id, sink.id, body, content_type))
 
+
+    def ask_media(self, make: Callable[[int], ev.Effect], then: Handler, *args: Any) -> None:
+        """Emit the media effect `make(ref)`; `then(event, *args)` gets its
+        `MediaReady` or `MediaFailed` (hosted media: `HostMedia`, `MediaCommand`)."""
+        ref = self.next_ref()
+        self._pending[ref] = (then, args)
+        self._out.append(make(ref))
 
     def _media_done(self, event: ev.Event, then: Handler, args: tuple[Any, ...]) -> None:
         if isinstance(event, ev.MediaReady):
@@ -512,6 +533,23 @@ class CallMachine:
         return leg
 
     @property
+    def routing(self) -> bool:
+        return self.state is CallState.ROUTING
+
+    def answered_by_us(self) -> None:
+        """The PBX itself sent the caller its 200 (hosted media): the call is answered."""
+        self.answered = self.now
+        self.transition(CallState.ANSWERED)
+
+    def confirmed(self) -> None:
+        """The caller ACKed the 200 the PBX itself sent."""
+        self.transition(CallState.CONFIRMED)
+
+    def established_now(self) -> None:
+        """Both ends up: session timers, the maximum duration, the snapshot for a restart."""
+        self._established()
+
+    @property
     def established(self) -> bool:
         return self.state is CallState.CONFIRMED
 
@@ -576,6 +614,14 @@ class CallMachine:
 
     def run(self) -> None:
         queue = self.queue
+        hosted = self.hosted
+        while queue and hosted.idle:
+            # Answered by the PBX itself: the media actions run on the relay.
+            if not hosted.perform(queue.pop(0)):
+                return
+        if hosted.idle:
+            hosted.finished()
+            return
         while queue and self.state is CallState.ROUTING:
             action = queue.pop(0)
             match action:
@@ -596,7 +642,7 @@ class CallMachine:
                     self._redirect(target)
                     return
                 case Voicemail() | Answer() | Echo() | Playback() | Record():
-                    self._unavailable(action)
+                    self.hosted.answer(action)
                     return
                 case _:
                     self.fail(500, "Unknown action")
@@ -605,7 +651,11 @@ class CallMachine:
             code, reason = self.last_failure
             self.fail(code, reason)
 
-    def _unavailable(self, action: Any) -> None:
+    def unavailable(self, action: Any, failure: tuple[int, str] | None) -> None:
+        """A media action cannot run (direct media, or the relay refused): refuse the call.
+
+        `failure` is the media side's status and reason, None when there is no relay.
+        """
         if self.dial_result is not None:
             # A fallback that cannot run (voicemail after busy) must not hide
             # why the dial failed: the caller gets the callee's answer.
@@ -614,6 +664,8 @@ class CallMachine:
             self.fail(code, reason)
         elif isinstance(action, Voicemail):
             self.fail(480, "Voicemail not available")
+        elif failure is not None and failure[0] != 488:
+            self.fail(*failure)  # the relay is down or full: 503
         else:
             # These need audio from the server itself: the media relay.
             self.fail(488, "Media actions need the media relay")
@@ -633,6 +685,12 @@ class CallMachine:
         response.add("Contact", f"<{uri}>")
         self.final_to_caller(response)
         self.end("system", "redirected", Disposition.FAILED)
+
+    def caller_id_number(self) -> str:
+        return self.variables.get("caller_id_number") or self.caller.user
+
+    def caller_id_name(self) -> str | None:
+        return self.variables.get("caller_id_name") or self.caller.display_name or None
 
     def caller_id(self, action: Dial) -> tuple[str, str | None]:
         number = self.variables.get("caller_id_number") or self.caller.user
@@ -1031,6 +1089,10 @@ class CallMachine:
             return
         self.respond(self.a_ref, relayed)
 
+    def to_caller(self, status: int, reason: str | None = None) -> Response:
+        """A response to the caller's INVITE, with our tag."""
+        return self._to_caller(status, reason)
+
     def _to_caller(self, status: int, reason: str | None = None) -> Response:
         assert self.a.invite is not None
         return make_response(self.a.invite, status, reason, to_tag=self.a.id.local_tag)
@@ -1144,6 +1206,8 @@ class CallMachine:
             return
         if self.replacement.ack(leg) or self.relay.ack(leg, request):
             return
+        if leg is self.a and self.hosted.ack(request):
+            return
         if self.state is CallState.ANSWERED and leg is self.a:
             self.stop_retransmit("2xx:a")
             self.transition(CallState.CONFIRMED)
@@ -1254,6 +1318,7 @@ class CallMachine:
                 if leg.state is LegState.CANCELLING and leg.invite_ref is not None} | waiting
         self._pending = {ref: entry for ref, entry in self._pending.items() if ref in keep}
         self.queue.clear()
+        self.hosted.ended()
         self.release_media()
         self.log("call_ended", side=self.hangup_side, cause=self.hangup_cause,
                  disposition=self.disposition.value)

@@ -10,11 +10,16 @@ held and the end of a call releases the rest.
 
 `DirectMedia` passes SDP unchanged: the endpoints exchange RTP directly.
 The media relay plugs its own implementation into the same seam.
+
+A seam that can also answer a party itself and play, echo, record or run
+voicemail to it (the dialplan's media actions) is a `MediaHost` as well;
+what it then reports (a prompt played, a recording done) comes back to the
+call as `MediaEvent`s. `DirectMedia` is not one: those actions are refused.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
 
@@ -43,6 +48,20 @@ class MediaSeam(Protocol):
 
     def release(self, call: str, leg: LegId | None) -> None:
         """Free what `leg` held, or (None) everything the call held."""
+        ...
+
+
+@runtime_checkable
+class MediaHost(Protocol):
+    def host(self, call: str, leg: LegId, body: bytes, content_type: str | None,
+             answer: bool) -> bytes | Deferred[bytes]:
+        """Answer `leg` ourselves: its offer `body` gives our answer; no body gives
+        our offer; `answer` marks `body` as its answer to that offer (b"" back)."""
+        ...
+
+    def command(self, call: str, leg: LegId, command: str,
+                args: dict[str, str | int]) -> Deferred[None]:
+        """`play media`, `echo`, `start recording`, `voicemail`... to hosted `leg`."""
         ...
 
 

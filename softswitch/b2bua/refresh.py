@@ -80,9 +80,9 @@ class SessionRefresh:
         """Refresh one leg's session: UPDATE if the peer allows it, else re-INVITE."""
         call = self.call
         dialog, timer = leg.dialog, leg.session
-        if timer is None or dialog is None or call.other(leg) is None \
-                or not call.established:
-            return
+        if timer is None or dialog is None or not call.established \
+                or (call.other(leg) is None and not call.hosted.active):
+            return  # (a caller the relay answers has no other leg, and is refreshed too)
         if leg.name in self.inviting:
             return  # our last refresh is still out
         if call.relay.relaying(leg):

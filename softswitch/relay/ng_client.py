@@ -7,10 +7,15 @@ its Deferred fails with `NgTimeout`. A relay answers a retry with the same
 cookie from its cache, so retries are safe (rtpengine does the same).
 An answer `{"result": "error"}` fails the Deferred with `NgFailure`.
 
-The relay may also ask us: an unsolicited `teardown` (our relay's extension,
-see docs/relay.md) is handed to `on_teardown(call_id, reason)` and answered
-`{"result": "ok"}` with its cookie, every time it comes (the relay repeats
-it until it hears that answer).
+The relay may also tell us things (our relay's extensions, see
+docs/relay.md): an unsolicited `teardown` is handed to
+`on_teardown(call_id, reason)`, a `media event` (a prompt played, a
+recording done, a voicemail flow ended, a digit) to
+`on_media_event(call_id, message)`. Each is answered `{"result": "ok"}`
+with its cookie every time it comes (the relay repeats it, with the same
+cookie, until it hears that answer). A teardown is handed on every time
+(ending a call twice is harmless); a media event only the first time: a
+repeated `played` must not end the prompt that follows.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from softswitch.logs import get_logger
 from softswitch.sip.retransmit import Backoff
 
 Address = tuple[str, int]
+
+# How long a media event's cookie is remembered: longer than a relay repeats
+# it (30 s in the hosted-ng agreement).
+NOTICE_MEMORY = 60.0
 
 
 class NgTimeout(Exception):
@@ -78,12 +87,16 @@ class NgClient(DatagramProtocol):
 
     def __init__(self, clock: Any, *, t1: float = 0.25, t2: float = 1.0,
                  timeout: float = 3.0,
-                 on_teardown: Callable[[str, str], None] | None = None) -> None:
+                 on_teardown: Callable[[str, str], None] | None = None,
+                 on_media_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.clock = clock
         self.t1 = t1
         self.t2 = t2
         self.timeout = timeout
         self.on_teardown = on_teardown
+        self.on_media_event = on_media_event
+        # Media events already handed on, by (relay, cookie) -> when; oldest first.
+        self._noticed: dict[tuple[Address, bytes], float] = {}
         # A random prefix: a restarted softswitch must not reuse cookies a
         # relay still has in its answer cache.
         self._prefix = os.urandom(4).hex()
@@ -154,19 +167,36 @@ class NgClient(DatagramProtocol):
             else:
                 pending.deferred.callback(message)
             return
-        if message.get("command") == "teardown":
-            self._teardown(cookie, message, addr)
+        command = message.get("command")
+        if command == "teardown" or command == "media event":
+            self._notified(cookie, message, addr)
         # Anything else: a late answer to a request we gave up on.
 
-    def _teardown(self, cookie: bytes, message: dict[str, Any], addr: Address) -> None:
+    def _notified(self, cookie: bytes, message: dict[str, Any], addr: Address) -> None:
+        """An unsolicited notice from a relay: acknowledge it, then hand it on."""
         call_id = message.get("call-id")
         if not isinstance(call_id, str) or not call_id:
             self._write(ng.encode(cookie, {"result": "error", "error-reason": "no call-id"}),
                         addr)
             return
         self._write(ng.encode(cookie, {"result": "ok"}), addr)
-        if self.on_teardown is not None:
-            self.on_teardown(call_id, str(message.get("reason") or "media timeout"))
+        if message.get("command") == "teardown":
+            if self.on_teardown is not None:
+                self.on_teardown(call_id, str(message.get("reason") or "media timeout"))
+        elif self.on_media_event is not None and self._first_time(addr, cookie):
+            self.on_media_event(call_id, message)
+
+    def _first_time(self, addr: Address, cookie: bytes) -> bool:
+        now = self.clock.seconds()
+        noticed = self._noticed
+        for key, when in list(noticed.items()):
+            if now - when < NOTICE_MEMORY:
+                break  # the rest are younger
+            del noticed[key]
+        if (addr, cookie) in noticed:
+            return False
+        noticed[(addr, cookie)] = now
+        return True
 
     def stop(self) -> None:
         """Fail every request still waiting (the server stops)."""

@@ -15,6 +15,11 @@ A call sticks to the relay that took its first offer: `place` records it,
 and the B2BUA keeps it in the call's variables so a restarted softswitch
 asks the same relay. Errors become `MediaError`: a relay that does not
 answer or is out of resources gives 503, SDP it cannot serve gives 488.
+
+It is a `MediaHost` too (docs/relay.md, "Media the relay hosts"): `host`
+makes the relay answer a party itself, and `command` sends it `play media`,
+`echo`, `start recording` or `voicemail` for that party. What the relay
+then reports arrives as `media event` notifications (`ng_client.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import re
 import time
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from softswitch.b2bua.legs import LegId
@@ -221,6 +226,47 @@ class RelayMedia:
 
         ending.addCallback(fire)
         return out
+
+    # -- media the relay hosts (MediaHost) ---------------------------------------------------
+
+    def host(self, call: str, leg: LegId, body: bytes, content_type: str | None,
+             answer: bool) -> Deferred[bytes]:
+        """The relay answers `leg` itself: its SDP answer (or, without `body`, its offer)."""
+        tag = str(leg)
+        message: dict[str, Any] = {"command": "host", "call-id": call, "from-tag": tag,
+                                   **BASE_FLAGS}
+        if body:
+            message["sdp"] = body
+        if answer:
+            message["sdp-type"] = "answer"
+        received = self._sources.get(call, {}).get(tag)
+        if received is not None:
+            message["flags"] = [*BASE_FLAGS["flags"], "SIP-source-address"]
+            message["received-from"] = list(received)
+        if answer:
+            return self._hosting(call, message).addCallback(lambda _: b"")
+        return self._sdp(call, message)
+
+    def command(self, call: str, leg: LegId, command: str,
+                args: dict[str, str | int]) -> Deferred[None]:
+        """`play media`, `stop media`, `echo`, `start recording`, `voicemail`... for `leg`."""
+        message: dict[str, Any] = {"command": command, "call-id": call, "from-tag": str(leg),
+                                   **args}
+        return self._hosting(call, message).addCallback(lambda _: None)
+
+    def _hosting(self, call: str, message: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        where = self.calls.get(call)
+        if where is None:
+            return fail(MediaError(503, "No Media Relay For This Call"))
+
+        def failed(failure: Failure) -> Failure:
+            error = media_error(failure)
+            self.log.warning("relay_refused", call=call, relay=where,
+                             command=message["command"], status=error.status,
+                             error=str(failure.value))
+            return Failure(error)
+
+        return self._ask(where, message).addErrback(failed)
 
     # -- requests ----------------------------------------------------------------------------
 

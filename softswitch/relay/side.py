@@ -2,7 +2,7 @@
 
 `build_media_side` turns `media:` of the configuration into a `MediaSide`
 service (a `MultiService`): the ng client listening on `media.notify`
-(relays send teardowns there), a ping every `media.ping_interval` to each
+(relays send teardowns and media events there), a ping every `media.ping_interval` to each
 relay (a relay that misses two in a row gets no new calls until it answers
 again), and on the embedded default our relay as a child process. Its
 `choice` is what the B2BUA asks per call (`softswitch.relay.choice`).
@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from softswitch.b2bua.events import MediaEvent
 from softswitch.b2bua.snapshot import CallSnapshot
 from softswitch.config import Config
 from softswitch.logs import get_logger
@@ -108,6 +109,7 @@ class MediaSide(MultiService):
         self.embedded = embedded
         # Live figures for the management API (softswitch.relay.ops); None when direct.
         self.live: RelayFigures | None = None
+        self.log = get_logger("softswitch.relay")
 
     def on_teardown(self, hang_up: Callable[[str, str], object]) -> None:
         """Relays' teardowns (media timeouts) end calls through `hang_up(uuid, cause)`."""
@@ -117,12 +119,40 @@ class MediaSide(MultiService):
         if self.client is not None:
             self.client.on_teardown = teardown
 
+    def on_media_event(self, deliver: Callable[[str, MediaEvent], object]) -> None:
+        """Relays' media events (played, recorded, ended, dtmf) reach the call
+        through `deliver(uuid, event)`."""
+        def media_event(call: str, message: dict[str, Any]) -> None:
+            event = media_event_of(message)
+            if event is None:
+                self.log.warning("relay_bad_media_event", call=call, message=str(message))
+                return
+            deliver(call, event)  # False for a call already gone: a repeat
+
+        if self.client is not None:
+            self.client.on_media_event = media_event
+
     def figures(self, call: CallSnapshot) -> Deferred[dict[str, float | None]]:
         """The CDR's media columns of a call that ended (empty when direct)."""
         relay = self.choice.relay
         if relay is None or call.answered is None:
             return succeed({})  # no media flowed; and at shutdown the stores close at once
         return relay.figures(call.uuid).addCallback(cdr_figures, call)
+
+
+def media_event_of(message: dict[str, Any]) -> MediaEvent | None:
+    """A relay's `media event` notice as the call machine's event (None if malformed)."""
+    name, tag = message.get("event"), message.get("from-tag")
+    if not isinstance(name, str) or not name or not isinstance(tag, str):
+        return None
+    duration = message.get("duration")
+    try:
+        seconds = float(duration) if duration is not None else 0.0
+    except (TypeError, ValueError):
+        seconds = 0.0
+    return MediaEvent(tag, name, digit=str(message.get("digit") or ""),
+                      file=str(message.get("file") or ""), duration=seconds,
+                      reason=str(message.get("reason") or ""))
 
 
 def cdr_figures(figures: dict[str, LegFigures], call: CallSnapshot) -> dict[str, float | None]:

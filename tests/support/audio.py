@@ -91,3 +91,39 @@ def similarity(reference: np.ndarray, recording: np.ndarray, block_ms: int = 100
         lag = low + found - start  # the next block follows this one's slip
         scores.append(float(max(r[found], 0.0)))
     return float(np.mean(scores)) if scores else 0.0
+
+
+def speech_wav(path: Path, text: str) -> np.ndarray:
+    """Write `text` spoken by espeak-ng as an 8 kHz mono 16-bit WAV; return its samples.
+
+    Needs espeak-ng and sox (Debian packages, installed by .ci/run); the
+    caller skips without them.
+    """
+    import subprocess
+
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)],
+                   check=True)
+    raw.unlink()
+    return read_wav(path)
+
+
+def aligned(reference: np.ndarray, recording: np.ndarray) -> np.ndarray:
+    """The stretch of `recording` that best lines up with `reference` (cross-correlation),
+    as long as `reference` (zero-padded where the recording ends first)."""
+    ref = reference.astype(np.float64)
+    rec = recording.astype(np.float64)
+    size = 1 << (len(rec) + len(ref)).bit_length()
+    xcorr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)
+    lag = int(np.argmax(xcorr[:max(1, len(rec) - len(ref) // 2)]))
+    part = recording[lag:lag + len(reference)]
+    return np.concatenate([part, np.zeros(len(reference) - len(part), dtype=recording.dtype)])
+
+
+def pesq_score(reference: np.ndarray, recording: np.ndarray) -> float:
+    """PESQ (ITU-T P.862, narrowband) of `recording` against `reference`, once aligned."""
+    from pesq import pesq
+
+    return float(pesq(RATE, reference.astype(np.float64), aligned(reference, recording)
+                      .astype(np.float64), "nb"))

@@ -29,6 +29,7 @@ from softswitch.sip.uri import parse_sip_uri
 CALLER = Peer("udp", "192.0.2.1", 5060)
 SDP = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 SDP_B = SDP.replace(b"192.0.2.1", b"192.0.2.2")
+SDP_RELAY = SDP.replace(b"192.0.2.1", b"203.0.113.9")  # the relay's answer when it hosts
 
 PLAN = """
 settings:
@@ -125,6 +126,10 @@ class CallDriver:
     failures: dict[str, tuple[int, str]] = field(default_factory=dict)
     media_mode: str = "now"  # "now", "late" (held until `release_media_answers`) or "fail"
     media_failure: tuple[int, str] = (503, "Media Unavailable")
+    # Hosted media (`HostMedia`, `MediaCommand`): "direct" refuses as the glue
+    # does for a call with direct media; "relay" accepts at once; "fail" fails
+    # with `media_failure`; "held" never answers (a slow relay).
+    hosting: str = "direct"
     now: float = 1_000_000.0
     settings_overrides: dict[str, Any] = field(default_factory=dict)
     effects: list[ev.Effect] = field(default_factory=list)
@@ -227,6 +232,16 @@ class CallDriver:
                         self.feed(machine, ev.MediaFailed(effect.ref, *self.media_failure))
                     else:
                         self.held_media.append((machine.uuid, effect))
+                case ev.HostMedia() | ev.MediaCommand():
+                    if self.hosting == "relay":
+                        body = SDP_RELAY if isinstance(effect, ev.HostMedia) \
+                            and not effect.answer else b""
+                        self.feed(machine, ev.MediaReady(effect.ref, body))
+                    elif self.hosting == "fail":
+                        self.feed(machine, ev.MediaFailed(effect.ref, *self.media_failure))
+                    elif self.hosting == "direct":
+                        self.feed(machine, ev.MediaFailed(effect.ref, 488,
+                                                          "Media actions need the media relay"))
                 case ev.ReleaseMedia(leg=leg):
                     self.released.append((machine.uuid, leg))
                 case ev.DialogOpened(dialog_id=dialog_id):

@@ -244,6 +244,12 @@ ACTIONS = plan_of(
           - name: record-short
             match: "6"
             actions: [record: memo]
+          - name: mailbox-menu
+            match: "7"
+            actions:
+              - voicemail: {menu: true}
+              - voicemail: {box: "1004", menu: true}
+              - voicemail: {box: "1005"}
       failover:
         rules:
           - {name: any, actions: [hangup: 503]}
@@ -278,6 +284,9 @@ def test_simple_actions() -> None:
     assert call(ACTIONS, "4") == (Hangup(480, "Temporarily Unavailable"),)
     assert call(ACTIONS, "5") == (Transfer(UriTarget("sips:desk@example.com")),)
     assert call(ACTIONS, "6") == (Record("memo", 60, True),)
+    # The menu is the caller's own box unless a box is named.
+    assert call(ACTIONS, "7", caller="1001") == (
+        Voicemail("1001", menu=True), Voicemail("1004", menu=True), Voicemail("1005"))
 
 
 def test_set_feeds_later_actions_and_final_variables() -> None:

@@ -117,3 +117,21 @@ def test_parse_address(text: str, expected: tuple[str, int]) -> None:
 def test_bad_address(text: str) -> None:
     with pytest.raises(ValueError):
         parse_address(text)
+
+
+def test_a_media_event_is_answered_ok_each_time_and_handed_on_once_per_cookie() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    c, clock, udp = client(on_media_event=lambda call, message: events.append((call, message)))
+    played = ng.encode(b"me1", {"command": "media event", "call-id": "u-1",
+                                "from-tag": "a-tag", "event": "played"})
+    c.datagramReceived(played, RELAY)
+    c.datagramReceived(played, RELAY)  # our ok was lost: the relay repeats it
+    assert [ng.decode(d) for d, _ in udp.sent] == [(b"me1", {"result": "ok"})] * 2
+    # A repeat must not end the prompt that follows: handed on once.
+    assert [(call, m["event"]) for call, m in events] == [("u-1", "played")]
+    c.datagramReceived(ng.encode(b"me2", {"command": "media event", "call-id": "u-1",
+                                          "from-tag": "a-tag", "event": "played"}), RELAY)
+    assert len(events) == 2
+    clock.advance(120)  # long after the relay stopped repeating: the cookie may come again
+    c.datagramReceived(played, RELAY)
+    assert len(events) == 3

@@ -215,3 +215,39 @@ def test_the_sip_call_id_goes_with_offers_and_answers_until_the_call_is_released
     sent = [message for _, message in client.asked if message["command"] in ("offer", "answer")]
     assert [message.get("sip-call-id") for message in sent] == [None, "callid-a", "callid-a",
                                                                  None]
+
+
+# -- media the relay hosts (hosted-ng) -------------------------------------------------
+
+
+def test_host_names_the_party_and_a_late_offers_answer_is_marked() -> None:
+    m, client = media()
+    m.place("uuid-1")
+    m.behind_nat("uuid-1", X, "203.0.113.7")
+    assert result(m.host("uuid-1", X, SDP, "application/sdp", False)) == b"v=0 relayed"
+    assert result(m.host("uuid-1", X, b"", None, False)) == b"v=0 relayed"  # late offer
+    client.answer = {"result": "ok"}
+    assert result(m.host("uuid-1", X, SDP, "application/sdp", True)) == b""
+    (_, early), (_, late), (_, answer) = client.asked
+    assert (early["command"], early["call-id"], early["from-tag"]) == ("host", "uuid-1", str(X))
+    assert early["sdp"] == SDP and "sdp-type" not in early and "to-tag" not in early
+    assert early["flags"] == ["strict-source", "SIP-source-address"]
+    assert early["received-from"] == ["IP4", "203.0.113.7"]
+    assert "sdp" not in late
+    assert answer["sdp-type"] == "answer" and answer["sdp"] == SDP
+
+
+def test_commands_go_to_the_calls_relay_and_errors_become_statuses() -> None:
+    m, client = media([("udp:127.0.0.1:2223", 1), ("udp:127.0.0.1:2225", 1)])
+    where = m.place("uuid-1")
+    client.answer = {"result": "ok", "duration": 1200}
+    assert result(m.command("uuid-1", X, "play media", {"file": "echo-test-intro"})) is None
+    (addr, message), = client.asked
+    assert f"udp:{addr[0]}:{addr[1]}" == where
+    assert message == {"command": "play media", "call-id": "uuid-1", "from-tag": str(X),
+                       "file": "echo-test-intro"}
+    client.answer = NgFailure("unknown prompt nosuch")
+    error = result(m.command("uuid-1", X, "play media", {"file": "nosuch"}))
+    assert isinstance(error, Failure) and error.check(MediaError)
+    error = result(m.command("uuid-unknown", X, "echo", {}))
+    assert error.value.status == 503
