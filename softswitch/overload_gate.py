@@ -151,20 +151,7 @@ class OverloadGate:
     def _invite_fast(self, data: bytes, peer: Peer) -> bool | None:
         """Decide on a new INVITE from its bytes: True if refused here, False if
         admitted, None if not plain enough for this path (then parse it)."""
-        reply = stateless_response(data, peer, 503, "Service Unavailable",
-                                   OVERLOAD_TAG + new_tag(),
-                                   [("Retry-After", str(self.retry_after))],
-                                   stamp_via=self._stamp_oc)
-        if reply is None or self.has_transaction_at is None:
-            return None
-        response, target, via = reply
-        known = self.has_transaction_at(via, "INVITE")
-        if known is None:
-            return None  # an RFC 2543 branch: the parsing way decides
-        if known or self.controller.decide(RequestKind.NEW_INVITE) is Action.ADMIT:
-            return False
-        self.send_bytes(response, target)
-        return True
+        return self._refuse_new(data, peer, "INVITE", RequestKind.NEW_INVITE)
 
     def _register_fast(self, data: bytes, peer: Peer) -> bool | None:
         """Decide on a REGISTER from its bytes and its To address: True if refused
@@ -183,6 +170,12 @@ class OverloadGate:
         if self.controller.level is Level.DROP:
             self.controller.decide(RequestKind.INITIAL_REGISTER)
             return True  # unparsed; an admitted retransmission's transaction carries on
+        return self._refuse_new(data, peer, "REGISTER", RequestKind.INITIAL_REGISTER)
+
+    def _refuse_new(self, data: bytes, peer: Peer, method: str, kind: RequestKind) -> bool | None:
+        """A request that starts new work, from its bytes: a retransmission of one we
+        already serve is admitted; else the controller decides, and a refusal is a
+        stateless 503. None if the bytes are not plain enough (then parse them)."""
         reply = stateless_response(data, peer, 503, "Service Unavailable",
                                    OVERLOAD_TAG + new_tag(),
                                    [("Retry-After", str(self.retry_after))],
@@ -190,10 +183,10 @@ class OverloadGate:
         if reply is None or self.has_transaction_at is None:
             return None
         response, target, via = reply
-        known = self.has_transaction_at(via, "REGISTER")
+        known = self.has_transaction_at(via, method)
         if known is None:
-            return None
-        if known or self.controller.decide(RequestKind.INITIAL_REGISTER) is Action.ADMIT:
+            return None  # an RFC 2543 branch: the parsing way decides
+        if known or self.controller.decide(kind) is Action.ADMIT:
             return False
         self.send_bytes(response, target)
         return True

@@ -258,15 +258,8 @@ class RelayMedia:
         where = self.calls.get(call)
         if where is None:
             return fail(MediaError(503, "No Media Relay For This Call"))
-
-        def failed(failure: Failure) -> Failure:
-            error = media_error(failure)
-            self.log.warning("relay_refused", call=call, relay=where,
-                             command=message["command"], status=error.status,
-                             error=str(failure.value))
-            return Failure(error)
-
-        return self._ask(where, message).addErrback(failed)
+        return self._ask(where, message).addErrback(self._refused, call, where,
+                                                    message["command"])
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -309,14 +302,15 @@ class RelayMedia:
                 raise MediaError(503, "Media Relay Gave No SDP")
             return body.encode("utf-8", "surrogateescape")
 
-        def failed(failure: Failure) -> Failure:
-            error = media_error(failure)
-            self.log.warning("relay_refused", call=call, relay=where,
-                             command=message["command"], status=error.status,
-                             error=str(failure.value))
-            return Failure(error)
+        return self._ask(where, message).addCallbacks(
+            sdp, self._refused, errbackArgs=(call, where, message["command"]))
 
-        return self._ask(where, message).addCallbacks(sdp, failed)
+    def _refused(self, failure: Failure, call: str, where: str, command: str) -> Failure:
+        """A failed request as the MediaError the call ends with, logged once."""
+        error = media_error(failure)
+        self.log.warning("relay_refused", call=call, relay=where, command=command,
+                         status=error.status, error=str(failure.value))
+        return Failure(error)
 
     def _delete_failed(self, failure: Failure, call: str) -> None:
         self.log.warning("relay_delete_failed", call=call, error=str(failure.value))
