@@ -9,10 +9,11 @@ payload type (1 SIP, 5 RTCP as JSON), 12 capture agent id, 14 auth key, 15
 payload, 17 correlation id (the SIP Call-ID, so Homer groups a call's
 messages and its RTCP reports).
 
-Pure and dependency-free (sans-IO): the signalling process (SIP capture,
+Dependency-free: the signalling process (SIP capture,
 `softswitch.management.hep`) and the relay (RTCP capture,
 `rtpmedia.relay.rtcp_capture`) both encode with it, and neither pulls in
-the other.
+the other. The encoding is pure (sans-IO); `HepSender` is the one small
+socket both send through.
 """
 
 from __future__ import annotations
@@ -134,3 +135,29 @@ def decode(data: bytes) -> HepPacket:
             auth_key=chunks.get(14, b"").decode("utf-8", "replace"))
     except (KeyError, IndexError, ValueError, struct.error) as exc:
         raise HepError(f"missing or bad chunk: {exc}") from None
+
+
+class HepSender:
+    """Datagrams to a collector, from one non-blocking UDP socket.
+
+    The collector's name is resolved once, here (a lookup per packet would
+    block the caller's loop). `sendto` never waits and nothing comes back to
+    read; a collector that is down, or a full buffer, loses the datagram
+    rather than disturb signalling or media. Raises OSError if the name
+    does not resolve.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        self.address = address
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+
+    def __call__(self, datagram: bytes) -> None:
+        try:
+            self.sock.sendto(datagram, self.address)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()

@@ -11,7 +11,6 @@ the media of a party the relay hosts did (`hosted.py`).
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 
 from rtpmedia import ng
+from rtpmedia.hep import HepSender
 from rtpmedia.prompts import RATE
 from rtpmedia.recorder import Recorder
 from rtpmedia.relay.bridge import Bridge
@@ -188,7 +188,7 @@ class Relay(Service):
         self.settings = settings
         self.reactor = reactor
         self.fastpath, self.fastpath_reason = fastpath or probe_fastpath()
-        self._hep_socket: socket.socket | None = None
+        self._hep_sender: HepSender | None = None
         self.hep: RtcpCapture | None = None
         if settings.hep is not None:
             try:
@@ -219,19 +219,7 @@ class Relay(Service):
 
     def _hep_capture(self) -> RtcpCapture:
         assert self.settings.hep is not None
-        host, port = self.settings.hep
-        # Resolved once: a name looked up per report would block the media loop.
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        # A plain non-blocking socket: sendto never waits, and nothing comes back to read.
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        self._hep_socket = sock
-
-        def send(datagram: bytes) -> None:
-            try:
-                sock.sendto(datagram, address)
-            except OSError:
-                pass  # a collector that is down (or a full buffer) must not disturb the media
+        send = self._hep_sender = HepSender(*self.settings.hep)
 
         def correlation(call_id: str) -> str:
             call = self.control.calls.get(call_id)
@@ -286,8 +274,8 @@ class Relay(Service):
         self.forwarder.close()
         self.fastpath.close()
         self.store.close()
-        if self._hep_socket is not None:
-            self._hep_socket.close()
+        if self._hep_sender is not None:
+            self._hep_sender.close()
 
     def _restore(self) -> None:
         calls, bad = self.store.load()

@@ -10,7 +10,6 @@ the configuration: any free port).
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.web.server import Site
 
 import dialplan as dp
+from rtpmedia.hep import HepSender
 from softswitch.logs import get_logger
 from softswitch.management.address import remove_api_address, write_api_address
 from softswitch.management.api import ApiResource, Operations, ServerState
@@ -61,7 +61,7 @@ class ManagementService(Service):
         app.calls.end_hooks.append(self.messages.call_ended)
         app.calls.end_hooks.append(self.outcomes.call_ended)
         self.hep: HepCapture | None = None
-        self._hep_socket: socket.socket | None = None
+        self._hep_sender: HepSender | None = None
         self._listener: Any = None
         self._lag: LoopingCall | None = None
         self._lag_due = 0.0
@@ -177,18 +177,14 @@ class ManagementService(Service):
         address = hep.address
         if address is None:
             return
-        # A plain non-blocking socket: sendto never waits, and nothing comes back to read.
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        self._hep_socket = sock
-
-        def send(datagram: bytes) -> None:
-            try:
-                sock.sendto(datagram, address)
-            except OSError:
-                pass  # a collector that is down (or a full buffer) must not disturb signalling
-
+        try:
+            send = self._hep_sender = HepSender(*address)
+        except OSError as exc:
+            # Capture is an extra: a collector's name that does not resolve
+            # must not keep the softswitch from starting.
+            self.log.error("hep_collector_unusable", collector=f"{address[0]}:{address[1]}",
+                           error=str(exc))
+            return
         self.hep = HepCapture(send, self.app.calls.local_address, agent_id=hep.agent_id,
                               auth_key=hep.auth_key or "")
         self.app.sip.core.add_observer(self.hep)
@@ -216,8 +212,8 @@ class ManagementService(Service):
         super().stopService()
         if self._lag is not None and self._lag.running:
             self._lag.stop()
-        if self._hep_socket is not None:
-            self._hep_socket.close()
+        if self._hep_sender is not None:
+            self._hep_sender.close()
         remove_api_address(self.app.data_dir)
         if self._listener is not None:
             return self._listener.stopListening()
