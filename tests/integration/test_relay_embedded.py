@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from softswitch.cdr import read_cdrs
 from tests.support.hep import Collector
 from tests.support.phone import answered_call, registered_phones
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, embedded_relay_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -41,16 +40,12 @@ def hep() -> Iterator[Collector]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, hep: Collector) -> Iterator[ServerProcess]:
-    low = random.randrange(50000, 59000, 100)
+    media, ports = embedded_relay_config(
+        extra=f"  silence_timeout: 2\nhep:\n  collector: 127.0.0.1:{hep.port}\n  agent_id: 7\n")
     server = ServerProcess(
         tmp_path_factory.mktemp("embedded"),
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"
-                      f"  silence_timeout: 2\n"
-                      f"hep:\n  collector: 127.0.0.1:{hep.port}\n  agent_id: 7\n"))
-    server.port_range = (low, low + 39)  # type: ignore[attr-defined]
+        extra_config=media)
+    server.port_range = ports  # type: ignore[attr-defined]
     server.start()
     try:
         yield server

@@ -11,7 +11,6 @@ the shipped dialplan, pjsua2 phones.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import wave
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from softswitch.cdr import read_cdrs
 from softswitch.voicemail import VoicemailStore
 from tests.support.audio import pesq_score, read_wav, similarity, speech_wav, tone_sequence
 from tests.support.phone import Phone, registered_phones
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, embedded_relay_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -36,13 +35,10 @@ def relayed_server(workdir: Path) -> ServerProcess:
     """A server with its embedded relay (which hosts the media actions)."""
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         pytest.skip("needs espeak-ng and sox (Debian packages; .ci/run installs them)")
-    low = random.randrange(50000, 59000, 100)
+    media, _ = embedded_relay_config()
     return ServerProcess(
         workdir,
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"))
+        extra_config=media)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from softswitch.cdr import read_cdrs
 from tests.integration.test_operations import api, cli, metric
 from tests.support.phone import answered_call, registered_phones
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, embedded_relay_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -25,13 +24,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    low = random.randrange(50000, 59000, 100)
+    media, _ = embedded_relay_config()
     server = ServerProcess(
         tmp_path_factory.mktemp("relayops"),
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"))
+        extra_config=media)
     server.start()
     try:
         yield server
@@ -129,13 +125,10 @@ def relay_processes(data_dir: Path) -> set[int]:
 def test_kill_9_of_the_softswitch_keeps_media_and_the_restart_adopts_the_relay(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     """Issue 17, Crashes: the embedded relay outlives its parent's SIGKILL."""
-    low = random.randrange(50000, 59000, 100)
+    media, _ = embedded_relay_config()
     server = ServerProcess(
         tmp_path_factory.mktemp("crash"),
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"))
+        extra_config=media)
     server.start()
     a, b = registered_phones(server.udp_port, ["1001", "1002"], tmp_path)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,6 +31,21 @@ def free_port() -> int:
                     continue
             return port
     raise RuntimeError("no free port")
+
+
+def embedded_relay_config(size: int = 40, *, advertise: str = "127.0.0.1",
+                          extra: str = "") -> tuple[str, tuple[int, int]]:
+    """A `media:` block for a server whose embedded relay takes `size` ports of a random
+    range (so that modules running side by side do not meet), and that range.
+
+    `extra`: more `media:` lines, indented by two spaces, or further top-level blocks.
+    """
+    low = random.randrange(40000, 59000, 100)
+    high = low + size - 1
+    return ("media:\n  mode: relay\n  embedded: true\n"
+            f"  control: udp:127.0.0.1:{free_port()}\n"
+            f"  notify: udp:127.0.0.1:{free_port()}\n"
+            f"  ports: {low}-{high}\n  advertise: {advertise}\n" + extra), (low, high)
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:

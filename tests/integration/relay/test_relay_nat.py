@@ -8,7 +8,6 @@ neither steal it nor reach the other phone.
 from __future__ import annotations
 
 import os
-import random
 import socket
 import struct
 import threading
@@ -21,7 +20,7 @@ import pytest
 from tests.integration.relay.test_relay_phones import INTACT, assert_relayed, exchange
 from tests.support.natnet import NatNetwork
 from tests.support.phone import Phone, answered_call
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, embedded_relay_config, free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,7 +39,8 @@ def nat() -> Iterator[NatNetwork]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, nat: NatNetwork) -> Iterator[ServerProcess]:
-    low = random.randrange(40000, 49000, 100)
+    media, ports = embedded_relay_config(100, advertise=nat.host_ip,
+                                         extra=f"  listen_address: {nat.host_ip}\n")
     port = free_port()
     # SIP on every address, so that its Via/Contact towards each peer is the
     # address on the route to it (with two specific listen addresses the first
@@ -50,12 +50,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, nat: NatNetwork) -> Iterato
     server = ServerProcess(
         tmp_path_factory.mktemp("relay-nat"), udp_port=port,
         run_args=("--listen", f"udp:0.0.0.0:{port}"),
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 99}\n  advertise: {nat.host_ip}\n"
-                      f"  listen_address: {nat.host_ip}\n"))
-    server.port_range = (low, low + 99)  # type: ignore[attr-defined]
+        extra_config=media)
+    server.port_range = ports  # type: ignore[attr-defined]
     server.start()
     try:
         yield server

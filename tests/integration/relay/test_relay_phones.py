@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.audio import read_wav, similarity, tone_sequence
 from tests.support.phone import Phone, answered_call, registered_phones
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, embedded_relay_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -26,14 +26,11 @@ INTACT = 0.97
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    low = random.randrange(40000, 49000, 100)
+    media, ports = embedded_relay_config(100)
     server = ServerProcess(
         tmp_path_factory.mktemp("relay-phones"),
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 99}\n  advertise: 127.0.0.1\n"))
-    server.port_range = (low, low + 99)  # type: ignore[attr-defined]
+        extra_config=media)
+    server.port_range = ports  # type: ignore[attr-defined]
     server.start()
     try:
         yield server

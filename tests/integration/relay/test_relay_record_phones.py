@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 from softswitch.cdr import read_cdrs
 from tests.support.audio import read_wav, similarity, tone_sequence
 from tests.support.phone import answered_call, registered_phones
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, embedded_relay_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,13 +43,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
          "actions": [{"set": {"record_call": "yes"}}, {"dial": "user/1002"}]}]
     plan_path = workdir / "dialplan.yaml"
     yaml.dump(plan, plan_path)
-    low = random.randrange(40000, 49000, 100)
+    media, _ = embedded_relay_config()
     server = ServerProcess(
         workdir / "server", dialplan=plan_path,
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 39}\n  advertise: 127.0.0.1\n"))
+        extra_config=media)
     server.start()
     try:
         yield server

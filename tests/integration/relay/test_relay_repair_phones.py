@@ -4,7 +4,6 @@ still hear each other intact."""
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from ruamel.yaml import YAML
 
 from tests.integration.relay.test_relay_phones import INTACT, assert_relayed, exchange
 from tests.support.phone import answered_call, registered_phones
-from tests.support.server import ROOT, ServerProcess, free_port
+from tests.support.server import ROOT, ServerProcess, embedded_relay_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,14 +30,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     plan["contexts"]["internal"]["rules"][:0] = RULES
     plan_path = workdir / "dialplan.yaml"
     yaml.dump(plan, plan_path)
-    low = random.randrange(40000, 49000, 100)
+    media, ports = embedded_relay_config(100)
     server = ServerProcess(
         workdir / "server", dialplan=plan_path,
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 99}\n  advertise: 127.0.0.1\n"))
-    server.port_range = (low, low + 99)  # type: ignore[attr-defined]
+        extra_config=media)
+    server.port_range = ports  # type: ignore[attr-defined]
     server.start()
     try:
         yield server

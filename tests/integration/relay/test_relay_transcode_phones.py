@@ -3,7 +3,6 @@ the relay transcodes, and each phone hears the other."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from tests.integration.relay.test_relay_phones import INTACT, assert_relayed, exchange
 from tests.support.phone import Phone, answered_call, start_phones
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, embedded_relay_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -19,14 +18,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    low = random.randrange(40000, 49000, 100)
+    media, ports = embedded_relay_config(100)
     server = ServerProcess(
         tmp_path_factory.mktemp("transcode-phones"),
-        extra_config=(f"media:\n  mode: relay\n  embedded: true\n"
-                      f"  control: udp:127.0.0.1:{free_port()}\n"
-                      f"  notify: udp:127.0.0.1:{free_port()}\n"
-                      f"  ports: {low}-{low + 99}\n  advertise: 127.0.0.1\n"))
-    server.port_range = (low, low + 99)  # type: ignore[attr-defined]
+        extra_config=media)
+    server.port_range = ports  # type: ignore[attr-defined]
     server.start()
     try:
         yield server
