@@ -52,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtpmedia import ng  # noqa: E402
+from bench.relay_forward import command, udp  # noqa: E402
 from rtpmedia.codecs.g711 import PCMA, PCMU  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -66,23 +66,6 @@ SAMPLE = 1
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def udp() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-    s.bind((HOST, 0))
-    return s
-
-
-def command(ctl: socket.socket, control: tuple[str, int], message: dict) -> dict:
-    cookie = f"b{random.random()}".encode()
-    ctl.sendto(ng.encode(cookie, message), control)
-    while True:
-        data, _ = ctl.recvfrom(65535)
-        got_cookie, answer = ng.decode(data)
-        if got_cookie == cookie:
-            return answer
 
 
 def sdp(port: int, pcma: bool) -> str:

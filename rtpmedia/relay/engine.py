@@ -26,6 +26,7 @@ processor is attached.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -112,8 +113,6 @@ class MediaEngine:
         return [p for p, _ in self._processors.values()]
 
     def tick(self, now: float | None = None) -> None:
-        import time
-
         t = time.time() if now is None else now
         for processor, _ in list(self._processors.values()):
             try:
