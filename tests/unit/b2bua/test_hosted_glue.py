@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from softswitch.b2bua import events as ev
 from softswitch.b2bua.b2bua import B2BUA
 from softswitch.b2bua.legs import LegId
-from softswitch.b2bua.media import MediaHost
+from softswitch.b2bua.media import DirectMedia, MediaHost
 from softswitch.identity import Caller
 from softswitch.sip.message import Request, Response
 from softswitch.sip.peer import Peer
@@ -57,22 +57,6 @@ class FakeHost:
                 args: dict[str, str | int]) -> Deferred[None]:
         self.commands.append((call, leg, command, args))
         return succeed(None)
-
-
-@dataclass
-class NoHost:
-    """A seam that only passes SDP (as direct media does)."""
-
-    def offer(self, call: str, source: LegId, sink: LegId, body: bytes,
-              content_type: str | None) -> bytes:
-        return body
-
-    def answer(self, call: str, source: LegId, sink: LegId, body: bytes,
-               content_type: str | None) -> bytes:
-        return body
-
-    def release(self, call: str, leg: LegId | None) -> None:
-        return None
 
 
 class FakeTransactions:
@@ -166,7 +150,7 @@ def test_the_glue_hosts_the_caller_then_commands_the_relay_and_routes_its_events
 
 
 def test_a_seam_that_cannot_host_refuses_as_before() -> None:
-    glue, core = b2bua(NoHost())
+    glue, core = b2bua(DirectMedia())
     tx = call(glue, core, "9196")
     assert tx.responses[-1].status == 488
     tx = call(glue, core, "*98")
