@@ -16,6 +16,7 @@ from rtpmedia.relay.forwarder import Forwarder
 from rtpmedia.relay.ports import PortPool
 from rtpmedia.relay.quality import ReportBlock, RtcpReport, parse_rtcp
 from rtpmedia.relay.rtcp_capture import RtcpCapture, rtcp_json
+from tests.unit.rtpmedia.relay.test_relay_forwarder import FakeReactor
 
 HOST = "127.0.0.1"
 BLOCK = ReportBlock(ssrc=0x1234, fraction_lost=64, cumulative_lost=17, highest_seq=70000,
@@ -83,21 +84,6 @@ def test_a_wildcard_listen_address_is_named_by_the_advertised_one() -> None:
     capture(end(), RR.serialize(), ("198.51.100.7", 4001), ("0.0.0.0", 30001), 1.0)
     packet = decode(sent[0])
     assert packet.destination == ("203.0.113.5", 30001) and packet.correlation_id == "uuid-1"
-
-
-class FakeReactor:
-    def __init__(self) -> None:
-        self.readers: list[Any] = []
-
-    def addReader(self, reader: Any) -> None:  # noqa: N802
-        self.readers.append(reader)
-
-    def removeReader(self, reader: Any) -> None:  # noqa: N802
-        self.readers.remove(reader)
-
-    def pump(self) -> None:
-        for reader in list(self.readers):
-            reader.doRead()
 
 
 def test_the_forwarder_shows_each_rtcp_packet_it_passes_on_with_the_sip_call_id() -> None:
