@@ -4,11 +4,14 @@
 inspect packets (telephone-events, tests, the jitter buffer's input).
 `peek_header` and `payload_bounds` read the fixed header and find the payload
 in place, without building an object: the relay calls them once per packet.
+`RtpSource` is a stream the relay sends as its own (media it makes, or
+repairs): its SSRC, sequence number and timestamp.
 Every malformed input raises `RtpError` (a ValueError), nothing else.
 """
 
 from __future__ import annotations
 
+import secrets
 import struct
 from dataclasses import dataclass, field
 
@@ -148,3 +151,30 @@ def _locate(data: Buffer) -> tuple[int, int, int, int, int, int, int]:
             raise RtpError(f"padding count {padding} does not fit the packet")
         end = size - padding
     return start, end, first, second, seq, ts, ssrc
+
+
+class RtpSource:
+    """A stream the relay sends as its own source (RFC 3550 5.1): random initial sequence
+    number and timestamp (RFC 3550 5.1 asks for them), its own SSRC."""
+
+    __slots__ = ("ssrc", "seq", "timestamp")
+
+    def __init__(self, ssrc: int | None = None) -> None:
+        self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
+        self.seq = secrets.randbits(16)
+        self.timestamp = secrets.randbits(32)
+
+    def packet(self, payload_type: int, payload: bytes, *, marker: bool = False,
+               samples: int = 160, timestamp: int | None = None) -> bytes:
+        """The next packet: `payload` at the stream's timestamp, which then moves on by
+        `samples`; or at `timestamp` (an RFC 4733 event's), which leaves the stream's alone."""
+        header = _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, self.seq,
+                              self.timestamp if timestamp is None else timestamp, self.ssrc)
+        self.seq = (self.seq + 1) & 0xFFFF
+        if timestamp is None:
+            self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF
+        return header + payload
+
+    def skip(self, samples: int) -> None:
+        """Samples that are not sent (a late tick's frames): the timeline moves on regardless."""
+        self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF

@@ -29,7 +29,6 @@ dropped.
 from __future__ import annotations
 
 import math
-import random
 import struct
 from dataclasses import dataclass
 
@@ -43,7 +42,7 @@ from rtpmedia.receiver import FRAME, Receiver
 from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.engine import TICK, Emit
 from rtpmedia.relay.transcoding import Format, Routes, StreamPlan
-from rtpmedia.rtp import RtpError, payload_bounds
+from rtpmedia.rtp import RtpError, RtpSource, payload_bounds
 from rtpmedia.telephone_event import TelephoneEvent, TelephoneEventError
 
 _HEADER = struct.Struct("!BBHII")
@@ -76,7 +75,7 @@ class _Direction:
     """What one party sends, on its way to the other."""
 
     __slots__ = ("sink", "routes", "tables", "receiver", "codec", "payload_type",
-                 "ssrc", "seq", "timestamp", "talking", "counts", "event_offset",
+                 "source", "talking", "counts", "event_offset",
                  "event_ts", "due", "tones", "tone_ts", "tone_done")
 
     def __init__(self, sink: MediaEnd, routes: Routes, target: Format, repair: bool) -> None:
@@ -112,9 +111,7 @@ class _Direction:
         self.receiver = Receiver(codecs) if repair else None
         self.codec = get(target.encoding) if repair else None
         self.payload_type = target.payload_type
-        self.ssrc = random.getrandbits(32)
-        self.seq = random.getrandbits(16)
-        self.timestamp = random.getrandbits(32)
+        self.source = RtpSource()  # a repaired direction's own stream
         self.talking = False
         self.counts = BridgeCounts()
         self.event_offset = 0
@@ -225,10 +222,8 @@ class Bridge:
         marker = 0x80 if not d.talking else 0
         d.talking = True
         d.due = (d.due or now) + TICK
-        datagram = _HEADER.pack(0x80, marker | d.payload_type, d.seq, d.timestamp,
-                                d.ssrc) + d.codec.encode(frame)
-        d.seq = (d.seq + 1) & 0xFFFF
-        d.timestamp = (d.timestamp + FRAME) & 0xFFFFFFFF
+        datagram = d.source.packet(d.payload_type, d.codec.encode(frame), marker=bool(marker),
+                                   samples=FRAME)
         d.counts.frames += 1
         d.counts.concealed += receiver.counts.concealed_frames - concealed
         emit(d.sink, datagram)
@@ -273,16 +268,15 @@ class Bridge:
             # A new event: place it where the audio being played now is. All
             # packets of one event share its timestamp (RFC 4733 2.3.1).
             d.event_ts = source_ts
-            d.event_offset = (d.timestamp - source_ts) & 0xFFFFFFFF
+            d.event_offset = (d.source.timestamp - source_ts) & 0xFFFFFFFF
         try:
             start, stop = payload_bounds(packet)
         except RtpError:
             d.counts.dropped += 1
             return
-        header = _HEADER.pack(0x80, (packet[1] & 0x80) | target, d.seq,
-                              (source_ts + d.event_offset) & 0xFFFFFFFF, d.ssrc)
-        d.seq = (d.seq + 1) & 0xFFFF
-        self._emit(d.sink, header + bytes(packet[start:stop]))
+        self._emit(d.sink, d.source.packet(target, bytes(packet[start:stop]),
+                                           marker=bool(packet[1] & 0x80),
+                                           timestamp=(source_ts + d.event_offset) & 0xFFFFFFFF))
         d.counts.forwarded += 1
 
 

@@ -24,7 +24,6 @@ docs/relay.md: played, recorded, ended, dtmf).
 
 from __future__ import annotations
 
-import secrets
 import struct
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from rtpmedia.recorder import Recorder
 from rtpmedia.relay.calls import Hosting, MediaEnd
 from rtpmedia.relay.engine import TICK, Emit
 from rtpmedia.relay.hosting import Voicemail
+from rtpmedia.rtp import RtpSource
 from rtpmedia.telephone_event import TelephoneEventReceiver
 from rtpmedia.voicemail_ivr import File, LeaveMessage, MailboxMenu, MessageRef, Prompt
 from rtpmedia.voicemail_session import IvrSession
@@ -55,7 +55,6 @@ Notify = Callable[[dict[str, Any]], None]
 SILENCE: Samples = np.zeros(FRAME, np.int16)
 #: At most this many frames go out on one tick when the tick was late.
 CATCH_UP = 3
-_HEADER = struct.Struct("!BBHII")
 GREETINGS = "greetings"
 #: Voicemail recordings in progress; a finished one is moved to voicemail/incoming/.
 RECORDING_DIR = Path("voicemail") / "recording"
@@ -175,9 +174,7 @@ class HostedParty:
         self.end = end
         self.scanner = scanner
         self.notify = notify
-        self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
-        self._seq = secrets.randbits(16)
-        self._timestamp = secrets.randbits(32)
+        self.source = RtpSource(ssrc)
         self._first = True
         self._due: float | None = None
         self._clock = time.time()  # the time of the last frame (the flows' clock)
@@ -279,7 +276,7 @@ class HostedParty:
         if count > CATCH_UP:
             skip = count - CATCH_UP
             self.skipped += skip
-            self._timestamp = (self._timestamp + skip * FRAME) & 0xFFFFFFFF
+            self.source.skip(skip * FRAME)
             self._due += skip * TICK
             count = CATCH_UP
         for _ in range(count):
@@ -314,12 +311,10 @@ class HostedParty:
         for digit in self._digits(heard):
             self.digit(digit, now)
         out = self._output(heard, now)
-        header = _HEADER.pack(0x80, (0x80 if self._first else 0) | self.hosting.payload_type,
-                              self._seq, self._timestamp, self.ssrc)
-        self._seq = (self._seq + 1) & 0xFFFF
-        self._timestamp = (self._timestamp + FRAME) & 0xFFFFFFFF
+        datagram = self.source.packet(self.hosting.payload_type, self.codec.encode(out),
+                                      marker=self._first, samples=FRAME)
         if not self.end.on_hold:  # RFC 3264 8.4: a party that only sends gets nothing
-            emit(self.end, header + self.codec.encode(out))
+            emit(self.end, datagram)
             self._first = False
             self.sent += 1
 
@@ -395,7 +390,7 @@ class HostedParty:
         ivr = self.ivr
         assert ivr is not None
         try:
-            ivr.receive(self._timestamp, now, SILENCE if heard is None else heard)
+            ivr.receive(self.source.timestamp, now, SILENCE if heard is None else heard)
             ivr.tick(now)
             out: Samples = ivr.next_frame(now)
         except Exception as exc:  # noqa: BLE001 - whatever broke, the call must end

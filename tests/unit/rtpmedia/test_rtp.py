@@ -125,3 +125,20 @@ def test_version_2_headers_always_peek(data: bytes) -> None:
     assert (pt, marker) == (data[1] & 0x7F, bool(data[1] & 0x80))
     assert (seq, ts, ssrc) == (int.from_bytes(data[2:4], "big"), int.from_bytes(data[4:8], "big"),
                                int.from_bytes(data[8:12], "big"))
+
+
+def test_an_rtp_source_numbers_its_packets_and_wraps() -> None:
+    from rtpmedia.rtp import RtpPacket, RtpSource
+
+    source = RtpSource(ssrc=0xABCD)
+    source.seq, source.timestamp = 0xFFFF, 0xFFFFFF00
+    first = RtpPacket.parse(source.packet(0, b"\xff" * 160, marker=True))
+    second = RtpPacket.parse(source.packet(0, b"\xff" * 160))
+    event = RtpPacket.parse(source.packet(101, b"\x01\x0a\x00\xa0", timestamp=5))
+    assert (first.sequence_number, first.timestamp, first.marker, first.ssrc) == \
+        (0xFFFF, 0xFFFFFF00, True, 0xABCD)
+    assert (second.sequence_number, second.timestamp, second.marker) == (0, 0xFFFFFFA0, False)
+    # An event keeps its own timestamp and leaves the stream's where it was.
+    assert (event.sequence_number, event.timestamp) == (1, 5) and source.timestamp == 0x40
+    source.skip(320)
+    assert source.timestamp == 0x180
