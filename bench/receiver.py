@@ -137,7 +137,8 @@ class Timed:
             self.cost["normal"].append(dt)
 
 
-def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any) -> bool:
+def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any,
+        play: Callable[..., list[Any]] | None = None) -> bool:
     rng = np.random.default_rng(args.seed)
     n_frames = int(args.seconds / TICK)
     streams = [stream_packets(n_frames, loss, args.jitter / 1000.0, rng)
@@ -145,6 +146,7 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any) 
     sides = {"before": [Timed(before_cls) for _ in streams],
              "after": [Timed(after_cls) for _ in streams]}
     cursor = [0] * len(streams)
+    batch_ns = {"before": 0, "after": 0}
     for tick in range(n_frames + 10):
         now = (tick + 1) * TICK
         for i, packets in enumerate(streams):
@@ -157,8 +159,19 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any) 
                 j += 1
             cursor[i] = j
         for side in (("before", "after") if tick % 2 else ("after", "before")):
+            if side == "after" and play is not None:
+                # The relay's tick: every stream at once through `receiver.play`.
+                t0 = time.perf_counter_ns()
+                got = play([t.rx for t in sides[side]], now)
+                batch_ns[side] += time.perf_counter_ns() - t0
+                for t, f in zip(sides[side], got, strict=True):
+                    if f is not None:
+                        t.out.append(f)
+                continue
+            t0 = time.perf_counter_ns()
             for t in sides[side]:
                 t.frame(now)
+            batch_ns[side] += time.perf_counter_ns() - t0
     print(f"\n{args.streams} streams, {args.seconds:.0f} s, loss {loss:.0%}, "
           f"jitter exp. mean {args.jitter} ms")
     print("| path | frames | before mean µs | before p99 | after mean µs | after p99 | ratio |")
@@ -172,6 +185,11 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any) 
                          float(np.percentile(xs, 99)) if xs else float("nan")))
         (n, bm, bp), (_, am, ap) = figs
         print(f"| {path} | {n} | {bm:.1f} | {bp:.1f} | {am:.1f} | {ap:.1f} | {bm / am:.2f}x |")
+    frames = {side: sum(len(t.out) for t in sides[side]) for side in sides}
+    per = {side: batch_ns[side] / 1000.0 / max(frames[side], 1) for side in sides}
+    label = "receiver.play" if play is not None else "frame"
+    print(f"| whole tick, per frame (after: {label}) | {frames['after']} | {per['before']:.1f} | - | "
+          f"{per['after']:.1f} | - | {per['before'] / per['after']:.2f}x |")
     puts = {side: [x / 1000.0 for t in sides[side] for x in t.put_ns] for side in sides}
     print(f"| put (per packet) | {len(puts['after'])} | {np.mean(puts['before']):.1f} | "
           f"{np.percentile(puts['before'], 99):.1f} | {np.mean(puts['after']):.1f} | "
@@ -190,12 +208,17 @@ def main() -> None:
     ap.add_argument("--loss", default="0,0.05")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--before", default="main", help="git ref of the BEFORE modules")
+    ap.add_argument("--batch", action="store_true",
+                    help="AFTER plays every stream's frame in one receiver.play per tick "
+                         "(the relay's way; per-path rows then cover BEFORE only)")
     args = ap.parse_args()
     before_cls = load_before(args.before).Receiver
-    after_cls = importlib.import_module("rtpmedia.receiver").Receiver
+    after_mod = importlib.import_module("rtpmedia.receiver")
+    after_cls = after_mod.Receiver
+    play = after_mod.play if args.batch else None
     same = True
     for loss in (float(x) for x in args.loss.split(",")):
-        same &= run(loss, args, before_cls, after_cls)
+        same &= run(loss, args, before_cls, after_cls, play)
     print(f"\nBEFORE ({args.before}) and AFTER (working tree) audio identical: "
           f"{'yes' if same else 'NO'}")
 

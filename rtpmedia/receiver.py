@@ -20,7 +20,8 @@ here is counted and dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import struct
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +30,13 @@ import numpy.typing as npt
 from rtpmedia import timestretch
 from rtpmedia.codecs.base import Codec
 from rtpmedia.codecs.g711 import G711
-from rtpmedia.jitterbuffer import JitterBuffer, JitterBufferStats, PlayoutKind, PutResult
+from rtpmedia.jitterbuffer import JitterBuffer, JitterBufferStats, Playout, PlayoutKind, PutResult
 from rtpmedia.plc import Concealer, PacketConcealer
 from rtpmedia.rtp import RtpError, payload_bounds, peek_header
 
 RATE = 8000
 FRAME = 160
+_HEADER = struct.Struct("!BBHII")
 #: Least playout delay: frames are held long enough that a lost frame's
 #: successor is usually there for the concealer to interpolate towards (with
 #: no floor the target falls to zero on on-time packets and it never is;
@@ -73,6 +75,17 @@ class Receiver:
         self._queue: list[Samples] = []
         self._queued = 0
         self.started = False
+        #: Set by `play`: (payload type, payload) when the frame it gave is
+        #: exactly that packet's payload decoded (played as it came, nothing
+        #: concealed before it), so that a relay may re-encode by table or
+        #: send it as it is instead of encoding the samples; else None.
+        self.last_payload: tuple[int, bytes] | None = None
+        # G.711 payload types: their decode table, for `play`'s one lookup over all streams.
+        self._tables = {pt: c.decode_table for pt, c in self.codecs.items() if isinstance(c, G711)}
+        # Our concealer returns a good frame unchanged unless it follows a
+        # concealed one (then it may merge): pass-through is safe only then.
+        self._passes = type(self.plc) is Concealer
+        self._after_loss = False
 
     # -- input -----------------------------------------------------------------------
 
@@ -89,6 +102,12 @@ class Receiver:
 
     def put_packet(self, data: bytes | bytearray | memoryview, arrival: float) -> PutResult | None:
         """A whole RTP datagram (copied: the caller's buffer may be reused)."""
+        if len(data) >= 12 and data[0] == 0x80:
+            # Version 2 without padding, extension or CSRCs (nearly every
+            # packet): the header is read once, the payload starts at 12.
+            first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
+            return self.put(second & 0x7F, seq, ts, ssrc, second > 0x7F, bytes(data[12:]),
+                            arrival)
         try:
             payload_type, marker, seq, ts, ssrc = peek_header(data)
             start, end = payload_bounds(data)
@@ -133,11 +152,15 @@ class Receiver:
         return self._decoders[payload_type](payload)
 
     def _next(self, now: float) -> Samples | None:
-        p = self.jitter.get(now, self._queued)
+        return self._chunk(self.jitter.get(now, self._queued))
+
+    def _chunk(self, p: Playout[tuple[int, bytes]]) -> Samples | None:
+        """The audio of one jitter buffer answer (a frame, or longer or shorter when stretched)."""
         if p.kind is _NORMAL and len(p.frames) == 1:
             # The common case first: one frame, played as it came.
             self.started = True
             self.counts.consumed += 1
+            self._after_loss = False
             return self.plc.good(self._decode(p.frames[0].payload))
         if p.kind is PlayoutKind.EMPTY:
             # Before the first packet, between talkspurts or after the stream
@@ -145,10 +168,8 @@ class Receiver:
             return None
         self.started = True
         if p.kind is PlayoutKind.CONCEAL:
-            self.counts.concealed_frames += 1
-            self.counts.consumed += 0 if p.waiting else 1
-            following = None if p.next is None else self._decode(p.next.payload)
-            return self.plc.conceal(following)
+            return self._concealed(p, [self.plc.conceal(self.following(p))])[0]
+        self._after_loss = False
         self.counts.consumed += len(p.frames)
         chunk = np.concatenate([self.plc.good(self._decode(f.payload)) for f in p.frames]) \
             if len(p.frames) > 1 else self.plc.good(self._decode(p.frames[0].payload))
@@ -164,11 +185,96 @@ class Receiver:
             return st.audio
         return chunk
 
+    def following(self, p: Playout[tuple[int, bytes]]) -> Samples | None:
+        """A CONCEAL answer's next frame, decoded (what the concealer interpolates towards)."""
+        return None if p.next is None else self._decode(p.next.payload)
+
+    def _concealed(self, p: Playout[tuple[int, bytes]], audio: list[Samples]) -> list[Samples]:
+        """Count a concealment the concealer has made (`audio`, passed through)."""
+        self.counts.concealed_frames += 1
+        self.counts.consumed += 0 if p.waiting else 1
+        self._after_loss = True
+        return audio
+
+    def _queue_chunk(self, now: float, chunk: Samples | None) -> Samples | None:
+        """`frame`'s answer when the queue was empty and `chunk` is the first piece."""
+        if chunk is None or len(chunk) == FRAME:
+            return chunk
+        self._queue.append(chunk)
+        self._queued = len(chunk)
+        return self.frame(now)
+
     def stats(self) -> JitterBufferStats:
         return self.jitter.stats()
 
 
+def play(receivers: Sequence[Receiver], now: float | Sequence[float]) -> list[Samples | None]:
+    """`[r.frame(now) for r in receivers]`, with the numpy work of all of them done together.
+
+    `now` is one time for all, or each receiver's own (the relay passes each
+    stream's nominal frame time, so that a tick that runs late does not look
+    like a longer delay to the jitter buffers).
+
+    The relay's media-repair tick: each stream's jitter buffer decides (that
+    is per stream, in Python), then the frames played as they came are
+    decoded in one table lookup per codec over all streams, and the
+    concealments are made in one `plc.conceal_many` batch. A stream whose
+    frame needs more (a stretch, samples queued from one) goes the way
+    `frame` does. Each receiver's `last_payload` says whether its frame is
+    exactly a packet's payload decoded.
+    """
+    out: list[Samples | None] = [None] * len(receivers)
+    # decode table id -> (table, [(index, receiver, payload)])
+    plain: dict[int, tuple[npt.NDArray[np.int16], list[tuple[int, Receiver, int, bytes]]]] = {}
+    concealing: list[tuple[int, Receiver, Playout[tuple[int, bytes]]]] = []
+    times = [now] * len(receivers) if isinstance(now, float | int) else now
+    for i, r in enumerate(receivers):
+        r.last_payload = None
+        t = times[i]
+        if r._queued:
+            out[i] = r.frame(t)
+            continue
+        p = r.jitter.get(t, 0)
+        kind = p.kind
+        if kind is _NORMAL and len(p.frames) == 1:
+            payload_type, payload = p.frames[0].payload
+            table = r._tables.get(payload_type)
+            if table is not None and len(payload) == FRAME:
+                r.started = True
+                r.counts.consumed += 1
+                group = plain.get(id(table))
+                if group is None:
+                    group = plain[id(table)] = (table, [])
+                group[1].append((i, r, payload_type, payload))
+                continue
+        elif kind is _CONCEAL:
+            r.started = True
+            concealing.append((i, r, p))
+            continue
+        out[i] = r._queue_chunk(t, r._chunk(p))
+    for table, members in plain.values():
+        decoded = table.take(np.frombuffer(b"".join(m[3] for m in members), np.uint8))
+        for (i, r, payload_type, payload), row in zip(members, decoded.reshape(-1, FRAME),
+                                                      strict=True):
+            out[i] = r.plc.good(row)
+            if r._passes and not r._after_loss:
+                r.last_payload = (payload_type, payload)
+            r._after_loss = False
+    if concealing:
+        audio = conceal_many([(r.plc, r.following(p)) for _, r, p in concealing])
+        for (i, r, p), frame in zip(concealing, audio, strict=True):
+            r._concealed(p, [frame])
+            out[i] = r._queue_chunk(times[i], frame)
+    return out
+
+
+def conceal_many(requests: Sequence[tuple[PacketConcealer, Samples | None]]) -> list[Samples]:
+    """Every request's concealment (each concealer once)."""
+    return [c.conceal(nxt) for c, nxt in requests]
+
+
 _NORMAL = PlayoutKind.NORMAL
+_CONCEAL = PlayoutKind.CONCEAL
 
 
 def _decoder(codec: Codec) -> Callable[[bytes], Samples]:

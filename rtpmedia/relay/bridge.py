@@ -34,17 +34,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from rtpmedia.codecs import UnknownCodecError, get
 from rtpmedia.codecs.base import Codec
+from rtpmedia.codecs.g711 import G711
 from rtpmedia.codecs.transcode import TELEPHONE_EVENT, TranscodeError, transcoder
-from rtpmedia.receiver import FRAME, Receiver
+from rtpmedia.receiver import FRAME, Receiver, Samples, play
 from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.engine import TICK, Emit
 from rtpmedia.relay.transcoding import Format, Routes, StreamPlan
 from rtpmedia.rtp import RtpError, RtpSource, payload_bounds
 from rtpmedia.telephone_event import TelephoneEvent, TelephoneEventError
 
+log = structlog.get_logger("relay")
 _HEADER = struct.Struct("!BBHII")
 #: At most this many frames per direction in one tick: a relay stalled longer
 #: than 100 ms drops the rest (the jitter buffer then shortens its delay).
@@ -76,7 +79,7 @@ class _Direction:
 
     __slots__ = ("sink", "routes", "tables", "receiver", "codec", "payload_type",
                  "source", "talking", "counts", "event_offset",
-                 "event_ts", "due", "tones", "tone_ts", "tone_done")
+                 "event_ts", "due", "tones", "tone_ts", "tone_done", "passthrough", "broken")
 
     def __init__(self, sink: MediaEnd, routes: Routes, target: Format, repair: bool) -> None:
         self.sink = sink
@@ -110,6 +113,16 @@ class _Direction:
                     pass
         self.receiver = Receiver(codecs) if repair else None
         self.codec = get(target.encoding) if repair else None
+        # Repaired: payload type -> the 256-byte table that gives, code word
+        # by code word, what decoding it and encoding in the target codec
+        # would (G.711 both sides). A frame the receiver played as it came is
+        # sent through it instead of encoding its samples: the same bytes.
+        self.passthrough: dict[int, bytes] = {}
+        if isinstance(self.codec, G711):
+            for pt, codec in codecs.items():
+                if isinstance(codec, G711):
+                    self.passthrough[pt] = self.codec.encode_table[
+                        codec.decode_table.view(np.uint16)].tobytes()
         self.payload_type = target.payload_type
         self.source = RtpSource()  # a repaired direction's own stream
         self.talking = False
@@ -119,16 +132,116 @@ class _Direction:
         self.due = 0.0  # when the next frame is due on the relay's clock (0: not playing)
         self.tone_ts = -1  # the event being played as tones (its RTP timestamp)
         self.tone_done = 0  # samples of it already sent
+        self.broken = False  # repaired: its pipeline raised; it is no longer played
+
+
+class Repairs:
+    """The repaired directions of every bridge, played together once per tick (an engine stage).
+
+    Each bridge's `tick` queues its directions that are due a frame; `run`
+    (after every processor's tick) asks all their receivers at once
+    (`receiver.play`: one decode per codec, one batch of concealments) and
+    encodes what needs encoding in one table lookup per codec. A tick that
+    came late is caught up in rounds of one frame per direction, at most
+    `_CATCH_UP`.
+    """
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._due: list[_Direction] = []
+
+    def queue(self, direction: _Direction) -> None:
+        self._due.append(direction)
+
+    def run(self, now: float) -> None:
+        due, self._due = self._due, []
+        for _ in range(_CATCH_UP):
+            if not due:
+                return
+            try:
+                due = self._round(due, now)
+            except Exception:  # noqa: BLE001 - one broken stream must not silence the others
+                due = self._isolate(due, now)
+
+    def _isolate(self, due: list[_Direction], now: float) -> list[_Direction]:
+        """A round failed: play each direction on its own; one that fails alone stops."""
+        behind: list[_Direction] = []
+        for d in due:
+            try:
+                behind += self._round([d], now)
+            except Exception:  # noqa: BLE001
+                log.exception("repaired direction failed; it sends no more", sink=d.sink.tag,
+                              call_id=d.sink.call_id)
+                d.broken = True
+        return behind
+
+    def _round(self, due: list[_Direction], now: float) -> list[_Direction]:
+        """One frame for each of `due`; those still behind after it."""
+        receivers: list[Receiver] = []
+        for d in due:
+            assert d.receiver is not None  # only repaired directions are queued
+            receivers.append(d.receiver)
+        before = [r.counts.concealed_frames for r in receivers]
+        # Each frame at its own due time (the first of a talkspurt: now), not
+        # the tick's: a tick that runs late must not look like network delay.
+        frames = play(receivers, [d.due or now for d in due])
+        behind: list[_Direction] = []
+        sends: list[tuple[_Direction, bytes | None]] = []
+        # codec -> [(index in sends, samples)]: encoded together below.
+        encode: dict[int, tuple[Codec, list[tuple[int, Samples]]]] = {}
+        for d, frame, concealed in zip(due, frames, before, strict=True):
+            receiver = d.receiver
+            assert receiver is not None and d.codec is not None
+            if frame is None:
+                d.talking = False
+                d.due = 0.0
+                continue
+            d.due = (d.due or now) + TICK
+            d.counts.frames += 1
+            d.counts.concealed += receiver.counts.concealed_frames - concealed
+            payload: bytes | None = None
+            last = receiver.last_payload
+            if last is not None:
+                table = d.passthrough.get(last[0])
+                if table is not None:
+                    payload = last[1].translate(table)
+            if payload is None:
+                group = encode.get(id(d.codec))
+                if group is None:
+                    group = encode[id(d.codec)] = (d.codec, [])
+                group[1].append((len(sends), frame))
+            sends.append((d, payload))
+            if now >= d.due - TICK / 2:
+                behind.append(d)
+        payloads = [p for _, p in sends]
+        for codec, members in encode.values():
+            if len(members) == 1:
+                payloads[members[0][0]] = codec.encode(members[0][1])
+                continue
+            coded = codec.encode_array(np.stack([f for _, f in members]))
+            for (index, _), row in zip(members, coded, strict=True):
+                payloads[index] = row.tobytes()
+        emit = self._emit
+        for (d, _), payload in zip(sends, payloads, strict=True):
+            assert payload is not None and d.codec is not None
+            marker = not d.talking
+            d.talking = True
+            emit(d.sink, d.source.packet(d.payload_type, payload, marker=marker,
+                                         samples=FRAME))
+        return behind
 
 
 class Bridge:
     """A `Processor` on both ends of one media line: plain conversion and/or repair per direction."""
 
     def __init__(self, offerer: MediaEnd, answerer: MediaEnd, plan: StreamPlan,
-                 repair: tuple[bool, bool], emit: Emit) -> None:
+                 repair: tuple[bool, bool], emit: Emit, repairs: Repairs | None = None) -> None:
+        """`repairs`: the relay's shared stage for repaired directions; without it
+        (a bridge on its own, in tests) the bridge plays its own at its tick."""
         self.offerer, self.answerer = offerer, answerer
         self.plan = plan
         self._emit = emit
+        self._repairs = repairs
         # By the end a party sends to: what it sends goes to the other party.
         self._from_offerer = _Direction(answerer, plan.offerer_to_answerer, plan.plan.answerer,
                                         repair[0])
@@ -193,8 +306,9 @@ class Bridge:
         d.counts.forwarded += 1
 
     def tick(self, now: float, emit: Emit) -> None:
+        repairs = self._repairs or Repairs(emit)
         for d in (self._from_offerer, self._from_answerer):
-            if d.receiver is None:
+            if d.receiver is None or d.broken:
                 continue
             # A tick that comes late (a busy reactor; Twisted's LoopingCall skips
             # the intervals it missed) sends every frame due since the last one,
@@ -203,31 +317,11 @@ class Bridge:
             # shortens its delay) rather than burst out over the next ticks.
             if d.due and d.due < now - _CATCH_UP * TICK:
                 d.due = now - (_CATCH_UP - 1) * TICK
-            for _ in range(_CATCH_UP):
-                if d.due and now < d.due - TICK / 2:
-                    break
-                if not self._play(d, now, emit):
-                    break
-
-    def _play(self, d: _Direction, now: float, emit: Emit) -> bool:
-        """The next frame of a repaired direction; False when it is silent."""
-        receiver = d.receiver
-        assert receiver is not None and d.codec is not None
-        concealed = receiver.counts.concealed_frames
-        frame = receiver.frame(now)
-        if frame is None:
-            d.talking = False
-            d.due = 0.0
-            return False
-        marker = 0x80 if not d.talking else 0
-        d.talking = True
-        d.due = (d.due or now) + TICK
-        datagram = d.source.packet(d.payload_type, d.codec.encode(frame), marker=bool(marker),
-                                   samples=FRAME)
-        d.counts.frames += 1
-        d.counts.concealed += receiver.counts.concealed_frames - concealed
-        emit(d.sink, datagram)
-        return True
+            if d.due and now < d.due - TICK / 2:
+                continue
+            repairs.queue(d)
+        if self._repairs is None:
+            repairs.run(now)
 
     def close(self) -> None:
         pass

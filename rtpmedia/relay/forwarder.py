@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,11 @@ RtcpTap = Callable[[MediaEnd, bytes, tuple[str, int], tuple[str, int], float], N
 
 BURST = 64  # datagrams per wake-up and socket, so one busy port cannot starve the rest
 BUFFER = 65535
+#: Linux: the kernel stamps each datagram with its arrival (CLOCK_REALTIME, a timespec).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+#: Room for one SCM_TIMESTAMPNS control message.
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 def _is_rtcp(first: int, second: int) -> bool:
@@ -56,6 +62,8 @@ class PortReader:
         self.end = end
         self.sock = sock
         self.rtcp = rtcp
+        #: Read with the kernel's arrival time of each datagram (`Forwarder.stamp`).
+        self.stamped = False
         self._fileno = sock.fileno()
 
     def fileno(self) -> int:
@@ -76,9 +84,17 @@ class PortReader:
         end = self.end
         now = time.time()
         rtcp_port = self.rtcp
+        stamped = self.stamped
+        buffers = forwarder.buffers
         for _ in range(BURST):
             try:
-                n, source = recv(buf)
+                if stamped:
+                    n, ancillary, _, source = self.sock.recvmsg_into(buffers, _ANCILLARY)
+                    if ancillary:
+                        seconds, nanoseconds = _TIMESPEC.unpack_from(ancillary[0][2])
+                        now = seconds + nanoseconds * 1e-9
+                else:
+                    n, source = recv(buf)
             except BlockingIOError:
                 return
             except OSError:
@@ -187,6 +203,7 @@ class Forwarder:
         self.capture = capture
         self.buffer = bytearray(BUFFER)
         self.view = memoryview(self.buffer)
+        self.buffers = [self.buffer]  # recvmsg_into's argument
         self.sockets: dict[int, socket.socket] = {}  # RTP port -> its socket
         self._readers: dict[int, PortReader] = {}  # every bound port
         self._by_fd: dict[int, PortReader] = {}
@@ -229,6 +246,27 @@ class Forwarder:
         """New SDP may name another codec: health figures follow its clock rate."""
         if end.health is not None and end.health.clock_rate != end.clock_rate:
             end.health = StreamHealth(end.clock_rate)
+
+    def stamp(self, end: MediaEnd, on: bool = True) -> None:
+        """Give `end`'s packets the time the kernel received them, not the time they are read.
+
+        For a stream whose jitter buffer is here (media repair, hosted
+        media): when the relay is busy, packets wait in the socket for the
+        reactor, and timing them on reading would add the relay's own delay
+        to the path's jitter: the buffer would raise its delay and stretch
+        audio for jitter the network never had. It costs about 1.3 µs a
+        packet (recvmsg and its control message), so plain forwarding does
+        without.
+        """
+        reader = self._readers.get(end.port)
+        if reader is None or reader.stamped == on:
+            return
+        try:
+            reader.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, int(on))
+        except OSError as exc:  # not Linux: the read time will do
+            log.warning("no kernel timestamps", port=end.port, error=str(exc))
+            return
+        reader.stamped = on
 
     def unbind(self, end: MediaEnd) -> None:
         self.unkernel(end)

@@ -26,7 +26,7 @@ from rtpmedia import ng
 from rtpmedia.hep import HepSender
 from rtpmedia.prompts import RATE
 from rtpmedia.recorder import Recorder
-from rtpmedia.relay.bridge import Bridge
+from rtpmedia.relay.bridge import Bridge, Repairs
 from rtpmedia.relay.calls import Call, MediaEnd
 from rtpmedia.relay.control import (
     Bind,
@@ -204,6 +204,8 @@ class Relay(Service):
         self.tones = ToneScanner()
         self._warmed = False
         self.engine.stages.append(self.tones.run)
+        self.repairs = Repairs(self.engine.emit)
+        self.engine.stages.append(self.repairs.run)
         self.recordings = Recordings(settings.media_dir or settings.data_dir, self.tap,
                                      self.engine.detach)
         self.control = Control(PortPool(*settings.ports), settings.advertise,
@@ -398,6 +400,7 @@ class Relay(Service):
         end = effect.end
         self.process(HostedParty(end, effect.hosting, lambda event: self._media_event(end, event),
                                  scanner=self.tones), [end])
+        self.forwarder.stamp(end)  # what it echoes goes through a jitter buffer
 
     def _media(self, effects: Sequence[MediaEffect], now: float) -> dict[str, Any]:
         """Carry out media commands on their hosted parties; what the answer adds."""
@@ -494,9 +497,12 @@ class Relay(Service):
             for end in ends:
                 if isinstance(end.processor, Bridge):
                     self.engine.detach(end.processor)
+                    self.forwarder.stamp(end, False)
             return
         self.process(Bridge(effect.offerer, effect.answerer, effect.plan, effect.repair,
-                            self.engine.emit), ends)
+                            self.engine.emit, self.repairs), ends)
+        for end, repaired in zip(ends, effect.repair, strict=True):
+            self.forwarder.stamp(end, repaired)  # its packets go through a jitter buffer
         log.info("media bridged", call_id=effect.offerer.call_id, index=effect.offerer.index,
                  offerer=f"{effect.offerer.tag} {effect.plan.plan.offerer}",
                  answerer=f"{effect.answerer.tag} {effect.plan.plan.answerer}",

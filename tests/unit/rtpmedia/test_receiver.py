@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtpmedia.codecs import PCMU
-from rtpmedia.receiver import FRAME, Receiver
+from rtpmedia.receiver import FRAME, Receiver, play
 from rtpmedia.rtp import RtpPacket
 
 
@@ -69,3 +69,79 @@ def test_unknown_payload_type_and_junk_are_counted() -> None:
     assert rx.counts.unknown_payload == 1
     assert rx.counts.malformed == 1
     assert rx.frame(0.02) is None
+
+
+def _streams(n_streams: int, n_frames: int, loss: float, jitter: float,
+             seed: int) -> list[list[tuple[float, bytes]]]:
+    """(arrival, datagram) per stream, in arrival order: loss, exponential jitter, pauses."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(n_streams):
+        audio = tone(n_frames)
+        packets = []
+        for i in range(n_frames):
+            if i and rng.random() < loss:
+                continue
+            if 60 <= i % 150 < 70:  # a pause (no packets): talkspurts restart
+                continue
+            packet = RtpPacket(payload_type=0, sequence_number=(1000 * s + i) & 0xFFFF,
+                               timestamp=i * FRAME, ssrc=s + 1, marker=i % 150 == 70,
+                               payload=PCMU.encode(audio[i * FRAME:(i + 1) * FRAME]))
+            packets.append((0.02 * i + float(rng.exponential(jitter)), packet.serialize()))
+        out.append(sorted(packets, key=lambda p: p[0]))
+    return out
+
+
+def test_play_gives_every_stream_what_frame_gives_it_alone() -> None:
+    # The relay's tick (`play` over all streams at once: one decode, one batch
+    # of concealments) must be exactly the per-stream pipeline, which is what
+    # `softswitch media conceal` runs: losses, jitter that makes the buffer
+    # stretch, pauses, on several streams with their own times.
+    streams = _streams(6, 400, 0.08, 0.015, seed=3)
+    alone = [Receiver({0: PCMU}) for _ in streams]
+    batch = [Receiver({0: PCMU}) for _ in streams]
+    cursor = [0] * len(streams)
+    got_alone: list[list[np.ndarray | None]] = [[] for _ in streams]
+    got_batch: list[list[np.ndarray | None]] = [[] for _ in streams]
+    for tick in range(420):
+        times = [0.02 * tick + 0.003 * k for k in range(len(streams))]
+        for k, packets in enumerate(streams):
+            while cursor[k] < len(packets) and packets[cursor[k]][0] <= times[k]:
+                arrival, data = packets[cursor[k]]
+                alone[k].put_packet(data, arrival)
+                batch[k].put_packet(data, arrival)
+                cursor[k] += 1
+        for k, rx in enumerate(alone):
+            got_alone[k].append(rx.frame(times[k]))
+        for k, frame in enumerate(play(batch, times)):
+            got_batch[k].append(frame)
+    stretched = concealed = 0
+    for k in range(len(streams)):
+        for a, b in zip(got_alone[k], got_batch[k], strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert np.array_equal(a, b)
+        assert alone[k].counts == batch[k].counts
+        stretched += alone[k].stats().removed_samples_for_acceleration + \
+            alone[k].stats().inserted_samples_for_deceleration
+        concealed += alone[k].counts.concealed_frames
+    assert stretched > 0 and concealed > 20  # the slow paths were taken
+
+
+def test_last_payload_is_set_only_for_a_frame_played_as_it_came() -> None:
+    streams = _streams(1, 200, 0.1, 0.0, seed=5)
+    rx = Receiver({0: PCMU})
+    cursor = 0
+    passed = 0
+    for tick in range(210):
+        now = 0.02 * tick + 0.01
+        while cursor < len(streams[0]) and streams[0][cursor][0] <= now:
+            rx.put_packet(streams[0][cursor][1], streams[0][cursor][0])
+            cursor += 1
+        concealed = rx.counts.concealed_frames
+        (frame,) = play([rx], now)
+        if rx.last_payload is not None:
+            passed += 1
+            assert frame is not None and rx.counts.concealed_frames == concealed
+            assert np.array_equal(PCMU.decode(rx.last_payload[1]), frame)
+    assert passed > 100

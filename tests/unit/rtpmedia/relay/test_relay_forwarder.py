@@ -151,3 +151,49 @@ def test_strict_source_drops_a_stranger_before_and_after_latching(rig: Any) -> N
     assert a_end.latched is None and a_end.errors == 1
     for s in (a, b, stranger):
         s.close()
+
+
+class Arrivals:
+    """A processor that keeps the time the forwarder gives each packet."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def rtp(self, end: MediaEnd, packet: memoryview, now: float) -> None:
+        self.times.append(now)
+
+    def tick(self, now: float, emit: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stamped_end_gets_the_kernels_arrival_time_not_the_time_it_was_read(rig: Any) -> None:
+    import time
+
+    control, forwarder, reactor, _, _ = rig
+    a, b = phone(), phone()
+    _, effects = control.handle({"command": "offer", "call-id": "s", "from-tag": "A",
+                                 "to-tag": "B", "sdp": sdp(a.getsockname()[1])}, 0)
+    apply(forwarder, effects)
+    _, effects = control.handle({"command": "answer", "call-id": "s", "from-tag": "A",
+                                 "to-tag": "B", "sdp": sdp(b.getsockname()[1])}, 0)
+    apply(forwarder, effects)
+    a_end = control.calls["s"].monologues["A"].ends[0]
+    seen = Arrivals()
+    a_end.processor = seen
+    for stamped in (False, True):
+        forwarder.stamp(a_end, stamped)
+        sent = time.time()
+        a.sendto(RTP, (HOST, a_end.port))
+        # The relay busy elsewhere: the packet waits in the socket before it is read.
+        time.sleep(0.08)
+        reactor.pump()
+        waited = seen.times[-1] - sent
+        if stamped:
+            assert -0.005 < waited < 0.03  # when it came
+        else:
+            assert waited >= 0.08  # when it was read
+    a.close()
+    b.close()

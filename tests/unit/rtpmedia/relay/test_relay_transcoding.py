@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -290,3 +291,76 @@ def test_an_srtp_line_is_never_converted_or_repaired() -> None:
                               {"flags": ["media-repair"]})
     assert m_line(to_b) == ["0", "101"]  # no PCMA appended: the callee refuses (488) itself
     assert not any(isinstance(e, BridgeMedia) for e in effects)
+
+
+def test_bridges_sharing_the_repair_stage_send_the_same_bytes_on_late_irregular_ticks() -> None:
+    # Two repaired bridges played together by one Repairs stage, as the relay
+    # does. Every G.711 code word goes through (0x7F, the mu-law "negative
+    # zero", included): a frame played as it came is sent through the
+    # code-word table, which must give what decoding and encoding would.
+    # The ticks run 0-15 ms late at random: each frame is still played at its
+    # own due time, so with packets on time the jitter buffer has nothing to
+    # stretch and every frame comes out as it went in.
+    from rtpmedia.codecs.g711 import PCMA, PCMU
+    from rtpmedia.relay.bridge import Repairs
+
+    rng = random.Random(7)
+    sent: list[tuple[MediaEnd, bytes]] = []
+    emit = lambda end, data: sent.append((end, data))  # noqa: E731
+    repairs = Repairs(emit)
+    ends = [(MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)),
+            (MediaEnd("d", "A", 0, 30004), MediaEnd("d", "B", 0, 30006))]
+    bridges = [Bridge(a, b, plan_streams([Format(0, "PCMU/8000")], [Format(8, "PCMA/8000")]),
+                      (True, False), emit, repairs) for a, b in ends[:1]]
+    bridges.append(Bridge(*ends[1], plan_streams([Format(0, "PCMU/8000")],
+                                                 [Format(0, "PCMU/8000")]),
+                          (True, False), emit, repairs))
+    # A voiced sound (a stretch would find its period), and two frames of every code word.
+    voice = (3000 * sum(np.sin(np.arange(160 * 100) * 2 * np.pi * k * 150 / 8000) / k
+                        for k in range(1, 5))).astype(np.int16)
+    payloads = [PCMU.encode(voice[i * 160:(i + 1) * 160]) for i in range(100)]
+    payloads[30] = bytes(range(256))[:160]
+    payloads[31] = bytes(range(96, 256))
+    t0 = 100.0
+    for seq in range(100):
+        for bridge, (a, _) in zip(bridges, ends, strict=True):
+            packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160,
+                               ssrc=5, payload=payloads[seq]).serialize()
+            bridge.rtp(a, memoryview(packet), t0 + seq * 0.02 + rng.uniform(0, 0.002))
+        now = t0 + seq * 0.02 + 0.003 + rng.uniform(0, 0.015)
+        for bridge in bridges:
+            bridge.tick(now, emit)
+        repairs.run(now)
+    for (_, b), decode_as, encode in ((ends[0], PCMU, PCMA), (ends[1], PCMU, PCMU)):
+        out = [RtpPacket.parse(data).payload for end, data in sent if end is b]
+        assert len(out) >= 95
+        first = payloads.index(next(p for p in payloads
+                                    if encode.encode(decode_as.decode(p)) == out[0]))
+        expect = [encode.encode(decode_as.decode(p)) for p in payloads[first:first + len(out)]]
+        assert out == expect
+
+
+def test_a_repaired_direction_that_raises_stops_alone() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+    from rtpmedia.relay.bridge import Repairs
+
+    sent: list[MediaEnd] = []
+    emit = lambda end, data: sent.append(end)  # noqa: E731
+    repairs = Repairs(emit)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    good_a, good_b = MediaEnd("g", "A", 0, 30000), MediaEnd("g", "B", 0, 30002)
+    bad_a, bad_b = MediaEnd("b", "A", 0, 30004), MediaEnd("b", "B", 0, 30006)
+    good = Bridge(good_a, good_b, plan, (True, False), emit, repairs)
+    bad = Bridge(bad_a, bad_b, plan, (True, False), emit, repairs)
+    payload = PCMU.encode(np.full(160, 1000, np.int16))
+    for seq in range(30):
+        t = 100.0 + seq * 0.02
+        packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=5,
+                           payload=payload).serialize()
+        good.rtp(good_a, memoryview(packet), t)
+        # An 80-byte payload: a frame of the wrong size, which the concealer refuses.
+        bad.rtp(bad_a, memoryview(packet[:12 + 80]), t)
+        for bridge in (good, bad):
+            bridge.tick(t + 0.01, emit)
+        repairs.run(t + 0.01)
+    assert sent.count(good_b) >= 25 and bad_b not in sent
