@@ -54,6 +54,7 @@ class ReceiverCounts:
 
     packets: int = 0  # accepted into the jitter buffer
     unknown_payload: int = 0  # a payload type with no codec here: dropped
+    other_duration: int = 0  # not a 20 ms frame (ptime 10, 30...): dropped
     malformed: int = 0
     concealed_frames: int = 0
     consumed: int = 0  # frames of the stream played or given up as lost
@@ -67,6 +68,7 @@ class Receiver:
                  concealer: PacketConcealer | None = None) -> None:
         """`codecs`: the payload types this stream may carry (from its SDP), 8 kHz ones."""
         self.codecs = dict(codecs)
+        self._frame_bytes = {pt: c.bytes_per_frame for pt, c in self.codecs.items()}
         self._decoders = {pt: _decoder(codec) for pt, codec in self.codecs.items()}
         self.jitter = JitterBuffer[tuple[int, bytes]](min_delay=min_delay,
                                                       initial_delay=max(min_delay, 0.04))
@@ -91,9 +93,15 @@ class Receiver:
 
     def put(self, payload_type: int, seq: int, timestamp: int, ssrc: int, marker: bool,
             payload: bytes, arrival: float) -> PutResult | None:
-        """One packet's fields; None if its payload type has no codec here."""
-        if payload_type not in self.codecs:
+        """One packet's fields; None if its payload type has no codec here or it is not 20 ms."""
+        size = self._frame_bytes.get(payload_type)
+        if size is None:
             self.counts.unknown_payload += 1
+            return None
+        if len(payload) != size:
+            # The jitter buffer and the concealer work in 20 ms frames; a
+            # stream of 10 or 30 ms packets (a=ptime) is not repaired here.
+            self.counts.other_duration += 1
             return None
         result = self.jitter.put(seq, timestamp, ssrc, marker, (payload_type, payload), arrival)
         if result is PutResult.BUFFERED:
@@ -120,22 +128,23 @@ class Receiver:
 
     def frame(self, now: float) -> Samples | None:
         """The next 20 ms of audio, or None while nothing is playing."""
+        return self._with(now, self._next(now) if self._queued < FRAME else None)
+
+    def _with(self, now: float, chunk: Samples | None) -> Samples | None:
+        """`frame`'s answer, given the chunk for the jitter buffer's answer to the queue as it is."""
         if not self._queued:
             # The common case: nothing carried over and the next chunk is
             # one whole frame (no stretch), played as it is.
-            chunk = self._next(now)
             if chunk is None:
                 return None
             if len(chunk) == FRAME:
                 return chunk
-            self._queue.append(chunk)
-            self._queued = len(chunk)
-        while self._queued < FRAME:
-            chunk = self._next(now)
-            if chunk is None:
-                break
+        while chunk is not None:
             self._queue.append(chunk)
             self._queued += len(chunk)
+            if self._queued >= FRAME:
+                break
+            chunk = self._next(now)
         if self._queued < FRAME:
             if not self._queue:
                 return None
@@ -196,14 +205,6 @@ class Receiver:
         self._after_loss = True
         return audio
 
-    def _queue_chunk(self, now: float, chunk: Samples | None) -> Samples | None:
-        """`frame`'s answer when the queue was empty and `chunk` is the first piece."""
-        if chunk is None or len(chunk) == FRAME:
-            return chunk
-        self._queue.append(chunk)
-        self._queued = len(chunk)
-        return self.frame(now)
-
     def stats(self) -> JitterBufferStats:
         return self.jitter.stats()
 
@@ -218,53 +219,56 @@ def play(receivers: Sequence[Receiver], now: float | Sequence[float]) -> list[Sa
     The relay's media-repair tick: each stream's jitter buffer decides (that
     is per stream, in Python), then the frames played as they came are
     decoded in one table lookup per codec over all streams, and the
-    concealments are made in one `plc.conceal_many` batch. A stream whose
-    frame needs more (a stretch, samples queued from one) goes the way
-    `frame` does. Each receiver's `last_payload` says whether its frame is
-    exactly a packet's payload decoded.
+    concealments are made in one `plc.conceal_many` batch; what a stretch
+    left queued is spliced in front as `frame` does. A stream whose frame
+    needs more (a stretch) goes the way `frame` does. Each receiver's
+    `last_payload` says whether its frame is exactly a packet's payload
+    decoded.
     """
     out: list[Samples | None] = [None] * len(receivers)
     # decode table id -> (table, [(index, receiver, payload)])
-    plain: dict[int, tuple[npt.NDArray[np.int16], list[tuple[int, Receiver, int, bytes]]]] = {}
+    plain: dict[int, tuple[npt.NDArray[np.int16],
+                           list[tuple[int, Receiver, int, bytes, bool]]]] = {}
     concealing: list[tuple[int, Receiver, Playout[tuple[int, bytes]]]] = []
     times = [now] * len(receivers) if isinstance(now, float | int) else now
     for i, r in enumerate(receivers):
         r.last_payload = None
         t = times[i]
-        if r._queued:
-            out[i] = r.frame(t)
+        queued = r._queued
+        if queued >= FRAME:
+            out[i] = r.frame(t)  # a whole frame queued: the jitter buffer is not asked
             continue
-        p = r.jitter.get(t, 0)
+        p = r.jitter.get(t, queued)
         kind = p.kind
         if kind is _NORMAL and len(p.frames) == 1:
             payload_type, payload = p.frames[0].payload
             table = r._tables.get(payload_type)
-            if table is not None and len(payload) == FRAME:
+            if table is not None:
                 r.started = True
                 r.counts.consumed += 1
                 group = plain.get(id(table))
                 if group is None:
                     group = plain[id(table)] = (table, [])
-                group[1].append((i, r, payload_type, payload))
+                group[1].append((i, r, payload_type, payload, not queued))
                 continue
         elif kind is _CONCEAL:
             r.started = True
             concealing.append((i, r, p))
             continue
-        out[i] = r._queue_chunk(t, r._chunk(p))
+        out[i] = r._with(t, r._chunk(p))
     for table, members in plain.values():
         decoded = table.take(np.frombuffer(b"".join(m[3] for m in members), np.uint8))
-        for (i, r, payload_type, payload), row in zip(members, decoded.reshape(-1, FRAME),
-                                                      strict=True):
-            out[i] = r.plc.good(row)
-            if r._passes and not r._after_loss:
+        for (i, r, payload_type, payload, alone), row in zip(members, decoded.reshape(-1, FRAME),
+                                                             strict=True):
+            out[i] = r._with(times[i], r.plc.good(row))
+            if alone and r._passes and not r._after_loss:
                 r.last_payload = (payload_type, payload)
             r._after_loss = False
     if concealing:
         audio = conceal_many([(r.plc, r.following(p)) for _, r, p in concealing])
         for (i, r, p), frame in zip(concealing, audio, strict=True):
             r._concealed(p, [frame])
-            out[i] = r._queue_chunk(times[i], frame)
+            out[i] = r._with(times[i], frame)
     return out
 
 

@@ -252,6 +252,10 @@ class Bridge:
     def repairs(self) -> bool:
         return self._from_offerer.receiver is not None or self._from_answerer.receiver is not None
 
+    def receivers(self) -> tuple[Receiver | None, Receiver | None]:
+        """(offerer -> answerer, answerer -> offerer): the repaired directions' receive pipelines."""
+        return self._from_offerer.receiver, self._from_answerer.receiver
+
     def counts(self) -> tuple[BridgeCounts, BridgeCounts]:
         """(offerer -> answerer, answerer -> offerer)."""
         return self._from_offerer.counts, self._from_answerer.counts

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from rtpmedia.plc import Repeat
 from rtpmedia.relay.bridge import Bridge
 from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.control import BridgeMedia, Control
@@ -352,15 +353,40 @@ def test_a_repaired_direction_that_raises_stops_alone() -> None:
     bad_a, bad_b = MediaEnd("b", "A", 0, 30004), MediaEnd("b", "B", 0, 30006)
     good = Bridge(good_a, good_b, plan, (True, False), emit, repairs)
     bad = Bridge(bad_a, bad_b, plan, (True, False), emit, repairs)
+    # Its concealer breaks (a bug, say): every frame it is handed raises.
+    bad_receiver = next(r for r in bad.receivers() if r is not None)
+    bad_receiver.plc = Broken()
     payload = PCMU.encode(np.full(160, 1000, np.int16))
     for seq in range(30):
         t = 100.0 + seq * 0.02
         packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=5,
                            payload=payload).serialize()
         good.rtp(good_a, memoryview(packet), t)
-        # An 80-byte payload: a frame of the wrong size, which the concealer refuses.
-        bad.rtp(bad_a, memoryview(packet[:12 + 80]), t)
+        bad.rtp(bad_a, memoryview(packet), t)
         for bridge in (good, bad):
             bridge.tick(t + 0.01, emit)
         repairs.run(t + 0.01)
     assert sent.count(good_b) >= 25 and bad_b not in sent
+
+
+class Broken(Repeat):
+    def good(self, frame: Any) -> Any:
+        raise RuntimeError("broken concealer")
+
+
+def test_packets_that_are_not_20_ms_are_counted_and_dropped_not_fatal() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    sent: list[bytes] = []
+    bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append(data))
+    for seq in range(40):
+        payload = PCMU.encode(np.full(80 if seq % 2 else 160, 1000, np.int16))
+        packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=5,
+                           payload=payload).serialize()
+        bridge.rtp(a, memoryview(packet), 100.0 + seq * 0.02)
+        bridge.tick(100.01 + seq * 0.02, lambda end, data: sent.append(data))
+    receiver = next(r for r in bridge.receivers() if r is not None)
+    assert receiver.counts.other_duration == 20 and receiver.counts.packets == 20
+    assert len(sent) > 30  # the 20 ms packets, the others concealed
