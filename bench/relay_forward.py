@@ -169,7 +169,7 @@ def bench_relay(streams: int, seconds: float, work: Path) -> None:
     low = random.randrange(10000, 30000, 2)
     ctl = udp()
     control = (HOST, udp().getsockname()[1])
-    relay = subprocess.Popen([sys.executable, "-m", "softswitch", "relay", "--control",
+    relay = subprocess.Popen([sys.executable, "-m", "softswitch", "relay", "--no-kernel", "--control",
                               f"udp:{HOST}:{control[1]}", "--ports", f"{low}-{low + 4 * streams + 3}",
                               "--advertise", HOST, "--data-dir", str(work), "--log-level", "warning"],
                              cwd=Path(__file__).resolve().parents[1])
