@@ -61,7 +61,7 @@ from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError, SessionDescr
 # The glue and the tests take the whole of the control's vocabulary from here.
 __all__ = [
     "FORK_GRACE", "TRANSCODABLE", "UNANSWERED_TIMEOUT", "Bind", "BridgeMedia", "CommandError",
-    "Control", "Effect", "Forget", "Options", "Record", "Save", "SdpCommand", "StopRecording",
+    "NOT_PROCESSED", "Control", "Effect", "Forget", "Options", "ProcessedCounts", "Record", "Save", "SdpCommand", "StopRecording",
     "Teardown", "Unbind", "Unkernel", "checked_recording_file", "default_recording_file",
     "restored_bridges",
 ]
@@ -102,6 +102,24 @@ class SdpCommand:
                    opts, sdp, lines, text(msg, "sip-call-id"))
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessedCounts:
+    """What the relay's media engine did with the packets one party sent (the glue reads it).
+
+    `bridge`: the converting or repairing bridge's counters for that
+    direction (`bridge.BridgeCounts`: forwarded, converted, dropped, frames,
+    concealed), None when no bridge takes the stream. `srtp_failed`: of a
+    recorded SDES-SRTP stream, the copies no key authenticated (left out of
+    the recording; forwarding is not touched), None when not recorded so.
+    """
+
+    bridge: dict[str, int] | None = None
+    srtp_failed: int | None = None
+
+
+NOT_PROCESSED = ProcessedCounts()
+
+
 # -- the control ---------------------------------------------------------------
 
 
@@ -110,7 +128,8 @@ class Control:
 
     def __init__(self, pool: PortPool, advertise: str, *,
                  silence_timeout: float = 60.0, hold_timeout: float = 3600.0,
-                 kernel_counts: Callable[[MediaEnd], tuple[int, int]] | None = None) -> None:
+                 kernel_counts: Callable[[MediaEnd], tuple[int, int]] | None = None,
+                 processed_counts: Callable[[MediaEnd], ProcessedCounts] | None = None) -> None:
         self.pool = pool
         self.advertise = advertise
         self.silence_timeout = silence_timeout
@@ -118,6 +137,8 @@ class Control:
         self.calls: dict[str, Call] = {}
         # What the kernel counted for an end's flow still installed (the glue asks the fast path).
         self._kernel_counts = kernel_counts or (lambda end: (0, 0))
+        # What the media engine's processors and taps counted on an end (the glue asks them).
+        self._processed_counts = processed_counts or (lambda end: NOT_PROCESSED)
         self._answers: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
 
     # -- datagrams ---------------------------------------------------------------
@@ -387,6 +408,11 @@ class Control:
                 }
                 if end.destination() is not None:
                     stream["endpoint"] = _endpoint(end.destination())
+                processed = self._processed_counts(end)
+                if processed.bridge is not None:
+                    stream["bridge"] = dict(processed.bridge)
+                if processed.srtp_failed is not None:
+                    stream["recording"] = {"SRTP failed": processed.srtp_failed}
                 if end.health is not None:
                     stream.update(end.health.as_ng(end.codec, packets))
                     entry = end.health.ssrc_entry(end.codec, packets)

@@ -70,6 +70,8 @@ class CallRecording:
         self.path, self.part = _free_part(path)
         self.receivers = (Receiver(RECORDED_CODECS), Receiver(RECORDED_CODECS))
         self._srtp: list[SrtpReader | None] = [None, None]
+        # Failures of readers replaced by a re-INVITE's new keys, so the count only grows.
+        self._srtp_failed_before = [0, 0]
         # Frames are written at the tick's pace, so a short hold is enough.
         self.recorder = Recorder(self.path, 2, hold=0.5)
         self.started = now
@@ -85,12 +87,27 @@ class CallRecording:
         if end.crypto:  # SDES-SRTP: a decrypted copy for the recording only
             reader = self._srtp[side]
             if reader is None or reader.crypto != end.crypto:  # new keys (a re-INVITE)
+                if reader is not None:
+                    self._srtp_failed_before[side] += reader.failed
                 reader = self._srtp[side] = SrtpReader(end.crypto)
             plain = reader.unprotect(bytes(packet))
             if plain is not None:
                 self.receivers[side].put_packet(plain, now)
             return
         self.receivers[side].put_packet(packet, now)
+
+    def srtp_failed(self, end: MediaEnd) -> int | None:
+        """SRTP copies of `end`'s party that no key authenticated, left out of the recording
+        (None: the recording has decrypted nothing of that party, e.g. a plain RTP leg).
+
+        The call itself is not touched: the packets were forwarded as they came."""
+        side = 0 if end is self.ends[0] else 1 if end is self.ends[1] else None
+        if side is None:
+            return None
+        reader = self._srtp[side]
+        if reader is None and not self._srtp_failed_before[side]:
+            return None
+        return self._srtp_failed_before[side] + (reader.failed if reader is not None else 0)
 
     def tick(self, now: float, emit: Emit) -> None:
         if self.closed:
