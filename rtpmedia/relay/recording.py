@@ -35,6 +35,7 @@ import structlog
 
 from rtpmedia.codecs import PCMA, PCMU
 from rtpmedia.codecs.base import Codec
+from rtpmedia.durable import try_fsync_dir
 from rtpmedia.receiver import FRAME, Receiver
 from rtpmedia.recorder import Recorder
 from rtpmedia.relay.calls import MediaEnd
@@ -125,7 +126,7 @@ class CallRecording:
             return
         self.closed = True
         duration = self.recorder.close()
-        _fsync_dir(self.path.parent)
+        try_fsync_dir(self.path.parent)
         try:
             write_metadata(self.first, self.path, self.info, self.started, duration)
         except OSError as exc:
@@ -176,7 +177,7 @@ def write_metadata(first: Path, path: Path, info: RecordingInfo, started: float,
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, meta_file)
-    _fsync_dir(meta_file.parent)
+    try_fsync_dir(meta_file.parent)
 
 
 def recover_parts(first: Path, info: RecordingInfo) -> list[Path]:
@@ -197,7 +198,7 @@ def recover_parts(first: Path, info: RecordingInfo) -> list[Path]:
                 duration = _fix_wav_header(stale)
                 ended = stale.stat().st_mtime
                 os.replace(stale, final)
-                _fsync_dir(final.parent)
+                try_fsync_dir(final.parent)
                 write_metadata(first, final, info, ended - duration, duration, recovered=True)
             except (OSError, ValueError) as exc:
                 log.error("recording part not recovered", file=str(stale), error=str(exc))
@@ -276,16 +277,3 @@ def _free_part(path: Path) -> tuple[Path, int]:
     while _part_path(path, part).exists():
         part += 1
     return _part_path(path, part), part
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
