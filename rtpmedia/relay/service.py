@@ -518,7 +518,7 @@ def processed_counts(end: MediaEnd) -> ProcessedCounts:
     """What the processor and taps on `end` counted of its party's packets (for `query`)."""
     bridge = None
     processor = end.processor
-    if isinstance(processor, Bridge) and end in (processor.offerer, processor.answerer):
+    if isinstance(processor, Bridge) and (end is processor.offerer or end is processor.answerer):
         from_offerer, from_answerer = processor.counts()
         bridge = asdict(from_offerer if end is processor.offerer else from_answerer)
     srtp_failed = None
