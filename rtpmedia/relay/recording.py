@@ -1,8 +1,8 @@
 """Recording a whole relayed call: one WAV channel per party, while the call is forwarded.
 
-The control decides *that* a call is recorded (the `record-call` flag of
-`offer`/`answer`, or `start recording` without a from-tag, as rtpengine
-does) and names the file; this module does it. A `CallRecording` is a
+The control (`recording_commands.py`) decides *that* a call is recorded
+(the `record-call` flag of `offer`/`answer`, or `start recording` without a
+from-tag, as rtpengine does) and names the file; this module does it. A `CallRecording` is a
 media-engine *tap* on the two parties' audio ends: it sees a copy of every
 packet a party sends, which is forwarded as it would be without the
 recording (plainly, or converted by a transcoding bridge), and puts it into
