@@ -77,9 +77,10 @@ def find_period(
     # true period correlate as well and would remove too much.
     inner = (corr[1:-1] >= corr[:-2]) & (corr[1:-1] >= corr[2:])
     peaks = [int(i) + 1 for i in np.nonzero(inner)[0]]
-    if corr[0] > corr[1]:
+    # One admissible lag only (x of 2 * min_lag samples, or 2 * min_lag + 1): it is the answer.
+    if len(corr) == 1 or corr[0] > corr[1]:
         peaks.insert(0, 0)
-    if corr[-1] > corr[-2]:
+    if len(corr) > 1 and corr[-1] > corr[-2]:
         peaks.append(len(corr) - 1)
     full: list[tuple[int, float]] = []
     for i in peaks:

@@ -27,7 +27,8 @@ poll (`VoicemailStore.ingest`) files it into the mailbox and notifies the
 owner's phones. Either process may be restarted at any point: a deposit is
 filed once, whatever happened in between.
 
-Standard library only: the signalling process imports this module.
+Standard library only (with `rtpmedia.durable`, which is too): the signalling
+process imports this module.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from rtpmedia.durable import fsync_dir
 
 VOICEMAIL_DIR = "voicemail"
 INCOMING = "incoming"
@@ -121,14 +124,6 @@ def new_message_id(at: datetime) -> str:
 
 # -- durable file operations --------------------------------------------------------------
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     with open(tmp, "wb") as f:
@@ -136,7 +131,7 @@ def _write_durably(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _copy_durably(source: Path, path: Path, *, move: bool) -> None:
@@ -152,7 +147,7 @@ def _copy_durably(source: Path, path: Path, *, move: bool) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 # -- the relay's side of the seam ----------------------------------------------------------
@@ -282,7 +277,7 @@ class VoicemailStore:
             (folder / f"{message_id}.wav").unlink()
         except FileNotFoundError:
             pass
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return message
 
     def stamp(self, mailbox: str) -> int | None:
@@ -327,10 +322,10 @@ class VoicemailStore:
                 self._reject(meta, wav)
                 continue
             # Audio first, then the metadata that makes it a message.
-            _fsync_dir(folder)
+            fsync_dir(folder)
             os.replace(meta, folder / meta.name)
-            _fsync_dir(folder)
-            _fsync_dir(incoming)
+            fsync_dir(folder)
+            fsync_dir(incoming)
             filed.append(message)
         return filed, problems
 
@@ -340,7 +335,7 @@ class VoicemailStore:
         for path in (wav, meta):
             if path.exists():
                 os.replace(path, rejected / path.name)
-        _fsync_dir(rejected)
+        fsync_dir(rejected)
 
 
 class MailboxAccess:

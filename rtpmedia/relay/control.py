@@ -14,25 +14,57 @@ effects (ports to open and close, calls to store or forget, flows to take
 out of the kernel). The glue carries out the effects *before* it sends the
 answer, so an answered offer is durable. A datagram whose cookie was seen
 recently gets the same bytes again and no effects (a client's retry).
+
+This module dispatches every command and holds the offer/answer family
+(offer, answer, delete, query, list, ping), expiry and restore. Hosted
+media (`host`, `play media`, ...) are in `hosting_commands.py`, whole-call
+recording in `recording_commands.py`; they act on the calls through the
+public methods of `commands.CallTable`. The effects are in `effects.py`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from dataclasses import dataclass
 from typing import Any
 
 from rtpmedia import ng
-from rtpmedia.relay import hosting, sdprewrite, transcoding
-from rtpmedia.relay.calls import Address, Call, Hosting, MediaEnd, Monologue, link
-from rtpmedia.relay.hosting import Host, HostingError, MediaEffect, Unhost
+from rtpmedia.relay import hosting_commands, recording_commands, sdprewrite, transcoding
+from rtpmedia.relay.calls import Address, Call, MediaEnd, Monologue, link
+from rtpmedia.relay.commands import CommandError, Options, error, required, text
+from rtpmedia.relay.effects import (
+    Bind,
+    BridgeMedia,
+    Effect,
+    Forget,
+    Record,
+    Save,
+    StopRecording,
+    Teardown,
+    Unbind,
+    Unkernel,
+)
+from rtpmedia.relay.hosting import Host, HostingError
+from rtpmedia.relay.hosting_commands import unhost
 from rtpmedia.relay.ports import PortPool, PortsExhausted
+from rtpmedia.relay.recording_commands import (
+    checked_recording_file,
+    default_recording_file,
+    record_if_paired,
+    recording_asked,
+    want_recording,
+)
 from rtpmedia.relay.sdprewrite import MediaLine, Rewrite, SdpError, SessionDescription
+
+# The glue and the tests take the whole of the control's vocabulary from here.
+__all__ = [
+    "FORK_GRACE", "TRANSCODABLE", "UNANSWERED_TIMEOUT", "Bind", "BridgeMedia", "CommandError",
+    "NOT_PROCESSED", "Control", "Effect", "Forget", "Options", "ProcessedCounts", "Record", "Save", "SdpCommand", "StopRecording",
+    "Teardown", "Unbind", "Unkernel", "checked_recording_file", "default_recording_file",
+    "restored_bridges",
+]
 
 #: An unanswered fork is released this long after a sibling answered.
 FORK_GRACE = 30.0
@@ -44,177 +76,6 @@ COOKIE_TTL = 120.0
 _NOT_VOICE = frozenset({"TELEPHONE-EVENT", "CN"})
 #: What `codec: {transcode: [...]}` may name: G.711 converts code word to code word.
 TRANSCODABLE = frozenset({"PCMU", "PCMA"})
-
-
-class CommandError(Exception):
-    """A command the relay refuses; the text is the answer's error-reason."""
-
-
-# -- effects -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Bind:
-    """Open the port pair of `end` (RTP and RTCP sockets)."""
-
-    end: MediaEnd
-
-
-@dataclass(frozen=True, slots=True)
-class Unbind:
-    """Close the port pair of `end` (and take its flow out of the kernel)."""
-
-    end: MediaEnd
-
-
-@dataclass(frozen=True, slots=True)
-class Unkernel:
-    """Its addresses changed: forward `end`'s stream in userspace until it latches again."""
-
-    end: MediaEnd
-
-
-@dataclass(frozen=True, slots=True)
-class Save:
-    call: Call
-
-
-@dataclass(frozen=True, slots=True)
-class Forget:
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Teardown:
-    """Tell the softswitch (the --notify address) that the call ended on its own."""
-
-    call_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """Record the call's audio pair, `left` (the caller) and `right`, to `file` (see recording.py).
-
-    Repeated for a call already recorded with the same ends, it changes nothing.
-    """
-
-    call_id: str
-    file: str  # relative to the relay's media dir
-    left: MediaEnd
-    right: MediaEnd
-    sip_call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class StopRecording:
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeMedia:
-    """The relay converts or repairs the audio between two parties' ends of one media line.
-
-    `plan` None: it stops (a new offer/answer no longer asks for it) and the
-    stream is forwarded as it comes again. `repair` says, per end, whether
-    what that party sends goes through a jitter buffer and concealment.
-    """
-
-    offerer: MediaEnd
-    answerer: MediaEnd
-    plan: transcoding.StreamPlan | None
-    repair: tuple[bool, bool] = (False, False)
-
-
-Effect = (Bind | Unbind | Unkernel | Save | Forget | Teardown | Record | StopRecording
-          | Host | Unhost | MediaEffect | BridgeMedia)
-
-
-# -- options of one command ----------------------------------------------------
-
-
-@dataclass(slots=True)
-class Options:
-    """The flags of one offer/answer, from `flags`, its sibling keys or `rtpp-flags`."""
-
-    flags: set[str] = field(default_factory=set)
-    replace: set[str] = field(default_factory=set)
-    rtcp_mux: set[str] = field(default_factory=set)
-    ice: str = ""
-    transport: str | None = None
-    received_from: str | None = None
-    strip: set[str] = field(default_factory=set)
-    transcode: list[str] = field(default_factory=list)
-    record_call: bool = False
-
-    @classmethod
-    def parse(cls, msg: dict[str, Any]) -> Options:
-        o = cls()
-        for item in _strings(msg.get("flags")):
-            o.flag(item)
-        raw = msg.get("rtpp-flags")  # flags a module left for the daemon to parse
-        if isinstance(raw, str):
-            for item in raw.split():
-                o.flag(item)
-        o.replace |= {s.lower() for s in _strings(msg.get("replace"))}
-        o.rtcp_mux |= {s.lower() for s in _strings(msg.get("rtcp-mux"))}
-        if isinstance(msg.get("ICE"), str):
-            o.ice = msg["ICE"].lower()
-        if isinstance(msg.get("transport-protocol"), str):
-            o.transport = msg["transport-protocol"]
-        received = _strings(msg.get("received-from"))
-        if len(received) == 2:
-            o.received_from = received[1]
-        codec = msg.get("codec")
-        if isinstance(codec, dict):
-            o.strip |= {s.upper() for s in _strings(codec.get("strip"))}
-            o.strip |= {s.upper() for s in _strings(codec.get("mask"))}
-            o.transcode += [s.upper() for s in _strings(codec.get("transcode"))]
-        for key in ("record call", "record-call"):
-            if str(msg.get(key, "")).lower() in ("yes", "on", "true"):
-                o.record_call = True
-        if "record-call" in o.flags:
-            o.record_call = True
-        if str(msg.get("media-repair", "")).lower() in ("yes", "on", "true"):
-            o.flags.add("media-repair")
-        return o
-
-    def flag(self, item: str) -> None:
-        """One flag, as Kamailio writes it in `flags` or `rtpp-flags`."""
-        key, eq, value = item.partition("=")
-        low = key.lower()
-        if eq:
-            if low == "ice":
-                self.ice = value.lower()
-            elif low == "transport-protocol":
-                self.transport = value
-            elif low == "replace":
-                self.replace.add(value.lower())
-            elif low == "rtcp-mux":
-                self.rtcp_mux.add(value.lower())
-            elif low in ("codec-strip", "codec-mask"):
-                self.strip.add(value.upper())
-            elif low in ("codec-transcode", "transcode"):
-                self.transcode.append(value.upper())
-            elif low == "received-from":
-                self.received_from = value
-            return
-        for prefix, target in (("replace-", self.replace), ("rtcp-mux-", self.rtcp_mux)):
-            if low.startswith(prefix):
-                target.add(low[len(prefix):])
-                return
-        for prefix in ("codec-strip-", "codec-mask-"):
-            if low.startswith(prefix):
-                self.strip.add(key[len(prefix):].upper())
-                return
-        for prefix in ("codec-transcode-", "transcode-"):
-            if low.startswith(prefix):
-                self.transcode.append(key[len(prefix):].upper())
-                return
-        if key.upper().startswith(("RTP/", "UDP/TLS/")):
-            self.transport = key
-            return
-        self.flags.add(low)  # known or not: rtpengine ignores what it does not know
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,13 +93,31 @@ class SdpCommand:
 
     @classmethod
     def read(cls, msg: dict[str, Any]) -> SdpCommand:
-        call_id, from_tag = _required(msg, "call-id"), _required(msg, "from-tag")
+        call_id, from_tag = required(msg, "call-id"), required(msg, "from-tag")
         opts = Options.parse(msg)
-        sdp = sdprewrite.parse(_required(msg, "sdp"))
+        sdp = sdprewrite.parse(required(msg, "sdp"))
         lines = sdprewrite.read(sdp)
         _check_transcode(opts)
-        return cls(call_id, from_tag, _text(msg, "to-tag"), _text(msg, "via-branch"),
-                   opts, sdp, lines, _text(msg, "sip-call-id"))
+        return cls(call_id, from_tag, text(msg, "to-tag"), text(msg, "via-branch"),
+                   opts, sdp, lines, text(msg, "sip-call-id"))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedCounts:
+    """What the relay's media engine did with the packets one party sent (the glue reads it).
+
+    `bridge`: the converting or repairing bridge's counters for that
+    direction (`bridge.BridgeCounts`: forwarded, converted, dropped, frames,
+    concealed), None when no bridge takes the stream. `srtp_failed`: of a
+    recorded SDES-SRTP stream, the copies no key authenticated (left out of
+    the recording; forwarding is not touched), None when not recorded so.
+    """
+
+    bridge: dict[str, int] | None = None
+    srtp_failed: int | None = None
+
+
+NOT_PROCESSED = ProcessedCounts()
 
 
 # -- the control ---------------------------------------------------------------
@@ -249,7 +128,8 @@ class Control:
 
     def __init__(self, pool: PortPool, advertise: str, *,
                  silence_timeout: float = 60.0, hold_timeout: float = 3600.0,
-                 kernel_counts: Callable[[MediaEnd], tuple[int, int]] | None = None) -> None:
+                 kernel_counts: Callable[[MediaEnd], tuple[int, int]] | None = None,
+                 processed_counts: Callable[[MediaEnd], ProcessedCounts] | None = None) -> None:
         self.pool = pool
         self.advertise = advertise
         self.silence_timeout = silence_timeout
@@ -257,6 +137,8 @@ class Control:
         self.calls: dict[str, Call] = {}
         # What the kernel counted for an end's flow still installed (the glue asks the fast path).
         self._kernel_counts = kernel_counts or (lambda end: (0, 0))
+        # What the media engine's processors and taps counted on an end (the glue asks them).
+        self._processed_counts = processed_counts or (lambda end: NOT_PROCESSED)
         self._answers: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
 
     # -- datagrams ---------------------------------------------------------------
@@ -289,14 +171,14 @@ class Control:
         command = msg.get("command")
         handler = _COMMANDS.get(command if isinstance(command, str) else "")
         if handler is None:
-            return _error("Unrecognized command"), []
+            return error("Unrecognized command"), []
         effects: list[Effect] = []
         try:
             return handler(self, msg, now, effects), effects
         except CommandError as exc:
-            return _error(str(exc)), effects
+            return error(str(exc)), effects
         except (SdpError, HostingError) as exc:
-            return _error(str(exc)), effects
+            return error(str(exc)), effects
 
     # -- commands ------------------------------------------------------------------
 
@@ -314,7 +196,7 @@ class Control:
         c = SdpCommand.read(msg)
         call_id, from_tag, to_tag, via, opts, sdp, lines = (
             c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
-        ask = _recording_asked(msg, c.opts)  # refused before anything changes
+        ask = recording_asked(msg, c.opts)  # refused before anything changes
         call = self.calls.get(call_id)
         fresh_call = call is None
         if call is None:
@@ -325,7 +207,7 @@ class Control:
             other = Monologue(to_tag or _branch_key(via), now, via_branch=via)
         if other is offerer or other.key == offerer.key:
             raise CommandError("from-tag and to-tag are the same")
-        new_ends = self._allocate(call, [offerer, other], len(lines))
+        new_ends = self.allocate(call, [offerer, other], len(lines))
         for mono in (offerer, other):
             call.monologues.setdefault(mono.key, mono)
         if fresh_call:
@@ -333,18 +215,18 @@ class Control:
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
         call.sip_call_id = c.sip_call_id or call.sip_call_id
-        _want_recording(call, ask)
-        self._unhost(offerer, effects)
-        self._unhost(other, effects)
-        self._learn(offerer, lines, opts, effects, offer=True)
-        self._strictness(offerer, other, opts)
+        want_recording(call, ask)
+        unhost(offerer, effects)
+        unhost(other, effects)
+        self.learn(offerer, lines, opts, effects, offer=True)
+        self.set_strictness(offerer, other, opts)
         offerer.peer, other.peer = other.key, offerer.key
         link(call)
         mux_out = tuple(False if "demux" in opts.rtcp_mux else
                         True if "offer" in opts.rtcp_mux else line.mux for line in lines)
         sdp = _offer_codecs(offerer, sdp, opts)
         body = self._rewrite(sdp, other, lines, mux_out, opts)
-        _recording(call, now, effects)
+        record_if_paired(call, now, effects)
         effects.append(Save(call))
         return {"result": "ok", "sdp": body}
 
@@ -352,7 +234,7 @@ class Control:
         c = SdpCommand.read(msg)
         call_id, from_tag, to_tag, via, opts, sdp, lines = (
             c.call_id, c.from_tag, c.to_tag, c.via, c.opts, c.sdp, c.lines)
-        ask = _recording_asked(msg, c.opts)  # refused before anything changes
+        ask = recording_asked(msg, c.opts)  # refused before anything changes
         call = self.calls.get(call_id)
         if call is None:
             raise CommandError("Unknown call-id")
@@ -364,15 +246,15 @@ class Control:
             raise CommandError("from-tag and to-tag are the same")
         if to_tag and answerer.key != to_tag:
             self._rename(call, answerer, to_tag)
-        new_ends = self._allocate(call, [offerer, answerer], len(lines))
+        new_ends = self.allocate(call, [offerer, answerer], len(lines))
         effects += [Bind(end) for end in new_ends]
         call.last_signal = now
         call.sip_call_id = c.sip_call_id or call.sip_call_id
-        _want_recording(call, ask)
-        self._unhost(offerer, effects)
-        self._unhost(answerer, effects)
-        self._learn(answerer, lines, opts, effects, offer=False)
-        self._strictness(answerer, offerer, opts)
+        want_recording(call, ask)
+        unhost(offerer, effects)
+        unhost(answerer, effects)
+        self.learn(answerer, lines, opts, effects, offer=False)
+        self.set_strictness(answerer, offerer, opts)
         answerer.answered = offerer.answered = True
         answerer.deadline = None
         offerer.peer, answerer.peer = answerer.key, offerer.key
@@ -387,13 +269,13 @@ class Control:
         mux_out = tuple(offerer.ends[i].mux for i in range(len(lines)))
         sdp = _answer_codecs(offerer, answerer, sdp, opts, effects)
         body = self._rewrite(sdp, offerer, lines, mux_out, opts)
-        _recording(call, now, effects)
+        record_if_paired(call, now, effects)
         effects.append(Save(call))
         return {"result": "ok", "sdp": body}
 
     def _delete(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
-        call = self._call(msg)
-        to_tag, via = _text(msg, "to-tag"), _text(msg, "via-branch")
+        call = self.find_call(msg)
+        to_tag, via = text(msg, "to-tag"), text(msg, "via-branch")
         answer = self.stats(call, now)
         if to_tag or via:
             branch = call.monologues.get(to_tag) if to_tag else None
@@ -401,7 +283,7 @@ class Control:
                 branch = next((m for m in call.monologues.values() if m.via_branch == via), None)
             if branch is None:
                 raise CommandError("Unknown to-tag or via-branch")
-            self._drop_monologue(call, branch, effects)
+            self.drop_monologue(call, branch, effects)
             if _has_pair(call):
                 effects.append(Save(call))
                 return answer
@@ -409,107 +291,7 @@ class Control:
         return answer
 
     def _query(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
-        return self.stats(self._call(msg), now)
-
-    # -- hosted media (issue 15, hosting.py) -----------------------------------------
-
-    def _host(self, msg: dict[str, Any], now: float, effects: list[Effect]) -> dict[str, Any]:
-        """The relay answers party `from-tag` itself (or offers, when it sent no SDP)."""
-        call_id, tag = _required(msg, "call-id"), _required(msg, "from-tag")
-        body = _text(msg, "sdp")
-        late_answer = _text(msg, "sdp-type").lower() == "answer"
-        call = self.calls.get(call_id) or Call(call_id, now, now)
-        mono = call.monologues.get(tag) or Monologue(tag, now)
-        if late_answer and (mono.hosting is None or tag not in call.monologues):
-            raise CommandError("An answer to host, but the relay made no offer to from-tag")
-        if body:
-            sdp = sdprewrite.parse(body)
-            lines = sdprewrite.read(sdp)
-            index, chosen = hosting.choose(sdp)
-        else:
-            sdp, lines, index = None, [], 0
-            chosen = Hosting(0, "PCMU", hosting.STATIC["PCMU"], hosting.EVENT_TYPE)
-        new_ends = self._allocate(call, [mono], max(len(lines), 1))
-        # The callee it had offered to (busy, unanswered) is no longer its peer.
-        for other in list(call.monologues.values()):
-            if other is not mono and (other.peer == mono.key or mono.peer == other.key):
-                self._drop_monologue(call, other, effects)
-        mono.peer = None
-        call.monologues.setdefault(mono.key, mono)
-        self.calls.setdefault(call_id, call)
-        effects += [Bind(end) for end in new_ends]
-        call.last_signal = now
-        version = mono.hosting.version + (0 if late_answer else 1) if mono.hosting else 1
-        mono.hosting = Hosting(index, chosen.codec, chosen.payload_type, chosen.event_type,
-                               version)
-        if lines:
-            opts = Options.parse(msg)
-            self._learn(mono, lines, opts, effects, offer=not late_answer)
-            self._strictness(mono, mono, opts)
-            mono.answered = True
-        end = mono.ends[index]
-        end.mux = False  # the relay's SDP never offers or accepts rtcp-mux
-        link(call)
-        effects += [Host(end, mono.hosting), Save(call)]
-        if late_answer:
-            return {"result": "ok"}
-        if sdp is None:
-            return {"result": "ok", "sdp": hosting.offer(self.advertise, end.port, version)}
-        return {"result": "ok",
-                "sdp": hosting.answer(sdp, mono.hosting, self.advertise, end.port, version)}
-
-    def _unhost(self, mono: Monologue, effects: list[Effect]) -> None:
-        """An offer or answer pairs a hosted party with another: forwarding again."""
-        if mono.hosting is not None:
-            effects += [hosting.Unhost(end) for end in mono.ends]
-            mono.hosting = None
-
-    def _hosted(self, msg: dict[str, Any]) -> MediaEnd:
-        call = self._call(msg)
-        mono = call.monologues.get(_required(msg, "from-tag"))
-        if mono is None:
-            raise CommandError("Unknown from-tag")
-        if mono.hosting is None:
-            raise CommandError("from-tag is not hosted by the relay")
-        return mono.ends[mono.hosting.index]
-
-    def _media_command(self, msg: dict[str, Any], now: float,
-                       effects: list[Effect]) -> dict[str, Any]:
-        """play media, stop media, echo, start/stop recording, voicemail: for a hosted party."""
-        effects.append(hosting.media_effect(msg, self._hosted(msg)))
-        return {"result": "ok"}  # the glue adds what it learns (a prompt's duration)
-
-    def _start_recording(self, msg: dict[str, Any], now: float,
-                         effects: list[Effect]) -> dict[str, Any]:
-        if "from-tag" in msg:  # one party the relay hosts (issue 15)
-            return self._media_command(msg, now, effects)
-        return self._start_recording_call(msg, now, effects)
-
-    def _stop_recording(self, msg: dict[str, Any], now: float,
-                        effects: list[Effect]) -> dict[str, Any]:
-        if "from-tag" in msg:  # one party the relay hosts (issue 15)
-            return self._media_command(msg, now, effects)
-        return self._stop_recording_call(msg, now, effects)
-
-    def _start_recording_call(self, msg: dict[str, Any], now: float,
-                              effects: list[Effect]) -> dict[str, Any]:
-        """rtpengine's `start recording` without a from-tag: record the whole call from now."""
-        ask = _recording_asked(msg, Options(record_call=True))
-        call = self._call(msg)
-        _want_recording(call, ask)
-        _recording(call, now, effects)
-        effects.append(Save(call))
-        return {"result": "ok"}
-
-    def _stop_recording_call(self, msg: dict[str, Any], now: float,
-                             effects: list[Effect]) -> dict[str, Any]:
-        """`stop recording` without a from-tag: the call's recording ends (its file is kept)."""
-        call = self._call(msg)
-        if call.record_call:
-            call.record_call = False
-            effects.append(StopRecording(call.call_id))
-            effects.append(Save(call))
-        return {"result": "ok"}
+        return self.stats(self.find_call(msg), now)
 
     # -- time ----------------------------------------------------------------------
 
@@ -520,7 +302,7 @@ class Control:
             forks = [m for m in call.monologues.values()
                      if m.deadline is not None and m.deadline <= now]
             for mono in forks:
-                self._drop_monologue(call, mono, effects)
+                self.drop_monologue(call, mono, effects)
             if forks:
                 if not _has_pair(call):
                     self._drop_call(call, effects)
@@ -569,7 +351,7 @@ class Control:
             if mono.hosting is not None and mono.hosting.index < len(mono.ends):
                 effects.append(Host(mono.ends[mono.hosting.index], mono.hosting))
         self.calls[call.call_id] = call
-        _recording(call, now, effects)  # goes on into the recording's next part
+        record_if_paired(call, now, effects)  # goes on into the recording's next part
         return effects + restored_bridges(call)
 
     def abandon(self, call_id: str, unusable: list[int]) -> list[Effect]:
@@ -584,7 +366,7 @@ class Control:
 
     def refuse(self, datagram: bytes, reason: str, now: float) -> bytes | None:
         """Replace the answer to `datagram` (also for its retries) by an error."""
-        return self.reanswer(datagram, _error(reason), now)
+        return self.reanswer(datagram, error(reason), now)
 
     def reanswer(self, datagram: bytes, answer: dict[str, Any], now: float) -> bytes | None:
         """Replace the answer to `datagram` (also for its retries): what the glue learnt
@@ -626,6 +408,11 @@ class Control:
                 }
                 if end.destination() is not None:
                     stream["endpoint"] = _endpoint(end.destination())
+                processed = self._processed_counts(end)
+                if processed.bridge is not None:
+                    stream["bridge"] = dict(processed.bridge)
+                if processed.srtp_failed is not None:
+                    stream["recording"] = {"SRTP failed": processed.srtp_failed}
                 if end.health is not None:
                     stream.update(end.health.as_ng(end.codec, packets))
                     entry = end.health.ssrc_entry(end.codec, packets)
@@ -655,8 +442,8 @@ class Control:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _call(self, msg: dict[str, Any]) -> Call:
-        call = self.calls.get(_required(msg, "call-id"))
+    def find_call(self, msg: dict[str, Any]) -> Call:
+        call = self.calls.get(required(msg, "call-id"))
         if call is None:
             raise CommandError("Unknown call-id")
         return call
@@ -694,7 +481,7 @@ class Control:
                 other.peer = key
         link(call)
 
-    def _allocate(self, call: Call, monos: list[Monologue], count: int) -> list[MediaEnd]:
+    def allocate(self, call: Call, monos: list[Monologue], count: int) -> list[MediaEnd]:
         """Ends for `count` media lines on each monologue; all or none."""
         new: list[tuple[Monologue, MediaEnd]] = []
         try:
@@ -710,7 +497,7 @@ class Control:
             mono.ends.append(end)
         return [end for _, end in new]
 
-    def _learn(self, mono: Monologue, lines: list[MediaLine], opts: Options,
+    def learn(self, mono: Monologue, lines: list[MediaLine], opts: Options,
                effects: list[Effect], *, offer: bool) -> None:
         """What `mono`'s SDP says about where it receives, and how far to trust it."""
         source = opts.received_from
@@ -755,7 +542,7 @@ class Control:
             if end.sink is not None and end.sink.kernelized is not None:
                 effects.append(Unkernel(end.sink))
 
-    def _strictness(self, author: Monologue, other: Monologue, opts: Options) -> None:
+    def set_strictness(self, author: Monologue, other: Monologue, opts: Options) -> None:
         strict = "strict-source" in opts.flags
         latching = "port-latching" in opts.flags
         for end in author.ends + other.ends:
@@ -773,7 +560,7 @@ class Control:
             transport=opts.transport)
         return sdprewrite.rewrite(sdp, how).decode("utf-8", "surrogateescape")
 
-    def _drop_monologue(self, call: Call, mono: Monologue, effects: list[Effect]) -> None:
+    def drop_monologue(self, call: Call, mono: Monologue, effects: list[Effect]) -> None:
         for end in mono.ends:
             effects.append(Unbind(end))
             self.pool.release(end.port)
@@ -785,7 +572,7 @@ class Control:
 
     def _drop_call(self, call: Call, effects: list[Effect]) -> None:
         for mono in list(call.monologues.values()):
-            self._drop_monologue(call, mono, effects)
+            self.drop_monologue(call, mono, effects)
         self.calls.pop(call.call_id, None)
         effects.append(Forget(call.call_id))
 
@@ -797,113 +584,14 @@ _COMMANDS: dict[str, Callable[[Control, dict[str, Any], float, list[Effect]], di
     "delete": Control._delete,
     "query": Control._query,
     "list": Control._list,
-    "host": Control._host,
-    "play media": Control._media_command,
-    "stop media": Control._media_command,
-    "echo": Control._media_command,
-    "start recording": Control._start_recording,
-    "stop recording": Control._stop_recording,
-    "voicemail": Control._media_command,
+    "host": hosting_commands.host,
+    "play media": hosting_commands.media_command,
+    "stop media": hosting_commands.media_command,
+    "echo": hosting_commands.media_command,
+    "start recording": recording_commands.start_recording,
+    "stop recording": recording_commands.stop_recording,
+    "voicemail": hosting_commands.media_command,
 }
-
-
-RECORDINGS = "recordings"
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+=-]")
-
-
-def default_recording_file(call_id: str, started: float) -> str:
-    """`recordings/YYYY-MM-DD/<call-id>.wav` (UTC date), the call-id made a safe file name."""
-    day = time.strftime("%Y-%m-%d", time.gmtime(started))
-    name = _UNSAFE_NAME.sub("_", call_id).lstrip(".") or "call"
-    return f"{RECORDINGS}/{day}/{name}.wav"
-
-
-def checked_recording_file(path: str) -> str:
-    """A file a command names: relative to the media dir, no `..`, `.wav` added if missing."""
-    p = PurePosixPath(path)
-    if not path or p.is_absolute() or "\\" in path or any(part == ".." for part in p.parts):
-        raise CommandError(f"recording-file {path!r} must be a relative path inside the media dir")
-    return str(p) if p.suffix.lower() == ".wav" else f"{p}.wav"
-
-
-@dataclass(frozen=True, slots=True)
-class _RecordingAsk:
-    file: str  # "" for the default name
-    sip_call_id: str
-
-
-def _recording_asked(msg: dict[str, Any], opts: Options) -> _RecordingAsk | None:
-    """What an offer, answer or `start recording` asks of the call's recording (None: nothing).
-
-    `recording-file` (a path relative to the media dir) names the file; by
-    default it is recordings/<UTC date>/<call-id>.wav, fixed when recording
-    starts. `sip-call-id` goes into the metadata (the ng call-id may be the
-    B2BUA's own id). A file outside the media dir is refused here, before
-    the command changes anything.
-    """
-    if not opts.record_call:
-        return None
-    file = _text(msg, "recording-file")
-    return _RecordingAsk(checked_recording_file(file) if file else "", _text(msg, "sip-call-id"))
-
-
-def _want_recording(call: Call, ask: _RecordingAsk | None) -> None:
-    if ask is None:
-        return
-    call.record_call = True
-    if ask.file and not call.recording_file:
-        call.recording_file = ask.file
-    if ask.sip_call_id:
-        call.sip_call_id = ask.sip_call_id
-
-
-def _recording(call: Call, now: float, effects: list[Effect]) -> None:
-    """A recorded call whose two parties are paired: record (or keep recording) their audio.
-
-    The left channel is the caller: the call's first monologue (created by
-    the first offer, never renamed); the right one its peer. Early media
-    before an answer is not recorded (forks come and go until then).
-    """
-    if not call.record_call:
-        return
-    monos = list(call.monologues.values())
-    left = next((m for m in monos if m.peer is not None and m.peer in call.monologues), None)
-    if left is None:
-        return
-    right = call.monologues[left.peer]  # type: ignore[index]
-    if not (left.answered and right.answered):
-        return
-    pair = next(((a, b) for a, b in zip(left.ends, right.ends, strict=False)
-                 if a.media == "audio" and b.media == "audio"), None)
-    if pair is None:
-        return
-    if not call.recording_file:
-        call.recording_file = default_recording_file(call.call_id, now)
-    effects.append(Record(call.call_id, call.recording_file, pair[0], pair[1], call.sip_call_id))
-
-
-def _error(reason: str) -> dict[str, Any]:
-    return {"result": "error", "error-reason": reason}
-
-
-def _text(msg: dict[str, Any], key: str) -> str:
-    value = msg.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _required(msg: dict[str, Any], key: str) -> str:
-    value = _text(msg, key)
-    if not value:
-        raise CommandError(f"No {key} in message")
-    return value
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
 
 
 def _branch_key(via: str) -> str:

@@ -14,7 +14,8 @@ the far end of one party's call (it answers its SDP offer itself), and
 - the effects the glue carries out on the party's processor
   (`rtpmedia.relay.hosted.HostedParty`).
 
-Control (`control.py`) owns the calls and turns commands into these effects.
+Control (`control.py`) owns the calls; `hosting_commands.py` turns the
+commands into these effects.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Recording a whole relayed call: one WAV channel per party, while the call is forwarded.
 
-The control decides *that* a call is recorded (the `record-call` flag of
-`offer`/`answer`, or `start recording` without a from-tag, as rtpengine
-does) and names the file; this module does it. A `CallRecording` is a
+The control (`recording_commands.py`) decides *that* a call is recorded
+(the `record-call` flag of `offer`/`answer`, or `start recording` without a
+from-tag, as rtpengine does) and names the file; this module does it. A `CallRecording` is a
 media-engine *tap* on the two parties' audio ends: it sees a copy of every
 packet a party sends, which is forwarded as it would be without the
 recording (plainly, or converted by a transcoding bridge), and puts it into
@@ -35,6 +35,7 @@ import structlog
 
 from rtpmedia.codecs import PCMA, PCMU
 from rtpmedia.codecs.base import Codec
+from rtpmedia.durable import try_fsync_dir
 from rtpmedia.receiver import FRAME, Receiver
 from rtpmedia.recorder import Recorder
 from rtpmedia.relay.calls import MediaEnd
@@ -70,6 +71,8 @@ class CallRecording:
         self.path, self.part = _free_part(path)
         self.receivers = (Receiver(RECORDED_CODECS), Receiver(RECORDED_CODECS))
         self._srtp: list[SrtpReader | None] = [None, None]
+        # Failures of readers replaced by a re-INVITE's new keys, so the count only grows.
+        self._srtp_failed_before = [0, 0]
         # Frames are written at the tick's pace, so a short hold is enough.
         self.recorder = Recorder(self.path, 2, hold=0.5)
         self.started = now
@@ -85,12 +88,27 @@ class CallRecording:
         if end.crypto:  # SDES-SRTP: a decrypted copy for the recording only
             reader = self._srtp[side]
             if reader is None or reader.crypto != end.crypto:  # new keys (a re-INVITE)
+                if reader is not None:
+                    self._srtp_failed_before[side] += reader.failed
                 reader = self._srtp[side] = SrtpReader(end.crypto)
             plain = reader.unprotect(bytes(packet))
             if plain is not None:
                 self.receivers[side].put_packet(plain, now)
             return
         self.receivers[side].put_packet(packet, now)
+
+    def srtp_failed(self, end: MediaEnd) -> int | None:
+        """SRTP copies of `end`'s party that no key authenticated, left out of the recording
+        (None: the recording has decrypted nothing of that party, e.g. a plain RTP leg).
+
+        The call itself is not touched: the packets were forwarded as they came."""
+        side = 0 if end is self.ends[0] else 1 if end is self.ends[1] else None
+        if side is None:
+            return None
+        reader = self._srtp[side]
+        if reader is None and not self._srtp_failed_before[side]:
+            return None
+        return self._srtp_failed_before[side] + (reader.failed if reader is not None else 0)
 
     def tick(self, now: float, emit: Emit) -> None:
         if self.closed:
@@ -108,7 +126,7 @@ class CallRecording:
             return
         self.closed = True
         duration = self.recorder.close()
-        _fsync_dir(self.path.parent)
+        try_fsync_dir(self.path.parent)
         try:
             write_metadata(self.first, self.path, self.info, self.started, duration)
         except OSError as exc:
@@ -159,7 +177,7 @@ def write_metadata(first: Path, path: Path, info: RecordingInfo, started: float,
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, meta_file)
-    _fsync_dir(meta_file.parent)
+    try_fsync_dir(meta_file.parent)
 
 
 def recover_parts(first: Path, info: RecordingInfo) -> list[Path]:
@@ -180,7 +198,7 @@ def recover_parts(first: Path, info: RecordingInfo) -> list[Path]:
                 duration = _fix_wav_header(stale)
                 ended = stale.stat().st_mtime
                 os.replace(stale, final)
-                _fsync_dir(final.parent)
+                try_fsync_dir(final.parent)
                 write_metadata(first, final, info, ended - duration, duration, recovered=True)
             except (OSError, ValueError) as exc:
                 log.error("recording part not recovered", file=str(stale), error=str(exc))
@@ -259,16 +277,3 @@ def _free_part(path: Path) -> tuple[Path, int]:
     while _part_path(path, part).exists():
         part += 1
     return _part_path(path, part), part
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

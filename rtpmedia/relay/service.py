@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,14 @@ from rtpmedia.recorder import Recorder
 from rtpmedia.relay.bridge import Bridge, Repairs
 from rtpmedia.relay.calls import Call, MediaEnd
 from rtpmedia.relay.control import (
+    NOT_PROCESSED,
     Bind,
     BridgeMedia,
     CommandError,
     Control,
     Effect,
     Forget,
+    ProcessedCounts,
     Record,
     Save,
     StopRecording,
@@ -58,7 +60,7 @@ from rtpmedia.relay.hosting import (
     Voicemail,
 )
 from rtpmedia.relay.ports import PortPool, ephemeral_overlap, read_ephemeral
-from rtpmedia.relay.recording import RecordingInfo, Recordings
+from rtpmedia.relay.recording import CallRecording, RecordingInfo, Recordings
 from rtpmedia.relay.rtcp_capture import RtcpCapture
 from rtpmedia.relay.store import CallStore
 from rtpmedia.voicemail_session import IvrSession
@@ -211,7 +213,8 @@ class Relay(Service):
         self.control = Control(PortPool(*settings.ports), settings.advertise,
                                silence_timeout=settings.silence_timeout,
                                hold_timeout=settings.hold_timeout,
-                               kernel_counts=self.forwarder.kernel_counts)
+                               kernel_counts=self.forwarder.kernel_counts,
+                               processed_counts=processed_counts)
         self.store = CallStore(settings.data_dir / STORE_FILE)
         self.notifier = Notifier(reactor, settings.notify) if settings.notify else None
         self.media = MediaFiles(settings.media_dir or settings.data_dir)
@@ -515,6 +518,22 @@ class Relay(Service):
             log.info("latched", call_id=end.call_id, tag=end.tag, index=end.index,
                      rtp=_text(end.latched), rtcp=_text(end.latched_rtcp))
             self.store.apply([call], [])
+
+
+def processed_counts(end: MediaEnd) -> ProcessedCounts:
+    """What the processor and taps on `end` counted of its party's packets (for `query`)."""
+    bridge = None
+    processor = end.processor
+    if isinstance(processor, Bridge) and (end is processor.offerer or end is processor.answerer):
+        from_offerer, from_answerer = processor.counts()
+        bridge = asdict(from_offerer if end is processor.offerer else from_answerer)
+    srtp_failed = None
+    for tap in end.taps:
+        if isinstance(tap, CallRecording):
+            srtp_failed = tap.srtp_failed(end)
+    if bridge is None and srtp_failed is None:
+        return NOT_PROCESSED
+    return ProcessedCounts(bridge, srtp_failed)
 
 
 def _text(address: Address | None) -> str:

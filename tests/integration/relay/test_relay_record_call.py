@@ -313,6 +313,20 @@ def test_an_sdes_srtp_call_is_forwarded_encrypted_and_recorded_decrypted(
     # What arrives is the encrypted packets as sent: forwarding does not touch them.
     assert len(got_b) >= 0.95 * len(sent_a) and set(got_b) <= set(sent_a)
     assert len(got_a) >= 0.95 * len(sent_b) and set(got_a) <= set(sent_b)
+    # Three packets under a key A never declared: forwarded, but left out of
+    # the recording, and counted on A's stream.
+    forged = session(os.urandom(30))
+    for seq in range(3):
+        a.sock.sendto(forged.protect(packet(60000 + seq, 0xBAD, b"\xff" * FRAME)), (HOST, to_a))
+
+    def failed() -> dict | None:
+        q = relay.command({"command": "query", "call-id": "srtp"})
+        a_rec = q["tags"]["A"]["medias"][0]["streams"][0].get("recording", {})
+        return q if a_rec.get("SRTP failed", 0) >= 3 else None
+
+    q = wait_for(failed, 5, "the forged packets counted")
+    assert q["tags"]["A"]["medias"][0]["streams"][0]["recording"] == {"SRTP failed": 3}
+    assert q["tags"]["B"]["medias"][0]["streams"][0]["recording"] == {"SRTP failed": 0}
     gone = relay.command({"command": "delete", "call-id": "srtp"})
     wav = relay.data_dir / "media" / gone["recording-file"]
     wait_for(wav.exists, 5, "the recording in place")

@@ -13,6 +13,7 @@ import pytest
 from rtpmedia.codecs.g711 import PCMA, PCMU
 from rtpmedia.rtp import RtpPacket
 from tests.integration.relay.test_relay_process import HOST, RelayProcess, port_range, relay_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TRANSCODE = {"codec": {"transcode": ["PCMU", "PCMA"]}}
@@ -126,6 +127,46 @@ def test_pcmu_only_and_pcma_only_hear_each_other_transcoded(relay: RelayProcess)
         b.close()
 
 
+def rtp_stream(answer: dict, tag: str) -> dict:
+    """The RTP stream of party `tag`'s first media line in a query answer."""
+    return answer["tags"][tag]["medias"][0]["streams"][0]
+
+
+def test_query_gives_the_bridge_counters_of_each_direction(relay: RelayProcess) -> None:
+    a, b = Party("PCMU"), Party("PCMA")
+    try:
+        to_a, to_b = establish(relay, a, b, "tcq", TRANSCODE)
+        voice = speech_like(0.5, 3)
+        frames = len(voice) // 160  # 25 from A
+        for seq in range(frames):
+            a.send(seq, voice[seq * 160:(seq + 1) * 160], to_a)
+            if seq < 10:
+                b.send(seq, voice[seq * 160:(seq + 1) * 160], to_b)
+        # A payload type neither party offered: the bridge has no route for it.
+        for seq in range(frames, frames + 3):
+            packet = RtpPacket(payload_type=99, sequence_number=seq, timestamp=seq * 160,
+                               ssrc=0x5150, payload=b"\xff" * 160)
+            a.sock.sendto(packet.serialize(), (HOST, to_a))
+
+        def counted() -> dict | None:
+            a.drain(), b.drain()
+            q = relay.command({"command": "query", "call-id": "tcq"})
+            from_a, from_b = rtp_stream(q, "A").get("bridge"), rtp_stream(q, "B").get("bridge")
+            done = from_a and from_b and from_a["forwarded"] + from_a["dropped"] >= frames + 3 \
+                and from_b["forwarded"] >= 10
+            return q if done else None
+
+        q = wait_for(counted, 10, "the bridge to count every packet")
+        assert rtp_stream(q, "A")["bridge"] == {
+            "forwarded": frames, "converted": frames, "dropped": 3, "frames": 0, "concealed": 0}
+        assert rtp_stream(q, "B")["bridge"] == {
+            "forwarded": 10, "converted": 10, "dropped": 0, "frames": 0, "concealed": 0}
+        assert "recording" not in rtp_stream(q, "A")  # not recorded
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_repaired_leg_with_ten_percent_loss_arrives_without_missing_frames(
         relay: RelayProcess) -> None:
     a, b = Party("PCMU"), Party("PCMU")
@@ -162,6 +203,10 @@ def test_a_repaired_leg_with_ten_percent_loss_arrives_without_missing_frames(
         # number of samples): search every lag.
         heard = np.concatenate([PCMU.decode(p.payload) for p in got]).astype(float)
         assert best_match(heard, voice[1600:3600].astype(float)) > 0.95
+        # The query shows the repair: every frame sent on a tick, the lost ones made up.
+        counts = rtp_stream(relay.command({"command": "query", "call-id": "rp1"}), "A")["bridge"]
+        assert counts["frames"] >= frames and counts["concealed"] >= len(lost)
+        assert counts["dropped"] == 0
     finally:
         a.close()
         b.close()

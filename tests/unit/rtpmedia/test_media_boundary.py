@@ -15,8 +15,9 @@ for module in pkgutil.walk_packages(softswitch.__path__, "softswitch."):
     if not module.name.endswith("__main__"):  # runs the CLI
         importlib.import_module(module.name)
 # The ng and HEP wire formats are the parts of rtpmedia the signalling side shares
-# (it speaks ng to its relays, HEP to Homer); they are pure and numpy-free.
-shared = {"rtpmedia", "rtpmedia.ng", "rtpmedia.hep"}
+# (it speaks ng to its relays, HEP to Homer), and the folder fsync of the voicemail
+# store and the recordings; they are pure and numpy-free.
+shared = {"rtpmedia", "rtpmedia.ng", "rtpmedia.hep", "rtpmedia.durable"}
 print("numpy" in sys.modules, any(m.startswith("rtpmedia") and m not in shared
                                   for m in sys.modules))
 """

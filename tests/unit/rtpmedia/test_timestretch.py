@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from rtpmedia import timestretch
 
@@ -91,3 +94,21 @@ def test_too_short_and_float_input() -> None:
     assert timestretch.accelerate(np.zeros(10)).samples == 0
     out = timestretch.accelerate(tone(150.0).astype(np.float32))
     assert out.audio.dtype == np.int16 and out.samples > 0
+
+
+@given(arrays(np.float64, st.integers(0, 400),
+              elements=st.floats(-32768.0, 32767.0, allow_nan=False)))
+def test_find_period_of_any_length_gives_a_lag_in_range_or_none(x: np.ndarray) -> None:
+    lag, corr = timestretch.find_period(x)
+    if lag == 0:
+        assert corr == 0.0
+    else:
+        assert timestretch.MIN_LAG <= lag <= min(timestretch.MAX_LAG, len(x) // 2)
+        assert -1.0 - 1e-6 <= corr <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("n", [2 * timestretch.MIN_LAG, 2 * timestretch.MIN_LAG + 1])
+def test_a_signal_with_room_for_one_lag_only_gets_that_lag(n: int) -> None:
+    # 40 and 41 samples used to raise IndexError (one candidate lag, no neighbour).
+    lag, corr = timestretch.find_period(tone(RATE / timestretch.MIN_LAG, n).astype(float))
+    assert lag == timestretch.MIN_LAG and corr > 0.99
