@@ -526,12 +526,15 @@ class JitterBuffer(Generic[P]):
         adjacent = nxt_key is not None and nxt_key <= s.playout_ts + fs // 2
         # Removing up to the queued samples keeps the lead; removing more
         # takes one frame (a tick) off it, allowed when the lead exceeds the
-        # target by a frame.
+        # target by a frame. Below target nothing is removed: what is queued
+        # then is what EXPAND inserted to raise the delay (a tick is skipped
+        # once a frame's worth has built up), and trimming it undid each
+        # expansion, so the delay never rose to the target between stalls.
         if lead - fs / self.clock_rate >= target:
             removable = fs
         else:
             removable = queued
-        if removable >= self.min_stretch and adjacent:
+        if removable >= self.min_stretch and adjacent and lead >= target:
             return Playout(PlayoutKind.ACCELERATE, (first, self._pop(s)), stretch_samples=removable)
         if lead < target:
             missing = int((target - lead) * self.clock_rate) + 1
