@@ -283,11 +283,6 @@ class DelayPeaks:
         self._stalls: deque[_Peak] = deque()
         self._since: float | None = None  # start of the time they cover
 
-    @property
-    def stalls(self) -> int:
-        """Stalls remembered."""
-        return len(self._stalls)
-
     def add(self, arrival: float, delay: float) -> float | None:
         """A packet whose relative delay (s) is far above the jitter.
 
