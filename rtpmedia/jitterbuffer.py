@@ -25,7 +25,11 @@ skew) goes into a histogram that forgets old packets; the target is a high
 quantile of it, bounded by min/max delay. The quantile (98% at the start) is
 steered by the late losses actually seen, towards `late_loss_target`: each
 late frame raises it at once (a delay spike raises the target fast), frames
-in time lower it slowly. The buffer moves its delay to the target by time
+in time lower it slowly. Stalls of the path (a few packets far above that
+quantile, then the queued ones back to back) are kept out of the histogram
+and remembered apart (`DelayPeaks`, after NetEq's peak detector): the target
+stays at least at the delay that would have lost `late_loss_target` of the
+frames over the recent stalls. The buffer moves its delay to the target by time
 stretching, by waiting while below target (concealing without giving up the
 missing frame), and at talkspurt starts (marker bit, or a timestamp gap after
 contiguous sequence numbers) by re-timing playout in the silence, where it
@@ -245,6 +249,104 @@ class _MinWindow:
 
 
 @dataclass(slots=True)
+class _Peak:
+    start: float  # arrival of its first packet, seconds
+    height: float  # its highest relative delay, seconds
+    packets: int
+
+
+class DelayPeaks:
+    """Stalls of the path, and the least delay that rides them out.
+
+    A stall of height H holds the packets sent during it, which then arrive
+    back to back, each a frame time less late than the one before: a delay
+    D below H loses about (H - D) / frame time frames per stall, however
+    rare stalls are. In a delay histogram they are a few percent of the
+    packets, so a quantile either ignores them or, steered by the frames
+    they make late, jumps to near H and drifts down before the next stall
+    (hence NetEq's peak detector beside its histogram). So the buffer hands
+    the packets far above its jitter quantile to this class instead (`add`);
+    one peak is such packets arriving within `JOIN` of each other, a stall
+    is a peak of at least `MIN_PACKETS` (a lone outlier is handed back as
+    jitter). `floor` is the smallest delay that would have lost at most
+    `loss` of the frames sent over the time the remembered stalls cover:
+    the best fixed delay for the recent past, which falls as calm time
+    passes. Cost: `add` only for peak packets; per tick, the owner compares
+    `now` with `due` and calls `solve` when the allowance has grown by 5%.
+    """
+
+    #: Packets above the threshold this close together are one peak.
+    JOIN = 0.2
+    #: Stalls remembered (as NetEq's peaks).
+    MEMORY = 8
+    #: A peak this many packets wide is a stall.
+    MIN_PACKETS = 2
+    #: The floor is re-solved when the allowance grows by this factor.
+    RESOLVE = 1.05
+
+    def __init__(self, frame_time: float, loss: float) -> None:
+        self.frame_time = frame_time
+        self.loss = loss
+        #: The delay (s) the stalls ask for, as of the last `solve`.
+        self.floor = 0.0
+        #: When `solve` is next needed (plain attribute: read every tick).
+        self.due = -math.inf
+        self._peak: _Peak | None = None  # the last peak, stall or not
+        self._last = -math.inf  # arrival of the last packet handed in
+        self._stalls: deque[_Peak] = deque()
+        self._since: float | None = None  # start of the time they cover
+
+    def add(self, arrival: float, delay: float) -> float | None:
+        """A packet whose relative delay (s) is far above the jitter.
+
+        Returns the height of the previous peak when this packet starts a
+        new one and that one stayed narrower than a stall: a lone outlier
+        is jitter, for the owner's histogram (and known as such only now).
+        """
+        peak = self._peak
+        self._last, last = arrival, self._last
+        if peak is not None and arrival - last <= self.JOIN:
+            peak.height = max(peak.height, delay)
+            peak.packets += 1
+            if peak.packets == self.MIN_PACKETS:
+                self._stalls.append(peak)
+                if len(self._stalls) > self.MEMORY:
+                    self._since = self._stalls.popleft().start
+            if peak.packets >= self.MIN_PACKETS:
+                self.due = -math.inf
+            return None
+        self._peak = _Peak(arrival, delay, 1)
+        if peak is not None and peak.packets < self.MIN_PACKETS:
+            return peak.height
+        return None
+
+    def solve(self, now: float) -> None:
+        """Recompute `floor` and `due` for `now` (the first call starts the
+        time the stalls are counted over)."""
+        if self._since is None:
+            self._since = now
+        if not self._stalls:
+            self.floor, self.due = 0.0, math.inf
+            return
+        elapsed = max(now - self._since, self.frame_time)
+        self.floor = self._solve(self.loss * elapsed / self.frame_time)
+        self.due = self._since + elapsed * self.RESOLVE
+
+    def _solve(self, allowed: float) -> float:
+        # The D where sum(max(H - D, 0)) / frame time = allowed frames: with
+        # the heights in descending order, D lies below the k highest for
+        # the first k whose solution is not below the next height.
+        heights = sorted((p.height for p in self._stalls), reverse=True)
+        total = 0.0
+        for k, h in enumerate(heights, 1):
+            total += h
+            d = (total - allowed * self.frame_time) / k
+            if k == len(heights) or d >= heights[k]:
+                return max(d, 0.0)
+        return 0.0
+
+
+@dataclass(slots=True)
 class _Epoch:
     """A run of packets whose timestamps are continuous.
 
@@ -308,6 +410,9 @@ class JitterBuffer(Generic[P]):
     LATE_STEP = 0.9
     MIN_TAIL = 0.001
     MAX_TAIL = 0.1
+    #: A packet this many frame times above the jitter quantile belongs to
+    #: a delay peak (`DelayPeaks`), not to the jitter histogram.
+    PEAK_MARGIN = 2
 
     def __init__(
         self,
@@ -344,6 +449,14 @@ class JitterBuffer(Generic[P]):
         self._half = frame_samples // 2
         self._frame_time = frame_samples / clock_rate
         self._hist = DelayHistogram(bucket, max_delay, forget, initial_delay)
+        # The stalls' floor is solved for late_loss_target itself, not for
+        # the steered tail: the late frames of a stall drive the tail down
+        # (which only lifts the jitter quantile within the calm jitter, the
+        # stalls being out of its histogram), and a floor solved for that
+        # tail would hold the delay near the stalls' height.
+        self._peaks = DelayPeaks(frame_samples / clock_rate, late_loss_target)
+        self._peak_margin = self.PEAK_MARGIN * frame_samples / clock_rate
+        self._peak_threshold = math.inf  # set with the target, each tick
         self._s: _Stream | None = None
         self._retired: tuple[int, float] | None = None
         self._c = _Counters()
@@ -398,7 +511,15 @@ class JitterBuffer(Generic[P]):
         horizon = arrival_time - self.min_window
         while q[0][0] < horizon:
             q.popleft()
-        self._hist.add(offset - q[0][1])
+        rel = offset - q[0][1]
+        if rel > self._peak_threshold:
+            # Maybe a stall: its own model, out of the quantile's (a lone
+            # outlier comes back once it is known to be one).
+            lone = self._peaks.add(arrival_time, rel)
+            if lone is not None:
+                self._hist.add(lone)
+        else:
+            self._hist.add(rel)
         if s.playout_ts is not None and ts < s.playout_ts - self._half:
             self._c.discarded += 1
             s.emitted.add(ext)  # a second copy is then a duplicate
@@ -452,9 +573,19 @@ class JitterBuffer(Generic[P]):
 
     @property
     def target_delay(self) -> float:
-        """Target delay above the fastest packet of the window, seconds."""
+        """Target delay above the fastest packet of the window, seconds
+        (with the stalls' floor as of the last tick)."""
         q = self._hist.quantile(1.0 - self._tail)
-        return min(max(q, self.min_delay), self.max_delay)
+        return min(max(q, self._peaks.floor, self.min_delay), self.max_delay)
+
+    def _target(self, now: float) -> float:
+        """The target for the tick at `now`; moves the peak threshold."""
+        q = self._hist.quantile(1.0 - self._tail)
+        self._peak_threshold = q + self._peak_margin
+        peaks = self._peaks
+        if now >= peaks.due:
+            peaks.solve(now)
+        return min(max(q, peaks.floor, self.min_delay), self.max_delay)
 
     @property
     def current_delay(self) -> float:
@@ -484,9 +615,7 @@ class JitterBuffer(Generic[P]):
         ticks); queued samples only add delay, and the buffer trims them
         with accelerate when the signal allows.
         """
-        # target_delay, inline (once per frame).
-        target = self._hist.quantile(1.0 - self._tail)
-        target = min(max(target, self.min_delay), self.max_delay)
+        target = self._target(now)
         out = self._decide(now, queued_samples, target)
         # _account, inline for the usual one frame played.
         if out.kind is _NORMAL_KIND and len(out.frames) == 1:
@@ -560,12 +689,15 @@ class JitterBuffer(Generic[P]):
         adjacent = bool(keys) and keys[0] <= s.playout_ts + self._half
         # Removing up to the queued samples keeps the lead; removing more
         # takes one frame (a tick) off it, allowed when the lead exceeds the
-        # target by a frame.
+        # target by a frame. Below target nothing is removed: what is queued
+        # then is what EXPAND inserted to raise the delay (a tick is skipped
+        # once a frame's worth has built up), and trimming it undid each
+        # expansion, so the delay never rose to the target between stalls.
         if lead - self._frame_time >= target:
             removable = fs
         else:
             removable = queued
-        if removable >= self.min_stretch and adjacent:
+        if removable >= self.min_stretch and adjacent and lead >= target:
             return Playout(PlayoutKind.ACCELERATE, (first, self._pop(s)), stretch_samples=removable)
         if lead < target:
             missing = int((target - lead) * self.clock_rate) + 1

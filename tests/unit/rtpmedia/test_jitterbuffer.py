@@ -375,3 +375,57 @@ def test_never_out_of_order_never_twice_never_more_than_received(
     s = jb.stats()
     assert s.jitter_buffer_emitted_count == len(played) * FRAME
     assert s.packets_received == len(pkts)
+
+
+def stalls(pkts: list[Pkt], starts: range, frames: int) -> None:
+    """A stall before each start: `frames` frames held, then back to back."""
+    for start in starts:
+        for k in range(start, start + frames):
+            pkts[k].arrival = (start + frames) * PTIME + 0.03 + (k - start) * 0.0005
+
+
+def test_recurring_stalls_keep_the_delay_up_between_them() -> None:
+    # A 200 ms stall every 15 s. The quantile alone learns a stall from its
+    # late frames and forgets it in the calm that follows (the next stall
+    # then loses nearly as much as the first); the stalls' floor keeps the
+    # delay where the stalls seen so far would have lost late_loss_target
+    # of the frames: 0.6% of 750 frames, about 5 per stall.
+    pkts = steady(6000)
+    starts = range(100, 5900, 750)
+    stalls(pkts, starts, 10)
+    jb = buffer()
+    run = drive(jb, pkts, until=120.5)
+    lost = [sum(k not in run.played for k in range(s, s + 10)) for s in starts]
+    assert lost[0] == 10
+    assert all(n <= 5 for n in lost[1:])
+    for s in starts[1:]:  # when the frame before the stall plays
+        i = next(i for i, o in enumerate(run.outs) if o.frame and o.frame.payload >= s - 1)
+        assert 0.09 <= run.targets[i] <= 0.13
+        assert run.delays[i] >= 0.09
+    assert run.played == sorted(run.played)
+
+
+def test_the_stall_floor_falls_as_calm_time_passes() -> None:
+    pkts = steady(3000)
+    stalls(pkts, range(100, 700, 200), 10)
+    jb = buffer()
+    drive(jb, pkts[:800], until=16.0)
+    high = jb.target_delay
+    assert high >= 0.15
+    drive(jb, pkts[800:], until=60.2)
+    # Three stalls in a minute ask for 80 ms (0.6% of 3000 frames is 18
+    # frames, 6 per stall), not for the 170 ms they asked for in 16 s.
+    assert 0.07 <= jb.target_delay <= 0.09
+
+
+def test_lone_outliers_are_jitter_not_stalls() -> None:
+    # One packet in 60 comes 120 ms late, alone (1.7% of the frames): no
+    # stall, so it must reach the jitter quantile, which covers it.
+    pkts = steady(3000)
+    for k in range(100, 3000, 60):
+        pkts[k].arrival += 0.12
+    jb = buffer()
+    run = drive(jb, pkts, until=60.5)
+    assert jb.target_delay >= 0.1
+    missing = [k for k in range(3000) if k not in set(run.played)]
+    assert sum(k >= 1500 for k in missing) <= 0.01 * 1500
