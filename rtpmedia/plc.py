@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,7 @@ __all__ = [
     "Repeat",
     "Silence",
     "Tuning",
+    "conceal_many",
 ]
 
 
@@ -74,8 +76,12 @@ class PacketConcealer(ABC):
     delay: int = 0
 
     @abstractmethod
-    def good(self, frame: npt.ArrayLike) -> Frame:
-        """A frame was received: remember it; return the frame to play."""
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
+        """A frame was received: remember it; return the frame to play.
+
+        `owned`: the caller hands over an int16 frame that nobody modifies
+        afterwards, so a concealer may keep it (and return it) uncopied.
+        """
 
     @abstractmethod
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
@@ -85,7 +91,7 @@ class PacketConcealer(ABC):
 class Silence(PacketConcealer):
     """Zeros in place of every missing frame."""
 
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         return _to_int16(_frame_in(frame))
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
@@ -98,7 +104,7 @@ class Repeat(PacketConcealer):
     def __init__(self) -> None:
         self._last = np.zeros(FRAME, dtype=np.int16)
 
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         self._last = _to_int16(_frame_in(frame))
         return self._last.copy()
 
@@ -169,7 +175,7 @@ class G711AppendixI(PacketConcealer):
         self._start = 0  # index of pitchbufstart in _pitchbuf
 
     # The public calls split a 20 ms frame into the reference's two sub-frames.
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         s = _frame_in(frame)
         out = np.concatenate(
             [self._addtohistory(s[:_A1_FRAMESZ]), self._addtohistory(s[_A1_FRAMESZ:])]
@@ -308,124 +314,231 @@ def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.fl
     return lag, expand
 
 
-def _lpc(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
-    """LPC coefficients a[0..order] (a[0] = 1) by autocorrelation and Levinson-Durbin."""
-    w = x * _hanning(len(x))
-    r = np.array([w[: len(w) - k] @ w[k:] for k in range(order + 1)])
-    if r[0] <= 1e-9:
-        a = np.zeros(order + 1)
-        a[0] = 1.0
-        return a
-    # The lag window and -40 dB white noise keep the filter tame.
-    lag, expand = _lpc_windows(order)
-    r = r * lag
-    r[0] *= 1.0001
-    # Levinson-Durbin on Python floats: ten steps of a few products each,
-    # where numpy pays a microsecond a call. The dot products add in order,
-    # as BLAS does for vectors this short (the same coefficients to the bit).
-    rl: list[float] = r.tolist()
-    coef = [1.0] + [0.0] * order
-    err = rl[0]
-    for i in range(1, order + 1):
-        acc = 0.0
-        for j in range(1, i):
-            acc += coef[j] * rl[i - j]
-        k = -(rl[i] + acc) / err
-        coef[1:i] = [coef[j] + k * coef[i - j] for j in range(1, i)]
-        coef[i] = k
-        err *= 1.0 - k * k
-        if err <= 0:
-            break
-    return np.array(coef) * expand
+# The signal processing below works on a batch: a (k, n) array holds k
+# streams' signals, one a row, so that the relay's tick conceals all its
+# streams' lost frames with one set of numpy calls instead of one set per
+# stream (numpy costs about a microsecond a call, and a frame's arrays are
+# tiny). A row's result must not depend on the other rows or on k: every
+# step is element-wise, a reduction whose order is fixed row by row (the
+# strided views below go through numpy's plain matmul loop, which adds in
+# index order; einsum reduces each row's contiguous run the same way
+# whatever k is), or an FFT, which transforms each row on its own.
 
 
-def _residual(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """A(z) applied to x; the first len(a)-1 outputs use x's own earlier samples."""
-    return np.convolve(x, a)[len(a) - 1 : len(x)]
+def _windows(x: npt.NDArray[np.float64], start: int, count: int, span: int) -> npt.NDArray[np.float64]:
+    """View (k, count, span) of C-contiguous `x` (k, n): [r, i] = x[r, start - i : start - i + span].
 
-
-def _impulse_response(a: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
-    """The first `n` samples of the impulse response of 1/A(z).
-
-    Through the FFT rather than a per-sample loop: A(z) is minimum phase and
-    bandwidth-expanded, so the response has decayed long before the
-    transform's length wraps it around.
+    Made directly (sliding_window_view's checks cost as much as the products
+    at k = 1). Overlapping rows are not BLAS-able, so a matmul on this view
+    runs numpy's own loop, adding each product in index order.
     """
-    size = 1 << max(10, (4 * n - 1).bit_length())
-    return np.fft.irfft(1.0 / np.fft.rfft(a, size), size)[:n]
+    k, n = x.shape
+    item = x.itemsize
+    return np.ndarray((k, count, span), np.float64, x, start * item, (n * item, -item, item))
 
 
-def _synthesise(
+def _pitch_many(
+    x: npt.NDArray[np.float64], lo: int, hi: int, span: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Pitch lag (fractional) and voicing (normalised correlation) at the end of each row of `x`."""
+    k, n = x.shape
+    hi = min(hi, n - span)
+    if hi <= lo:
+        return np.full(k, float(lo)), np.zeros(k)
+    count = hi - lo + 1
+    lags = np.arange(lo, hi + 1)
+    target = x[:, n - span :]
+    win = _windows(x, n - span - lo, count, span)  # win[r, i]: `lags[i]` before the target
+    cross = (win @ target[:, :, None])[:, :, 0]
+    energy = np.einsum("rij,rij->ri", win, win)
+    et = np.einsum("rj,rj->r", target, target)
+    corr = cross / np.sqrt(np.maximum(energy * et[:, None], 1e-9))
+    rows = np.arange(k)
+    best = corr.argmax(axis=1)
+    top = corr[rows, best]
+    # Prefer a submultiple that is nearly as good (octave errors buzz badly):
+    # the best of the three lags around lag/3, else around lag/2.
+    chosen = best
+    pending = np.ones(k, dtype=bool)
+    offsets = np.arange(3)
+    for div in (3, 2):
+        j = np.rint(lags[best] / div).astype(np.int64) - lo
+        first = np.maximum(j - 1, 0)
+        cand = first[:, None] + offsets  # corr[max(0, j - 1) : j + 2]
+        inside = (cand <= j[:, None] + 1) & (cand < count)
+        vals = np.where(inside, corr[rows[:, None], np.minimum(cand, count - 1)], -np.inf)
+        jj = first + vals.argmax(axis=1)
+        ok = pending & (j >= 0) & (j < count)
+        ok &= corr[rows, np.minimum(jj, count - 1)] > 0.85 * top
+        chosen = np.where(ok, jj, chosen)
+        pending &= ~ok
+    i = chosen
+    c1 = corr[rows, i]
+    c0 = corr[rows, np.maximum(i - 1, 0)]
+    c2 = corr[rows, np.minimum(i + 1, count - 1)]
+    den = c0 - 2 * c1 + c2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.minimum(np.maximum(0.5 * (c0 - c2) / den, -0.5), 0.5)
+    frac = np.where((i > 0) & (i < count - 1) & (den < 0), frac, 0.0)
+    return lags[i] + frac, np.maximum(c1, 0.0)
+
+
+def _levinson_rows(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
+    """Levinson-Durbin for a few rows of autocorrelations, on Python floats.
+
+    The same operations in the same order as `_levinson_many` (IEEE
+    arithmetic rounds a Python float and a float64 element alike), without
+    its hundred numpy calls: the cheaper way for one or two rows.
+    """
+    out = np.zeros((len(r), order + 1))
+    for row, rl in enumerate(r.tolist()):
+        coef = [1.0] + [0.0] * order
+        err = rl[0]
+        if err <= 0:  # silence: `_lpc_many` answers 1 for it
+            out[row, 0] = 1.0
+            continue
+        for i in range(1, order + 1):
+            acc = 0.0
+            for j in range(1, i):
+                acc += coef[j] * rl[i - j]
+            k = -(rl[i] + acc) / err
+            coef[1:i] = [coef[j] + k * coef[i - j] for j in range(1, i)]
+            coef[i] = k
+            err *= 1.0 - k * k
+            if err <= 0:
+                break
+        out[row] = coef
+    return out
+
+
+def _levinson_many(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
+    """Levinson-Durbin over rows of autocorrelations: a loop over the orders, vector ops over rows.
+
+    A row whose prediction error reaches zero stops there, as the scalar
+    recursion breaks out.
+    """
+    k = len(r)
+    if k <= 2:
+        return _levinson_rows(r, order)
+    coef = np.zeros((order + 1, k))  # one row per coefficient: contiguous vectors
+    coef[0] = 1.0
+    rt = np.ascontiguousarray(r.T)
+    err = rt[0].copy()
+    live = np.ones(k, dtype=bool)
+    acc = np.empty(k)
+    tmp = np.empty(k)
+    with np.errstate(all="ignore"):
+        for i in range(1, order + 1):
+            acc[:] = 0.0
+            for j in range(1, i):
+                np.multiply(coef[j], rt[i - j], out=tmp)
+                acc += tmp
+            refl = -(rt[i] + acc) / err
+            upd = coef[1:i] + refl * coef[i - 1 : 0 : -1]
+            new_err = err * (1.0 - refl * refl)
+            if live.all():
+                coef[1:i] = upd
+                coef[i] = refl
+                err = new_err
+            else:
+                coef[1:i] = np.where(live, upd, coef[1:i])
+                coef[i] = np.where(live, refl, coef[i])
+                err = np.where(live, new_err, err)
+            live &= ~(new_err <= 0)
+            if not live.any():
+                break
+    return np.ascontiguousarray(coef.T)
+
+
+def _lpc_many(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
+    """LPC coefficients a[0..order] (a[0] = 1) of each row, by autocorrelation and Levinson-Durbin."""
+    k, n = x.shape
+    w = x * _hanning(n)
+    r = np.empty((k, order + 1))
+    for lag in range(order + 1):
+        r[:, lag] = np.einsum("rj,rj->r", w[:, : n - lag], w[:, lag:])
+    silent = r[:, 0] <= 1e-9
+    # The lag window and -40 dB white noise keep the filter tame.
+    lagw, expand = _lpc_windows(order)
+    r = r * lagw
+    r[:, 0] *= 1.0001
+    a = _levinson_many(r, order) * expand
+    if silent.any():
+        a[silent] = 0.0
+        a[silent, 0] = 1.0
+    return a
+
+
+def _residual_many(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A(z) applied to each row; the first order outputs use the row's own earlier samples."""
+    p = a.shape[1] - 1
+    n = x.shape[1]
+    # Taps added from the oldest sample, as np.convolve's dot products do.
+    res = a[:, p : p + 1] * x[:, : n - p]
+    for j in range(p - 1, -1, -1):
+        res += a[:, j : j + 1] * x[:, p - j : n - j]
+    return res
+
+
+#: Size of the FFTs of the synthesis convolution: at least 2 * FRAME - 1, so
+#: that a frame's outputs never wrap around.
+_SYNTH_FFT = 2 * FRAME
+
+
+def _synthesis_spectra(a: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]:
+    """Per row, the spectrum (size `_SYNTH_FFT`) of the first FRAME samples of 1/A(z)'s impulse response.
+
+    The impulse response through the FFT rather than a per-sample loop: A(z)
+    is minimum phase and bandwidth-expanded, so the response has decayed
+    long before the 2048-point transform wraps it around.
+    """
+    size = 1 << max(10, (4 * 2 * FRAME - 1).bit_length())
+    h = np.fft.irfft(1.0 / np.fft.rfft(a, size, axis=1), size, axis=1)[:, :FRAME]
+    return np.fft.rfft(h, _SYNTH_FFT, axis=1)
+
+
+def _synthesise_many(
     exc: npt.NDArray[np.float64],
     a: npt.NDArray[np.float64],
-    h: npt.NDArray[np.float64],
+    spectra: npt.NDArray[np.complex128],
     memory: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
-    """1/A(z) (impulse response `h`) over `exc`, continuing from past outputs `memory`.
+    """1/A(z) over each row of `exc` (n <= FRAME), continuing from past outputs `memory`.
 
-    The filter's memory acts as an extra input over its first len(a)-1
-    samples, so the whole is one convolution.
+    The filter's memory acts as an extra input over its first order
+    samples, so the whole is one convolution with the impulse response,
+    made in the frequency domain.
     """
-    p = len(a) - 1
-    n = len(exc)
-    drive = exc.copy()
-    # The memory's share of the first p outputs: ten short dot products, on
-    # Python floats in the order BLAS adds vectors this short.
-    av: list[float] = a.tolist()
-    past: list[float] = memory[-p:][::-1].tolist()  # y[-1], y[-2], ...
+    k, n = exc.shape
+    p = a.shape[1] - 1
     q = min(p, n)
-    share = [0.0] * q
-    for m in range(q):
-        acc = 0.0
-        for j in range(p - m):
-            acc += av[m + 1 + j] * past[j]
-        share[m] = acc
-    drive[:q] -= share
-    return np.convolve(drive, h[:n])[:n]
+    # The memory's share of the first q outputs: share[m] = sum over j of
+    # a[m + 1 + j] * y[-1 - j], as a Hankel view of a zero-padded a.
+    padded = np.zeros((k, 2 * p))
+    padded[:, :p] = a[:, 1:]
+    item = padded.itemsize
+    hankel = np.ndarray((k, p, p), np.float64, padded, 0, (2 * p * item, item, item))
+    past = memory[:, ::-1][:, :, None]  # y[-1], y[-2], ...
+    share = (hankel @ past)[:, :q, 0]
+    drive = exc.copy()
+    drive[:, :q] -= share
+    return np.fft.irfft(np.fft.rfft(drive, _SYNTH_FFT, axis=1) * spectra, _SYNTH_FFT, axis=1)[:, :n]
 
 
-def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[float, float]:
-    """Pitch lag (fractional) and voicing (normalised correlation) at the end of `x`."""
-    hi = min(hi, len(x) - span)
-    if hi <= lo:
-        return float(lo), 0.0
-    target = x[-span:]
-    lags = np.arange(lo, hi + 1)
-    # The sliding windows as a view made directly (sliding_window_view's
-    # checks cost as much as the products); win[i] is the segment `lags[i]`
-    # samples before the target.
-    seg = np.ascontiguousarray(x[len(x) - span - hi : len(x) - lo], dtype=np.float64)
-    step = seg.itemsize
-    win = np.ndarray((len(seg) - span + 1, span), np.float64, seg, 0, (step, step))[::-1]
-    cross = win @ target
-    energy = np.einsum("ij,ij->i", win, win)
-    et = float(target @ target)
-    corr = cross / np.sqrt(np.maximum(energy * et, 1e-9))
-    i = int(np.argmax(corr))
-    # Prefer a submultiple that is nearly as good (octave errors buzz badly).
-    for div in (3, 2):
-        j = int(round(lags[i] / div)) - lo
-        if 0 <= j < len(lags):
-            jj = max(0, j - 1) + int(np.argmax(corr[max(0, j - 1) : j + 2]))
-            if corr[jj] > 0.85 * corr[i]:
-                i = jj
-                break
-    frac = 0.0
-    if 0 < i < len(corr) - 1:
-        c0, c1, c2 = corr[i - 1], corr[i], corr[i + 1]
-        den = c0 - 2 * c1 + c2
-        if den < 0:
-            frac = min(max(float(0.5 * (c0 - c2) / den), -0.5), 0.5)
-    return float(lags[i]) + frac, float(max(corr[i], 0.0))
-
-
-def _read(buf: npt.NDArray[np.float64], pos: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Values of `buf` at fractional positions (cubic Hermite interpolation)."""
+def _read_many(
+    flat: npt.NDArray[np.float64],
+    start: npt.NDArray[np.int64],
+    length: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Values at fractional positions `pos` (k, n) of k buffers laid end to end in `flat`
+    (row r at start[r], length[r] samples); cubic Hermite interpolation."""
     i = np.floor(pos).astype(np.int64)
     t = pos - i
-    n = len(buf)
+    last = (length - 1)[:, None]
+    base = start[:, None]
     # np.minimum/maximum: ndarray.clip's Python wrapper costs more than the gather.
-    pm1, p0, p1, p2 = (buf[np.minimum(np.maximum(i + k, 0), n - 1)] for k in (-1, 0, 1, 2))
+    pm1, p0, p1, p2 = (flat[np.minimum(np.maximum(i + d, 0), last) + base] for d in (-1, 0, 1, 2))
     c1 = 0.5 * (p1 - pm1)
     c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
     c3 = 0.5 * (p2 - pm1) + 1.5 * (p0 - p1)
@@ -445,35 +558,94 @@ class Tuning:
     merge_width: int = 24  # samples of cross-fade into audio that returns unannounced
 
 
+
 class _Extension:
     """Continues a signal past its end: its LPC excitation repeated at the pitch period.
 
     The synthesis filter starts from the signal's own last samples, so the
-    extension joins it without a step and without added delay.
+    extension joins it without a step and without added delay. Made and read
+    in batches (`_extend_many`, `_take_many`); the rows it holds may be views
+    of a batch's arrays, which nothing writes to afterwards.
     """
 
-    def __init__(self, x: npt.NDArray[np.float64], tuning: Tuning) -> None:
-        self.lpc = tuning.lpc
-        self.memory = x[-LPC_ORDER:].copy()
-        # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
-        span = min(160, max(64, len(x) - PITCH_MAX))
-        self.lag, self.voicing = _pitch(x, PITCH_MIN, PITCH_MAX, span)
-        if not tuning.fractional_pitch:
-            self.lag = float(round(self.lag))
-        self.a = _lpc(x[-min(len(x), 240) :], LPC_ORDER) if tuning.lpc else np.array([1.0])
-        self.res = _residual(x, self.a) if tuning.lpc else x.copy()
-        self.h = _impulse_response(self.a, 2 * FRAME)
+    __slots__ = ("a", "lag", "lpc", "memory", "pos", "res", "spectrum", "voicing")
+
+    def __init__(
+        self,
+        lpc: bool,
+        memory: npt.NDArray[np.float64],
+        lag: float,
+        voicing: float,
+        a: npt.NDArray[np.float64],
+        res: npt.NDArray[np.float64],
+        spectrum: npt.NDArray[np.complex128] | None,
+    ) -> None:
+        self.lpc = lpc
+        self.memory = memory
+        self.lag = lag
+        self.voicing = voicing
+        self.a = a
+        self.res = res
+        self.spectrum = spectrum
         self.pos = 0  # samples produced so far
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
-        t = self.pos + np.arange(n, dtype=np.float64)
-        self.pos += n
-        exc = _read(self.res, len(self.res) - self.lag + t % self.lag)
-        if not self.lpc:
-            return exc
-        y = _synthesise(exc, self.a, self.h, self.memory)
-        self.memory = np.concatenate([self.memory, y])[-LPC_ORDER:]
-        return y
+        return _take_many([self], n)[0]
+
+
+def _extend_many(x: npt.NDArray[np.float64], tuning: Tuning) -> list[_Extension]:
+    """An extension of each row of `x` (k, n), C-contiguous."""
+    k, n = x.shape
+    # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
+    span = min(160, max(64, n - PITCH_MAX))
+    lag, voicing = _pitch_many(x, PITCH_MIN, PITCH_MAX, span)
+    if not tuning.fractional_pitch:
+        lag = np.round(lag)
+    memory = x[:, -LPC_ORDER:].copy()
+    if tuning.lpc:
+        a = _lpc_many(x[:, -min(n, 240) :], LPC_ORDER)
+        res = _residual_many(x, a)
+        spectra: list[npt.NDArray[np.complex128] | None] = list(_synthesis_spectra(a))
+    else:
+        a = np.ones((k, 1))
+        res = x.copy()
+        spectra = [None] * k
+    return [
+        _Extension(tuning.lpc, m, lg, v, c, r, s)
+        for m, lg, v, c, r, s in zip(
+            memory, lag.tolist(), voicing.tolist(), a, res, spectra, strict=True
+        )
+    ]
+
+
+def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
+    """The next `n` (<= FRAME) samples of every extension, one row each; advances them."""
+    if n > FRAME:
+        raise ValueError(f"an extension is read at most {FRAME} samples at a time")
+    lags = np.array([e.lag for e in exts])
+    length = np.array([len(e.res) for e in exts])
+    start = np.zeros(len(exts), dtype=np.int64)
+    np.cumsum(length[:-1], out=start[1:])
+    t = np.array([float(e.pos) for e in exts])[:, None] + np.arange(n, dtype=np.float64)
+    pos = (length - lags)[:, None] + t % lags[:, None]
+    exc = _read_many(np.concatenate([e.res for e in exts]), start, length, pos)
+    for e in exts:
+        e.pos += n
+    lpc = [r for r, e in enumerate(exts) if e.lpc]
+    if not lpc:
+        return exc
+    if len(lpc) < len(exts):
+        exc[lpc] = _synthesise_many_of([exts[r] for r in lpc], exc[lpc])
+        return exc
+    return _synthesise_many_of(exts, exc)
+
+
+def _synthesise_many_of(exts: Sequence[_Extension], exc: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    spectra = np.array([e.spectrum for e in exts])
+    y = _synthesise_many(exc, np.array([e.a for e in exts]), spectra, np.array([e.memory for e in exts]))
+    for e, row in zip(exts, y, strict=True):
+        e.memory = row[-LPC_ORDER:] if len(row) >= LPC_ORDER else np.concatenate([e.memory, row])[-LPC_ORDER:]
+    return y
 
 
 class Concealer(PacketConcealer):
@@ -489,6 +661,10 @@ class Concealer(PacketConcealer):
     * After 10 ms the level decays (time constant 80 ms) towards the
       stream's background noise level: comfort noise, not digital silence.
     * Audio that returns without warning is cross-faded in over 3 ms.
+
+    Many streams' lost frames are concealed together by `conceal_many`
+    (which `conceal` calls with one); the work is batched, each stream's
+    state stays here.
 
     docs/benchmarks.md has what each step buys and what was tried and left out.
     """
@@ -516,18 +692,19 @@ class Concealer(PacketConcealer):
         # tuning only, and a loss is short: computed once, not per loss).
         self._fades: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         a = np.asarray(frame)
         if self._ext is None and a.dtype == np.int16 and a.shape == (FRAME,):
-            # The common case, one per frame per stream: no float work. Our
-            # own copy goes into the history (the caller may reuse its
-            # buffer) and another copy is played.
-            own = a.copy()
+            # The common case, one per frame per stream: no float work. The
+            # history needs an array nobody changes: the caller's own when it
+            # hands it over (`owned`), else a copy (the caller may reuse its
+            # buffer), and another copy is played.
+            own = a if owned else a.copy()
             self._remember(own)
             self._unmeasured.append(own)
             if len(self._unmeasured) >= _MEASURE_BATCH:
                 self._measure()
-            return own.copy()
+            return own if owned else own.copy()
         x = _frame_in(frame)
         if self._ext is None:
             self._remember(x)
@@ -543,31 +720,16 @@ class Concealer(PacketConcealer):
         return _to_int16(x)
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
-        self._measure()
-        if self._ext is None or self._expect is not None:
-            # After an interpolated frame, what was played leads into the frame
-            # that then did not come: extend that, not the old extension.
-            self._ext = _Extension(self._history(), self.tuning)
-        g, level = self._fade(self._lost)
-        y = self._ext.take(FRAME) * g + self._comfort(level)
-        self._expect = None
-        if next_frame is not None and self.tuning.lookahead:
-            nxt = _frame_in(next_frame)
-            bwd = _Extension(nxt[::-1].copy(), self.tuning).take(FRAME)[::-1]
-            y = _crossfade(y, bwd, 0, FRAME)
-            self._expect = nxt
-        self._lost += 1
-        self._remember(y)
-        return _to_int16(y)
+        return conceal_many([(self, next_frame)])[0]
 
     def _remember(self, x: npt.NDArray[np.int16] | npt.NDArray[np.float64]) -> None:
         """Keep `x` (not copied: the caller hands over an array nobody changes)."""
         del self._recent[0]
         self._recent.append(x)
 
-    def _history(self) -> npt.NDArray[np.float64]:
-        """The last HISTORY samples played, as float64."""
-        return np.concatenate(self._recent, dtype=np.float64)
+    def _history_into(self, out: npt.NDArray[np.float64]) -> None:
+        """Write the last HISTORY samples played into `out`, as float64."""
+        np.concatenate(self._recent, out=out)
 
     def _track_floor(self, x: npt.NDArray[np.float64]) -> None:
         self._measure()
@@ -605,18 +767,90 @@ class Concealer(PacketConcealer):
                 self._fades[lost] = fade
         return fade
 
-    def _comfort(self, level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Noise at the background level, rising (`level`) as the extension fades."""
+    def _noise_into(self, out: npt.NDArray[np.float64]) -> float:
+        """Fill `out` with the comfort noise's white noise; return its scale (0: none)."""
         if not self.tuning.comfort_noise or self._floor <= 0:
-            return np.zeros(len(level))
-        noise = self._rng.standard_normal(len(level)) * self._floor
-        return level * noise
+            out[:] = 0.0
+            return 0.0
+        self._rng.standard_normal(out=out)
+        return self._floor
 
     def _merge(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         assert self._ext is not None
         g, level = self._fade(self._lost)
-        y = self._ext.take(FRAME) * g + self._comfort(level)
+        noise = np.empty(FRAME)
+        scale = self._noise_into(noise)
+        y = self._ext.take(FRAME) * g + level * (noise * scale)
         return _crossfade(y, x, 0, self.tuning.merge_width)
+
+
+def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
+    """`[c.conceal(next_frame) for c, next_frame in requests]`, with the work batched.
+
+    The relay's media tick conceals all its streams' lost frames in one
+    call: the pitch searches, LPC analyses and syntheses of every stream run
+    as one set of numpy calls over arrays with a row per stream. A stream's
+    output is the same, bit for bit, whichever other streams share the call.
+    Each concealer at most once per call (ValueError otherwise, before any
+    state changes, as for a next frame of the wrong shape).
+    """
+    streams = [c for c, _ in requests]
+    if len({id(c) for c in streams}) != len(streams):
+        raise ValueError("conceal_many: a concealer appears more than once")
+    nexts = [
+        _frame_in(nxt) if nxt is not None and c.tuning.lookahead else None for c, nxt in requests
+    ]
+    k = len(streams)
+    if k == 0:
+        return []
+    # Forward extensions: a new one where a loss starts, or where the frame
+    # played last was interpolated towards a next frame that then did not
+    # come (extend what was played, not the old extension).
+    fresh: dict[Tuning, list[int]] = {}
+    for r, c in enumerate(streams):
+        c._measure()
+        if c._ext is None or c._expect is not None:
+            fresh.setdefault(c.tuning, []).append(r)
+    for tuning, rows in fresh.items():
+        hist = np.empty((len(rows), HISTORY))
+        for i, r in enumerate(rows):
+            streams[r]._history_into(hist[i])
+        for r, ext in zip(rows, _extend_many(hist, tuning), strict=True):
+            streams[r]._ext = ext
+    # Backward extensions of the next frames, reversed.
+    ahead: dict[Tuning, list[int]] = {}
+    for r, nxt in enumerate(nexts):
+        if nxt is not None:
+            ahead.setdefault(streams[r].tuning, []).append(r)
+    backward: list[_Extension] = []
+    back_rows: list[int] = []
+    for tuning, rows in ahead.items():
+        rev = np.array([nexts[r] for r in rows])[:, ::-1].copy()
+        backward += _extend_many(rev, tuning)
+        back_rows += rows
+    exts: list[_Extension] = []
+    for c in streams:
+        assert c._ext is not None
+        exts.append(c._ext)
+    taken = _take_many(exts + backward, FRAME)
+    gains = np.empty((k, FRAME))
+    levels = np.empty((k, FRAME))
+    noise = np.empty((k, FRAME))
+    scale = np.empty((k, 1))
+    for r, c in enumerate(streams):
+        gains[r], levels[r] = c._fade(c._lost)
+        scale[r, 0] = c._noise_into(noise[r])
+    y = taken[:k] * gains + levels * (noise * scale)
+    if back_rows:
+        bwd = taken[k:, ::-1]
+        w, w_out = _crossfade_weights(FRAME, 0, FRAME)
+        y[back_rows] = w_out * y[back_rows] + w * bwd
+    out = _to_int16(y)
+    for r, c in enumerate(streams):
+        c._expect = nexts[r]
+        c._lost += 1
+        c._remember(y[r])
+    return list(out)
 
 
 def _crossfade(
