@@ -349,7 +349,7 @@ def _pitch_many(
     lags = np.arange(lo, hi + 1)
     target = x[:, n - span :]
     win = _windows(x, n - span - lo, count, span)  # win[r, i]: `lags[i]` before the target
-    cross = (win @ target[:, :, None])[:, :, 0]
+    cross = np.einsum("rij,rj->ri", win, target)
     energy = np.einsum("rij,rij->ri", win, win)
     et = np.einsum("rj,rj->r", target, target)
     corr = cross / np.sqrt(np.maximum(energy * et[:, None], 1e-9))
@@ -414,40 +414,34 @@ def _levinson_rows(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.flo
 def _levinson_many(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
     """Levinson-Durbin over rows of autocorrelations: a loop over the orders, vector ops over rows.
 
-    A row whose prediction error reaches zero stops there, as the scalar
-    recursion breaks out.
+    A row whose prediction error reaches zero is done again by
+    `_levinson_rows`, which stops there as the scalar recursion does (rare:
+    full-scale square waves and the like).
     """
     k = len(r)
-    if k <= 2:
+    if k <= 4:
         return _levinson_rows(r, order)
-    coef = np.zeros((order + 1, k))  # one row per coefficient: contiguous vectors
-    coef[0] = 1.0
-    rt = np.ascontiguousarray(r.T)
-    err = rt[0].copy()
-    live = np.ones(k, dtype=bool)
-    acc = np.empty(k)
-    tmp = np.empty(k)
+    coef = np.zeros((k, order + 1))
+    coef[:, 0] = 1.0
+    err = r[:, 0].copy()
+    broke = np.zeros(k, dtype=bool)
     with np.errstate(all="ignore"):
         for i in range(1, order + 1):
-            acc[:] = 0.0
-            for j in range(1, i):
-                np.multiply(coef[j], rt[i - j], out=tmp)
-                acc += tmp
-            refl = -(rt[i] + acc) / err
-            upd = coef[1:i] + refl * coef[i - 1 : 0 : -1]
-            new_err = err * (1.0 - refl * refl)
-            if live.all():
-                coef[1:i] = upd
-                coef[i] = refl
-                err = new_err
-            else:
-                coef[1:i] = np.where(live, upd, coef[1:i])
-                coef[i] = np.where(live, refl, coef[i])
-                err = np.where(live, new_err, err)
-            live &= ~(new_err <= 0)
-            if not live.any():
-                break
-    return np.ascontiguousarray(coef.T)
+            refl = r[:, i] + 0.0  # 0.0 + the sum, as the scalar loop starts
+            if i > 1:
+                # sum over j of coef[j] * r[i - j], added in order of j from 0:
+                # r's reversed slice is not BLAS-able, so each row's product
+                # runs numpy's plain dot loop, as the Python float loop adds.
+                refl += (coef[:, None, 1:i] @ r[:, i - 1 : 0 : -1, None])[:, 0, 0]
+            refl = -refl / err
+            step = refl[:, None] * coef[:, i - 1 : 0 : -1]
+            coef[:, 1:i] += step
+            coef[:, i] = refl
+            err = err * (1.0 - refl * refl)
+            broke |= err <= 0
+    if broke.any():
+        coef[broke] = _levinson_rows(r[broke], order)
+    return coef
 
 
 def _lpc_many(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
@@ -492,7 +486,7 @@ def _synthesis_spectra(a: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]
     is minimum phase and bandwidth-expanded, so the response has decayed
     long before the 2048-point transform wraps it around.
     """
-    size = 1 << max(10, (4 * 2 * FRAME - 1).bit_length())
+    size = 1 << max(10, (4 * FRAME - 1).bit_length())
     h = np.fft.irfft(1.0 / np.fft.rfft(a, size, axis=1), size, axis=1)[:, :FRAME]
     return np.fft.rfft(h, _SYNTH_FFT, axis=1)
 
@@ -526,23 +520,37 @@ def _synthesise_many(
 
 
 def _read_many(
-    flat: npt.NDArray[np.float64],
-    start: npt.NDArray[np.int64],
-    length: npt.NDArray[np.int64],
-    pos: npt.NDArray[np.float64],
+    flat: npt.NDArray[np.float64], start: npt.NDArray[np.int64], pos: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
     """Values at fractional positions `pos` (k, n) of k buffers laid end to end in `flat`
-    (row r at start[r], length[r] samples); cubic Hermite interpolation."""
+    (row r's sample 0 at start[r]); cubic Hermite interpolation.
+
+    Each buffer is stored padded (`_PAD_BEFORE` copies of its first sample
+    before it, `_PAD_AFTER` of its last after it), so that the four
+    neighbours of any position within it are read without clipping indices.
+    """
     i = np.floor(pos).astype(np.int64)
     t = pos - i
-    last = (length - 1)[:, None]
-    base = start[:, None]
-    # np.minimum/maximum: ndarray.clip's Python wrapper costs more than the gather.
-    pm1, p0, p1, p2 = (flat[np.minimum(np.maximum(i + d, 0), last) + base] for d in (-1, 0, 1, 2))
+    i += start[:, None]
+    pm1, p0, p1, p2 = flat[i - 1], flat[i], flat[i + 1], flat[i + 2]
     c1 = 0.5 * (p1 - pm1)
     c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
     c3 = 0.5 * (p2 - pm1) + 1.5 * (p0 - p1)
     return ((c3 * t + c2) * t + c1) * t + p0
+
+
+_PAD_BEFORE = 1
+_PAD_AFTER = 3  # position len(buffer) itself, should rounding reach it, reads the last sample
+
+
+def _padded(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Rows of `x` with their edge samples repeated, as `_read_many` reads them."""
+    k, n = x.shape
+    out = np.empty((k, _PAD_BEFORE + n + _PAD_AFTER))
+    out[:, _PAD_BEFORE : _PAD_BEFORE + n] = x
+    out[:, :_PAD_BEFORE] = x[:, :1]
+    out[:, _PAD_BEFORE + n :] = x[:, -1:]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,6 +567,9 @@ class Tuning:
 
 
 
+_DEFAULT_TUNING = Tuning()
+
+
 class _Extension:
     """Continues a signal past its end: its LPC excitation repeated at the pitch period.
 
@@ -568,7 +579,7 @@ class _Extension:
     of a batch's arrays, which nothing writes to afterwards.
     """
 
-    __slots__ = ("a", "lag", "lpc", "memory", "pos", "res", "spectrum", "voicing")
+    __slots__ = ("a", "lag", "length", "lpc", "memory", "padded", "pos", "spectrum", "voicing")
 
     def __init__(
         self,
@@ -577,16 +588,18 @@ class _Extension:
         lag: float,
         voicing: float,
         a: npt.NDArray[np.float64],
-        res: npt.NDArray[np.float64],
-        spectrum: npt.NDArray[np.complex128] | None,
+        padded: npt.NDArray[np.float64],
     ) -> None:
         self.lpc = lpc
         self.memory = memory
         self.lag = lag
         self.voicing = voicing
         self.a = a
-        self.res = res
-        self.spectrum = spectrum
+        self.padded = padded  # the excitation (LPC residual), padded for `_read_many`
+        self.length = len(padded) - _PAD_BEFORE - _PAD_AFTER
+        # The synthesis filter's spectrum: made at the first `take`, with the
+        # other extensions read then (forward and backward ones together).
+        self.spectrum: npt.NDArray[np.complex128] | None = None
         self.pos = 0  # samples produced so far
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
@@ -604,17 +617,13 @@ def _extend_many(x: npt.NDArray[np.float64], tuning: Tuning) -> list[_Extension]
     memory = x[:, -LPC_ORDER:].copy()
     if tuning.lpc:
         a = _lpc_many(x[:, -min(n, 240) :], LPC_ORDER)
-        res = _residual_many(x, a)
-        spectra: list[npt.NDArray[np.complex128] | None] = list(_synthesis_spectra(a))
+        res = _padded(_residual_many(x, a))
     else:
         a = np.ones((k, 1))
-        res = x.copy()
-        spectra = [None] * k
+        res = _padded(x)
     return [
-        _Extension(tuning.lpc, m, lg, v, c, r, s)
-        for m, lg, v, c, r, s in zip(
-            memory, lag.tolist(), voicing.tolist(), a, res, spectra, strict=True
-        )
+        _Extension(tuning.lpc, m, lg, v, c, r)
+        for m, lg, v, c, r in zip(memory, lag.tolist(), voicing.tolist(), a, res, strict=True)
     ]
 
 
@@ -623,12 +632,12 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
     if n > FRAME:
         raise ValueError(f"an extension is read at most {FRAME} samples at a time")
     lags = np.array([e.lag for e in exts])
-    length = np.array([len(e.res) for e in exts])
-    start = np.zeros(len(exts), dtype=np.int64)
-    np.cumsum(length[:-1], out=start[1:])
+    length = np.array([e.length for e in exts])
+    ends = np.cumsum(length + (_PAD_BEFORE + _PAD_AFTER))
+    start = ends - (length + _PAD_AFTER)
     t = np.array([float(e.pos) for e in exts])[:, None] + np.arange(n, dtype=np.float64)
     pos = (length - lags)[:, None] + t % lags[:, None]
-    exc = _read_many(np.concatenate([e.res for e in exts]), start, length, pos)
+    exc = _read_many(np.concatenate([e.padded for e in exts]), start, pos)
     for e in exts:
         e.pos += n
     lpc = [r for r, e in enumerate(exts) if e.lpc]
@@ -640,7 +649,14 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
     return _synthesise_many_of(exts, exc)
 
 
-def _synthesise_many_of(exts: Sequence[_Extension], exc: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _synthesise_many_of(
+    exts: Sequence[_Extension], exc: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """`_synthesise_many` with the filters of `exts`; updates their memories."""
+    fresh = [e for e in exts if e.spectrum is None]
+    if fresh:
+        for e, spectrum in zip(fresh, _synthesis_spectra(np.array([e.a for e in fresh])), strict=True):
+            e.spectrum = spectrum
     spectra = np.array([e.spectrum for e in exts])
     y = _synthesise_many(exc, np.array([e.a for e in exts]), spectra, np.array([e.memory for e in exts]))
     for e, row in zip(exts, y, strict=True):
@@ -670,7 +686,7 @@ class Concealer(PacketConcealer):
     """
 
     def __init__(self, seed: int = 0, tuning: Tuning | None = None) -> None:
-        self.tuning = tuning or Tuning()
+        self.tuning = tuning or _DEFAULT_TUNING  # one shared object: cheap to group by
         self._rng = np.random.default_rng(seed)
         # The last HISTORY samples as the frames that made them (int16 as
         # received, float64 where concealed or merged), oldest first: a good
@@ -687,10 +703,6 @@ class Concealer(PacketConcealer):
         # needed only when a loss comes, so their levels are measured then
         # (or every `_MEASURE_BATCH` frames), many in one numpy call.
         self._unmeasured: list[Frame] = []
-        # Per count of frames lost so far: the extension's gain over the next
-        # frame and the comfort noise's matching level (they depend on the
-        # tuning only, and a loss is short: computed once, not per loss).
-        self._fades: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
     def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         a = np.asarray(frame)
@@ -737,14 +749,14 @@ class Concealer(PacketConcealer):
 
     def _measure(self) -> None:
         """Take the levels of the frames not measured yet into `_floor`, in order."""
-        if not self._unmeasured:
-            return
-        wide = np.array(self._unmeasured, dtype=np.int64)
+        if self._unmeasured:
+            _measure_many([self])
+
+    def _fold_levels(self, energies: list[float]) -> None:
+        """Take the energies of the unmeasured frames, in order, into `_floor`."""
         self._unmeasured.clear()
-        # int64 squares sum exactly, as float64 does for int16 samples (every
-        # partial sum is an integer below 2**53): the same levels.
         floor = self._floor
-        for energy in np.einsum("ij,ij->i", wide, wide).tolist():
+        for energy in energies:
             rms = math.sqrt(energy / FRAME)
             floor = rms if rms < floor else min(rms, floor * 1.03 + 0.1)  # as _set_floor
         self._floor = floor
@@ -753,19 +765,11 @@ class Concealer(PacketConcealer):
         # Minimum statistics: follow a drop at once, creep up 3% a frame.
         self._floor = rms if rms < self._floor else min(rms, self._floor * 1.03 + 0.1)
 
-    def _gain(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        start = self.tuning.fade_start * RATE
-        return np.exp(-(t - start).clip(min=0.0) / (self.tuning.fade_tau * RATE))
-
     def _fade(self, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """The extension's gain over the frame after `lost` lost ones, and the noise's."""
-        fade = self._fades.get(lost)
-        if fade is None:
-            g = self._gain(lost * FRAME + np.arange(FRAME))
-            fade = (g, np.sqrt((1 - g * g).clip(min=0.0)))
-            if lost < 16:  # beyond, the extension has long faded: not worth keeping
-                self._fades[lost] = fade
-        return fade
+        if lost < 16:  # beyond, the extension has long faded: not worth keeping
+            return _fade(self.tuning, lost)
+        return _fade.__wrapped__(self.tuning, lost)
 
     def _noise_into(self, out: npt.NDArray[np.float64]) -> float:
         """Fill `out` with the comfort noise's white noise; return its scale (0: none)."""
@@ -782,6 +786,38 @@ class Concealer(PacketConcealer):
         scale = self._noise_into(noise)
         y = self._ext.take(FRAME) * g + level * (noise * scale)
         return _crossfade(y, x, 0, self.tuning.merge_width)
+
+
+def _measure_many(streams: Sequence[Concealer]) -> None:
+    """`_measure` for several streams, their frames' energies in one numpy call."""
+    pending = [c for c in streams if c._unmeasured]
+    if not pending:
+        return
+    wide = np.array([f for c in pending for f in c._unmeasured], dtype=np.int64)
+    # int64 squares sum exactly, as float64 does for int16 samples (every
+    # partial sum is an integer below 2**53): the same levels.
+    energies = np.einsum("ij,ij->i", wide, wide).tolist()
+    at = 0
+    for c in pending:
+        n = len(c._unmeasured)
+        c._fold_levels(energies[at : at + n])
+        at += n
+
+
+@functools.lru_cache(maxsize=64)
+def _fade(tuning: Tuning, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The extension's gain over the frame after `lost` lost ones, and the comfort noise's level.
+
+    They depend on the tuning only, and a loss is short: computed once per
+    process for all streams, not per loss nor per stream.
+    """
+    start = tuning.fade_start * RATE
+    t = lost * FRAME + np.arange(FRAME)
+    g = np.exp(-(t - start).clip(min=0.0) / (tuning.fade_tau * RATE))
+    level = np.sqrt((1 - g * g).clip(min=0.0))
+    g.setflags(write=False)
+    level.setflags(write=False)
+    return g, level
 
 
 def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
@@ -806,9 +842,9 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
     # Forward extensions: a new one where a loss starts, or where the frame
     # played last was interpolated towards a next frame that then did not
     # come (extend what was played, not the old extension).
+    _measure_many(streams)
     fresh: dict[Tuning, list[int]] = {}
     for r, c in enumerate(streams):
-        c._measure()
         if c._ext is None or c._expect is not None:
             fresh.setdefault(c.tuning, []).append(r)
     for tuning, rows in fresh.items():
@@ -833,13 +869,11 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
         assert c._ext is not None
         exts.append(c._ext)
     taken = _take_many(exts + backward, FRAME)
-    gains = np.empty((k, FRAME))
-    levels = np.empty((k, FRAME))
+    fades = [c._fade(c._lost) for c in streams]
     noise = np.empty((k, FRAME))
-    scale = np.empty((k, 1))
-    for r, c in enumerate(streams):
-        gains[r], levels[r] = c._fade(c._lost)
-        scale[r, 0] = c._noise_into(noise[r])
+    scale = np.array([[c._noise_into(row)] for c, row in zip(streams, noise, strict=True)])
+    gains = np.array([g for g, _ in fades])
+    levels = np.array([lv for _, lv in fades])
     y = taken[:k] * gains + levels * (noise * scale)
     if back_rows:
         bwd = taken[k:, ::-1]
