@@ -325,6 +325,12 @@ def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.fl
 # whatever k is), or an FFT, which transforms each row on its own.
 
 
+#: Up to this many rows, the per-row decisions of a batch are taken with
+#: scalar steps on each row (the same arithmetic), which costs less than the
+#: vector form's fixed number of numpy calls.
+_FEW_ROWS = 4
+
+
 def _windows(x: npt.NDArray[np.float64], start: int, count: int, span: int) -> npt.NDArray[np.float64]:
     """View (k, count, span) of C-contiguous `x` (k, n): [r, i] = x[r, start - i : start - i + span].
 
@@ -353,6 +359,9 @@ def _pitch_many(
     energy = np.einsum("rij,rij->ri", win, win)
     et = np.einsum("rj,rj->r", target, target)
     corr = cross / np.sqrt(np.maximum(energy * et[:, None], 1e-9))
+    if k <= _FEW_ROWS:
+        picks = [_pick_lag(row, lags) for row in corr]
+        return np.array([p[0] for p in picks]), np.array([p[1] for p in picks])
     rows = np.arange(k)
     best = corr.argmax(axis=1)
     top = corr[rows, best]
@@ -383,6 +392,26 @@ def _pitch_many(
     return lags[i] + frac, np.maximum(c1, 0.0)
 
 
+def _pick_lag(corr: npt.NDArray[np.float64], lags: npt.NDArray[np.int64]) -> tuple[float, float]:
+    """`_pitch_many`'s choice for one row of correlations, with scalar steps (cheaper for few rows)."""
+    i = int(np.argmax(corr))
+    # Prefer a submultiple that is nearly as good (octave errors buzz badly).
+    for div in (3, 2):
+        j = int(round(lags[i] / div)) - int(lags[0])
+        if 0 <= j < len(lags):
+            jj = max(0, j - 1) + int(np.argmax(corr[max(0, j - 1) : j + 2]))
+            if corr[jj] > 0.85 * corr[i]:
+                i = jj
+                break
+    frac = 0.0
+    if 0 < i < len(corr) - 1:
+        c0, c1, c2 = corr[i - 1], corr[i], corr[i + 1]
+        den = c0 - 2 * c1 + c2
+        if den < 0:
+            frac = min(max(float(0.5 * (c0 - c2) / den), -0.5), 0.5)
+    return float(lags[i]) + frac, float(max(corr[i], 0.0))
+
+
 def _levinson_rows(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
     """Levinson-Durbin for a few rows of autocorrelations, on Python floats.
 
@@ -394,7 +423,7 @@ def _levinson_rows(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.flo
     for row, rl in enumerate(r.tolist()):
         coef = [1.0] + [0.0] * order
         err = rl[0]
-        if err <= 0:  # silence: `_lpc_many` answers 1 for it
+        if err <= 0:  # silence: `_lpc_of` answers 1 for it
             out[row, 0] = 1.0
             continue
         for i in range(1, order + 1):
@@ -419,7 +448,7 @@ def _levinson_many(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.flo
     full-scale square waves and the like).
     """
     k = len(r)
-    if k <= 4:
+    if k <= _FEW_ROWS:
         return _levinson_rows(r, order)
     coef = np.zeros((k, order + 1))
     coef[:, 0] = 1.0
@@ -444,19 +473,31 @@ def _levinson_many(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.flo
     return coef
 
 
-def _lpc_many(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
-    """LPC coefficients a[0..order] (a[0] = 1) of each row, by autocorrelation and Levinson-Durbin."""
+def _autocorrelation_many(
+    x: npt.NDArray[np.float64], order: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Each row's windowed autocorrelation r[0..order], lag-windowed for `_levinson_many`,
+    and which rows are silent (their LPC is 1)."""
     k, n = x.shape
-    w = x * _hanning(n)
-    r = np.empty((k, order + 1))
-    for lag in range(order + 1):
-        r[:, lag] = np.einsum("rj,rj->r", w[:, : n - lag], w[:, lag:])
+    # r[lag] = sum over t of w[t] * w[t + lag]: one einsum over a view of
+    # the windowed rows followed by zeros (which add nothing).
+    w = np.zeros((k, n + order))
+    np.multiply(x, _hanning(n), out=w[:, :n])
+    item = w.itemsize
+    shifted = np.ndarray((k, order + 1, n), np.float64, w, 0, ((n + order) * item, item, item))
+    r = np.einsum("rlt,rt->rl", shifted, w[:, :n])
     silent = r[:, 0] <= 1e-9
     # The lag window and -40 dB white noise keep the filter tame.
-    lagw, expand = _lpc_windows(order)
-    r = r * lagw
+    lagw, _ = _lpc_windows(order)
+    r *= lagw
     r[:, 0] *= 1.0001
-    a = _levinson_many(r, order) * expand
+    return r, silent
+
+
+def _lpc_of(coef: npt.NDArray[np.float64], silent: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Levinson-Durbin's coefficients, bandwidth-expanded; 1 for silent rows."""
+    _, expand = _lpc_windows(coef.shape[1] - 1)
+    a = coef * expand
     if silent.any():
         a[silent] = 0.0
         a[silent, 0] = 1.0
@@ -465,13 +506,14 @@ def _lpc_many(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]
 
 def _residual_many(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """A(z) applied to each row; the first order outputs use the row's own earlier samples."""
+    k, n = x.shape
     p = a.shape[1] - 1
-    n = x.shape[1]
-    # Taps added from the oldest sample, as np.convolve's dot products do.
-    res = a[:, p : p + 1] * x[:, : n - p]
-    for j in range(p - 1, -1, -1):
-        res += a[:, j : j + 1] * x[:, p - j : n - j]
-    return res
+    # res[t] = sum over j of a[p - j] * x[t + j]: taps added from the oldest
+    # sample, as np.convolve's dot products do, through a view of
+    # overlapping windows (numpy's plain matmul loop, in index order).
+    item = x.itemsize
+    win = np.ndarray((k, n - p, p + 1), np.float64, x, 0, (n * item, item, item))
+    return (win @ a[:, ::-1, None])[:, :, 0]
 
 
 #: Size of the FFTs of the synthesis convolution: at least 2 * FRAME - 1, so
@@ -606,25 +648,42 @@ class _Extension:
         return _take_many([self], n)[0]
 
 
-def _extend_many(x: npt.NDArray[np.float64], tuning: Tuning) -> list[_Extension]:
-    """An extension of each row of `x` (k, n), C-contiguous."""
-    k, n = x.shape
-    # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
-    span = min(160, max(64, n - PITCH_MAX))
-    lag, voicing = _pitch_many(x, PITCH_MIN, PITCH_MAX, span)
-    if not tuning.fractional_pitch:
-        lag = np.round(lag)
-    memory = x[:, -LPC_ORDER:].copy()
-    if tuning.lpc:
-        a = _lpc_many(x[:, -min(n, 240) :], LPC_ORDER)
-        res = _padded(_residual_many(x, a))
-    else:
-        a = np.ones((k, 1))
-        res = _padded(x)
-    return [
-        _Extension(tuning.lpc, m, lg, v, c, r)
-        for m, lg, v, c, r in zip(memory, lag.tolist(), voicing.tolist(), a, res, strict=True)
-    ]
+def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> list[list[_Extension]]:
+    """An extension of each row of each group's `x` (k, n), C-contiguous.
+
+    Groups differ in length (histories, next frames) or tuning; their
+    Levinson-Durbin recursions run together.
+    """
+    picked = []
+    autocorr = []
+    for x, tuning in groups:
+        n = x.shape[1]
+        # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
+        span = min(160, max(64, n - PITCH_MAX))
+        lag, voicing = _pitch_many(x, PITCH_MIN, PITCH_MAX, span)
+        if not tuning.fractional_pitch:
+            lag = np.round(lag)
+        picked.append((lag, voicing))
+        if tuning.lpc:
+            autocorr.append(_autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER))
+    if autocorr:
+        coefs = _levinson_many(np.concatenate([r for r, _ in autocorr]), LPC_ORDER)
+        lpcs = iter(np.split(coefs, np.cumsum([len(r) for r, _ in autocorr])[:-1]))
+        silents = iter([s for _, s in autocorr])
+    out = []
+    for (x, tuning), (lag, voicing) in zip(groups, picked, strict=True):
+        memory = x[:, -LPC_ORDER:].copy()
+        if tuning.lpc:
+            a = _lpc_of(next(lpcs), next(silents))
+            res = _padded(_residual_many(x, a))
+        else:
+            a = np.ones((len(x), 1))
+            res = _padded(x)
+        out.append([
+            _Extension(tuning.lpc, m, lg, v, c, r)
+            for m, lg, v, c, r in zip(memory, lag.tolist(), voicing.tolist(), a, res, strict=True)
+        ])
+    return out
 
 
 def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
@@ -847,22 +906,27 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
     for r, c in enumerate(streams):
         if c._ext is None or c._expect is not None:
             fresh.setdefault(c.tuning, []).append(r)
-    for tuning, rows in fresh.items():
-        hist = np.empty((len(rows), HISTORY))
-        for i, r in enumerate(rows):
-            streams[r]._history_into(hist[i])
-        for r, ext in zip(rows, _extend_many(hist, tuning), strict=True):
-            streams[r]._ext = ext
     # Backward extensions of the next frames, reversed.
     ahead: dict[Tuning, list[int]] = {}
     for r, nxt in enumerate(nexts):
         if nxt is not None:
             ahead.setdefault(streams[r].tuning, []).append(r)
+    groups = []
+    for tuning, rows in fresh.items():
+        hist = np.empty((len(rows), HISTORY))
+        for i, r in enumerate(rows):
+            streams[r]._history_into(hist[i])
+        groups.append((hist, tuning))
+    for tuning, rows in ahead.items():
+        groups.append((np.array([nexts[r] for r in rows])[:, ::-1].copy(), tuning))
+    made = _extend_many(groups)
+    for rows, exts_made in zip(fresh.values(), made, strict=False):
+        for r, ext in zip(rows, exts_made, strict=True):
+            streams[r]._ext = ext
     backward: list[_Extension] = []
     back_rows: list[int] = []
-    for tuning, rows in ahead.items():
-        rev = np.array([nexts[r] for r in rows])[:, ::-1].copy()
-        backward += _extend_many(rev, tuning)
+    for rows, exts_made in zip(ahead.values(), made[len(fresh) :], strict=True):
+        backward += exts_made
         back_rows += rows
     exts: list[_Extension] = []
     for c in streams:
