@@ -522,11 +522,11 @@ _SYNTH_FFT = 2 * FRAME
 
 
 def _synthesis_spectra(a: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]:
-    """Per row, the spectrum (size `_SYNTH_FFT`) of the first FRAME samples of 1/A(z)'s impulse response.
+    """Per row, the spectrum (`_SYNTH_FFT` points) of the first FRAME samples of 1/A(z)'s impulse response.
 
     The impulse response through the FFT rather than a per-sample loop: A(z)
     is minimum phase and bandwidth-expanded, so the response has decayed
-    long before the 2048-point transform wraps it around.
+    long before the 1024-point transform wraps it around.
     """
     size = 1 << max(10, (4 * FRAME - 1).bit_length())
     h = np.fft.irfft(1.0 / np.fft.rfft(a, size, axis=1), size, axis=1)[:, :FRAME]
@@ -762,6 +762,8 @@ class Concealer(PacketConcealer):
         # needed only when a loss comes, so their levels are measured then
         # (or every `_MEASURE_BATCH` frames), many in one numpy call.
         self._unmeasured: list[Frame] = []
+        # `_fade`'s answers for this stream's tuning, by frames lost so far.
+        self._fades: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
     def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         a = np.asarray(frame)
@@ -826,9 +828,12 @@ class Concealer(PacketConcealer):
 
     def _fade(self, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """The extension's gain over the frame after `lost` lost ones, and the noise's."""
-        if lost < 16:  # beyond, the extension has long faded: not worth keeping
-            return _fade(self.tuning, lost)
-        return _fade.__wrapped__(self.tuning, lost)
+        fade = self._fades.get(lost)
+        if fade is None:
+            fade = _fade(self.tuning, lost)
+            if lost < 16:  # beyond, the extension has long faded: not worth keeping
+                self._fades[lost] = fade
+        return fade
 
     def _noise_into(self, out: npt.NDArray[np.float64]) -> float:
         """Fill `out` with the comfort noise's white noise; return its scale (0: none)."""
@@ -863,7 +868,7 @@ def _measure_many(streams: Sequence[Concealer]) -> None:
         at += n
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _fade(tuning: Tuning, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The extension's gain over the frame after `lost` lost ones, and the comfort noise's level.
 
@@ -902,23 +907,26 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
     # played last was interpolated towards a next frame that then did not
     # come (extend what was played, not the old extension).
     _measure_many(streams)
-    fresh: dict[Tuning, list[int]] = {}
+    # Grouped by tuning object (all streams share the default one), not by
+    # value: hashing a dataclass costs more than the rest of the loop.
+    fresh: dict[int, list[int]] = {}
     for r, c in enumerate(streams):
         if c._ext is None or c._expect is not None:
-            fresh.setdefault(c.tuning, []).append(r)
+            fresh.setdefault(id(c.tuning), []).append(r)
     # Backward extensions of the next frames, reversed.
-    ahead: dict[Tuning, list[int]] = {}
+    ahead: dict[int, list[int]] = {}
     for r, nxt in enumerate(nexts):
         if nxt is not None:
-            ahead.setdefault(streams[r].tuning, []).append(r)
+            ahead.setdefault(id(streams[r].tuning), []).append(r)
     groups = []
-    for tuning, rows in fresh.items():
+    for rows in fresh.values():
         hist = np.empty((len(rows), HISTORY))
         for i, r in enumerate(rows):
             streams[r]._history_into(hist[i])
-        groups.append((hist, tuning))
-    for tuning, rows in ahead.items():
-        groups.append((np.array([nexts[r] for r in rows])[:, ::-1].copy(), tuning))
+        groups.append((hist, streams[rows[0]].tuning))
+    for rows in ahead.values():
+        rev = np.array([nexts[r] for r in rows])[:, ::-1].copy()
+        groups.append((rev, streams[rows[0]].tuning))
     made = _extend_many(groups)
     for rows, exts_made in zip(fresh.values(), made, strict=False):
         for r, ext in zip(rows, exts_made, strict=True):
