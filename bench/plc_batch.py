@@ -17,6 +17,13 @@ for each k and kind, and whether BEFORE and AFTER gave the same audio, sample
 for sample.
 
     .venv/bin/python bench/plc_batch.py [--reps 30] [--sizes 1,10,50,200] [--before main]
+    .venv/bin/python bench/plc_batch.py --speech   # also: bench/plc.py's talkers, all at once
+
+`--speech` also conceals bench/plc.py's espeak-ng recordings (PCMU, its
+five loss conditions, `--seeds` each) as concurrent streams of one relay:
+AFTER conceals every tick's losses of all of them in one `conceal_many`,
+BEFORE one stream at a time; it counts the samples that differ (none means
+bench/plc.py's PESQ table cannot change).
 """
 
 from __future__ import annotations
@@ -110,12 +117,50 @@ def time_tick(before: ModuleType, streams: Streams, reps: int) -> tuple[float, f
     return statistics.median(tb), statistics.median(ta), same
 
 
+def speech_check(before: ModuleType, seeds: int) -> tuple[int, int, int]:
+    """(differing samples, concealed samples, streams) over bench/plc.py's talkers, batched."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import plc as bench_plc  # bench/plc.py (rtpmedia's plc is imported as `plc` here too)
+
+    if not bench_plc.have_tools():
+        sys.exit("--speech needs espeak-ng and sox (apt-get install espeak-ng sox)")
+    clips = [bench_plc.codec_roundtrip(x).reshape(-1, FRAME) for x in bench_plc.speech_samples()]
+    streams = []  # (frames, lost)
+    for cond, (model, p, r) in bench_plc.CONDITIONS.items():
+        for idx, fr in enumerate(clips):
+            for seed in range(seeds):
+                lost = bench_plc.loss_pattern(model, p, r, len(fr), seed * 1000 + idx)
+                streams.append((fr, lost))
+    cb = [before.Concealer() for _ in streams]
+    ca = [plc.Concealer() for _ in streams]
+    differ = concealed = 0
+    for f in range(max(len(fr) for fr, _ in streams)):
+        batch: list[tuple[Any, np.ndarray | None]] = []
+        want = []
+        for s, (fr, lost) in enumerate(streams):
+            if f >= len(fr):
+                continue
+            if lost[f]:
+                nxt = fr[f + 1] if f + 1 < len(fr) and not lost[f + 1] else None
+                want.append(cb[s].conceal(nxt))
+                batch.append((ca[s], nxt))
+            else:
+                differ += int(np.count_nonzero(cb[s].good(fr[f]) != ca[s].good(fr[f])))
+        for x, y in zip(want, plc.conceal_many(batch), strict=True):
+            differ += int(np.count_nonzero(x != y))
+            concealed += FRAME
+    return differ, concealed, len(streams)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--sizes", default="1,10,50,200", help="batch sizes k, comma-separated")
     ap.add_argument("--before", default="main", help="git ref of the BEFORE plc.py")
+    ap.add_argument("--speech", action="store_true",
+                    help="also compare BEFORE and AFTER on bench/plc.py's talkers, batched")
+    ap.add_argument("--seeds", type=int, default=2, help="loss patterns per talker (--speech)")
     args = ap.parse_args()
     before = load_before(args.before)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -135,6 +180,10 @@ def main() -> None:
         all_same &= same
         print(f"| {k} | {label} | {b:.0f} | {a:.1f} | {b / a:.1f}x |")
     print(f"\nsame audio before and after, sample for sample: {'yes' if all_same else 'NO'}")
+    if args.speech:
+        differ, concealed, n = speech_check(before, args.seeds)
+        print(f"bench/plc.py talkers, {n} streams concealed together each tick: "
+              f"{differ} samples differ in {concealed} concealed")
 
 
 if __name__ == "__main__":
