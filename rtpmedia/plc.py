@@ -356,8 +356,15 @@ def _pitch_many(
     target = x[:, n - span :]
     win = _windows(x, n - span - lo, count, span)  # win[r, i]: `lags[i]` before the target
     cross = np.einsum("rij,rj->ri", win, target)
-    energy = np.einsum("rij,rij->ri", win, win)
-    et = np.einsum("rj,rj->r", target, target)
+    # The windows' energies from running sums of squares (a fraction of the
+    # products' cost; equal sums where the signal is digitally silent).
+    run = np.zeros((k, n + 1))
+    np.cumsum(x * x, axis=1, out=run[:, 1:])
+    ends = n - lo  # window lags[i] spans x[ends - i - span : ends - i]
+    energy = (run[:, ends - count + 1 : ends + 1] - run[:, ends - count + 1 - span : ends + 1 - span])[
+        :, ::-1
+    ]
+    et = run[:, n] - run[:, n - span]
     corr = cross / np.sqrt(np.maximum(energy * et[:, None], 1e-9))
     if k <= _FEW_ROWS:
         picks = [_pick_lag(row, lags) for row in corr]
