@@ -359,7 +359,7 @@ def _pitch_many(
     # The windows' energies from running sums of squares (a fraction of the
     # products' cost; equal sums where the signal is digitally silent).
     run = np.zeros((k, n + 1))
-    np.cumsum(x * x, axis=1, out=run[:, 1:])
+    np.add.accumulate(x * x, axis=1, out=run[:, 1:])
     ends = n - lo  # window lags[i] spans x[ends - i - span : ends - i]
     energy = (run[:, ends - count + 1 : ends + 1] - run[:, ends - count + 1 - span : ends + 1 - span])[
         :, ::-1
@@ -528,29 +528,25 @@ def _residual_many(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> np
 _SYNTH_FFT = 2 * FRAME
 
 
-def _synthesis_spectra(a: npt.NDArray[np.float64]) -> npt.NDArray[np.complex128]:
-    """Per row, the spectrum (`_SYNTH_FFT` points) of the first FRAME samples of 1/A(z)'s impulse response.
+def _impulse_responses(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per row, the first FRAME samples of 1/A(z)'s impulse response.
 
-    The impulse response through the FFT rather than a per-sample loop: A(z)
-    is minimum phase and bandwidth-expanded, so the response has decayed
-    long before the 1024-point transform wraps it around.
+    Through the FFT rather than a per-sample loop: A(z) is minimum phase and
+    bandwidth-expanded, so the response has decayed long before the
+    1024-point transform wraps it around.
     """
     size = 1 << max(10, (4 * FRAME - 1).bit_length())
-    h = np.fft.irfft(1.0 / np.fft.rfft(a, size, axis=1), size, axis=1)[:, :FRAME]
-    return np.fft.rfft(h, _SYNTH_FFT, axis=1)
+    return np.fft.irfft(1.0 / np.fft.rfft(a, size, axis=1), size, axis=1)[:, :FRAME]
 
 
-def _synthesise_many(
-    exc: npt.NDArray[np.float64],
-    a: npt.NDArray[np.float64],
-    spectra: npt.NDArray[np.complex128],
-    memory: npt.NDArray[np.float64],
+def _drive_many(
+    exc: npt.NDArray[np.float64], a: npt.NDArray[np.float64], memory: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """1/A(z) over each row of `exc` (n <= FRAME), continuing from past outputs `memory`.
+    """The input that makes 1/A(z), started from rest, continue from past outputs `memory`.
 
     The filter's memory acts as an extra input over its first order
-    samples, so the whole is one convolution with the impulse response,
-    made in the frequency domain.
+    samples, so the whole synthesis is one convolution of this with the
+    impulse response.
     """
     k, n = exc.shape
     p = a.shape[1] - 1
@@ -565,7 +561,7 @@ def _synthesise_many(
     share = (hankel @ past)[:, :q, 0]
     drive = exc.copy()
     drive[:, :q] -= share
-    return np.fft.irfft(np.fft.rfft(drive, _SYNTH_FFT, axis=1) * spectra, _SYNTH_FFT, axis=1)[:, :n]
+    return drive
 
 
 def _read_many(
@@ -628,7 +624,7 @@ class _Extension:
     of a batch's arrays, which nothing writes to afterwards.
     """
 
-    __slots__ = ("a", "lag", "length", "lpc", "memory", "padded", "pos", "spectrum", "voicing")
+    __slots__ = ("a", "h", "lag", "length", "lpc", "memory", "padded", "pos", "spectrum", "voicing")
 
     def __init__(
         self,
@@ -637,6 +633,7 @@ class _Extension:
         lag: float,
         voicing: float,
         a: npt.NDArray[np.float64],
+        h: npt.NDArray[np.float64] | None,
         padded: npt.NDArray[np.float64],
     ) -> None:
         self.lpc = lpc
@@ -644,10 +641,11 @@ class _Extension:
         self.lag = lag
         self.voicing = voicing
         self.a = a
+        self.h = h  # 1/A(z)'s impulse response (FRAME samples), None without LPC
         self.padded = padded  # the excitation (LPC residual), padded for `_read_many`
         self.length = len(padded) - _PAD_BEFORE - _PAD_AFTER
-        # The synthesis filter's spectrum: made at the first `take`, with the
-        # other extensions read then (forward and backward ones together).
+        # The spectrum of h: made at the first `take`, in the same FFT call
+        # as the synthesis inputs.
         self.spectrum: npt.NDArray[np.complex128] | None = None
         self.pos = 0  # samples produced so far
 
@@ -675,20 +673,28 @@ def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> li
             autocorr.append(_autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER))
     if autocorr:
         coefs = _levinson_many(np.concatenate([r for r, _ in autocorr]), LPC_ORDER)
-        lpcs = iter(np.split(coefs, np.cumsum([len(r) for r, _ in autocorr])[:-1]))
+        bounds = np.cumsum([0] + [len(r) for r, _ in autocorr]).tolist()
+        lpcs = iter([coefs[b:e] for b, e in zip(bounds, bounds[1:], strict=False)])
         silents = iter([s for _, s in autocorr])
+    lpc_of = [_lpc_of(next(lpcs), next(silents)) if t.lpc else None for _, t in groups]
+    with_lpc = [a for a in lpc_of if a is not None]
+    if with_lpc:
+        responses = iter(_impulse_responses(np.concatenate(with_lpc)))
     out = []
-    for (x, tuning), (lag, voicing) in zip(groups, picked, strict=True):
+    for (x, tuning), (lag, voicing), a in zip(groups, picked, lpc_of, strict=True):
         memory = x[:, -LPC_ORDER:].copy()
-        if tuning.lpc:
-            a = _lpc_of(next(lpcs), next(silents))
+        if a is not None:
             res = _padded(_residual_many(x, a))
+            hs: list[npt.NDArray[np.float64] | None] = [next(responses) for _ in range(len(x))]
         else:
             a = np.ones((len(x), 1))
             res = _padded(x)
+            hs = [None] * len(x)
         out.append([
-            _Extension(tuning.lpc, m, lg, v, c, r)
-            for m, lg, v, c, r in zip(memory, lag.tolist(), voicing.tolist(), a, res, strict=True)
+            _Extension(tuning.lpc, m, lg, v, c, h, r)
+            for m, lg, v, c, h, r in zip(
+                memory, lag.tolist(), voicing.tolist(), a, hs, res, strict=True
+            )
         ])
     return out
 
@@ -697,36 +703,63 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
     """The next `n` (<= FRAME) samples of every extension, one row each; advances them."""
     if n > FRAME:
         raise ValueError(f"an extension is read at most {FRAME} samples at a time")
-    lags = np.array([e.lag for e in exts])
-    length = np.array([e.length for e in exts])
-    ends = np.cumsum(length + (_PAD_BEFORE + _PAD_AFTER))
-    start = ends - (length + _PAD_AFTER)
-    t = np.array([float(e.pos) for e in exts])[:, None] + np.arange(n, dtype=np.float64)
-    pos = (length - lags)[:, None] + t % lags[:, None]
-    exc = _read_many(np.concatenate([e.padded for e in exts]), start, pos)
+    t = np.arange(n, dtype=np.float64)
+    if len(exts) == 1:  # the same arithmetic, assembled with fewer numpy calls
+        e = exts[0]
+        t += float(e.pos)
+        pos = ((e.length - e.lag) + t % e.lag)[None]
+        exc = _read_many(e.padded, np.array([_PAD_BEFORE]), pos)
+    else:
+        lags = np.array([e.lag for e in exts])
+        length = np.array([e.length for e in exts])
+        ends = np.cumsum(length + (_PAD_BEFORE + _PAD_AFTER))
+        start = ends - (length + _PAD_AFTER)
+        t = np.array([float(e.pos) for e in exts])[:, None] + t
+        pos = (length - lags)[:, None] + t % lags[:, None]
+        exc = _read_many(np.concatenate([e.padded for e in exts]), start, pos)
     for e in exts:
         e.pos += n
     lpc = [r for r, e in enumerate(exts) if e.lpc]
     if not lpc:
         return exc
     if len(lpc) < len(exts):
-        exc[lpc] = _synthesise_many_of([exts[r] for r in lpc], exc[lpc])
+        exc[lpc] = _synthesise_many([exts[r] for r in lpc], exc[lpc])
         return exc
-    return _synthesise_many_of(exts, exc)
+    return _synthesise_many(exts, exc)
 
 
-def _synthesise_many_of(
-    exts: Sequence[_Extension], exc: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64]:
-    """`_synthesise_many` with the filters of `exts`; updates their memories."""
+#: Size of the FFTs of the synthesis convolution: at least 2 * FRAME - 1, so
+#: that a frame's outputs never wrap around.
+_SYNTH_FFT = 2 * FRAME
+
+
+def _synthesise_many(exts: Sequence[_Extension], exc: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """1/A(z) of each extension over its row of `exc` (n <= FRAME), continuing from its
+    past outputs; updates their memories.
+
+    One convolution per row with the filter's impulse response, in the
+    frequency domain; the first time an extension is read its impulse
+    response is transformed in the same call as the inputs.
+    """
+    k, n = exc.shape
+    if k == 1:
+        e = exts[0]
+        drive = _drive_many(exc, e.a[None], e.memory[None])
+    else:
+        drive = _drive_many(exc, np.array([e.a for e in exts]), np.array([e.memory for e in exts]))
     fresh = [e for e in exts if e.spectrum is None]
     if fresh:
-        for e, spectrum in zip(fresh, _synthesis_spectra(np.array([e.a for e in fresh])), strict=True):
+        h = np.array([e.h for e in fresh])
+        spectra = np.fft.rfft(np.concatenate([drive, h]), _SYNTH_FFT, axis=1)
+        for e, spectrum in zip(fresh, spectra[k:], strict=True):
             e.spectrum = spectrum
-    spectra = np.array([e.spectrum for e in exts])
-    y = _synthesise_many(exc, np.array([e.a for e in exts]), spectra, np.array([e.memory for e in exts]))
+        inputs = spectra[:k]
+    else:
+        inputs = np.fft.rfft(drive, _SYNTH_FFT, axis=1)
+    filters = np.array([e.spectrum for e in exts])
+    y = np.fft.irfft(inputs * filters, _SYNTH_FFT, axis=1)[:, :n]
     for e, row in zip(exts, y, strict=True):
-        e.memory = row[-LPC_ORDER:] if len(row) >= LPC_ORDER else np.concatenate([e.memory, row])[-LPC_ORDER:]
+        e.memory = row[-LPC_ORDER:] if n >= LPC_ORDER else np.concatenate([e.memory, row])[-LPC_ORDER:]
     return y
 
 
