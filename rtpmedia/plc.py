@@ -511,21 +511,19 @@ def _lpc_of(coef: npt.NDArray[np.float64], silent: npt.NDArray[np.bool_]) -> npt
     return a
 
 
-def _residual_many(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """A(z) applied to each row; the first order outputs use the row's own earlier samples."""
+def _residual_many(
+    x: npt.NDArray[np.float64], a: npt.NDArray[np.float64], last: int
+) -> npt.NDArray[np.float64]:
+    """The last `last` samples (at most n - order) of A(z) applied to each row of C-contiguous `x`."""
     k, n = x.shape
     p = a.shape[1] - 1
+    last = min(last, n - p)
     # res[t] = sum over j of a[p - j] * x[t + j]: taps added from the oldest
     # sample, as np.convolve's dot products do, through a view of
     # overlapping windows (numpy's plain matmul loop, in index order).
     item = x.itemsize
-    win = np.ndarray((k, n - p, p + 1), np.float64, x, 0, (n * item, item, item))
+    win = np.ndarray((k, last, p + 1), np.float64, x, (n - p - last) * item, (n * item, item, item))
     return (win @ a[:, ::-1, None])[:, :, 0]
-
-
-#: Size of the FFTs of the synthesis convolution: at least 2 * FRAME - 1, so
-#: that a frame's outputs never wrap around.
-_SYNTH_FFT = 2 * FRAME
 
 
 def _impulse_responses(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -624,7 +622,9 @@ class _Extension:
     of a batch's arrays, which nothing writes to afterwards.
     """
 
-    __slots__ = ("a", "h", "lag", "length", "lpc", "memory", "padded", "pos", "spectrum", "voicing")
+    __slots__ = (
+        "a", "h", "lag", "length", "lpc", "memory", "offset", "padded", "pos", "spectrum", "voicing"
+    )
 
     def __init__(
         self,
@@ -635,6 +635,7 @@ class _Extension:
         a: npt.NDArray[np.float64],
         h: npt.NDArray[np.float64] | None,
         padded: npt.NDArray[np.float64],
+        length: int,
     ) -> None:
         self.lpc = lpc
         self.memory = memory
@@ -642,8 +643,12 @@ class _Extension:
         self.voicing = voicing
         self.a = a
         self.h = h  # 1/A(z)'s impulse response (FRAME samples), None without LPC
-        self.padded = padded  # the excitation (LPC residual), padded for `_read_many`
-        self.length = len(padded) - _PAD_BEFORE - _PAD_AFTER
+        # The end of the excitation (the LPC residual): reads reach back one
+        # pitch period at most. Padded for `_read_many`; `offset` is where
+        # sample 0 of the whole excitation (`length` samples) would be in it.
+        self.padded = padded
+        self.length = length
+        self.offset = len(padded) - _PAD_AFTER - length
         # The spectrum of h: made at the first `take`, in the same FFT call
         # as the synthesis inputs.
         self.spectrum: npt.NDArray[np.complex128] | None = None
@@ -651,6 +656,11 @@ class _Extension:
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
         return _take_many([self], n)[0]
+
+
+#: Samples of an extension's excitation kept: reads go back at most one
+#: pitch period (PITCH_MAX), and the cubic interpolation one sample further.
+_EXCITATION_KEPT = PITCH_MAX + 4
 
 
 def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> list[list[_Extension]]:
@@ -682,16 +692,19 @@ def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> li
         responses = iter(_impulse_responses(np.concatenate(with_lpc)))
     out = []
     for (x, tuning), (lag, voicing), a in zip(groups, picked, lpc_of, strict=True):
+        n = x.shape[1]
         memory = x[:, -LPC_ORDER:].copy()
         if a is not None:
-            res = _padded(_residual_many(x, a))
+            length = n - LPC_ORDER
+            res = _padded(_residual_many(x, a, _EXCITATION_KEPT))
             hs: list[npt.NDArray[np.float64] | None] = [next(responses) for _ in range(len(x))]
         else:
             a = np.ones((len(x), 1))
-            res = _padded(x)
+            length = n
+            res = _padded(x[:, -_EXCITATION_KEPT:])
             hs = [None] * len(x)
         out.append([
-            _Extension(tuning.lpc, m, lg, v, c, h, r)
+            _Extension(tuning.lpc, m, lg, v, c, h, r, length)
             for m, lg, v, c, h, r in zip(
                 memory, lag.tolist(), voicing.tolist(), a, hs, res, strict=True
             )
@@ -708,12 +721,12 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
         e = exts[0]
         t += float(e.pos)
         pos = ((e.length - e.lag) + t % e.lag)[None]
-        exc = _read_many(e.padded, np.array([_PAD_BEFORE]), pos)
+        exc = _read_many(e.padded, np.array([e.offset]), pos)
     else:
         lags = np.array([e.lag for e in exts])
         length = np.array([e.length for e in exts])
-        ends = np.cumsum(length + (_PAD_BEFORE + _PAD_AFTER))
-        start = ends - (length + _PAD_AFTER)
+        sizes = np.array([len(e.padded) for e in exts])
+        start = np.cumsum(sizes) - sizes + np.array([e.offset for e in exts])
         t = np.array([float(e.pos) for e in exts])[:, None] + t
         pos = (length - lags)[:, None] + t % lags[:, None]
         exc = _read_many(np.concatenate([e.padded for e in exts]), start, pos)
