@@ -125,19 +125,19 @@ def speech_check(before: ModuleType, seeds: int) -> tuple[int, int, int]:
     if not bench_plc.have_tools():
         sys.exit("--speech needs espeak-ng and sox (apt-get install espeak-ng sox)")
     clips = [bench_plc.codec_roundtrip(x).reshape(-1, FRAME) for x in bench_plc.speech_samples()]
-    streams = []  # (frames, lost)
-    for cond, (model, p, r) in bench_plc.CONDITIONS.items():
+    streams = []  # (frames, lost, lookahead): bench/plc.py's "ours" and "ours, no lookahead"
+    for model, p, r in bench_plc.CONDITIONS.values():
         for idx, fr in enumerate(clips):
             for seed in range(seeds):
                 lost = bench_plc.loss_pattern(model, p, r, len(fr), seed * 1000 + idx)
-                streams.append((fr, lost))
-    cb = [before.Concealer() for _ in streams]
-    ca = [plc.Concealer() for _ in streams]
+                streams += [(fr, lost, True), (fr, lost, False)]
+    cb = [before.Concealer(tuning=before.Tuning(lookahead=la)) for _, _, la in streams]
+    ca = [plc.Concealer(tuning=plc.Tuning(lookahead=la)) for _, _, la in streams]
     differ = concealed = 0
-    for f in range(max(len(fr) for fr, _ in streams)):
+    for f in range(max(len(fr) for fr, _, _ in streams)):
         batch: list[tuple[Any, np.ndarray | None]] = []
         want = []
-        for s, (fr, lost) in enumerate(streams):
+        for s, (fr, lost, _) in enumerate(streams):
             if f >= len(fr):
                 continue
             if lost[f]:

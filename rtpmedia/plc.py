@@ -937,6 +937,20 @@ def _fade(tuning: Tuning, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArr
     return g, level
 
 
+def _by_tuning(streams: Sequence[Concealer], rows_by_id: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Rows grouped by tuning object, merged where the objects are equal.
+
+    By object first: hashing a dataclass per stream costs more than the
+    rest of the loop, and streams usually share one (the default).
+    """
+    if len(rows_by_id) <= 1:
+        return rows_by_id
+    merged: dict[Tuning, list[int]] = {}
+    for rows in rows_by_id.values():
+        merged.setdefault(streams[rows[0]].tuning, []).extend(rows)
+    return {id(streams[rows[0]].tuning): rows for rows in merged.values()}
+
+
 def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
     """`[c.conceal(next_frame) for c, next_frame in requests]`, with the work batched.
 
@@ -960,8 +974,6 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
     # played last was interpolated towards a next frame that then did not
     # come (extend what was played, not the old extension).
     _measure_many(streams)
-    # Grouped by tuning object (all streams share the default one), not by
-    # value: hashing a dataclass costs more than the rest of the loop.
     fresh: dict[int, list[int]] = {}
     for r, c in enumerate(streams):
         if c._ext is None or c._expect is not None:
@@ -971,6 +983,8 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
     for r, nxt in enumerate(nexts):
         if nxt is not None:
             ahead.setdefault(id(streams[r].tuning), []).append(r)
+    fresh = _by_tuning(streams, fresh)
+    ahead = _by_tuning(streams, ahead)
     groups = []
     for rows in fresh.values():
         hist = np.empty((len(rows), HISTORY))

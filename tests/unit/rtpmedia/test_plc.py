@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from rtpmedia import codecs
-from rtpmedia.plc import FRAME, RATE, Concealer, G711AppendixI, Repeat, Silence, Tuning, conceal_many
+from rtpmedia.plc import (
+    FRAME,
+    RATE,
+    Concealer,
+    G711AppendixI,
+    Repeat,
+    Silence,
+    Tuning,
+    conceal_many,
+)
 
 ALL = [Silence, Repeat, G711AppendixI, Concealer]
 
