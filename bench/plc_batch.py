@@ -11,8 +11,9 @@ the same states:
 * AFTER: the working tree's `plc.conceal_many` over the whole batch.
 
 Each stream is synthetic voice (harmonics with a wandering pitch, as
-bench/receiver.py) with its own seed; every repetition starts from fresh
-concealers fed the same frames. It prints the median µs per concealed frame
+bench/receiver.py) with its own seed; every repetition starts from new
+concealers fed the same frames, with an earlier loss (as on a long call: the
+per-stream caches filled) and 140 ms of received audio before the timed one. It prints the median µs per concealed frame
 for each k and kind, and whether BEFORE and AFTER gave the same audio, sample
 for sample.
 
@@ -79,19 +80,25 @@ class Streams:
 
     def __init__(self, k: int) -> None:
         self.kinds = [KINDS[i % 3] for i in range(k)]
-        self.frames = [voice(6 * FRAME, np.random.default_rng(1000 + i)).reshape(-1, FRAME)
+        self.frames = [voice(16 * FRAME, np.random.default_rng(1000 + i)).reshape(-1, FRAME)
                        for i in range(k)]
 
     def prepare(self, mod: Any) -> list[tuple[Any, np.ndarray | None]]:
-        """Fresh concealers brought to the timed tick; the (concealer, next frame) requests."""
+        """Concealers brought to the timed tick as on a long call: an earlier loss (whose
+        fades each concealer keeps), a history of received frames, then the timed
+        loss; the (concealer, next frame) requests."""
         requests = []
         for i, (kind, fr) in enumerate(zip(self.kinds, self.frames, strict=True)):
             c = mod.Concealer(seed=i)
             for f in fr[:3]:
                 c.good(f)
+            c.conceal()
+            c.conceal()
+            for f in fr[5:12]:
+                c.good(f)
             if kind == "continued":
-                c.conceal()  # frame 3 lost, frame 4 is the timed one
-            requests.append((c, fr[5] if kind == "first+next" else None))
+                c.conceal()  # frame 12 lost, frame 13 is the timed one
+            requests.append((c, fr[13] if kind == "first+next" else None))
         return requests
 
 

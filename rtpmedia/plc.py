@@ -495,10 +495,18 @@ def _autocorrelation_many(
     r = np.einsum("rlt,rt->rl", shifted, w[:, :n])
     silent = r[:, 0] <= 1e-9
     # The lag window and -40 dB white noise keep the filter tame.
-    lagw, _ = _lpc_windows(order)
-    r *= lagw
-    r[:, 0] *= 1.0001
+    r *= _lag_window_and_noise(order)
     return r, silent
+
+
+@functools.lru_cache(maxsize=4)
+def _lag_window_and_noise(order: int) -> npt.NDArray[np.float64]:
+    """The lag window with r[0] raised by -40 dB of white noise (its lag-0 weight is 1)."""
+    lag, _ = _lpc_windows(order)
+    w = lag.copy()
+    w[0] = 1.0001
+    w.setflags(write=False)
+    return w
 
 
 def _lpc_of(coef: npt.NDArray[np.float64], silent: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
@@ -563,10 +571,11 @@ def _drive_many(
 
 
 def _read_many(
-    flat: npt.NDArray[np.float64], start: npt.NDArray[np.int64], pos: npt.NDArray[np.float64]
+    flat: npt.NDArray[np.float64], start: npt.NDArray[np.int64] | int, pos: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
     """Values at fractional positions `pos` (k, n) of k buffers laid end to end in `flat`
-    (row r's sample 0 at start[r]); cubic Hermite interpolation.
+    (row r's sample 0 at start[r, 0], or at `start` for one buffer); cubic Hermite
+    interpolation.
 
     Each buffer is stored padded (`_PAD_BEFORE` copies of its first sample
     before it, `_PAD_AFTER` of its last after it), so that the four
@@ -574,7 +583,7 @@ def _read_many(
     """
     i = np.floor(pos).astype(np.int64)
     t = pos - i
-    i += start[:, None]
+    i += start
     pm1, p0, p1, p2 = flat[i - 1], flat[i], flat[i + 1], flat[i + 2]
     c1 = 0.5 * (p1 - pm1)
     c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
@@ -588,12 +597,8 @@ _PAD_AFTER = 3  # position len(buffer) itself, should rounding reach it, reads t
 
 def _padded(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Rows of `x` with their edge samples repeated, as `_read_many` reads them."""
-    k, n = x.shape
-    out = np.empty((k, _PAD_BEFORE + n + _PAD_AFTER))
-    out[:, _PAD_BEFORE : _PAD_BEFORE + n] = x
-    out[:, :_PAD_BEFORE] = x[:, :1]
-    out[:, _PAD_BEFORE + n :] = x[:, -1:]
-    return out
+    first, last = x[:, :1], x[:, -1:]
+    return np.concatenate([first] * _PAD_BEFORE + [x] + [last] * _PAD_AFTER, axis=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,7 +628,7 @@ class _Extension:
     """
 
     __slots__ = (
-        "a", "h", "lag", "length", "lpc", "memory", "offset", "padded", "pos", "spectrum", "voicing"
+        "a", "h", "lag", "length", "lpc", "memory", "offset", "padded", "pos", "voicing"
     )
 
     def __init__(
@@ -649,9 +654,6 @@ class _Extension:
         self.padded = padded
         self.length = length
         self.offset = len(padded) - _PAD_AFTER - length
-        # The spectrum of h: made at the first `take`, in the same FFT call
-        # as the synthesis inputs.
-        self.spectrum: npt.NDArray[np.complex128] | None = None
         self.pos = 0  # samples produced so far
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
@@ -682,14 +684,18 @@ def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> li
         if tuning.lpc:
             autocorr.append(_autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER))
     if autocorr:
-        coefs = _levinson_many(np.concatenate([r for r, _ in autocorr]), LPC_ORDER)
-        bounds = np.cumsum([0] + [len(r) for r, _ in autocorr]).tolist()
+        rs = [r for r, _ in autocorr]
+        coefs = _levinson_many(rs[0] if len(rs) == 1 else np.concatenate(rs), LPC_ORDER)
+        bounds = [0]
+        for r, _ in autocorr:
+            bounds.append(bounds[-1] + len(r))
         lpcs = iter([coefs[b:e] for b, e in zip(bounds, bounds[1:], strict=False)])
         silents = iter([s for _, s in autocorr])
     lpc_of = [_lpc_of(next(lpcs), next(silents)) if t.lpc else None for _, t in groups]
     with_lpc = [a for a in lpc_of if a is not None]
     if with_lpc:
-        responses = iter(_impulse_responses(np.concatenate(with_lpc)))
+        a_all = with_lpc[0] if len(with_lpc) == 1 else np.concatenate(with_lpc)
+        responses = iter(_impulse_responses(a_all))
     out = []
     for (x, tuning), (lag, voicing), a in zip(groups, picked, lpc_of, strict=True):
         n = x.shape[1]
@@ -721,7 +727,7 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
         e = exts[0]
         t += float(e.pos)
         pos = ((e.length - e.lag) + t % e.lag)[None]
-        exc = _read_many(e.padded, np.array([e.offset]), pos)
+        exc = _read_many(e.padded, e.offset, pos)
     else:
         lags = np.array([e.lag for e in exts])
         length = np.array([e.length for e in exts])
@@ -729,7 +735,7 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
         start = np.cumsum(sizes) - sizes + np.array([e.offset for e in exts])
         t = np.array([float(e.pos) for e in exts])[:, None] + t
         pos = (length - lags)[:, None] + t % lags[:, None]
-        exc = _read_many(np.concatenate([e.padded for e in exts]), start, pos)
+        exc = _read_many(np.concatenate([e.padded for e in exts]), start[:, None], pos)
     for e in exts:
         e.pos += n
     lpc = [r for r, e in enumerate(exts) if e.lpc]
@@ -741,18 +747,14 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
     return _synthesise_many(exts, exc)
 
 
-#: Size of the FFTs of the synthesis convolution: at least 2 * FRAME - 1, so
-#: that a frame's outputs never wrap around.
-_SYNTH_FFT = 2 * FRAME
-
-
 def _synthesise_many(exts: Sequence[_Extension], exc: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """1/A(z) of each extension over its row of `exc` (n <= FRAME), continuing from its
     past outputs; updates their memories.
 
-    One convolution per row with the filter's impulse response, in the
-    frequency domain; the first time an extension is read its impulse
-    response is transformed in the same call as the inputs.
+    One direct convolution per row with the filter's impulse response:
+    through the FFT a batch costs less, but one stream (the common case on
+    a quiet tick, and the CLI's) pays two transforms' fixed cost, more
+    than the whole product.
     """
     k, n = exc.shape
     if k == 1:
@@ -760,19 +762,11 @@ def _synthesise_many(exts: Sequence[_Extension], exc: npt.NDArray[np.float64]) -
         drive = _drive_many(exc, e.a[None], e.memory[None])
     else:
         drive = _drive_many(exc, np.array([e.a for e in exts]), np.array([e.memory for e in exts]))
-    fresh = [e for e in exts if e.spectrum is None]
-    if fresh:
-        h = np.array([e.h for e in fresh])
-        spectra = np.fft.rfft(np.concatenate([drive, h]), _SYNTH_FFT, axis=1)
-        for e, spectrum in zip(fresh, spectra[k:], strict=True):
-            e.spectrum = spectrum
-        inputs = spectra[:k]
-    else:
-        inputs = np.fft.rfft(drive, _SYNTH_FFT, axis=1)
-    filters = np.array([e.spectrum for e in exts])
-    y = np.fft.irfft(inputs * filters, _SYNTH_FFT, axis=1)[:, :n]
-    for e, row in zip(exts, y, strict=True):
-        e.memory = row[-LPC_ORDER:] if n >= LPC_ORDER else np.concatenate([e.memory, row])[-LPC_ORDER:]
+    y = np.empty((k, n))
+    for e, row, out in zip(exts, drive, y, strict=True):
+        assert e.h is not None
+        out[:] = np.convolve(row, e.h[:n])[:n]
+        e.memory = out[-LPC_ORDER:] if n >= LPC_ORDER else np.concatenate([e.memory, out])[-LPC_ORDER:]
     return y
 
 
@@ -992,7 +986,8 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
             streams[r]._history_into(hist[i])
         groups.append((hist, streams[rows[0]].tuning))
     for rows in ahead.values():
-        rev = np.array([nexts[r] for r in rows])[:, ::-1].copy()
+        ahead_frames = [f for f in (nexts[r] for r in rows) if f is not None]
+        rev = (ahead_frames[0][None] if len(rows) == 1 else np.array(ahead_frames))[:, ::-1].copy()
         groups.append((rev, streams[rows[0]].tuning))
     made = _extend_many(groups)
     for rows, exts_made in zip(fresh.values(), made, strict=False):
@@ -1008,6 +1003,18 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
         assert c._ext is not None
         exts.append(c._ext)
     taken = _take_many(exts + backward, FRAME)
+    if k == 1:  # the same arithmetic on the one row, with fewer calls (the CLI, a quiet tick)
+        c = streams[0]
+        g, level = c._fade(c._lost)
+        noise1 = np.empty(FRAME)
+        y1 = taken[0] * g + level * (noise1 * c._noise_into(noise1))
+        if back_rows:
+            w, w_out = _crossfade_weights(FRAME, 0, FRAME)
+            y1 = w_out * y1 + w * taken[1, ::-1]
+        c._expect = nexts[0]
+        c._lost += 1
+        c._remember(y1)
+        return [_to_int16(y1)]
     fades = [c._fade(c._lost) for c in streams]
     noise = np.empty((k, FRAME))
     scale = np.array([[c._noise_into(row)] for c, row in zip(streams, noise, strict=True)])
