@@ -945,7 +945,7 @@ def _by_tuning(streams: Sequence[Concealer], rows_by_id: dict[int, list[int]]) -
     return {id(streams[rows[0]].tuning): rows for rows in merged.values()}
 
 
-def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
+def conceal_many(requests: Sequence[tuple[PacketConcealer, npt.ArrayLike | None]]) -> list[Frame]:
     """`[c.conceal(next_frame) for c, next_frame in requests]`, with the work batched.
 
     The relay's media tick conceals all its streams' lost frames in one
@@ -953,11 +953,23 @@ def conceal_many(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> 
     as one set of numpy calls over arrays with a row per stream. A stream's
     output is the same, bit for bit, whichever other streams share the call.
     Each concealer at most once per call (ValueError otherwise, before any
-    state changes, as for a next frame of the wrong shape).
+    state changes, as for a next frame of the wrong shape). Concealers other
+    than `Concealer` (Appendix I, the yardsticks) conceal one by one.
     """
-    streams = [c for c, _ in requests]
-    if len({id(c) for c in streams}) != len(streams):
+    if len({id(c) for c, _ in requests}) != len(requests):
         raise ValueError("conceal_many: a concealer appears more than once")
+    ours = [(c, nxt) for c, nxt in requests if isinstance(c, Concealer)]
+    if len(ours) == len(requests):
+        return _conceal_ours(ours)
+    batched = iter(_conceal_ours(ours))
+    return [
+        next(batched) if isinstance(c, Concealer) else c.conceal(nxt) for c, nxt in requests
+    ]
+
+
+def _conceal_ours(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
+    """`conceal_many` for our concealers, all distinct."""
+    streams = [c for c, _ in requests]
     nexts = [
         _frame_in(nxt) if nxt is not None and c.tuning.lookahead else None for c, nxt in requests
     ]

@@ -305,6 +305,18 @@ def test_a_concealer_twice_in_one_batch_is_refused_before_anything_changes() -> 
     assert conceal_many([]) == []
 
 
+def test_other_concealers_in_a_batch_conceal_one_by_one() -> None:
+    fr = frames(voiced(6))
+    mixed = [Concealer(), G711AppendixI(), Repeat(), Concealer(seed=1)]
+    alone = [Concealer(), G711AppendixI(), Repeat(), Concealer(seed=1)]
+    for f in fr[:4]:
+        for c in mixed + alone:
+            c.good(f)
+    got = conceal_many([(c, fr[5]) for c in mixed])
+    for c, y in zip(alone, got, strict=True):
+        assert np.array_equal(c.conceal(fr[5]), y)
+
+
 def test_an_owned_frame_is_kept_and_returned_without_copies() -> None:
     fr = frames(voiced(8))
     owner, copier = Concealer(), Concealer()
