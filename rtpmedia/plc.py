@@ -21,6 +21,10 @@ Concealers:
   silence after 60 ms, a longer overlap-add on recovery.
 * `Concealer`: ours; see its docstring for what it does beyond Appendix I
   and docs/benchmarks.md for what each step measurably buys.
+
+`conceal_many` conceals many streams' lost frames in one call (the relay's
+20 ms tick), with the work batched across them and each stream's output the
+same as alone.
 """
 
 from __future__ import annotations
