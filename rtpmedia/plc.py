@@ -308,7 +308,7 @@ def _hanning(n: int) -> npt.NDArray[np.float64]:
 
 @functools.lru_cache(maxsize=4)
 def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The lag window and the bandwidth expansion of `_lpc`, computed once."""
+    """The lag window and the bandwidth expansion of the LPC analysis, computed once."""
     # A 60 Hz Gaussian lag window keeps the filter tame; bandwidth expansion
     # (gamma 0.98) against ringing formants in the extension.
     lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
@@ -323,10 +323,12 @@ def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.fl
 # streams' lost frames with one set of numpy calls instead of one set per
 # stream (numpy costs about a microsecond a call, and a frame's arrays are
 # tiny). A row's result must not depend on the other rows or on k: every
-# step is element-wise, a reduction whose order is fixed row by row (the
-# strided views below go through numpy's plain matmul loop, which adds in
-# index order; einsum reduces each row's contiguous run the same way
-# whatever k is), or an FFT, which transforms each row on its own.
+# step is element-wise, a reduction whose order is fixed row by row (numpy's
+# plain matmul loop on views of overlapping windows, which adds in index
+# order; einsum over each row's contiguous runs, reduced the same way
+# whatever k is; running sums along a row), an FFT, which transforms each
+# row on its own, or a call per row (np.convolve). tests/unit/rtpmedia/
+# test_plc.py holds it to that, bit for bit.
 
 
 #: Up to this many rows, the per-row decisions of a batch are taken with
@@ -339,8 +341,9 @@ def _windows(x: npt.NDArray[np.float64], start: int, count: int, span: int) -> n
     """View (k, count, span) of C-contiguous `x` (k, n): [r, i] = x[r, start - i : start - i + span].
 
     Made directly (sliding_window_view's checks cost as much as the products
-    at k = 1). Overlapping rows are not BLAS-able, so a matmul on this view
-    runs numpy's own loop, adding each product in index order.
+    at k = 1). Overlapping rows are not BLAS-able: a matmul on such a view
+    runs numpy's own loop, adding each product in index order, and einsum
+    reduces each window as a contiguous run.
     """
     k, n = x.shape
     item = x.itemsize
