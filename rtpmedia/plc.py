@@ -679,7 +679,8 @@ def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> li
     Levinson-Durbin recursions run together.
     """
     picked = []
-    autocorr = []
+    rs = []
+    silents = []
     for x, tuning in groups:
         n = x.shape[1]
         # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
@@ -687,40 +688,36 @@ def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> li
         lag, voicing = _pitch_many(x, PITCH_MIN, PITCH_MAX, span)
         if not tuning.fractional_pitch:
             lag = np.round(lag)
-        picked.append((lag, voicing))
+        picked.append((lag.tolist(), voicing.tolist()))
         if tuning.lpc:
-            autocorr.append(_autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER))
-    if autocorr:
-        rs = [r for r, _ in autocorr]
-        coefs = _levinson_many(rs[0] if len(rs) == 1 else np.concatenate(rs), LPC_ORDER)
-        bounds = [0]
-        for r, _ in autocorr:
-            bounds.append(bounds[-1] + len(r))
-        lpcs = iter([coefs[b:e] for b, e in zip(bounds, bounds[1:], strict=False)])
-        silents = iter([s for _, s in autocorr])
-    lpc_of = [_lpc_of(next(lpcs), next(silents)) if t.lpc else None for _, t in groups]
-    with_lpc = [a for a in lpc_of if a is not None]
-    if with_lpc:
-        a_all = with_lpc[0] if len(with_lpc) == 1 else np.concatenate(with_lpc)
-        responses = iter(_impulse_responses(a_all))
+            r, silent = _autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER)
+            rs.append(r)
+            silents.append(silent)
+    if rs:
+        one = len(rs) == 1
+        coefs = _levinson_many(rs[0] if one else np.concatenate(rs), LPC_ORDER)
+        a_all = _lpc_of(coefs, silents[0] if one else np.concatenate(silents))
+        h_all = _impulse_responses(a_all)
     out = []
-    for (x, tuning), (lag, voicing), a in zip(groups, picked, lpc_of, strict=True):
-        n = x.shape[1]
+    at = 0
+    for (x, tuning), (lags, voicings) in zip(groups, picked, strict=True):
+        k, n = x.shape
         memory = x[:, -LPC_ORDER:].copy()
-        if a is not None:
+        hs: list[npt.NDArray[np.float64] | None]
+        if tuning.lpc:
+            a = a_all[at : at + k]
+            hs = list(h_all[at : at + k])
+            at += k
             length = n - LPC_ORDER
             res = _padded(_residual_many(x, a, _EXCITATION_KEPT))
-            hs: list[npt.NDArray[np.float64] | None] = [next(responses) for _ in range(len(x))]
         else:
-            a = np.ones((len(x), 1))
+            a = np.ones((k, 1))
+            hs = [None] * k
             length = n
             res = _padded(x[:, -_EXCITATION_KEPT:])
-            hs = [None] * len(x)
         out.append([
             _Extension(tuning.lpc, m, lg, v, c, h, r, length)
-            for m, lg, v, c, h, r in zip(
-                memory, lag.tolist(), voicing.tolist(), a, hs, res, strict=True
-            )
+            for m, lg, v, c, h, r in zip(memory, lags, voicings, a, hs, res, strict=True)
         ])
     return out
 
@@ -987,6 +984,8 @@ def _conceal_ours(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) ->
     # played last was interpolated towards a next frame that then did not
     # come (extend what was played, not the old extension).
     _measure_many(streams)
+    if k == 1:
+        return [_conceal_one(streams[0], nexts[0])]
     fresh: dict[int, list[int]] = {}
     for r, c in enumerate(streams):
         if c._ext is None or c._expect is not None:
@@ -1022,18 +1021,6 @@ def _conceal_ours(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) ->
         assert c._ext is not None
         exts.append(c._ext)
     taken = _take_many(exts + backward, FRAME)
-    if k == 1:  # the same arithmetic on the one row, with fewer calls (the CLI, a quiet tick)
-        c = streams[0]
-        g, level = c._fade(c._lost)
-        noise1 = np.empty(FRAME)
-        y1 = taken[0] * g + level * (noise1 * c._noise_into(noise1))
-        if back_rows:
-            w, w_out = _crossfade_weights(FRAME, 0, FRAME)
-            y1 = w_out * y1 + w * taken[1, ::-1]
-        c._expect = nexts[0]
-        c._lost += 1
-        c._remember(y1)
-        return [_to_int16(y1)]
     fades = [c._fade(c._lost) for c in streams]
     noise = np.empty((k, FRAME))
     scale = np.array([[c._noise_into(row)] for c, row in zip(streams, noise, strict=True)])
@@ -1050,6 +1037,34 @@ def _conceal_ours(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) ->
         c._lost += 1
         c._remember(y[r])
     return list(out)
+
+
+def _conceal_one(c: Concealer, nxt: npt.NDArray[np.float64] | None) -> Frame:
+    """`_conceal_ours` for one stream (the CLI, a quiet tick): the same steps and
+    arithmetic on its row alone, without the grouping."""
+    groups = []
+    fresh = c._ext is None or c._expect is not None
+    if fresh:
+        hist = np.empty((1, HISTORY))
+        c._history_into(hist[0])
+        groups.append((hist, c.tuning))
+    if nxt is not None:
+        groups.append((nxt[None, ::-1].copy(), c.tuning))
+    made = _extend_many(groups) if groups else []
+    ext = made[0][0] if fresh else c._ext
+    assert ext is not None
+    c._ext = ext
+    taken = _take_many([ext] if nxt is None else [ext, made[-1][0]], FRAME)
+    g, level = c._fade(c._lost)
+    noise = np.empty(FRAME)
+    y = taken[0] * g + level * (noise * c._noise_into(noise))
+    if nxt is not None:
+        w, w_out = _crossfade_weights(FRAME, 0, FRAME)
+        y = w_out * y + w * taken[1, ::-1]
+    c._expect = nxt
+    c._lost += 1
+    c._remember(y)
+    return _to_int16(y)
 
 
 def _crossfade(
