@@ -374,8 +374,8 @@ def _pitch_many(
     et = run[:, n] - run[:, n - span]
     corr = cross / np.sqrt(np.maximum(energy * et[:, None], 1e-9))
     if k <= _FEW_ROWS:
-        picks = [_pick_lag(row, lags) for row in corr]
-        return np.array([p[0] for p in picks]), np.array([p[1] for p in picks])
+        lag, voicing = np.array([_pick_lag(row, lags) for row in corr]).T
+        return lag, voicing
     rows = np.arange(k)
     best = corr.argmax(axis=1)
     top = corr[rows, best]
