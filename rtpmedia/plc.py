@@ -844,7 +844,11 @@ class Concealer(PacketConcealer):
         return _to_int16(x)
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
-        return conceal_many([(self, next_frame)])[0]
+        # conceal_many([(self, next_frame)])[0], entering where it goes for
+        # one request (a call per loss of the CLI's stream counts).
+        nxt = _frame_in(next_frame) if next_frame is not None and self.tuning.lookahead else None
+        self._measure()
+        return _conceal_one(self, nxt)
 
     def _remember(self, x: npt.NDArray[np.int16] | npt.NDArray[np.float64]) -> None:
         """Keep `x` (not copied: the caller hands over an array nobody changes)."""
