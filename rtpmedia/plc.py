@@ -964,6 +964,9 @@ def conceal_many(requests: Sequence[tuple[PacketConcealer, npt.ArrayLike | None]
     state changes, as for a next frame of the wrong shape). Concealers other
     than `Concealer` (Appendix I, the yardsticks) conceal one by one.
     """
+    if len(requests) == 1:  # a quiet tick: straight to the one-request step
+        c, nxt = requests[0]
+        return [c.conceal(nxt)]
     if len({id(c) for c, _ in requests}) != len(requests):
         raise ValueError("conceal_many: a concealer appears more than once")
     ours = [(c, nxt) for c, nxt in requests if isinstance(c, Concealer)]
