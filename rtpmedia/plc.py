@@ -21,6 +21,10 @@ Concealers:
   silence after 60 ms, a longer overlap-add on recovery.
 * `Concealer`: ours; see its docstring for what it does beyond Appendix I
   and docs/benchmarks.md for what each step measurably buys.
+
+`conceal_many` conceals many streams' lost frames in one call (the relay's
+20 ms tick), with the work batched across them and each stream's output the
+same as alone.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +53,7 @@ __all__ = [
     "Repeat",
     "Silence",
     "Tuning",
+    "conceal_many",
 ]
 
 
@@ -74,8 +80,12 @@ class PacketConcealer(ABC):
     delay: int = 0
 
     @abstractmethod
-    def good(self, frame: npt.ArrayLike) -> Frame:
-        """A frame was received: remember it; return the frame to play."""
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
+        """A frame was received: remember it; return the frame to play.
+
+        `owned`: the caller hands over an int16 frame that nobody modifies
+        afterwards, so a concealer may keep it (and return it) uncopied.
+        """
 
     @abstractmethod
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
@@ -85,7 +95,7 @@ class PacketConcealer(ABC):
 class Silence(PacketConcealer):
     """Zeros in place of every missing frame."""
 
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         return _to_int16(_frame_in(frame))
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
@@ -98,7 +108,7 @@ class Repeat(PacketConcealer):
     def __init__(self) -> None:
         self._last = np.zeros(FRAME, dtype=np.int16)
 
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         self._last = _to_int16(_frame_in(frame))
         return self._last.copy()
 
@@ -169,7 +179,7 @@ class G711AppendixI(PacketConcealer):
         self._start = 0  # index of pitchbufstart in _pitchbuf
 
     # The public calls split a 20 ms frame into the reference's two sub-frames.
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         s = _frame_in(frame)
         out = np.concatenate(
             [self._addtohistory(s[:_A1_FRAMESZ]), self._addtohistory(s[_A1_FRAMESZ:])]
@@ -298,7 +308,7 @@ def _hanning(n: int) -> npt.NDArray[np.float64]:
 
 @functools.lru_cache(maxsize=4)
 def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The lag window and the bandwidth expansion of `_lpc`, computed once."""
+    """The lag window and the bandwidth expansion of the LPC analysis, computed once."""
     # A 60 Hz Gaussian lag window keeps the filter tame; bandwidth expansion
     # (gamma 0.98) against ringing formants in the extension.
     lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
@@ -308,103 +318,100 @@ def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.fl
     return lag, expand
 
 
-def _lpc(x: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
-    """LPC coefficients a[0..order] (a[0] = 1) by autocorrelation and Levinson-Durbin."""
-    w = x * _hanning(len(x))
-    r = np.array([w[: len(w) - k] @ w[k:] for k in range(order + 1)])
-    if r[0] <= 1e-9:
-        a = np.zeros(order + 1)
-        a[0] = 1.0
-        return a
-    # The lag window and -40 dB white noise keep the filter tame.
-    lag, expand = _lpc_windows(order)
-    r = r * lag
-    r[0] *= 1.0001
-    # Levinson-Durbin on Python floats: ten steps of a few products each,
-    # where numpy pays a microsecond a call. The dot products add in order,
-    # as BLAS does for vectors this short (the same coefficients to the bit).
-    rl: list[float] = r.tolist()
-    coef = [1.0] + [0.0] * order
-    err = rl[0]
-    for i in range(1, order + 1):
-        acc = 0.0
-        for j in range(1, i):
-            acc += coef[j] * rl[i - j]
-        k = -(rl[i] + acc) / err
-        coef[1:i] = [coef[j] + k * coef[i - j] for j in range(1, i)]
-        coef[i] = k
-        err *= 1.0 - k * k
-        if err <= 0:
-            break
-    return np.array(coef) * expand
+# The signal processing below works on a batch: a (k, n) array holds k
+# streams' signals, one a row, so that the relay's tick conceals all its
+# streams' lost frames with one set of numpy calls instead of one set per
+# stream (numpy costs about a microsecond a call, and a frame's arrays are
+# tiny). A row's result must not depend on the other rows or on k: every
+# step is element-wise, a reduction whose order is fixed row by row (numpy's
+# plain matmul loop on views of overlapping windows, which adds in index
+# order; einsum over each row's contiguous runs, reduced the same way
+# whatever k is; running sums along a row), an FFT, which transforms each
+# row on its own, or a call per row (np.convolve). tests/unit/rtpmedia/
+# test_plc.py holds it to that, bit for bit.
 
 
-def _residual(x: npt.NDArray[np.float64], a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """A(z) applied to x; the first len(a)-1 outputs use x's own earlier samples."""
-    return np.convolve(x, a)[len(a) - 1 : len(x)]
+#: Up to this many rows, the per-row decisions of a batch are taken with
+#: scalar steps on each row (the same arithmetic), which costs less than the
+#: vector form's fixed number of numpy calls.
+_FEW_ROWS = 4
 
 
-def _impulse_response(a: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
-    """The first `n` samples of the impulse response of 1/A(z).
+def _windows(x: npt.NDArray[np.float64], start: int, count: int, span: int) -> npt.NDArray[np.float64]:
+    """View (k, count, span) of C-contiguous `x` (k, n): [r, i] = x[r, start - i : start - i + span].
 
-    Through the FFT rather than a per-sample loop: A(z) is minimum phase and
-    bandwidth-expanded, so the response has decayed long before the
-    transform's length wraps it around.
+    Made directly (sliding_window_view's checks cost as much as the products
+    at k = 1). Overlapping rows are not BLAS-able: a matmul on such a view
+    runs numpy's own loop, adding each product in index order, and einsum
+    reduces each window as a contiguous run.
     """
-    size = 1 << max(10, (4 * n - 1).bit_length())
-    return np.fft.irfft(1.0 / np.fft.rfft(a, size), size)[:n]
+    k, n = x.shape
+    item = x.itemsize
+    return np.ndarray((k, count, span), np.float64, x, start * item, (n * item, -item, item))
 
 
-def _synthesise(
-    exc: npt.NDArray[np.float64],
-    a: npt.NDArray[np.float64],
-    h: npt.NDArray[np.float64],
-    memory: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float64]:
-    """1/A(z) (impulse response `h`) over `exc`, continuing from past outputs `memory`.
-
-    The filter's memory acts as an extra input over its first len(a)-1
-    samples, so the whole is one convolution.
-    """
-    p = len(a) - 1
-    n = len(exc)
-    drive = exc.copy()
-    # The memory's share of the first p outputs: ten short dot products, on
-    # Python floats in the order BLAS adds vectors this short.
-    av: list[float] = a.tolist()
-    past: list[float] = memory[-p:][::-1].tolist()  # y[-1], y[-2], ...
-    q = min(p, n)
-    share = [0.0] * q
-    for m in range(q):
-        acc = 0.0
-        for j in range(p - m):
-            acc += av[m + 1 + j] * past[j]
-        share[m] = acc
-    drive[:q] -= share
-    return np.convolve(drive, h[:n])[:n]
-
-
-def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[float, float]:
-    """Pitch lag (fractional) and voicing (normalised correlation) at the end of `x`."""
-    hi = min(hi, len(x) - span)
+def _pitch_many(
+    x: npt.NDArray[np.float64], lo: int, hi: int, span: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Pitch lag (fractional) and voicing (normalised correlation) at the end of each row of `x`."""
+    k, n = x.shape
+    hi = min(hi, n - span)
     if hi <= lo:
-        return float(lo), 0.0
-    target = x[-span:]
+        return np.full(k, float(lo)), np.zeros(k)
+    count = hi - lo + 1
     lags = np.arange(lo, hi + 1)
-    # The sliding windows as a view made directly (sliding_window_view's
-    # checks cost as much as the products); win[i] is the segment `lags[i]`
-    # samples before the target.
-    seg = np.ascontiguousarray(x[len(x) - span - hi : len(x) - lo], dtype=np.float64)
-    step = seg.itemsize
-    win = np.ndarray((len(seg) - span + 1, span), np.float64, seg, 0, (step, step))[::-1]
-    cross = win @ target
-    energy = np.einsum("ij,ij->i", win, win)
-    et = float(target @ target)
-    corr = cross / np.sqrt(np.maximum(energy * et, 1e-9))
+    target = x[:, n - span :]
+    win = _windows(x, n - span - lo, count, span)  # win[r, i]: `lags[i]` before the target
+    cross = np.einsum("rij,rj->ri", win, target)
+    # The windows' energies from running sums of squares (a fraction of the
+    # products' cost; equal sums where the signal is digitally silent).
+    run = np.zeros((k, n + 1))
+    np.add.accumulate(x * x, axis=1, out=run[:, 1:])
+    ends = n - lo  # window lags[i] spans x[ends - i - span : ends - i]
+    energy = (run[:, ends - count + 1 : ends + 1] - run[:, ends - count + 1 - span : ends + 1 - span])[
+        :, ::-1
+    ]
+    et = run[:, n] - run[:, n - span]
+    corr = cross / np.sqrt(np.maximum(energy * et[:, None], 1e-9))
+    if k <= _FEW_ROWS:
+        lag, voicing = np.array([_pick_lag(row, lags) for row in corr]).T
+        return lag, voicing
+    rows = np.arange(k)
+    best = corr.argmax(axis=1)
+    top = corr[rows, best]
+    # Prefer a submultiple that is nearly as good (octave errors buzz badly):
+    # the best of the three lags around lag/3, else around lag/2.
+    chosen = best
+    pending = np.ones(k, dtype=bool)
+    offsets = np.arange(3)
+    for div in (3, 2):
+        j = np.rint(lags[best] / div).astype(np.int64) - lo
+        first = np.maximum(j - 1, 0)
+        cand = first[:, None] + offsets  # corr[max(0, j - 1) : j + 2]
+        inside = (cand <= j[:, None] + 1) & (cand < count)
+        vals = np.where(inside, corr[rows[:, None], np.minimum(cand, count - 1)], -np.inf)
+        jj = first + vals.argmax(axis=1)
+        ok = pending & (j >= 0) & (j < count)
+        ok &= corr[rows, np.minimum(jj, count - 1)] > 0.85 * top
+        chosen = np.where(ok, jj, chosen)
+        pending &= ~ok
+    i = chosen
+    c1 = corr[rows, i]
+    c0 = corr[rows, np.maximum(i - 1, 0)]
+    c2 = corr[rows, np.minimum(i + 1, count - 1)]
+    den = c0 - 2 * c1 + c2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.minimum(np.maximum(0.5 * (c0 - c2) / den, -0.5), 0.5)
+    frac = np.where((i > 0) & (i < count - 1) & (den < 0), frac, 0.0)
+    return lags[i] + frac, np.maximum(c1, 0.0)
+
+
+def _pick_lag(corr: npt.NDArray[np.float64], lags: npt.NDArray[np.int64]) -> tuple[float, float]:
+    """`_pitch_many`'s choice for one row of correlations, with scalar steps (cheaper for few rows)."""
     i = int(np.argmax(corr))
     # Prefer a submultiple that is nearly as good (octave errors buzz badly).
     for div in (3, 2):
-        j = int(round(lags[i] / div)) - lo
+        j = int(round(lags[i] / div)) - int(lags[0])
         if 0 <= j < len(lags):
             jj = max(0, j - 1) + int(np.argmax(corr[max(0, j - 1) : j + 2]))
             if corr[jj] > 0.85 * corr[i]:
@@ -419,17 +426,186 @@ def _pitch(x: npt.NDArray[np.float64], lo: int, hi: int, span: int) -> tuple[flo
     return float(lags[i]) + frac, float(max(corr[i], 0.0))
 
 
-def _read(buf: npt.NDArray[np.float64], pos: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Values of `buf` at fractional positions (cubic Hermite interpolation)."""
+def _levinson_rows(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
+    """Levinson-Durbin for a few rows of autocorrelations, on Python floats.
+
+    The same operations in the same order as `_levinson_many` (IEEE
+    arithmetic rounds a Python float and a float64 element alike), without
+    its hundred numpy calls: the cheaper way for one or two rows.
+    """
+    out = np.zeros((len(r), order + 1))
+    for row, rl in enumerate(r.tolist()):
+        coef = [1.0] + [0.0] * order
+        err = rl[0]
+        if err <= 0:  # silence: `_lpc_of` answers 1 for it
+            out[row, 0] = 1.0
+            continue
+        for i in range(1, order + 1):
+            acc = 0.0
+            for j in range(1, i):
+                acc += coef[j] * rl[i - j]
+            k = -(rl[i] + acc) / err
+            coef[1:i] = [coef[j] + k * coef[i - j] for j in range(1, i)]
+            coef[i] = k
+            err *= 1.0 - k * k
+            if err <= 0:
+                break
+        out[row] = coef
+    return out
+
+
+def _levinson_many(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
+    """Levinson-Durbin over rows of autocorrelations: a loop over the orders, vector ops over rows.
+
+    A row whose prediction error reaches zero is done again by
+    `_levinson_rows`, which stops there as the scalar recursion does (rare:
+    full-scale square waves and the like).
+    """
+    k = len(r)
+    if k <= _FEW_ROWS:
+        return _levinson_rows(r, order)
+    coef = np.zeros((k, order + 1))
+    coef[:, 0] = 1.0
+    err = r[:, 0].copy()
+    broke = np.zeros(k, dtype=bool)
+    with np.errstate(all="ignore"):
+        for i in range(1, order + 1):
+            refl = r[:, i] + 0.0  # 0.0 + the sum, as the scalar loop starts
+            if i > 1:
+                # sum over j of coef[j] * r[i - j], added in order of j from 0:
+                # r's reversed slice is not BLAS-able, so each row's product
+                # runs numpy's plain dot loop, as the Python float loop adds.
+                refl += (coef[:, None, 1:i] @ r[:, i - 1 : 0 : -1, None])[:, 0, 0]
+            refl = -refl / err
+            step = refl[:, None] * coef[:, i - 1 : 0 : -1]
+            coef[:, 1:i] += step
+            coef[:, i] = refl
+            err = err * (1.0 - refl * refl)
+            broke |= err <= 0
+    if broke.any():
+        coef[broke] = _levinson_rows(r[broke], order)
+    return coef
+
+
+def _autocorrelation_many(
+    x: npt.NDArray[np.float64], order: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Each row's windowed autocorrelation r[0..order], lag-windowed for `_levinson_many`,
+    and which rows are silent (their LPC is 1)."""
+    k, n = x.shape
+    # r[lag] = sum over t of w[t] * w[t + lag]: one einsum over a view of
+    # the windowed rows followed by zeros (which add nothing).
+    w = np.zeros((k, n + order))
+    np.multiply(x, _hanning(n), out=w[:, :n])
+    item = w.itemsize
+    shifted = np.ndarray((k, order + 1, n), np.float64, w, 0, ((n + order) * item, item, item))
+    r = np.einsum("rlt,rt->rl", shifted, w[:, :n])
+    silent = r[:, 0] <= 1e-9
+    # The lag window and -40 dB white noise keep the filter tame.
+    r *= _lag_window_and_noise(order)
+    return r, silent
+
+
+@functools.lru_cache(maxsize=4)
+def _lag_window_and_noise(order: int) -> npt.NDArray[np.float64]:
+    """The lag window with r[0] raised by -40 dB of white noise (its lag-0 weight is 1)."""
+    lag, _ = _lpc_windows(order)
+    w = lag.copy()
+    w[0] = 1.0001
+    w.setflags(write=False)
+    return w
+
+
+def _lpc_of(coef: npt.NDArray[np.float64], silent: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Levinson-Durbin's coefficients, bandwidth-expanded; 1 for silent rows."""
+    _, expand = _lpc_windows(coef.shape[1] - 1)
+    a = coef * expand
+    if silent.any():
+        a[silent] = 0.0
+        a[silent, 0] = 1.0
+    return a
+
+
+def _residual_many(
+    x: npt.NDArray[np.float64], a: npt.NDArray[np.float64], last: int
+) -> npt.NDArray[np.float64]:
+    """The last `last` samples (at most n - order) of A(z) applied to each row of C-contiguous `x`."""
+    k, n = x.shape
+    p = a.shape[1] - 1
+    last = min(last, n - p)
+    # res[t] = sum over j of a[p - j] * x[t + j]: taps added from the oldest
+    # sample, as np.convolve's dot products do, through a view of
+    # overlapping windows (numpy's plain matmul loop, in index order).
+    item = x.itemsize
+    win = np.ndarray((k, last, p + 1), np.float64, x, (n - p - last) * item, (n * item, item, item))
+    return (win @ a[:, ::-1, None])[:, :, 0]
+
+
+def _impulse_responses(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per row, the first FRAME samples of 1/A(z)'s impulse response.
+
+    Through the FFT rather than a per-sample loop: A(z) is minimum phase and
+    bandwidth-expanded, so the response has decayed long before the
+    1024-point transform wraps it around.
+    """
+    size = 1 << max(10, (4 * FRAME - 1).bit_length())
+    return np.fft.irfft(1.0 / np.fft.rfft(a, size, axis=1), size, axis=1)[:, :FRAME]
+
+
+def _drive_many(
+    exc: npt.NDArray[np.float64], a: npt.NDArray[np.float64], memory: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The input that makes 1/A(z), started from rest, continue from past outputs `memory`.
+
+    The filter's memory acts as an extra input over its first order
+    samples, so the whole synthesis is one convolution of this with the
+    impulse response.
+    """
+    k, n = exc.shape
+    p = a.shape[1] - 1
+    q = min(p, n)
+    # The memory's share of the first q outputs: share[m] = sum over j of
+    # a[m + 1 + j] * y[-1 - j], as a Hankel view of a zero-padded a.
+    padded = np.zeros((k, 2 * p))
+    padded[:, :p] = a[:, 1:]
+    item = padded.itemsize
+    hankel = np.ndarray((k, p, p), np.float64, padded, 0, (2 * p * item, item, item))
+    past = memory[:, ::-1][:, :, None]  # y[-1], y[-2], ...
+    share = (hankel @ past)[:, :q, 0]
+    drive = exc.copy()
+    drive[:, :q] -= share
+    return drive
+
+
+def _read_many(
+    flat: npt.NDArray[np.float64], start: npt.NDArray[np.int64] | int, pos: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Values at fractional positions `pos` (k, n) of k buffers laid end to end in `flat`
+    (row r's sample 0 at start[r, 0], or at `start` for one buffer); cubic Hermite
+    interpolation.
+
+    Each buffer is stored padded (`_PAD_BEFORE` copies of its first sample
+    before it, `_PAD_AFTER` of its last after it), so that the four
+    neighbours of any position within it are read without clipping indices.
+    """
     i = np.floor(pos).astype(np.int64)
     t = pos - i
-    n = len(buf)
-    # np.minimum/maximum: ndarray.clip's Python wrapper costs more than the gather.
-    pm1, p0, p1, p2 = (buf[np.minimum(np.maximum(i + k, 0), n - 1)] for k in (-1, 0, 1, 2))
+    i += start
+    pm1, p0, p1, p2 = flat[i - 1], flat[i], flat[i + 1], flat[i + 2]
     c1 = 0.5 * (p1 - pm1)
     c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
     c3 = 0.5 * (p2 - pm1) + 1.5 * (p0 - p1)
     return ((c3 * t + c2) * t + c1) * t + p0
+
+
+_PAD_BEFORE = 1
+_PAD_AFTER = 3  # position len(buffer) itself, should rounding reach it, reads the last sample
+
+
+def _padded(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Rows of `x` with their edge samples repeated, as `_read_many` reads them."""
+    first, last = x[:, :1], x[:, -1:]
+    return np.concatenate([first] * _PAD_BEFORE + [x] + [last] * _PAD_AFTER, axis=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,35 +621,157 @@ class Tuning:
     merge_width: int = 24  # samples of cross-fade into audio that returns unannounced
 
 
+
+_DEFAULT_TUNING = Tuning()
+
+
 class _Extension:
     """Continues a signal past its end: its LPC excitation repeated at the pitch period.
 
     The synthesis filter starts from the signal's own last samples, so the
-    extension joins it without a step and without added delay.
+    extension joins it without a step and without added delay. Made and read
+    in batches (`_extend_many`, `_take_many`); the rows it holds may be views
+    of a batch's arrays, which nothing writes to afterwards.
     """
 
-    def __init__(self, x: npt.NDArray[np.float64], tuning: Tuning) -> None:
-        self.lpc = tuning.lpc
-        self.memory = x[-LPC_ORDER:].copy()
-        # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
-        span = min(160, max(64, len(x) - PITCH_MAX))
-        self.lag, self.voicing = _pitch(x, PITCH_MIN, PITCH_MAX, span)
-        if not tuning.fractional_pitch:
-            self.lag = float(round(self.lag))
-        self.a = _lpc(x[-min(len(x), 240) :], LPC_ORDER) if tuning.lpc else np.array([1.0])
-        self.res = _residual(x, self.a) if tuning.lpc else x.copy()
-        self.h = _impulse_response(self.a, 2 * FRAME)
+    __slots__ = (
+        "a", "h", "lag", "length", "lpc", "memory", "offset", "padded", "pos", "voicing"
+    )
+
+    def __init__(
+        self,
+        lpc: bool,
+        memory: npt.NDArray[np.float64],
+        lag: float,
+        voicing: float,
+        a: npt.NDArray[np.float64],
+        h: npt.NDArray[np.float64] | None,
+        padded: npt.NDArray[np.float64],
+        length: int,
+    ) -> None:
+        self.lpc = lpc
+        self.memory = memory
+        self.lag = lag
+        self.voicing = voicing
+        self.a = a
+        self.h = h  # 1/A(z)'s impulse response (FRAME samples), None without LPC
+        # The end of the excitation (the LPC residual): reads reach back one
+        # pitch period at most. Padded for `_read_many`; `offset` is where
+        # sample 0 of the whole excitation (`length` samples) would be in it.
+        self.padded = padded
+        self.length = length
+        self.offset = len(padded) - _PAD_AFTER - length
         self.pos = 0  # samples produced so far
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
-        t = self.pos + np.arange(n, dtype=np.float64)
-        self.pos += n
-        exc = _read(self.res, len(self.res) - self.lag + t % self.lag)
-        if not self.lpc:
-            return exc
-        y = _synthesise(exc, self.a, self.h, self.memory)
-        self.memory = np.concatenate([self.memory, y])[-LPC_ORDER:]
-        return y
+        return _take_many([self], n)[0]
+
+
+#: Samples of an extension's excitation kept: reads go back at most one
+#: pitch period (PITCH_MAX), and the cubic interpolation one sample further.
+_EXCITATION_KEPT = PITCH_MAX + 4
+
+
+def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> list[list[_Extension]]:
+    """An extension of each row of each group's `x` (k, n), C-contiguous.
+
+    Groups differ in length (histories, next frames) or tuning; their
+    Levinson-Durbin recursions run together.
+    """
+    picked = []
+    rs = []
+    silents = []
+    for x, tuning in groups:
+        n = x.shape[1]
+        # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
+        span = min(160, max(64, n - PITCH_MAX))
+        lag, voicing = _pitch_many(x, PITCH_MIN, PITCH_MAX, span)
+        if not tuning.fractional_pitch:
+            lag = np.round(lag)
+        picked.append((lag.tolist(), voicing.tolist()))
+        if tuning.lpc:
+            r, silent = _autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER)
+            rs.append(r)
+            silents.append(silent)
+    if rs:
+        one = len(rs) == 1
+        coefs = _levinson_many(rs[0] if one else np.concatenate(rs), LPC_ORDER)
+        a_all = _lpc_of(coefs, silents[0] if one else np.concatenate(silents))
+        h_all = _impulse_responses(a_all)
+    out = []
+    at = 0
+    for (x, tuning), (lags, voicings) in zip(groups, picked, strict=True):
+        k, n = x.shape
+        memory = x[:, -LPC_ORDER:].copy()
+        hs: list[npt.NDArray[np.float64] | None]
+        if tuning.lpc:
+            a = a_all[at : at + k]
+            hs = list(h_all[at : at + k])
+            at += k
+            length = n - LPC_ORDER
+            res = _padded(_residual_many(x, a, _EXCITATION_KEPT))
+        else:
+            a = np.ones((k, 1))
+            hs = [None] * k
+            length = n
+            res = _padded(x[:, -_EXCITATION_KEPT:])
+        out.append([
+            _Extension(tuning.lpc, m, lg, v, c, h, r, length)
+            for m, lg, v, c, h, r in zip(memory, lags, voicings, a, hs, res, strict=True)
+        ])
+    return out
+
+
+def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
+    """The next `n` (<= FRAME) samples of every extension, one row each; advances them."""
+    if n > FRAME:
+        raise ValueError(f"an extension is read at most {FRAME} samples at a time")
+    t = np.arange(n, dtype=np.float64)
+    if len(exts) == 1:  # the same arithmetic, assembled with fewer numpy calls
+        e = exts[0]
+        t += float(e.pos)
+        pos = ((e.length - e.lag) + t % e.lag)[None]
+        exc = _read_many(e.padded, e.offset, pos)
+    else:
+        lags = np.array([e.lag for e in exts])
+        length = np.array([e.length for e in exts])
+        sizes = np.array([len(e.padded) for e in exts])
+        start = np.cumsum(sizes) - sizes + np.array([e.offset for e in exts])
+        t = np.array([float(e.pos) for e in exts])[:, None] + t
+        pos = (length - lags)[:, None] + t % lags[:, None]
+        exc = _read_many(np.concatenate([e.padded for e in exts]), start[:, None], pos)
+    for e in exts:
+        e.pos += n
+    lpc = [r for r, e in enumerate(exts) if e.lpc]
+    if not lpc:
+        return exc
+    if len(lpc) < len(exts):
+        exc[lpc] = _synthesise_many([exts[r] for r in lpc], exc[lpc])
+        return exc
+    return _synthesise_many(exts, exc)
+
+
+def _synthesise_many(exts: Sequence[_Extension], exc: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """1/A(z) of each extension over its row of `exc` (n <= FRAME), continuing from its
+    past outputs; updates their memories.
+
+    One direct convolution per row with the filter's impulse response:
+    through the FFT a batch costs less, but one stream (the common case on
+    a quiet tick, and the CLI's) pays two transforms' fixed cost, more
+    than the whole product.
+    """
+    k, n = exc.shape
+    if k == 1:
+        e = exts[0]
+        drive = _drive_many(exc, e.a[None], e.memory[None])
+    else:
+        drive = _drive_many(exc, np.array([e.a for e in exts]), np.array([e.memory for e in exts]))
+    y = np.empty((k, n))
+    for e, row, out in zip(exts, drive, y, strict=True):
+        assert e.h is not None
+        out[:] = np.convolve(row, e.h[:n])[:n]
+        e.memory = out[-LPC_ORDER:] if n >= LPC_ORDER else np.concatenate([e.memory, out])[-LPC_ORDER:]
+    return y
 
 
 class Concealer(PacketConcealer):
@@ -490,11 +788,15 @@ class Concealer(PacketConcealer):
       stream's background noise level: comfort noise, not digital silence.
     * Audio that returns without warning is cross-faded in over 3 ms.
 
+    Many streams' lost frames are concealed together by `conceal_many`
+    (which `conceal` calls with one); the work is batched, each stream's
+    state stays here.
+
     docs/benchmarks.md has what each step buys and what was tried and left out.
     """
 
     def __init__(self, seed: int = 0, tuning: Tuning | None = None) -> None:
-        self.tuning = tuning or Tuning()
+        self.tuning = tuning or _DEFAULT_TUNING  # one shared object: cheap to group by
         self._rng = np.random.default_rng(seed)
         # The last HISTORY samples as the frames that made them (int16 as
         # received, float64 where concealed or merged), oldest first: a good
@@ -511,23 +813,22 @@ class Concealer(PacketConcealer):
         # needed only when a loss comes, so their levels are measured then
         # (or every `_MEASURE_BATCH` frames), many in one numpy call.
         self._unmeasured: list[Frame] = []
-        # Per count of frames lost so far: the extension's gain over the next
-        # frame and the comfort noise's matching level (they depend on the
-        # tuning only, and a loss is short: computed once, not per loss).
+        # `_fade`'s answers for this stream's tuning, by frames lost so far.
         self._fades: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
-    def good(self, frame: npt.ArrayLike) -> Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> Frame:
         a = np.asarray(frame)
         if self._ext is None and a.dtype == np.int16 and a.shape == (FRAME,):
-            # The common case, one per frame per stream: no float work. Our
-            # own copy goes into the history (the caller may reuse its
-            # buffer) and another copy is played.
-            own = a.copy()
+            # The common case, one per frame per stream: no float work. The
+            # history needs an array nobody changes: the caller's own when it
+            # hands it over (`owned`), else a copy (the caller may reuse its
+            # buffer), and another copy is played.
+            own = a if owned else a.copy()
             self._remember(own)
             self._unmeasured.append(own)
             if len(self._unmeasured) >= _MEASURE_BATCH:
                 self._measure()
-            return own.copy()
+            return own if owned else own.copy()
         x = _frame_in(frame)
         if self._ext is None:
             self._remember(x)
@@ -543,31 +844,20 @@ class Concealer(PacketConcealer):
         return _to_int16(x)
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
+        # conceal_many([(self, next_frame)])[0], entering where it goes for
+        # one request (a call per loss of the CLI's stream counts).
+        nxt = _frame_in(next_frame) if next_frame is not None and self.tuning.lookahead else None
         self._measure()
-        if self._ext is None or self._expect is not None:
-            # After an interpolated frame, what was played leads into the frame
-            # that then did not come: extend that, not the old extension.
-            self._ext = _Extension(self._history(), self.tuning)
-        g, level = self._fade(self._lost)
-        y = self._ext.take(FRAME) * g + self._comfort(level)
-        self._expect = None
-        if next_frame is not None and self.tuning.lookahead:
-            nxt = _frame_in(next_frame)
-            bwd = _Extension(nxt[::-1].copy(), self.tuning).take(FRAME)[::-1]
-            y = _crossfade(y, bwd, 0, FRAME)
-            self._expect = nxt
-        self._lost += 1
-        self._remember(y)
-        return _to_int16(y)
+        return _conceal_one(self, nxt)
 
     def _remember(self, x: npt.NDArray[np.int16] | npt.NDArray[np.float64]) -> None:
         """Keep `x` (not copied: the caller hands over an array nobody changes)."""
         del self._recent[0]
         self._recent.append(x)
 
-    def _history(self) -> npt.NDArray[np.float64]:
-        """The last HISTORY samples played, as float64."""
-        return np.concatenate(self._recent, dtype=np.float64)
+    def _history_into(self, out: npt.NDArray[np.float64]) -> None:
+        """Write the last HISTORY samples played into `out`, as float64."""
+        np.concatenate(self._recent, out=out)
 
     def _track_floor(self, x: npt.NDArray[np.float64]) -> None:
         self._measure()
@@ -575,14 +865,14 @@ class Concealer(PacketConcealer):
 
     def _measure(self) -> None:
         """Take the levels of the frames not measured yet into `_floor`, in order."""
-        if not self._unmeasured:
-            return
-        wide = np.array(self._unmeasured, dtype=np.int64)
+        if self._unmeasured:
+            _measure_many([self])
+
+    def _fold_levels(self, energies: list[float]) -> None:
+        """Take the energies of the unmeasured frames, in order, into `_floor`."""
         self._unmeasured.clear()
-        # int64 squares sum exactly, as float64 does for int16 samples (every
-        # partial sum is an integer below 2**53): the same levels.
         floor = self._floor
-        for energy in np.einsum("ij,ij->i", wide, wide).tolist():
+        for energy in energies:
             rms = math.sqrt(energy / FRAME)
             floor = rms if rms < floor else min(rms, floor * 1.03 + 0.1)  # as _set_floor
         self._floor = floor
@@ -591,32 +881,197 @@ class Concealer(PacketConcealer):
         # Minimum statistics: follow a drop at once, creep up 3% a frame.
         self._floor = rms if rms < self._floor else min(rms, self._floor * 1.03 + 0.1)
 
-    def _gain(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        start = self.tuning.fade_start * RATE
-        return np.exp(-(t - start).clip(min=0.0) / (self.tuning.fade_tau * RATE))
-
     def _fade(self, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """The extension's gain over the frame after `lost` lost ones, and the noise's."""
         fade = self._fades.get(lost)
         if fade is None:
-            g = self._gain(lost * FRAME + np.arange(FRAME))
-            fade = (g, np.sqrt((1 - g * g).clip(min=0.0)))
+            fade = _fade(self.tuning, lost)
             if lost < 16:  # beyond, the extension has long faded: not worth keeping
                 self._fades[lost] = fade
         return fade
 
-    def _comfort(self, level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Noise at the background level, rising (`level`) as the extension fades."""
+    def _noise_into(self, out: npt.NDArray[np.float64]) -> float:
+        """Fill `out` with the comfort noise's white noise; return its scale (0: none)."""
         if not self.tuning.comfort_noise or self._floor <= 0:
-            return np.zeros(len(level))
-        noise = self._rng.standard_normal(len(level)) * self._floor
-        return level * noise
+            out[:] = 0.0
+            return 0.0
+        self._rng.standard_normal(out=out)
+        return self._floor
 
     def _merge(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         assert self._ext is not None
         g, level = self._fade(self._lost)
-        y = self._ext.take(FRAME) * g + self._comfort(level)
+        noise = np.empty(FRAME)
+        scale = self._noise_into(noise)
+        y = self._ext.take(FRAME) * g + level * (noise * scale)
         return _crossfade(y, x, 0, self.tuning.merge_width)
+
+
+def _measure_many(streams: Sequence[Concealer]) -> None:
+    """`_measure` for several streams, their frames' energies in one numpy call."""
+    pending = [c for c in streams if c._unmeasured]
+    if not pending:
+        return
+    wide = np.array([f for c in pending for f in c._unmeasured], dtype=np.int64)
+    # int64 squares sum exactly, as float64 does for int16 samples (every
+    # partial sum is an integer below 2**53): the same levels.
+    energies = np.einsum("ij,ij->i", wide, wide).tolist()
+    at = 0
+    for c in pending:
+        n = len(c._unmeasured)
+        c._fold_levels(energies[at : at + n])
+        at += n
+
+
+@functools.lru_cache(maxsize=32)
+def _fade(tuning: Tuning, lost: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The extension's gain over the frame after `lost` lost ones, and the comfort noise's level.
+
+    They depend on the tuning only, and a loss is short: computed once per
+    process for all streams, not per loss nor per stream.
+    """
+    start = tuning.fade_start * RATE
+    t = lost * FRAME + np.arange(FRAME)
+    g = np.exp(-(t - start).clip(min=0.0) / (tuning.fade_tau * RATE))
+    level = np.sqrt((1 - g * g).clip(min=0.0))
+    g.setflags(write=False)
+    level.setflags(write=False)
+    return g, level
+
+
+def _by_tuning(streams: Sequence[Concealer], rows_by_id: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Rows grouped by tuning object, merged where the objects are equal.
+
+    By object first: hashing a dataclass per stream costs more than the
+    rest of the loop, and streams usually share one (the default).
+    """
+    if len(rows_by_id) <= 1:
+        return rows_by_id
+    merged: dict[Tuning, list[int]] = {}
+    for rows in rows_by_id.values():
+        merged.setdefault(streams[rows[0]].tuning, []).extend(rows)
+    return {id(streams[rows[0]].tuning): rows for rows in merged.values()}
+
+
+def conceal_many(requests: Sequence[tuple[PacketConcealer, npt.ArrayLike | None]]) -> list[Frame]:
+    """`[c.conceal(next_frame) for c, next_frame in requests]`, with the work batched.
+
+    The relay's media tick conceals all its streams' lost frames in one
+    call: the pitch searches, LPC analyses and syntheses of every stream run
+    as one set of numpy calls over arrays with a row per stream. A stream's
+    output is the same, bit for bit, whichever other streams share the call.
+    Each concealer at most once per call (ValueError otherwise, before any
+    state changes, as for a next frame of the wrong shape). Concealers other
+    than `Concealer` (Appendix I, the yardsticks) conceal one by one.
+    """
+    if len(requests) == 1:  # a quiet tick: straight to the one-request step
+        c, nxt = requests[0]
+        return [c.conceal(nxt)]
+    if len({id(c) for c, _ in requests}) != len(requests):
+        raise ValueError("conceal_many: a concealer appears more than once")
+    ours = [(c, nxt) for c, nxt in requests if isinstance(c, Concealer)]
+    if len(ours) == len(requests):
+        return _conceal_ours(ours)
+    batched = iter(_conceal_ours(ours))
+    return [
+        next(batched) if isinstance(c, Concealer) else c.conceal(nxt) for c, nxt in requests
+    ]
+
+
+def _conceal_ours(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
+    """`conceal_many` for our concealers, all distinct."""
+    streams = [c for c, _ in requests]
+    nexts = [
+        _frame_in(nxt) if nxt is not None and c.tuning.lookahead else None for c, nxt in requests
+    ]
+    k = len(streams)
+    if k == 0:
+        return []
+    # Forward extensions: a new one where a loss starts, or where the frame
+    # played last was interpolated towards a next frame that then did not
+    # come (extend what was played, not the old extension).
+    _measure_many(streams)
+    if k == 1:
+        return [_conceal_one(streams[0], nexts[0])]
+    fresh: dict[int, list[int]] = {}
+    for r, c in enumerate(streams):
+        if c._ext is None or c._expect is not None:
+            fresh.setdefault(id(c.tuning), []).append(r)
+    # Backward extensions of the next frames, reversed.
+    ahead: dict[int, list[int]] = {}
+    for r, nxt in enumerate(nexts):
+        if nxt is not None:
+            ahead.setdefault(id(streams[r].tuning), []).append(r)
+    fresh = _by_tuning(streams, fresh)
+    ahead = _by_tuning(streams, ahead)
+    groups = []
+    for rows in fresh.values():
+        hist = np.empty((len(rows), HISTORY))
+        for i, r in enumerate(rows):
+            streams[r]._history_into(hist[i])
+        groups.append((hist, streams[rows[0]].tuning))
+    for rows in ahead.values():
+        ahead_frames = [f for f in (nexts[r] for r in rows) if f is not None]
+        rev = (ahead_frames[0][None] if len(rows) == 1 else np.array(ahead_frames))[:, ::-1].copy()
+        groups.append((rev, streams[rows[0]].tuning))
+    made = _extend_many(groups)
+    for rows, exts_made in zip(fresh.values(), made, strict=False):
+        for r, ext in zip(rows, exts_made, strict=True):
+            streams[r]._ext = ext
+    backward: list[_Extension] = []
+    back_rows: list[int] = []
+    for rows, exts_made in zip(ahead.values(), made[len(fresh) :], strict=True):
+        backward += exts_made
+        back_rows += rows
+    exts: list[_Extension] = []
+    for c in streams:
+        assert c._ext is not None
+        exts.append(c._ext)
+    taken = _take_many(exts + backward, FRAME)
+    fades = [c._fade(c._lost) for c in streams]
+    noise = np.empty((k, FRAME))
+    scale = np.array([[c._noise_into(row)] for c, row in zip(streams, noise, strict=True)])
+    gains = np.array([g for g, _ in fades])
+    levels = np.array([lv for _, lv in fades])
+    y = taken[:k] * gains + levels * (noise * scale)
+    if back_rows:
+        bwd = taken[k:, ::-1]
+        w, w_out = _crossfade_weights(FRAME, 0, FRAME)
+        y[back_rows] = w_out * y[back_rows] + w * bwd
+    out = _to_int16(y)
+    for r, c in enumerate(streams):
+        c._expect = nexts[r]
+        c._lost += 1
+        c._remember(y[r])
+    return list(out)
+
+
+def _conceal_one(c: Concealer, nxt: npt.NDArray[np.float64] | None) -> Frame:
+    """`_conceal_ours` for one stream (the CLI, a quiet tick): the same steps and
+    arithmetic on its row alone, without the grouping."""
+    groups = []
+    fresh = c._ext is None or c._expect is not None
+    if fresh:
+        hist = np.empty((1, HISTORY))
+        c._history_into(hist[0])
+        groups.append((hist, c.tuning))
+    if nxt is not None:
+        groups.append((nxt[None, ::-1].copy(), c.tuning))
+    made = _extend_many(groups) if groups else []
+    ext = made[0][0] if fresh else c._ext
+    assert ext is not None
+    c._ext = ext
+    taken = _take_many([ext] if nxt is None else [ext, made[-1][0]], FRAME)
+    g, level = c._fade(c._lost)
+    noise = np.empty(FRAME)
+    y = taken[0] * g + level * (noise * c._noise_into(noise))
+    if nxt is not None:
+        w, w_out = _crossfade_weights(FRAME, 0, FRAME)
+        y = w_out * y + w * taken[1, ::-1]
+    c._expect = nxt
+    c._lost += 1
+    c._remember(y)
+    return _to_int16(y)
 
 
 def _crossfade(

@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from rtpmedia import codecs
-from rtpmedia.plc import FRAME, RATE, Concealer, G711AppendixI, Repeat, Silence
+from rtpmedia.plc import (
+    FRAME,
+    RATE,
+    Concealer,
+    G711AppendixI,
+    Repeat,
+    Silence,
+    Tuning,
+    conceal_many,
+)
 
 ALL = [Silence, Repeat, G711AppendixI, Concealer]
 
@@ -185,6 +194,140 @@ def test_arbitrary_frames_and_losses_always_give_160_int16_samples(make, data) -
         else:
             y = c.good(frame)
         assert y.dtype == np.int16 and y.shape == (FRAME,)
+
+
+# --- many streams at once (conceal_many) ------------------------------------
+
+
+def _stream(i: int, n_frames: int) -> np.ndarray:
+    """Stream i's frames: vowels of different pitch and level, some with noise,
+    and a few awkward ones (digital silence, a full-scale Nyquist square)."""
+    if i % 11 == 7:
+        return np.zeros((n_frames, FRAME), dtype=np.int16)
+    if i % 11 == 9:
+        sq = np.tile(np.array([32767, -32768], dtype=np.int16), FRAME // 2)
+        return np.tile(sq, (n_frames, 1))
+    x = voiced(n_frames, f0=95.0 + 17.0 * i, amp=2000.0 + 900.0 * i, noise=40.0 * (i % 3))
+    return frames(x)
+
+
+def _tuning(i: int) -> Tuning | None:
+    # Mostly the default; a few streams with steps switched off share the batches.
+    return {4: Tuning(lpc=False), 5: Tuning(fractional_pitch=False), 6: Tuning(lookahead=False)}.get(
+        i
+    )
+
+
+def _run(
+    n_streams: int, lost: list[list[bool]], offered: list[list[bool]], groups=None
+) -> list[np.ndarray]:
+    """Play every stream tick by tick; the concealments of each tick either one at a
+    time (`groups` None) or in the batches `groups(tick, rows)` gives."""
+    n_frames = len(lost[0])
+    data = [_stream(i, n_frames) for i in range(n_streams)]
+    cs = [Concealer(seed=i, tuning=_tuning(i)) for i in range(n_streams)]
+    out: list[list[np.ndarray]] = [[] for _ in range(n_streams)]
+    for f in range(n_frames):
+        requests = {}
+        for i in range(n_streams):
+            if lost[i][f]:
+                has_next = f + 1 < n_frames and not lost[i][f + 1] and offered[i][f]
+                requests[i] = data[i][f + 1] if has_next else None
+            else:
+                out[i].append(cs[i].good(data[i][f]))
+        batches = [[i] for i in requests] if groups is None else groups(f, list(requests))
+        for batch in batches:
+            got = conceal_many([(cs[i], requests[i]) for i in batch])
+            for i, y in zip(batch, got, strict=True):
+                assert y.dtype == np.int16 and y.shape == (FRAME,)
+                out[i].append(y)
+    return [np.concatenate(o) for o in out]
+
+
+def test_a_stream_conceals_the_same_whichever_streams_share_its_batch() -> None:
+    n, n_frames = 14, 14
+    rng = np.random.default_rng(3)
+    lost = [[bool(v) for v in rng.random(n_frames) < 0.4] for _ in range(n)]
+    for row in lost:
+        row[0] = row[1] = False  # a little history first
+    offered = [[bool(v) for v in rng.random(n_frames) < 0.6] for _ in range(n)]
+    alone = _run(n, lost, offered)
+    together = _run(n, lost, offered, groups=lambda f, rows: [rows] if rows else [])
+    halves = _run(n, lost, offered, groups=lambda f, rows: [rows[::2], rows[1::2]])
+    for i in range(n):
+        assert np.array_equal(alone[i], together[i]), i
+        assert np.array_equal(alone[i], halves[i]), i
+    # The batches were large enough for the vector paths (more than four rows).
+    assert max(sum(row[f] for row in lost) for f in range(n_frames)) > 4
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 14),
+    n_frames=st.integers(3, 10),
+    loss=st.floats(0.1, 0.8),
+    most_groups=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_grouping_of_any_losses_equals_one_at_a_time(
+    n: int, n_frames: int, loss: float, most_groups: int, seed: int
+) -> None:
+    # Patterns drawn from a seed: dense enough that ticks conceal many streams.
+    rng = np.random.default_rng(seed)
+    lost = [[bool(v) for v in rng.random(n_frames) < loss] for _ in range(n)]
+    offered = [[bool(v) for v in rng.random(n_frames) < 0.5] for _ in range(n)]
+    labels = rng.integers(0, most_groups, size=(n_frames, n))
+
+    def groups(f: int, rows: list[int]) -> list[list[int]]:
+        by: dict[int, list[int]] = {}
+        for i in rows:
+            by.setdefault(int(labels[f][i]), []).append(i)
+        return list(by.values())
+
+    alone = _run(n, lost, offered)
+    batched = _run(n, lost, offered, groups=groups)
+    for i in range(n):
+        assert np.array_equal(alone[i], batched[i]), i
+
+
+def test_a_concealer_twice_in_one_batch_is_refused_before_anything_changes() -> None:
+    fr = frames(voiced(6))
+    a, b = Concealer(), Concealer()
+    for f in fr[:3]:
+        a.good(f)
+        b.good(f)
+    with pytest.raises(ValueError):
+        conceal_many([(a, None), (a, fr[4])])
+    with pytest.raises(ValueError):
+        conceal_many([(a, None), (Concealer(), np.zeros(80, dtype=np.int16))])
+    # a was left as it was: it conceals as b, which never saw the bad calls.
+    assert np.array_equal(a.conceal(fr[4]), b.conceal(fr[4]))
+    assert conceal_many([]) == []
+
+
+def test_other_concealers_in_a_batch_conceal_one_by_one() -> None:
+    fr = frames(voiced(6))
+    mixed = [Concealer(), G711AppendixI(), Repeat(), Concealer(seed=1)]
+    alone = [Concealer(), G711AppendixI(), Repeat(), Concealer(seed=1)]
+    for f in fr[:4]:
+        for c in mixed + alone:
+            c.good(f)
+    got = conceal_many([(c, fr[5]) for c in mixed])
+    for c, y in zip(alone, got, strict=True):
+        assert np.array_equal(c.conceal(fr[5]), y)
+
+
+def test_an_owned_frame_is_kept_and_returned_without_copies() -> None:
+    fr = frames(voiced(8))
+    owner, copier = Concealer(), Concealer()
+    for f in fr[:4]:
+        mine = f.copy()
+        played = owner.good(mine, owned=True)
+        assert played is mine
+        assert copier.good(f) is not f
+    # The history holds the handed-over frames: concealment sounds the same.
+    assert np.array_equal(owner.conceal(), copier.conceal())
+    assert np.array_equal(owner.good(fr[5].copy(), owned=True), copier.good(fr[5]))
 
 
 # --- quality ---------------------------------------------------------------
