@@ -182,7 +182,7 @@ class SpanDSP(plc.PacketConcealer):
         self._state = _PlcState()
         lib.plc_init(ctypes.byref(self._state))
 
-    def good(self, frame: npt.ArrayLike) -> plc.Frame:
+    def good(self, frame: npt.ArrayLike, *, owned: bool = False) -> plc.Frame:
         buf = np.ascontiguousarray(frame, dtype=np.int16).copy()
         self._lib.plc_rx(
             ctypes.byref(self._state), buf.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)), FRAME

@@ -31,7 +31,7 @@ from rtpmedia import timestretch
 from rtpmedia.codecs.base import Codec
 from rtpmedia.codecs.g711 import G711
 from rtpmedia.jitterbuffer import JitterBuffer, JitterBufferStats, Playout, PlayoutKind, PutResult
-from rtpmedia.plc import Concealer, PacketConcealer
+from rtpmedia.plc import Concealer, PacketConcealer, conceal_many
 from rtpmedia.rtp import RtpError, payload_bounds, peek_header
 
 RATE = 8000
@@ -223,7 +223,8 @@ def play(receivers: Sequence[Receiver], now: float | Sequence[float]) -> list[Sa
     left queued is spliced in front as `frame` does. A stream whose frame
     needs more (a stretch) goes the way `frame` does. Each receiver's
     `last_payload` says whether its frame is exactly a packet's payload
-    decoded.
+    decoded. The frames may be the concealers' own history: read them, do
+    not write to them.
     """
     out: list[Samples | None] = [None] * len(receivers)
     # decode table id -> (table, [(index, receiver, payload)])
@@ -260,7 +261,8 @@ def play(receivers: Sequence[Receiver], now: float | Sequence[float]) -> list[Sa
         decoded = table.take(np.frombuffer(b"".join(m[3] for m in members), np.uint8))
         for (i, r, payload_type, payload, alone), row in zip(members, decoded.reshape(-1, FRAME),
                                                              strict=True):
-            out[i] = r._with(times[i], r.plc.good(row))
+            # The row is ours and nobody writes to it: the concealer keeps it uncopied.
+            out[i] = r._with(times[i], r.plc.good(row, owned=True))
             if alone and r._passes and not r._after_loss:
                 r.last_payload = (payload_type, payload)
             r._after_loss = False
@@ -271,10 +273,6 @@ def play(receivers: Sequence[Receiver], now: float | Sequence[float]) -> list[Sa
             out[i] = r._with(times[i], frame)
     return out
 
-
-def conceal_many(requests: Sequence[tuple[PacketConcealer, Samples | None]]) -> list[Samples]:
-    """Every request's concealment (each concealer once)."""
-    return [c.conceal(nxt) for c, nxt in requests]
 
 
 _NORMAL = PlayoutKind.NORMAL

@@ -183,17 +183,23 @@ def test_a_stamped_end_gets_the_kernels_arrival_time_not_the_time_it_was_read(ri
     a_end = control.calls["s"].monologues["A"].ends[0]
     seen = Arrivals()
     a_end.processor = seen
-    for stamped in (False, True):
-        forwarder.stamp(a_end, stamped)
+
+    def wait_in_socket() -> float:
         sent = time.time()
         a.sendto(RTP, (HOST, a_end.port))
         # The relay busy elsewhere: the packet waits in the socket before it is read.
         time.sleep(0.08)
         reactor.pump()
-        waited = seen.times[-1] - sent
-        if stamped:
-            assert -0.005 < waited < 0.03  # when it came
-        else:
-            assert waited >= 0.08  # when it was read
+        return seen.times[-1] - sent
+
+    assert wait_in_socket() >= 0.08  # unstamped: when it was read
+    forwarder.stamp(a_end)
+    # Linux turns receive timestamps on for the whole system a moment after
+    # the first socket asks (a deferred static key); until then the packet is
+    # stamped when it is read. So the kernel's time must show within a few.
+    waits = [wait_in_socket() for _ in range(3)]
+    assert any(-0.005 < w < 0.03 for w in waits), waits  # when it came
+    forwarder.stamp(a_end, False)
+    assert wait_in_socket() >= 0.08
     a.close()
     b.close()
