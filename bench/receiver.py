@@ -183,7 +183,10 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any,
                   for p, v in t.cost.items() if path in (p, "all") for x in v]
             figs.append((len(xs), float(np.mean(xs)) if xs else float("nan"),
                          float(np.percentile(xs, 99)) if xs else float("nan")))
-        (n, bm, bp), (_, am, ap) = figs
+        (n, bm, bp), (an, am, ap) = figs
+        if not an:  # --batch: AFTER's frames are not timed one by one
+            print(f"| {path} | {n} | {bm:.1f} | {bp:.1f} | - | - | - |")
+            continue
         print(f"| {path} | {n} | {bm:.1f} | {bp:.1f} | {am:.1f} | {ap:.1f} | {bm / am:.2f}x |")
     frames = {side: sum(len(t.out) for t in sides[side]) for side in sides}
     per = {side: batch_ns[side] / 1000.0 / max(frames[side], 1) for side in sides}
