@@ -761,6 +761,24 @@ class JitterBuffer(Generic[P]):
             c.target += target * self.frame_samples
         self._last_kind = out.kind
 
+    def skip(self, frames: int) -> None:
+        """Playout moves on by `frames` the caller could not play in time (it stalled):
+        what the buffer holds for them is dropped, and the delay stays where it was.
+
+        Without it a stall would leave its frames in the buffer as extra
+        delay, to be removed a pitch period at a time by accelerating.
+        """
+        s = self._s
+        if s is None or not s.started or s.playout_ts is None or frames <= 0:
+            return
+        s.playout_ts += frames * self.frame_samples
+        s.waits = 0
+        while s.keys and s.keys[0] < s.playout_ts - self._half:
+            frame = s.frames.pop(s.keys.pop(0))
+            s.seqs.discard(frame.seq)
+            s.emitted.add(frame.seq)  # a copy still to come is a duplicate, not late
+            self._c.discarded += 1
+
     def record_stretch(self, samples: int) -> None:
         """Report what the stretcher did: samples inserted (> 0) or removed."""
         if samples > 0:

@@ -205,6 +205,10 @@ class Receiver:
         self._after_loss = True
         return audio
 
+    def skip(self, frames: int) -> None:
+        """`frames` of playout the caller could not send in time: dropped, not played late."""
+        self.jitter.skip(frames)
+
     def stats(self) -> JitterBufferStats:
         return self.jitter.stats()
 

@@ -317,10 +317,15 @@ class Bridge:
             # A tick that comes late (a busy reactor; Twisted's LoopingCall skips
             # the intervals it missed) sends every frame due since the last one,
             # so the party still gets 50 frames a second. After a longer stall the
-            # frames beyond _CATCH_UP are not sent (the jitter buffer then
-            # shortens its delay) rather than burst out over the next ticks.
+            # frames beyond _CATCH_UP are skipped, not burst out over the next
+            # ticks: the jitter buffer drops them and the stream's timestamps
+            # jump over them (a gap the other party's buffer conceals), so the
+            # delay stays where it was instead of being accelerated away.
             if d.due and d.due < now - _CATCH_UP * TICK:
-                d.due = now - (_CATCH_UP - 1) * TICK
+                missed = int((now - (_CATCH_UP - 1) * TICK - d.due) / TICK)
+                d.due += missed * TICK
+                d.receiver.skip(missed)
+                d.source.skip(missed * FRAME)
             if d.due and now < d.due - TICK / 2:
                 continue
             repairs.queue(d)

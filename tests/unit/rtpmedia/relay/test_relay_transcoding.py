@@ -390,3 +390,34 @@ def test_packets_that_are_not_20_ms_are_counted_and_dropped_not_fatal() -> None:
     receiver = next(r for r in bridge.receivers() if r is not None)
     assert receiver.counts.other_duration == 20 and receiver.counts.packets == 20
     assert len(sent) > 30  # the 20 ms packets, the others concealed
+
+
+def test_after_a_stall_the_repaired_stream_plays_current_audio_not_a_second_late() -> None:
+    # Each frame says which packet it came from (every mu-law code word but
+    # 0x7F decodes to its own level), so what is played after the relay
+    # stalled for a second shows the delay: frames the relay could not send
+    # in time are skipped, both in the jitter buffer and in the stream's
+    # timestamps, rather than kept as a second of extra delay.
+    from rtpmedia.codecs.g711 import PCMU
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    sent: list[tuple[int, bytes]] = []
+    bridge = Bridge(a, b, plan, (True, False), lambda end, data: None)
+    codes = [c for c in range(256) if c != 0x7F][:200]
+    level_of = {int(PCMU.decode(bytes([c]))[0]): i for i, c in enumerate(codes)}
+    for seq in range(200):
+        t = 100.0 + seq * 0.02
+        packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=5,
+                           payload=bytes([codes[seq]]) * 160)
+        bridge.rtp(a, memoryview(packet.serialize()), t)
+        if not 50 <= seq < 100:  # the relay stalled for a second
+            bridge.tick(t + 0.01, lambda end, data, seq=seq: sent.append((seq, data)))
+    played = [(seq, RtpPacket.parse(data)) for seq, data in sent]
+    after = [(seq, level_of.get(int(PCMU.decode(p.payload)[80]))) for seq, p in played
+             if seq >= 110]
+    assert after and all(frame is not None and seq - frame <= 5 for seq, frame in after), after
+    # The stream's timestamps jumped over what was skipped.
+    stamps = [p.timestamp for _, p in played]
+    first_after = next(i for i, (seq, _) in enumerate(played) if seq >= 100)
+    assert (stamps[first_after] - stamps[first_after - 1]) % 2**32 > 160 * 40
