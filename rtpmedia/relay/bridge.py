@@ -79,7 +79,7 @@ class _Direction:
 
     __slots__ = ("sink", "routes", "tables", "receiver", "codec", "payload_type",
                  "source", "talking", "counts", "event_offset",
-                 "event_ts", "due", "tones", "tone_ts", "tone_done", "passthrough", "broken")
+                 "event_ts", "due", "tones", "tone_ts", "tone_done", "passthrough")
 
     def __init__(self, sink: MediaEnd, routes: Routes, target: Format, repair: bool) -> None:
         self.sink = sink
@@ -132,7 +132,14 @@ class _Direction:
         self.due = 0.0  # when the next frame is due on the relay's clock (0: not playing)
         self.tone_ts = -1  # the event being played as tones (its RTP timestamp)
         self.tone_done = 0  # samples of it already sent
-        self.broken = False  # repaired: its pipeline raised; it is no longer played
+
+    def unrepair(self, reason: str) -> None:
+        """Repair stops for good: packets go on as they come (converted, renumbered), as on a
+        direction that was never repaired. The other party sees the sender's stream (an SSRC
+        change) instead of the relay's."""
+        log.warning("media repair stopped; packets forwarded as they come", reason=reason,
+                    call_id=self.sink.call_id, to=self.sink.tag)
+        self.receiver = None
 
 
 class Repairs:
@@ -155,6 +162,7 @@ class Repairs:
 
     def run(self, now: float) -> None:
         due, self._due = self._due, []
+        due = [d for d in due if d.receiver is not None]  # repair may have stopped since
         for _ in range(_CATCH_UP):
             if not due:
                 return
@@ -170,9 +178,8 @@ class Repairs:
             try:
                 behind += self._round([d], now)
             except Exception:  # noqa: BLE001
-                log.exception("repaired direction failed; it sends no more", sink=d.sink.tag,
-                              call_id=d.sink.call_id)
-                d.broken = True
+                log.exception("repaired direction failed", to=d.sink.tag, call_id=d.sink.call_id)
+                d.unrepair("its pipeline failed")
         return behind
 
     def _round(self, due: list[_Direction], now: float) -> list[_Direction]:
@@ -277,12 +284,19 @@ class Bridge:
                 d.counts.dropped += 1
             return
         target, table, event = route
-        if d.receiver is not None:
+        receiver = d.receiver
+        if receiver is not None:
             if event:
                 self._event(d, packet, target)
-            else:
-                d.receiver.put_packet(packet, now)
-            return
+                return
+            other = receiver.counts.other_duration
+            receiver.put_packet(packet, now)
+            if receiver.counts.other_duration == other:
+                return
+            # Not 20 ms packets (another a=ptime): the jitter buffer and the
+            # concealer cannot take them, so this direction is converted
+            # packet by packet from now on rather than left silent.
+            d.unrepair("packets are not 20 ms")
         first = packet[0]
         if first & 0x3F == 0:  # no padding, extension or CSRC: the payload starts at 12
             data = bytes(packet)
@@ -312,7 +326,7 @@ class Bridge:
     def tick(self, now: float, emit: Emit) -> None:
         repairs = self._repairs or Repairs(emit)
         for d in (self._from_offerer, self._from_answerer):
-            if d.receiver is None or d.broken:
+            if d.receiver is None:
                 continue
             # A tick that comes late (a busy reactor; Twisted's LoopingCall skips
             # the intervals it missed) sends every frame due since the last one,

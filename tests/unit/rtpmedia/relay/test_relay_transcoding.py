@@ -341,12 +341,12 @@ def test_bridges_sharing_the_repair_stage_send_the_same_bytes_on_late_irregular_
         assert out == expect
 
 
-def test_a_repaired_direction_that_raises_stops_alone() -> None:
+def test_a_repaired_direction_that_raises_falls_back_to_forwarding_alone() -> None:
     from rtpmedia.codecs.g711 import PCMU
     from rtpmedia.relay.bridge import Repairs
 
-    sent: list[MediaEnd] = []
-    emit = lambda end, data: sent.append(end)  # noqa: E731
+    sent: list[tuple[MediaEnd, bytes]] = []
+    emit = lambda end, data: sent.append((end, data))  # noqa: E731
     repairs = Repairs(emit)
     plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
     good_a, good_b = MediaEnd("g", "A", 0, 30000), MediaEnd("g", "B", 0, 30002)
@@ -366,7 +366,13 @@ def test_a_repaired_direction_that_raises_stops_alone() -> None:
         for bridge in (good, bad):
             bridge.tick(t + 0.01, emit)
         repairs.run(t + 0.01)
-    assert sent.count(good_b) >= 25 and bad_b not in sent
+    to_good = [RtpPacket.parse(data) for end, data in sent if end is good_b]
+    to_bad = [RtpPacket.parse(data) for end, data in sent if end is bad_b]
+    assert len(to_good) >= 25 and {p.ssrc for p in to_good} != {5}  # repaired: the relay's
+    # The broken one goes on unrepaired: the sender's packets as they came.
+    assert bad.receivers() == (None, None)
+    assert len(to_bad) >= 25 and {p.ssrc for p in to_bad} == {5}
+    assert [p.sequence_number for p in to_bad] == list(range(30 - len(to_bad), 30))
 
 
 class Broken(Repeat):
@@ -374,22 +380,27 @@ class Broken(Repeat):
         raise RuntimeError("broken concealer")
 
 
-def test_packets_that_are_not_20_ms_are_counted_and_dropped_not_fatal() -> None:
+def test_packets_that_are_not_20_ms_end_repair_and_are_forwarded_as_they_come() -> None:
     from rtpmedia.codecs.g711 import PCMU
 
     a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
-    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(8, "PCMA/8000")])
     sent: list[bytes] = []
     bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append(data))
     for seq in range(40):
-        payload = PCMU.encode(np.full(80 if seq % 2 else 160, 1000, np.int16))
-        packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=5,
+        # 20 ms packets, then from seq 20 on 30 ms ones (a=ptime:30).
+        samples = 160 if seq < 20 else 240
+        payload = PCMU.encode(np.full(samples, 1000, np.int16))
+        packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * samples, ssrc=5,
                            payload=payload).serialize()
         bridge.rtp(a, memoryview(packet), 100.0 + seq * 0.02)
         bridge.tick(100.01 + seq * 0.02, lambda end, data: sent.append(data))
-    receiver = next(r for r in bridge.receivers() if r is not None)
-    assert receiver.counts.other_duration == 20 and receiver.counts.packets == 20
-    assert len(sent) > 30  # the 20 ms packets, the others concealed
+    assert bridge.receivers() == (None, None)
+    out = [RtpPacket.parse(data) for data in sent]
+    forwarded = [p for p in out if p.ssrc == 5]
+    # Every 30 ms packet went on at once, converted to PCMA, with its own numbering.
+    assert [p.sequence_number for p in forwarded] == list(range(20, 40))
+    assert {p.payload_type for p in out} == {8} and {len(p.payload) for p in forwarded} == {240}
 
 
 def test_after_a_stall_the_repaired_stream_plays_current_audio_not_a_second_late() -> None:
