@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import math
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +45,7 @@ from rtpmedia.codecs.transcode import TELEPHONE_EVENT, TranscodeError, transcode
 from rtpmedia.receiver import FRAME, Receiver, Samples, play
 from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.engine import TICK, Emit
+from rtpmedia.relay.shedding import RepairBudget
 from rtpmedia.relay.transcoding import Format, Routes, StreamPlan
 from rtpmedia.rtp import RtpError, RtpSource, payload_bounds
 from rtpmedia.telephone_event import TelephoneEvent, TelephoneEventError
@@ -133,12 +136,13 @@ class _Direction:
         self.tone_ts = -1  # the event being played as tones (its RTP timestamp)
         self.tone_done = 0  # samples of it already sent
 
-    def unrepair(self, reason: str) -> None:
+    def unrepair(self, reason: str, *, quiet: bool = False) -> None:
         """Repair stops for good: packets go on as they come (converted, renumbered), as on a
         direction that was never repaired. The other party sees the sender's stream (an SSRC
         change) instead of the relay's."""
-        log.warning("media repair stopped; packets forwarded as they come", reason=reason,
-                    call_id=self.sink.call_id, to=self.sink.tag)
+        (log.debug if quiet else log.warning)(
+            "media repair stopped; packets forwarded as they come", reason=reason,
+            call_id=self.sink.call_id, to=self.sink.tag)
         self.receiver = None
 
 
@@ -150,26 +154,41 @@ class Repairs:
     (`receiver.play`: one decode per codec, one batch of concealments) and
     encodes what needs encoding in one table lookup per codec. A tick that
     came late is caught up in rounds of one frame per direction, at most
-    `_CATCH_UP`.
+    `_CATCH_UP`. The relay's CPU is reported to a `RepairBudget` every tick,
+    which sheds the newest repaired directions when the relay cannot keep up.
     """
 
-    def __init__(self, emit: Emit) -> None:
+    def __init__(self, emit: Emit, budget: RepairBudget | None = None,
+                 clock: Callable[[], float] = time.thread_time) -> None:
+        """`clock`: CPU time of the reactor's thread (the relay's own use, whatever
+        else the machine runs)."""
         self._emit = emit
         self._due: list[_Direction] = []
+        self.budget = budget or RepairBudget()
+        self._clock = clock
+        self.shed = 0  # directions whose repair was stopped for want of CPU
 
     def queue(self, direction: _Direction) -> None:
         self._due.append(direction)
 
     def run(self, now: float) -> None:
-        due, self._due = self._due, []
-        due = [d for d in due if d.receiver is not None]  # repair may have stopped since
+        played, self._due = self._due, []
+        played = [d for d in played if d.receiver is not None]  # repair may have stopped since
+        due = played
         for _ in range(_CATCH_UP):
             if not due:
-                return
+                break
             try:
                 due = self._round(due, now)
             except Exception:  # noqa: BLE001 - one broken stream must not silence the others
                 due = self._isolate(due, now)
+        shed = self.budget.tick(now, self._clock(), len(played))
+        if shed:
+            for d in played[-shed:]:  # the newest calls lose repair; every call keeps audio
+                d.unrepair("the relay is overloaded", quiet=True)
+            self.shed += shed
+            log.warning("relay overloaded: media repair stopped on the newest streams",
+                        stopped=shed, still_repaired=len(played) - shed, stopped_in_all=self.shed)
 
     def _isolate(self, due: list[_Direction], now: float) -> list[_Direction]:
         """A round failed: play each direction on its own; one that fails alone stops."""

@@ -432,3 +432,45 @@ def test_after_a_stall_the_repaired_stream_plays_current_audio_not_a_second_late
     stamps = [p.timestamp for _, p in played]
     first_after = next(i for i, (seq, _) in enumerate(played) if seq >= 100)
     assert (stamps[first_after] - stamps[first_after - 1]) % 2**32 > 160 * 40
+
+
+def test_an_overloaded_repair_stage_stops_repair_on_the_newest_streams_first() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+    from rtpmedia.relay.bridge import Repairs
+    from rtpmedia.relay.shedding import RepairBudget
+
+    class Clock:
+        """The relay's thread flat out: a tick's 20 ms of CPU between ticks."""
+
+        def __init__(self) -> None:
+            self.cpu = 0.0
+
+        def __call__(self) -> float:
+            self.cpu += 0.020
+            return self.cpu
+
+    sent: list[tuple[MediaEnd, bytes]] = []
+    emit = lambda end, data: sent.append((end, data))  # noqa: E731
+    repairs = Repairs(emit, RepairBudget(limit=0.85, window=0.079, fraction=0.25), Clock())
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
+             for i in range(4)]
+    bridges = [Bridge(a, b, plan, (True, False), emit, repairs) for a, b in calls]
+    payload = PCMU.encode(np.full(160, 1000, np.int16))
+    repaired_after: list[list[bool]] = []
+    for seq in range(12):
+        t = 100.0 + seq * 0.02
+        for bridge, (a, _) in zip(bridges, calls, strict=True):
+            packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160,
+                               ssrc=5, payload=payload).serialize()
+            bridge.rtp(a, memoryview(packet), t)
+            bridge.tick(t + 0.01, emit)
+        repairs.run(t + 0.01)
+        repaired_after.append([bridge.receivers()[0] is not None for bridge in bridges])
+    assert repaired_after[3] == [True] * 4
+    assert repaired_after[4] == [True, True, True, False]  # 5 ticks over: a quarter, the newest
+    assert repaired_after[9] == [True, True, False, False]  # 5 more: the next newest
+    assert repairs.shed == 2
+    # The shed call still gets its audio: the sender's packets, as they came.
+    last = [RtpPacket.parse(data) for end, data in sent if end is calls[3][1]][-3:]
+    assert [p.sequence_number for p in last] == [9, 10, 11] and {p.ssrc for p in last} == {5}
