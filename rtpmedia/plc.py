@@ -38,6 +38,19 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from rtpmedia.lpc import (
+    PAD_AFTER,
+    autocorrelation_many,
+    drive_many,
+    impulse_responses,
+    levinson_many,
+    lpc_of,
+    pad_edges,
+    pitch_many,
+    read_many,
+    residual_many,
+)
+
 RATE = 8000
 FRAME = 160  # 20 ms
 
@@ -299,313 +312,6 @@ HISTORY = 480  # 60 ms
 _MEASURE_BATCH = 50
 
 
-@functools.lru_cache(maxsize=8)
-def _hanning(n: int) -> npt.NDArray[np.float64]:
-    w = np.hanning(n)
-    w.setflags(write=False)
-    return w
-
-
-@functools.lru_cache(maxsize=4)
-def _lpc_windows(order: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The lag window and the bandwidth expansion of the LPC analysis, computed once."""
-    # A 60 Hz Gaussian lag window keeps the filter tame; bandwidth expansion
-    # (gamma 0.98) against ringing formants in the extension.
-    lag = np.exp(-0.5 * (2 * np.pi * 60.0 / RATE * np.arange(order + 1)) ** 2)
-    expand = np.asarray(0.98 ** np.arange(order + 1), dtype=np.float64)
-    lag.setflags(write=False)
-    expand.setflags(write=False)
-    return lag, expand
-
-
-# The signal processing below works on a batch: a (k, n) array holds k
-# streams' signals, one a row, so that the relay's tick conceals all its
-# streams' lost frames with one set of numpy calls instead of one set per
-# stream (numpy costs about a microsecond a call, and a frame's arrays are
-# tiny). A row's result must not depend on the other rows or on k: every
-# step is element-wise, a reduction whose order is fixed row by row (numpy's
-# plain matmul loop on views of overlapping windows, which adds in index
-# order; einsum over each row's contiguous runs, reduced the same way
-# whatever k is; running sums along a row), an FFT, which transforms each
-# row on its own, or a call per row (np.convolve). tests/unit/rtpmedia/
-# test_plc.py holds it to that, bit for bit.
-
-
-#: Up to this many rows, the per-row decisions of a batch are taken with
-#: scalar steps on each row (the same arithmetic), which costs less than the
-#: vector form's fixed number of numpy calls.
-_FEW_ROWS = 4
-
-
-def _windows(x: npt.NDArray[np.float64], start: int, count: int, span: int) -> npt.NDArray[np.float64]:
-    """View (k, count, span) of C-contiguous `x` (k, n): [r, i] = x[r, start - i : start - i + span].
-
-    Made directly (sliding_window_view's checks cost as much as the products
-    at k = 1). Overlapping rows are not BLAS-able: a matmul on such a view
-    runs numpy's own loop, adding each product in index order, and einsum
-    reduces each window as a contiguous run.
-    """
-    k, n = x.shape
-    item = x.itemsize
-    return np.ndarray((k, count, span), np.float64, x, start * item, (n * item, -item, item))
-
-
-def _pitch_many(
-    x: npt.NDArray[np.float64], lo: int, hi: int, span: int
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Pitch lag (fractional) and voicing (normalised correlation) at the end of each row of `x`."""
-    k, n = x.shape
-    hi = min(hi, n - span)
-    if hi <= lo:
-        return np.full(k, float(lo)), np.zeros(k)
-    count = hi - lo + 1
-    lags = np.arange(lo, hi + 1)
-    target = x[:, n - span :]
-    win = _windows(x, n - span - lo, count, span)  # win[r, i]: `lags[i]` before the target
-    cross = np.einsum("rij,rj->ri", win, target)
-    # The windows' energies from running sums of squares (a fraction of the
-    # products' cost; equal sums where the signal is digitally silent).
-    run = np.zeros((k, n + 1))
-    np.add.accumulate(x * x, axis=1, out=run[:, 1:])
-    ends = n - lo  # window lags[i] spans x[ends - i - span : ends - i]
-    energy = (run[:, ends - count + 1 : ends + 1] - run[:, ends - count + 1 - span : ends + 1 - span])[
-        :, ::-1
-    ]
-    et = run[:, n] - run[:, n - span]
-    corr = cross / np.sqrt(np.maximum(energy * et[:, None], 1e-9))
-    if k <= _FEW_ROWS:
-        lag, voicing = np.array([_pick_lag(row, lags) for row in corr]).T
-        return lag, voicing
-    rows = np.arange(k)
-    best = corr.argmax(axis=1)
-    top = corr[rows, best]
-    # Prefer a submultiple that is nearly as good (octave errors buzz badly):
-    # the best of the three lags around lag/3, else around lag/2.
-    chosen = best
-    pending = np.ones(k, dtype=bool)
-    offsets = np.arange(3)
-    for div in (3, 2):
-        j = np.rint(lags[best] / div).astype(np.int64) - lo
-        first = np.maximum(j - 1, 0)
-        cand = first[:, None] + offsets  # corr[max(0, j - 1) : j + 2]
-        inside = (cand <= j[:, None] + 1) & (cand < count)
-        vals = np.where(inside, corr[rows[:, None], np.minimum(cand, count - 1)], -np.inf)
-        jj = first + vals.argmax(axis=1)
-        ok = pending & (j >= 0) & (j < count)
-        ok &= corr[rows, np.minimum(jj, count - 1)] > 0.85 * top
-        chosen = np.where(ok, jj, chosen)
-        pending &= ~ok
-    i = chosen
-    c1 = corr[rows, i]
-    c0 = corr[rows, np.maximum(i - 1, 0)]
-    c2 = corr[rows, np.minimum(i + 1, count - 1)]
-    den = c0 - 2 * c1 + c2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.minimum(np.maximum(0.5 * (c0 - c2) / den, -0.5), 0.5)
-    frac = np.where((i > 0) & (i < count - 1) & (den < 0), frac, 0.0)
-    return lags[i] + frac, np.maximum(c1, 0.0)
-
-
-def _pick_lag(corr: npt.NDArray[np.float64], lags: npt.NDArray[np.int64]) -> tuple[float, float]:
-    """`_pitch_many`'s choice for one row of correlations, with scalar steps (cheaper for few rows)."""
-    i = int(np.argmax(corr))
-    # Prefer a submultiple that is nearly as good (octave errors buzz badly).
-    for div in (3, 2):
-        j = int(round(lags[i] / div)) - int(lags[0])
-        if 0 <= j < len(lags):
-            jj = max(0, j - 1) + int(np.argmax(corr[max(0, j - 1) : j + 2]))
-            if corr[jj] > 0.85 * corr[i]:
-                i = jj
-                break
-    frac = 0.0
-    if 0 < i < len(corr) - 1:
-        c0, c1, c2 = corr[i - 1], corr[i], corr[i + 1]
-        den = c0 - 2 * c1 + c2
-        if den < 0:
-            frac = min(max(float(0.5 * (c0 - c2) / den), -0.5), 0.5)
-    return float(lags[i]) + frac, float(max(corr[i], 0.0))
-
-
-def _levinson_rows(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
-    """Levinson-Durbin for a few rows of autocorrelations, on Python floats.
-
-    The same operations in the same order as `_levinson_many` (IEEE
-    arithmetic rounds a Python float and a float64 element alike), without
-    its hundred numpy calls: the cheaper way for one or two rows.
-    """
-    out = np.zeros((len(r), order + 1))
-    for row, rl in enumerate(r.tolist()):
-        coef = [1.0] + [0.0] * order
-        err = rl[0]
-        if err <= 0:  # silence: `_lpc_of` answers 1 for it
-            out[row, 0] = 1.0
-            continue
-        for i in range(1, order + 1):
-            acc = 0.0
-            for j in range(1, i):
-                acc += coef[j] * rl[i - j]
-            k = -(rl[i] + acc) / err
-            coef[1:i] = [coef[j] + k * coef[i - j] for j in range(1, i)]
-            coef[i] = k
-            err *= 1.0 - k * k
-            if err <= 0:
-                break
-        out[row] = coef
-    return out
-
-
-def _levinson_many(r: npt.NDArray[np.float64], order: int) -> npt.NDArray[np.float64]:
-    """Levinson-Durbin over rows of autocorrelations: a loop over the orders, vector ops over rows.
-
-    A row whose prediction error reaches zero is done again by
-    `_levinson_rows`, which stops there as the scalar recursion does (rare:
-    full-scale square waves and the like).
-    """
-    k = len(r)
-    if k <= _FEW_ROWS:
-        return _levinson_rows(r, order)
-    coef = np.zeros((k, order + 1))
-    coef[:, 0] = 1.0
-    err = r[:, 0].copy()
-    broke = np.zeros(k, dtype=bool)
-    with np.errstate(all="ignore"):
-        for i in range(1, order + 1):
-            refl = r[:, i] + 0.0  # 0.0 + the sum, as the scalar loop starts
-            if i > 1:
-                # sum over j of coef[j] * r[i - j], added in order of j from 0:
-                # r's reversed slice is not BLAS-able, so each row's product
-                # runs numpy's plain dot loop, as the Python float loop adds.
-                refl += (coef[:, None, 1:i] @ r[:, i - 1 : 0 : -1, None])[:, 0, 0]
-            refl = -refl / err
-            step = refl[:, None] * coef[:, i - 1 : 0 : -1]
-            coef[:, 1:i] += step
-            coef[:, i] = refl
-            err = err * (1.0 - refl * refl)
-            broke |= err <= 0
-    if broke.any():
-        coef[broke] = _levinson_rows(r[broke], order)
-    return coef
-
-
-def _autocorrelation_many(
-    x: npt.NDArray[np.float64], order: int
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Each row's windowed autocorrelation r[0..order], lag-windowed for `_levinson_many`,
-    and which rows are silent (their LPC is 1)."""
-    k, n = x.shape
-    # r[lag] = sum over t of w[t] * w[t + lag]: one einsum over a view of
-    # the windowed rows followed by zeros (which add nothing).
-    w = np.zeros((k, n + order))
-    np.multiply(x, _hanning(n), out=w[:, :n])
-    item = w.itemsize
-    shifted = np.ndarray((k, order + 1, n), np.float64, w, 0, ((n + order) * item, item, item))
-    r = np.einsum("rlt,rt->rl", shifted, w[:, :n])
-    silent = r[:, 0] <= 1e-9
-    # The lag window and -40 dB white noise keep the filter tame.
-    r *= _lag_window_and_noise(order)
-    return r, silent
-
-
-@functools.lru_cache(maxsize=4)
-def _lag_window_and_noise(order: int) -> npt.NDArray[np.float64]:
-    """The lag window with r[0] raised by -40 dB of white noise (its lag-0 weight is 1)."""
-    lag, _ = _lpc_windows(order)
-    w = lag.copy()
-    w[0] = 1.0001
-    w.setflags(write=False)
-    return w
-
-
-def _lpc_of(coef: npt.NDArray[np.float64], silent: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """Levinson-Durbin's coefficients, bandwidth-expanded; 1 for silent rows."""
-    _, expand = _lpc_windows(coef.shape[1] - 1)
-    a = coef * expand
-    if silent.any():
-        a[silent] = 0.0
-        a[silent, 0] = 1.0
-    return a
-
-
-def _residual_many(
-    x: npt.NDArray[np.float64], a: npt.NDArray[np.float64], last: int
-) -> npt.NDArray[np.float64]:
-    """The last `last` samples (at most n - order) of A(z) applied to each row of C-contiguous `x`."""
-    k, n = x.shape
-    p = a.shape[1] - 1
-    last = min(last, n - p)
-    # res[t] = sum over j of a[p - j] * x[t + j]: taps added from the oldest
-    # sample, as np.convolve's dot products do, through a view of
-    # overlapping windows (numpy's plain matmul loop, in index order).
-    item = x.itemsize
-    win = np.ndarray((k, last, p + 1), np.float64, x, (n - p - last) * item, (n * item, item, item))
-    return (win @ a[:, ::-1, None])[:, :, 0]
-
-
-def _impulse_responses(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Per row, the first FRAME samples of 1/A(z)'s impulse response.
-
-    Through the FFT rather than a per-sample loop: A(z) is minimum phase and
-    bandwidth-expanded, so the response has decayed long before the
-    1024-point transform wraps it around.
-    """
-    size = 1 << max(10, (4 * FRAME - 1).bit_length())
-    return np.fft.irfft(1.0 / np.fft.rfft(a, size, axis=1), size, axis=1)[:, :FRAME]
-
-
-def _drive_many(
-    exc: npt.NDArray[np.float64], a: npt.NDArray[np.float64], memory: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64]:
-    """The input that makes 1/A(z), started from rest, continue from past outputs `memory`.
-
-    The filter's memory acts as an extra input over its first order
-    samples, so the whole synthesis is one convolution of this with the
-    impulse response.
-    """
-    k, n = exc.shape
-    p = a.shape[1] - 1
-    q = min(p, n)
-    # The memory's share of the first q outputs: share[m] = sum over j of
-    # a[m + 1 + j] * y[-1 - j], as a Hankel view of a zero-padded a.
-    padded = np.zeros((k, 2 * p))
-    padded[:, :p] = a[:, 1:]
-    item = padded.itemsize
-    hankel = np.ndarray((k, p, p), np.float64, padded, 0, (2 * p * item, item, item))
-    past = memory[:, ::-1][:, :, None]  # y[-1], y[-2], ...
-    share = (hankel @ past)[:, :q, 0]
-    drive = exc.copy()
-    drive[:, :q] -= share
-    return drive
-
-
-def _read_many(
-    flat: npt.NDArray[np.float64], start: npt.NDArray[np.int64] | int, pos: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64]:
-    """Values at fractional positions `pos` (k, n) of k buffers laid end to end in `flat`
-    (row r's sample 0 at start[r, 0], or at `start` for one buffer); cubic Hermite
-    interpolation.
-
-    Each buffer is stored padded (`_PAD_BEFORE` copies of its first sample
-    before it, `_PAD_AFTER` of its last after it), so that the four
-    neighbours of any position within it are read without clipping indices.
-    """
-    i = np.floor(pos).astype(np.int64)
-    t = pos - i
-    i += start
-    pm1, p0, p1, p2 = flat[i - 1], flat[i], flat[i + 1], flat[i + 2]
-    c1 = 0.5 * (p1 - pm1)
-    c2 = pm1 - 2.5 * p0 + 2 * p1 - 0.5 * p2
-    c3 = 0.5 * (p2 - pm1) + 1.5 * (p0 - p1)
-    return ((c3 * t + c2) * t + c1) * t + p0
-
-
-_PAD_BEFORE = 1
-_PAD_AFTER = 3  # position len(buffer) itself, should rounding reach it, reads the last sample
-
-
-def _padded(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Rows of `x` with their edge samples repeated, as `_read_many` reads them."""
-    first, last = x[:, :1], x[:, -1:]
-    return np.concatenate([first] * _PAD_BEFORE + [x] + [last] * _PAD_AFTER, axis=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,11 +362,11 @@ class _Extension:
         self.a = a
         self.h = h  # 1/A(z)'s impulse response (FRAME samples), None without LPC
         # The end of the excitation (the LPC residual): reads reach back one
-        # pitch period at most. Padded for `_read_many`; `offset` is where
+        # pitch period at most. Padded for `read_many`; `offset` is where
         # sample 0 of the whole excitation (`length` samples) would be in it.
         self.padded = padded
         self.length = length
-        self.offset = len(padded) - _PAD_AFTER - length
+        self.offset = len(padded) - PAD_AFTER - length
         self.pos = 0  # samples produced so far
 
     def take(self, n: int) -> npt.NDArray[np.float64]:
@@ -685,19 +391,19 @@ def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> li
         n = x.shape[1]
         # Short input (the next frame, reversed) gets a shorter window so that long lags still fit.
         span = min(160, max(64, n - PITCH_MAX))
-        lag, voicing = _pitch_many(x, PITCH_MIN, PITCH_MAX, span)
+        lag, voicing = pitch_many(x, PITCH_MIN, PITCH_MAX, span)
         if not tuning.fractional_pitch:
             lag = np.round(lag)
         picked.append((lag.tolist(), voicing.tolist()))
         if tuning.lpc:
-            r, silent = _autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER)
+            r, silent = autocorrelation_many(x[:, -min(n, 240) :], LPC_ORDER)
             rs.append(r)
             silents.append(silent)
     if rs:
         one = len(rs) == 1
-        coefs = _levinson_many(rs[0] if one else np.concatenate(rs), LPC_ORDER)
-        a_all = _lpc_of(coefs, silents[0] if one else np.concatenate(silents))
-        h_all = _impulse_responses(a_all)
+        coefs = levinson_many(rs[0] if one else np.concatenate(rs), LPC_ORDER)
+        a_all = lpc_of(coefs, silents[0] if one else np.concatenate(silents))
+        h_all = impulse_responses(a_all)
     out = []
     at = 0
     for (x, tuning), (lags, voicings) in zip(groups, picked, strict=True):
@@ -709,12 +415,12 @@ def _extend_many(groups: Sequence[tuple[npt.NDArray[np.float64], Tuning]]) -> li
             hs = list(h_all[at : at + k])
             at += k
             length = n - LPC_ORDER
-            res = _padded(_residual_many(x, a, _EXCITATION_KEPT))
+            res = pad_edges(residual_many(x, a, _EXCITATION_KEPT))
         else:
             a = np.ones((k, 1))
             hs = [None] * k
             length = n
-            res = _padded(x[:, -_EXCITATION_KEPT:])
+            res = pad_edges(x[:, -_EXCITATION_KEPT:])
         out.append([
             _Extension(tuning.lpc, m, lg, v, c, h, r, length)
             for m, lg, v, c, h, r in zip(memory, lags, voicings, a, hs, res, strict=True)
@@ -731,7 +437,7 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
         e = exts[0]
         t += float(e.pos)
         pos = ((e.length - e.lag) + t % e.lag)[None]
-        exc = _read_many(e.padded, e.offset, pos)
+        exc = read_many(e.padded, e.offset, pos)
     else:
         lags = np.array([e.lag for e in exts])
         length = np.array([e.length for e in exts])
@@ -739,14 +445,14 @@ def _take_many(exts: Sequence[_Extension], n: int) -> npt.NDArray[np.float64]:
         start = np.cumsum(sizes) - sizes + np.array([e.offset for e in exts])
         t = np.array([float(e.pos) for e in exts])[:, None] + t
         pos = (length - lags)[:, None] + t % lags[:, None]
-        exc = _read_many(np.concatenate([e.padded for e in exts]), start[:, None], pos)
+        exc = read_many(np.concatenate([e.padded for e in exts]), start[:, None], pos)
     for e in exts:
         e.pos += n
-    lpc = [r for r, e in enumerate(exts) if e.lpc]
-    if not lpc:
+    filtered = [r for r, e in enumerate(exts) if e.lpc]
+    if not filtered:
         return exc
-    if len(lpc) < len(exts):
-        exc[lpc] = _synthesise_many([exts[r] for r in lpc], exc[lpc])
+    if len(filtered) < len(exts):
+        exc[filtered] = _synthesise_many([exts[r] for r in filtered], exc[filtered])
         return exc
     return _synthesise_many(exts, exc)
 
@@ -763,9 +469,9 @@ def _synthesise_many(exts: Sequence[_Extension], exc: npt.NDArray[np.float64]) -
     k, n = exc.shape
     if k == 1:
         e = exts[0]
-        drive = _drive_many(exc, e.a[None], e.memory[None])
+        drive = drive_many(exc, e.a[None], e.memory[None])
     else:
-        drive = _drive_many(exc, np.array([e.a for e in exts]), np.array([e.memory for e in exts]))
+        drive = drive_many(exc, np.array([e.a for e in exts]), np.array([e.memory for e in exts]))
     y = np.empty((k, n))
     for e, row, out in zip(exts, drive, y, strict=True):
         assert e.h is not None
