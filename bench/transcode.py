@@ -248,7 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--calls", default="100,300,500")
     parser.add_argument("--modes", default="forward,transcode")
-    parser.add_argument("--repair-calls", default="25,50,100",
+    parser.add_argument("--repair-calls", default="100,150,200",
                         help="call counts for the repair mode (it costs far more per call)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--loss", type=float, default=0.05,
