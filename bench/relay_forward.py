@@ -165,7 +165,10 @@ def run_load(name: str, pid: int, targets: list[tuple[socket.socket, int]],
           flush=True)
 
 
-def bench_relay(streams: int, seconds: float, work: Path) -> None:
+def start_relay(streams: int, work: Path) -> tuple[subprocess.Popen, socket.socket,
+                                                   tuple[str, int]]:
+    """A userspace `softswitch relay` with ports for `streams` stream pairs, answering ng
+    ping: (the process, a control socket, the control address)."""
     low = random.randrange(10000, 30000, 2)
     ctl = udp()
     control = (HOST, udp().getsockname()[1])
@@ -173,15 +176,20 @@ def bench_relay(streams: int, seconds: float, work: Path) -> None:
                               f"udp:{HOST}:{control[1]}", "--ports", f"{low}-{low + 4 * streams + 3}",
                               "--advertise", HOST, "--data-dir", str(work), "--log-level", "warning"],
                              cwd=Path(__file__).resolve().parents[1])
+    ctl.settimeout(0.2)
+    for _ in range(100):
+        try:
+            if command(ctl, control, {"command": "ping"}).get("result") == "pong":
+                break
+        except TimeoutError:
+            continue
+    ctl.settimeout(5)
+    return relay, ctl, control
+
+
+def bench_relay(streams: int, seconds: float, work: Path) -> None:
+    relay, ctl, control = start_relay(streams, work)
     try:
-        ctl.settimeout(0.2)
-        for _ in range(100):
-            try:
-                if command(ctl, control, {"command": "ping"}).get("result") == "pong":
-                    break
-            except TimeoutError:
-                continue
-        ctl.settimeout(5)
         targets, receivers = [], []
         for i in range(streams):
             a, b = udp(), udp()

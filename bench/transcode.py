@@ -28,7 +28,7 @@ machine whose cores are shared with the sender and receiver (and anything
 else), delivery and latency fail first for lack of CPU for everyone, and the
 per-packet cost is the figure to compare.
 
-Run: .venv/bin/python bench/transcode.py [--calls 100,300,500] [--repair-calls 25,50,100]
+Run: .venv/bin/python bench/transcode.py [--calls 100,300,500] [--repair-calls 100,150,200]
      [--modes forward,transcode] [--seconds 5] [--loss 0.05] [--profile PREFIX]
 The machine is shared: compare the rows of one run, not runs.
 """
@@ -52,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.relay_forward import command, udp  # noqa: E402
+from bench.relay_forward import command, start_relay, udp  # noqa: E402
 from rtpmedia.codecs.g711 import PCMA, PCMU  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -110,24 +110,9 @@ def send(parties: list[tuple[socket.socket, int, int]], seconds: float, loss: fl
 
 
 def run(mode: str, calls: int, seconds: float, loss: float, work: Path) -> None:
-    low = random.randrange(10000, 30000, 2)
-    ctl = udp()
-    control = (HOST, udp().getsockname()[1])
-    relay = subprocess.Popen(
-        [sys.executable, "-m", "softswitch", "relay", "--no-kernel", "--control",
-         f"udp:{HOST}:{control[1]}", "--ports", f"{low}-{low + 4 * calls + 3}",
-         "--advertise", HOST, "--data-dir", str(work), "--log-level", "warning"],
-        cwd=Path(__file__).resolve().parents[1])
+    relay, ctl, control = start_relay(calls, work)
     parties: list[tuple[socket.socket, int, int]] = []
     try:
-        ctl.settimeout(0.2)
-        for _ in range(100):
-            try:
-                if command(ctl, control, {"command": "ping"}).get("result") == "pong":
-                    break
-            except TimeoutError:
-                continue
-        ctl.settimeout(5)
         b_pcma = mode != "forward"
         extra: dict = {"codec": {"transcode": ["PCMU", "PCMA"]}} if b_pcma else {}
         flags = {"flags": ["media-repair"]} if mode == "repair" else {}

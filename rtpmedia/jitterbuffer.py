@@ -231,8 +231,7 @@ class _MinWindow:
 
     def __init__(self, window: float) -> None:
         self.window = window
-        #: (time, value), values increasing: the first is the minimum. The
-        #: jitter buffer's `put` adds to it inline, as `add` does.
+        #: (time, value), values increasing: the first is the minimum.
         self.samples: deque[tuple[float, float]] = deque()
 
     def add(self, t: float, v: float) -> None:
@@ -503,15 +502,9 @@ class JitterBuffer(Generic[P]):
             return PutResult.DUPLICATE
         ts = self._internal_ts(s, ext, timestamp, arrival_time)
         offset = arrival_time - ts / self.clock_rate
-        # The window's minimum (_MinWindow.add, inline: once per packet).
-        q = s.min_offset.samples
-        while q and q[-1][1] >= offset:
-            q.pop()
-        q.append((arrival_time, offset))
-        horizon = arrival_time - self.min_window
-        while q[0][0] < horizon:
-            q.popleft()
-        rel = offset - q[0][1]
+        window = s.min_offset
+        window.add(arrival_time, offset)
+        rel = offset - window.samples[0][1]  # above the fastest packet of the window
         if rel > self._peak_threshold:
             # Maybe a stall: its own model, out of the quantile's (a lone
             # outlier comes back once it is known to be one).

@@ -312,8 +312,6 @@ HISTORY = 480  # 60 ms
 _MEASURE_BATCH = 50
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Tuning:
     """Switches for the steps of `Concealer`, so that the benchmark can measure each one."""
@@ -325,7 +323,6 @@ class Tuning:
     fade_start: float = 10e-3  # seconds at full level
     fade_tau: float = 80e-3  # then an exponential decay with this time constant
     merge_width: int = 24  # samples of cross-fade into audio that returns unannounced
-
 
 
 _DEFAULT_TUNING = Tuning()
@@ -554,7 +551,7 @@ class Concealer(PacketConcealer):
         # one request (a call per loss of the CLI's stream counts).
         nxt = _frame_in(next_frame) if next_frame is not None and self.tuning.lookahead else None
         self._measure()
-        return _conceal_one(self, nxt)
+        return self._conceal_alone(nxt)
 
     def _remember(self, x: npt.NDArray[np.int16] | npt.NDArray[np.float64]) -> None:
         """Keep `x` (not copied: the caller hands over an array nobody changes)."""
@@ -572,7 +569,7 @@ class Concealer(PacketConcealer):
     def _measure(self) -> None:
         """Take the levels of the frames not measured yet into `_floor`, in order."""
         if self._unmeasured:
-            _measure_many([self])
+            Concealer._measure_all([self])
 
     def _fold_levels(self, energies: list[float]) -> None:
         """Take the energies of the unmeasured frames, in order, into `_floor`."""
@@ -612,21 +609,114 @@ class Concealer(PacketConcealer):
         y = self._ext.take(FRAME) * g + level * (noise * scale)
         return _crossfade(y, x, 0, self.tuning.merge_width)
 
-
-def _measure_many(streams: Sequence[Concealer]) -> None:
-    """`_measure` for several streams, their frames' energies in one numpy call."""
-    pending = [c for c in streams if c._unmeasured]
-    if not pending:
-        return
-    wide = np.array([f for c in pending for f in c._unmeasured], dtype=np.int64)
-    # int64 squares sum exactly, as float64 does for int16 samples (every
-    # partial sum is an integer below 2**53): the same levels.
-    energies = np.einsum("ij,ij->i", wide, wide).tolist()
-    at = 0
-    for c in pending:
-        n = len(c._unmeasured)
-        c._fold_levels(energies[at : at + n])
-        at += n
+    @staticmethod
+    def _measure_all(streams: Sequence[Concealer]) -> None:
+        """`_measure` for several streams, their frames' energies in one numpy call."""
+        pending = [c for c in streams if c._unmeasured]
+        if not pending:
+            return
+        wide = np.array([f for c in pending for f in c._unmeasured], dtype=np.int64)
+        # int64 squares sum exactly, as float64 does for int16 samples (every
+        # partial sum is an integer below 2**53): the same levels.
+        energies = np.einsum("ij,ij->i", wide, wide).tolist()
+        at = 0
+        for c in pending:
+            n = len(c._unmeasured)
+            c._fold_levels(energies[at : at + n])
+            at += n
+    @staticmethod
+    def conceal_batch(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
+        """`conceal_many` for our concealers, all distinct: the batched steps."""
+        streams = [c for c, _ in requests]
+        nexts = [
+            _frame_in(nxt) if nxt is not None and c.tuning.lookahead else None for c, nxt in requests
+        ]
+        k = len(streams)
+        if k == 0:
+            return []
+        # Forward extensions: a new one where a loss starts, or where the frame
+        # played last was interpolated towards a next frame that then did not
+        # come (extend what was played, not the old extension).
+        Concealer._measure_all(streams)
+        if k == 1:
+            return [streams[0]._conceal_alone(nexts[0])]
+        fresh: dict[int, list[int]] = {}
+        for r, c in enumerate(streams):
+            if c._ext is None or c._expect is not None:
+                fresh.setdefault(id(c.tuning), []).append(r)
+        # Backward extensions of the next frames, reversed.
+        ahead: dict[int, list[int]] = {}
+        for r, nxt in enumerate(nexts):
+            if nxt is not None:
+                ahead.setdefault(id(streams[r].tuning), []).append(r)
+        fresh = _by_tuning(streams, fresh)
+        ahead = _by_tuning(streams, ahead)
+        groups = []
+        for rows in fresh.values():
+            hist = np.empty((len(rows), HISTORY))
+            for i, r in enumerate(rows):
+                streams[r]._history_into(hist[i])
+            groups.append((hist, streams[rows[0]].tuning))
+        for rows in ahead.values():
+            ahead_frames = [f for f in (nexts[r] for r in rows) if f is not None]
+            rev = (ahead_frames[0][None] if len(rows) == 1 else np.array(ahead_frames))[:, ::-1].copy()
+            groups.append((rev, streams[rows[0]].tuning))
+        made = _extend_many(groups)
+        for rows, exts_made in zip(fresh.values(), made, strict=False):
+            for r, ext in zip(rows, exts_made, strict=True):
+                streams[r]._ext = ext
+        backward: list[_Extension] = []
+        back_rows: list[int] = []
+        for rows, exts_made in zip(ahead.values(), made[len(fresh) :], strict=True):
+            backward += exts_made
+            back_rows += rows
+        exts: list[_Extension] = []
+        for c in streams:
+            assert c._ext is not None
+            exts.append(c._ext)
+        taken = _take_many(exts + backward, FRAME)
+        fades = [c._fade(c._lost) for c in streams]
+        noise = np.empty((k, FRAME))
+        scale = np.array([[c._noise_into(row)] for c, row in zip(streams, noise, strict=True)])
+        gains = np.array([g for g, _ in fades])
+        levels = np.array([lv for _, lv in fades])
+        y = taken[:k] * gains + levels * (noise * scale)
+        if back_rows:
+            bwd = taken[k:, ::-1]
+            w, w_out = _crossfade_weights(FRAME, 0, FRAME)
+            y[back_rows] = w_out * y[back_rows] + w * bwd
+        out = _to_int16(y)
+        for r, c in enumerate(streams):
+            c._expect = nexts[r]
+            c._lost += 1
+            c._remember(y[r])
+        return list(out)
+    def _conceal_alone(self, nxt: npt.NDArray[np.float64] | None) -> Frame:
+        """`conceal_batch` for this stream alone (the CLI, a quiet tick): the same steps and
+        arithmetic on its row alone, without the grouping."""
+        groups = []
+        fresh = self._ext is None or self._expect is not None
+        if fresh:
+            hist = np.empty((1, HISTORY))
+            self._history_into(hist[0])
+            groups.append((hist, self.tuning))
+        if nxt is not None:
+            groups.append((nxt[None, ::-1].copy(), self.tuning))
+        made = _extend_many(groups) if groups else []
+        ext = made[0][0] if fresh else self._ext
+        assert ext is not None
+        self._ext = ext
+        taken = _take_many([ext] if nxt is None else [ext, made[-1][0]], FRAME)
+        g, level = self._fade(self._lost)
+        noise = np.empty(FRAME)
+        y = taken[0] * g + level * (noise * self._noise_into(noise))
+        if nxt is not None:
+            w, w_out = _crossfade_weights(FRAME, 0, FRAME)
+            y = w_out * y + w * taken[1, ::-1]
+        self._expect = nxt
+        self._lost += 1
+        self._remember(y)
+        return _to_int16(y)
 
 
 @functools.lru_cache(maxsize=32)
@@ -677,107 +767,11 @@ def conceal_many(requests: Sequence[tuple[PacketConcealer, npt.ArrayLike | None]
         raise ValueError("conceal_many: a concealer appears more than once")
     ours = [(c, nxt) for c, nxt in requests if isinstance(c, Concealer)]
     if len(ours) == len(requests):
-        return _conceal_ours(ours)
-    batched = iter(_conceal_ours(ours))
+        return Concealer.conceal_batch(ours)
+    batched = iter(Concealer.conceal_batch(ours))
     return [
         next(batched) if isinstance(c, Concealer) else c.conceal(nxt) for c, nxt in requests
     ]
-
-
-def _conceal_ours(requests: Sequence[tuple[Concealer, npt.ArrayLike | None]]) -> list[Frame]:
-    """`conceal_many` for our concealers, all distinct."""
-    streams = [c for c, _ in requests]
-    nexts = [
-        _frame_in(nxt) if nxt is not None and c.tuning.lookahead else None for c, nxt in requests
-    ]
-    k = len(streams)
-    if k == 0:
-        return []
-    # Forward extensions: a new one where a loss starts, or where the frame
-    # played last was interpolated towards a next frame that then did not
-    # come (extend what was played, not the old extension).
-    _measure_many(streams)
-    if k == 1:
-        return [_conceal_one(streams[0], nexts[0])]
-    fresh: dict[int, list[int]] = {}
-    for r, c in enumerate(streams):
-        if c._ext is None or c._expect is not None:
-            fresh.setdefault(id(c.tuning), []).append(r)
-    # Backward extensions of the next frames, reversed.
-    ahead: dict[int, list[int]] = {}
-    for r, nxt in enumerate(nexts):
-        if nxt is not None:
-            ahead.setdefault(id(streams[r].tuning), []).append(r)
-    fresh = _by_tuning(streams, fresh)
-    ahead = _by_tuning(streams, ahead)
-    groups = []
-    for rows in fresh.values():
-        hist = np.empty((len(rows), HISTORY))
-        for i, r in enumerate(rows):
-            streams[r]._history_into(hist[i])
-        groups.append((hist, streams[rows[0]].tuning))
-    for rows in ahead.values():
-        ahead_frames = [f for f in (nexts[r] for r in rows) if f is not None]
-        rev = (ahead_frames[0][None] if len(rows) == 1 else np.array(ahead_frames))[:, ::-1].copy()
-        groups.append((rev, streams[rows[0]].tuning))
-    made = _extend_many(groups)
-    for rows, exts_made in zip(fresh.values(), made, strict=False):
-        for r, ext in zip(rows, exts_made, strict=True):
-            streams[r]._ext = ext
-    backward: list[_Extension] = []
-    back_rows: list[int] = []
-    for rows, exts_made in zip(ahead.values(), made[len(fresh) :], strict=True):
-        backward += exts_made
-        back_rows += rows
-    exts: list[_Extension] = []
-    for c in streams:
-        assert c._ext is not None
-        exts.append(c._ext)
-    taken = _take_many(exts + backward, FRAME)
-    fades = [c._fade(c._lost) for c in streams]
-    noise = np.empty((k, FRAME))
-    scale = np.array([[c._noise_into(row)] for c, row in zip(streams, noise, strict=True)])
-    gains = np.array([g for g, _ in fades])
-    levels = np.array([lv for _, lv in fades])
-    y = taken[:k] * gains + levels * (noise * scale)
-    if back_rows:
-        bwd = taken[k:, ::-1]
-        w, w_out = _crossfade_weights(FRAME, 0, FRAME)
-        y[back_rows] = w_out * y[back_rows] + w * bwd
-    out = _to_int16(y)
-    for r, c in enumerate(streams):
-        c._expect = nexts[r]
-        c._lost += 1
-        c._remember(y[r])
-    return list(out)
-
-
-def _conceal_one(c: Concealer, nxt: npt.NDArray[np.float64] | None) -> Frame:
-    """`_conceal_ours` for one stream (the CLI, a quiet tick): the same steps and
-    arithmetic on its row alone, without the grouping."""
-    groups = []
-    fresh = c._ext is None or c._expect is not None
-    if fresh:
-        hist = np.empty((1, HISTORY))
-        c._history_into(hist[0])
-        groups.append((hist, c.tuning))
-    if nxt is not None:
-        groups.append((nxt[None, ::-1].copy(), c.tuning))
-    made = _extend_many(groups) if groups else []
-    ext = made[0][0] if fresh else c._ext
-    assert ext is not None
-    c._ext = ext
-    taken = _take_many([ext] if nxt is None else [ext, made[-1][0]], FRAME)
-    g, level = c._fade(c._lost)
-    noise = np.empty(FRAME)
-    y = taken[0] * g + level * (noise * c._noise_into(noise))
-    if nxt is not None:
-        w, w_out = _crossfade_weights(FRAME, 0, FRAME)
-        y = w_out * y + w * taken[1, ::-1]
-    c._expect = nxt
-    c._lost += 1
-    c._remember(y)
-    return _to_int16(y)
 
 
 def _crossfade(

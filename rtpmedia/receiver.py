@@ -177,7 +177,7 @@ class Receiver:
             return None
         self.started = True
         if p.kind is PlayoutKind.CONCEAL:
-            return self._concealed(p, [self.plc.conceal(self.following(p))])[0]
+            return self._concealed(p, self.plc.conceal(self.following(p)))
         self._after_loss = False
         self.counts.consumed += len(p.frames)
         chunk = np.concatenate([self.plc.good(self._decode(f.payload)) for f in p.frames]) \
@@ -198,7 +198,7 @@ class Receiver:
         """A CONCEAL answer's next frame, decoded (what the concealer interpolates towards)."""
         return None if p.next is None else self._decode(p.next.payload)
 
-    def _concealed(self, p: Playout[tuple[int, bytes]], audio: list[Samples]) -> list[Samples]:
+    def _concealed(self, p: Playout[tuple[int, bytes]], audio: Samples) -> Samples:
         """Count a concealment the concealer has made (`audio`, passed through)."""
         self.counts.concealed_frames += 1
         self.counts.consumed += 0 if p.waiting else 1
@@ -212,71 +212,74 @@ class Receiver:
     def stats(self) -> JitterBufferStats:
         return self.jitter.stats()
 
+    @staticmethod
+    def play(receivers: Sequence[Receiver], now: float | Sequence[float]) -> list[Samples | None]:
+        """`[r.frame(now) for r in receivers]`, with the numpy work of all of them done together.
 
-def play(receivers: Sequence[Receiver], now: float | Sequence[float]) -> list[Samples | None]:
-    """`[r.frame(now) for r in receivers]`, with the numpy work of all of them done together.
+        `now` is one time for all, or each receiver's own (the relay passes each
+        stream's nominal frame time, so that a tick that runs late does not look
+        like a longer delay to the jitter buffers).
 
-    `now` is one time for all, or each receiver's own (the relay passes each
-    stream's nominal frame time, so that a tick that runs late does not look
-    like a longer delay to the jitter buffers).
-
-    The relay's media-repair tick: each stream's jitter buffer decides (that
-    is per stream, in Python), then the frames played as they came are
-    decoded in one table lookup per codec over all streams, and the
-    concealments are made in one `plc.conceal_many` batch; what a stretch
-    left queued is spliced in front as `frame` does. A stream whose frame
-    needs more (a stretch) goes the way `frame` does. Each receiver's
-    `last_payload` says whether its frame is exactly a packet's payload
-    decoded. The frames may be the concealers' own history: read them, do
-    not write to them.
-    """
-    out: list[Samples | None] = [None] * len(receivers)
-    # decode table id -> (table, [(index, receiver, payload)])
-    plain: dict[int, tuple[npt.NDArray[np.int16],
-                           list[tuple[int, Receiver, int, bytes, bool]]]] = {}
-    concealing: list[tuple[int, Receiver, Playout[tuple[int, bytes]]]] = []
-    times = [now] * len(receivers) if isinstance(now, float | int) else now
-    for i, r in enumerate(receivers):
-        r.last_payload = None
-        t = times[i]
-        queued = r._queued
-        if queued >= FRAME:
-            out[i] = r.frame(t)  # a whole frame queued: the jitter buffer is not asked
-            continue
-        p = r.jitter.get(t, queued)
-        kind = p.kind
-        if kind is _NORMAL and len(p.frames) == 1:
-            payload_type, payload = p.frames[0].payload
-            table = r._tables.get(payload_type)
-            if table is not None:
-                r.started = True
-                r.counts.consumed += 1
-                group = plain.get(id(table))
-                if group is None:
-                    group = plain[id(table)] = (table, [])
-                group[1].append((i, r, payload_type, payload, not queued))
+        The relay's media-repair tick: each stream's jitter buffer decides (that
+        is per stream, in Python), then the frames played as they came are
+        decoded in one table lookup per codec over all streams, and the
+        concealments are made in one `plc.conceal_many` batch; what a stretch
+        left queued is spliced in front as `frame` does. A stream whose frame
+        needs more (a stretch) goes the way `frame` does. Each receiver's
+        `last_payload` says whether its frame is exactly a packet's payload
+        decoded. The frames may be the concealers' own history: read them, do
+        not write to them.
+        """
+        out: list[Samples | None] = [None] * len(receivers)
+        # decode table id -> (table, [(index, receiver, payload)])
+        plain: dict[int, tuple[npt.NDArray[np.int16],
+                               list[tuple[int, Receiver, int, bytes, bool]]]] = {}
+        concealing: list[tuple[int, Receiver, Playout[tuple[int, bytes]]]] = []
+        times = [now] * len(receivers) if isinstance(now, float | int) else now
+        for i, r in enumerate(receivers):
+            r.last_payload = None
+            t = times[i]
+            queued = r._queued
+            if queued >= FRAME:
+                out[i] = r.frame(t)  # a whole frame queued: the jitter buffer is not asked
                 continue
-        elif kind is _CONCEAL:
-            r.started = True
-            concealing.append((i, r, p))
-            continue
-        out[i] = r._with(t, r._chunk(p))
-    for table, members in plain.values():
-        decoded = table.take(np.frombuffer(b"".join(m[3] for m in members), np.uint8))
-        for (i, r, payload_type, payload, alone), row in zip(members, decoded.reshape(-1, FRAME),
-                                                             strict=True):
-            # The row is ours and nobody writes to it: the concealer keeps it uncopied.
-            out[i] = r._with(times[i], r.plc.good(row, owned=True))
-            if alone and r._passes and not r._after_loss:
-                r.last_payload = (payload_type, payload)
-            r._after_loss = False
-    if concealing:
-        audio = conceal_many([(r.plc, r.following(p)) for _, r, p in concealing])
-        for (i, r, p), frame in zip(concealing, audio, strict=True):
-            r._concealed(p, [frame])
-            out[i] = r._with(times[i], frame)
-    return out
+            p = r.jitter.get(t, queued)
+            kind = p.kind
+            if kind is _NORMAL and len(p.frames) == 1:
+                payload_type, payload = p.frames[0].payload
+                table = r._tables.get(payload_type)
+                if table is not None:
+                    r.started = True
+                    r.counts.consumed += 1
+                    group = plain.get(id(table))
+                    if group is None:
+                        group = plain[id(table)] = (table, [])
+                    group[1].append((i, r, payload_type, payload, not queued))
+                    continue
+            elif kind is _CONCEAL:
+                r.started = True
+                concealing.append((i, r, p))
+                continue
+            out[i] = r._with(t, r._chunk(p))
+        for table, members in plain.values():
+            decoded = table.take(np.frombuffer(b"".join(m[3] for m in members), np.uint8))
+            for (i, r, payload_type, payload, alone), row in zip(members, decoded.reshape(-1, FRAME),
+                                                                 strict=True):
+                # The row is ours and nobody writes to it: the concealer keeps it uncopied.
+                out[i] = r._with(times[i], r.plc.good(row, owned=True))
+                if alone and r._passes and not r._after_loss:
+                    r.last_payload = (payload_type, payload)
+                r._after_loss = False
+        if concealing:
+            audio = conceal_many([(r.plc, r.following(p)) for _, r, p in concealing])
+            for (i, r, p), frame in zip(concealing, audio, strict=True):
+                r._concealed(p, frame)
+                out[i] = r._with(times[i], frame)
+        return out
 
+
+#: `Receiver.play`: the relay's tick over many streams.
+play = Receiver.play
 
 
 _NORMAL = PlayoutKind.NORMAL

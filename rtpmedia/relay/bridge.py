@@ -215,9 +215,7 @@ class Repairs:
         sends: list[tuple[_Direction, bytes | None]] = []
         # codec -> [(index in sends, samples)]: encoded together below.
         encode: dict[int, tuple[Codec, list[tuple[int, Samples]]]] = {}
-        for d, frame, concealed in zip(due, frames, before, strict=True):
-            receiver = d.receiver
-            assert receiver is not None and d.codec is not None
+        for d, receiver, frame, concealed in zip(due, receivers, frames, before, strict=True):
             if frame is None:
                 d.talking = False
                 d.due = 0.0
@@ -232,6 +230,7 @@ class Repairs:
                 if table is not None:
                     payload = last[1].translate(table)
             if payload is None:
+                assert d.codec is not None  # a repaired direction has its target codec
                 group = encode.get(id(d.codec))
                 if group is None:
                     group = encode[id(d.codec)] = (d.codec, [])
@@ -241,15 +240,12 @@ class Repairs:
                 behind.append(d)
         payloads = [p for _, p in sends]
         for codec, members in encode.values():
-            if len(members) == 1:
-                payloads[members[0][0]] = codec.encode(members[0][1])
-                continue
             coded = codec.encode_array(np.stack([f for _, f in members]))
             for (index, _), row in zip(members, coded, strict=True):
                 payloads[index] = row.tobytes()
         emit = self._emit
         for (d, _), payload in zip(sends, payloads, strict=True):
-            assert payload is not None and d.codec is not None
+            assert payload is not None
             marker = not d.talking
             d.talking = True
             emit(d.sink, d.source.packet(d.payload_type, payload, marker=marker,
