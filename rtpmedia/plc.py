@@ -67,6 +67,7 @@ __all__ = [
     "Silence",
     "Tuning",
     "conceal_many",
+    "good_many",
 ]
 
 
@@ -602,12 +603,55 @@ class Concealer(PacketConcealer):
         return self._floor
 
     def _merge(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """`_merge_many` for this stream alone: the same arithmetic, fewer numpy calls."""
         assert self._ext is not None
-        g, level = self._fade(self._lost)
         noise = np.empty(FRAME)
         scale = self._noise_into(noise)
-        y = self._ext.take(FRAME) * g + level * (noise * scale)
-        return _crossfade(y, x, 0, self.tuning.merge_width)
+        width = self.tuning.merge_width
+        if width <= 0:
+            return x
+        g, level = self._fade(self._lost)
+        y = _take_many([self._ext], width)[0] * g[:width] + level[:width] * (noise[:width] * scale)
+        w, w_out = _crossfade_weights(width, 0, width)
+        x[:width] = w_out * y + w * x[:width]
+        return x
+
+    @staticmethod
+    def _merge_many(
+        streams: Sequence[Concealer], x: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """Each stream's extension cross-faded into its row of `x` (k, FRAME), in place.
+
+        The cross-fade is over the first `merge_width` samples; past them the
+        row is the audio as it came. So only that span of each extension is
+        synthesised (24 samples, not 160: a merge cost 107 µs, most of it
+        synthesis nobody heard), for all streams in one `_take_many`. The
+        noise draws a whole frame, so that the stream's random sequence (and
+        every later concealment) is what it would be had the whole frame been
+        made.
+        """
+        k = len(streams)
+        noise = np.empty((k, FRAME))
+        scale = np.array([[c._noise_into(row)] for c, row in zip(streams, noise, strict=True)])
+        by_width: dict[int, list[int]] = {}
+        for r, c in enumerate(streams):
+            by_width.setdefault(c.tuning.merge_width, []).append(r)
+        for width, rows in by_width.items():
+            if width <= 0:
+                continue
+            exts = []
+            for r in rows:
+                ext = streams[r]._ext
+                assert ext is not None
+                exts.append(ext)
+            taken = _take_many(exts, width)
+            fades = [streams[r]._fade(streams[r]._lost) for r in rows]
+            gains = np.array([g[:width] for g, _ in fades])
+            levels = np.array([lv[:width] for _, lv in fades])
+            y = taken * gains + levels * (noise[rows, :width] * scale[rows])
+            w, w_out = _crossfade_weights(width, 0, width)
+            x[rows, :width] = w_out * y + w * x[rows, :width]
+        return x
 
     @staticmethod
     def _measure_all(streams: Sequence[Concealer]) -> None:
@@ -691,6 +735,41 @@ class Concealer(PacketConcealer):
             c._lost += 1
             c._remember(y[r])
         return list(out)
+    @staticmethod
+    def good_batch(frames: Sequence[tuple[Concealer, npt.ArrayLike]], *, owned: bool = False) -> list[Frame]:
+        """`good_many` for our concealers, all distinct: the merges batched."""
+        out: list[Frame | None] = [None] * len(frames)
+        merging: list[int] = []
+        for i, (c, frame) in enumerate(frames):
+            if c._ext is None:
+                out[i] = c.good(frame, owned=owned)
+            else:
+                merging.append(i)
+        if not merging:
+            return out  # type: ignore[return-value]  # every row was filled
+        streams: list[Concealer] = []
+        rows: list[npt.NDArray[np.float64]] = []
+        merge: list[int] = []  # rows of `rows` that are merged (not the frame interpolated to)
+        for i in merging:
+            c, frame = frames[i]
+            x = _frame_in(frame)
+            if c._expect is None or not np.array_equal(c._expect, x):
+                merge.append(len(rows))
+            streams.append(c)
+            rows.append(x)
+        x = np.array(rows)
+        if merge:
+            x[merge] = Concealer._merge_many([streams[r] for r in merge], x[merge])
+        played = _to_int16(x)
+        for r, (i, c) in enumerate(zip(merging, streams, strict=True)):
+            c._lost = 0
+            c._ext = None
+            c._expect = None
+            c._remember(x[r])
+            c._track_floor(x[r])
+            out[i] = played[r]
+        return out  # type: ignore[return-value]
+
     def _conceal_alone(self, nxt: npt.NDArray[np.float64] | None) -> Frame:
         """`conceal_batch` for this stream alone (the CLI, a quiet tick): the same steps and
         arithmetic on its row alone, without the grouping."""
@@ -772,6 +851,28 @@ def conceal_many(requests: Sequence[tuple[PacketConcealer, npt.ArrayLike | None]
     return [
         next(batched) if isinstance(c, Concealer) else c.conceal(nxt) for c, nxt in requests
     ]
+
+
+def good_many(frames: Sequence[tuple[PacketConcealer, npt.ArrayLike]], *, owned: bool = False) -> list[Frame]:
+    """`[c.good(frame, owned=owned) for c, frame in frames]`, with the work batched.
+
+    The first frame received after a loss is cross-faded in from the
+    concealment's continuation; the relay's tick merges every stream's at
+    once (one synthesis over all of them: a merge alone costs about 100 µs,
+    nearly all numpy's fixed cost per call). A stream's output is the same,
+    bit for bit, whichever other streams share the call. Each concealer at
+    most once per call (ValueError otherwise, before any state changes).
+    """
+    if len(frames) == 1:
+        c, frame = frames[0]
+        return [c.good(frame, owned=owned)]
+    if len({id(c) for c, _ in frames}) != len(frames):
+        raise ValueError("good_many: a concealer appears more than once")
+    ours = [(c, f) for c, f in frames if isinstance(c, Concealer)]
+    if len(ours) == len(frames):
+        return Concealer.good_batch(ours, owned=owned)
+    batched = iter(Concealer.good_batch(ours, owned=owned))
+    return [next(batched) if isinstance(c, Concealer) else c.good(f, owned=owned) for c, f in frames]
 
 
 def _crossfade(

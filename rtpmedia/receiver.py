@@ -31,7 +31,7 @@ from rtpmedia import timestretch
 from rtpmedia.codecs.base import Codec
 from rtpmedia.codecs.g711 import G711
 from rtpmedia.jitterbuffer import JitterBuffer, JitterBufferStats, Playout, PlayoutKind, PutResult
-from rtpmedia.plc import Concealer, PacketConcealer, conceal_many
+from rtpmedia.plc import Concealer, PacketConcealer, conceal_many, good_many
 from rtpmedia.rtp import RtpError, payload_bounds, peek_header
 
 RATE = 8000
@@ -261,15 +261,23 @@ class Receiver:
                 concealing.append((i, r, p))
                 continue
             out[i] = r._with(t, r._chunk(p))
+        returning: list[tuple[int, Receiver, Samples]] = []  # first frames after a loss
         for table, members in plain.values():
             decoded = table.take(np.frombuffer(b"".join(m[3] for m in members), np.uint8))
             for (i, r, payload_type, payload, alone), row in zip(members, decoded.reshape(-1, FRAME),
                                                                  strict=True):
+                if r._after_loss:
+                    returning.append((i, r, row))  # merged below, all together
+                    continue
                 # The row is ours and nobody writes to it: the concealer keeps it uncopied.
                 out[i] = r._with(times[i], r.plc.good(row, owned=True))
-                if alone and r._passes and not r._after_loss:
+                if alone and r._passes:
                     r.last_payload = (payload_type, payload)
+        if returning:
+            merged = good_many([(r.plc, row) for _, r, row in returning], owned=True)
+            for (i, r, _), frame in zip(returning, merged, strict=True):
                 r._after_loss = False
+                out[i] = r._with(times[i], frame)
         if concealing:
             audio = conceal_many([(r.plc, r.following(p)) for _, r, p in concealing])
             for (i, r, p), frame in zip(concealing, audio, strict=True):

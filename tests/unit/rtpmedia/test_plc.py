@@ -28,6 +28,7 @@ from rtpmedia.plc import (
     Silence,
     Tuning,
     conceal_many,
+    good_many,
 )
 
 ALL = [Silence, Repeat, G711AppendixI, Concealer]
@@ -221,20 +222,26 @@ def _tuning(i: int) -> Tuning | None:
 def _run(
     n_streams: int, lost: list[list[bool]], offered: list[list[bool]], groups=None
 ) -> list[np.ndarray]:
-    """Play every stream tick by tick; the concealments of each tick either one at a
-    time (`groups` None) or in the batches `groups(tick, rows)` gives."""
+    """Play every stream tick by tick; the good frames and the concealments of each tick
+    either one at a time (`groups` None) or in the batches `groups(tick, rows)` gives."""
     n_frames = len(lost[0])
     data = [_stream(i, n_frames) for i in range(n_streams)]
     cs = [Concealer(seed=i, tuning=_tuning(i)) for i in range(n_streams)]
     out: list[list[np.ndarray]] = [[] for _ in range(n_streams)]
     for f in range(n_frames):
         requests = {}
+        received = []
         for i in range(n_streams):
             if lost[i][f]:
                 has_next = f + 1 < n_frames and not lost[i][f + 1] and offered[i][f]
                 requests[i] = data[i][f + 1] if has_next else None
             else:
-                out[i].append(cs[i].good(data[i][f]))
+                received.append(i)
+        for batch in [[i] for i in received] if groups is None else groups(f, received):
+            played = good_many([(cs[i], data[i][f]) for i in batch])
+            for i, y in zip(batch, played, strict=True):
+                assert y.dtype == np.int16 and y.shape == (FRAME,)
+                out[i].append(y)
         batches = [[i] for i in requests] if groups is None else groups(f, list(requests))
         for batch in batches:
             got = conceal_many([(cs[i], requests[i]) for i in batch])
@@ -257,8 +264,22 @@ def test_a_stream_conceals_the_same_whichever_streams_share_its_batch() -> None:
     for i in range(n):
         assert np.array_equal(alone[i], together[i]), i
         assert np.array_equal(alone[i], halves[i]), i
-    # The batches were large enough for the vector paths (more than four rows).
+    # The batches were large enough for the vector paths (more than four rows),
+    # for concealments and for the merges of the frames that follow them.
     assert max(sum(row[f] for row in lost) for f in range(n_frames)) > 4
+    assert max(sum(row[f - 1] and not row[f] for row in lost) for f in range(1, n_frames)) > 4
+
+
+def test_a_concealer_twice_in_one_merge_batch_is_refused_before_anything_changes() -> None:
+    fr = frames(voiced(6))
+    a, b = Concealer(), Concealer()
+    for c in (a, b):
+        for f in fr[:3]:
+            c.good(f)
+        c.conceal()
+    with pytest.raises(ValueError):
+        good_many([(a, fr[4]), (a, fr[4])])
+    assert np.array_equal(good_many([(a, fr[4]), (Concealer(), fr[4])])[0], b.good(fr[4]))
 
 
 @settings(max_examples=25, deadline=None)
