@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -165,7 +166,19 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        if self.process.returncode == -signal.SIGKILL:
+            self._drop_ban_table()
         return self.process.returncode
+
+    def _drop_ban_table(self) -> None:
+        """A killed server leaves its nftables ban table behind (a clean stop removes it):
+        the next server on the same ports replaces it, but test ports are random, so the
+        tables would pile up on the machine."""
+        if shutil.which("nft") is None:
+            return
+        for port in {self.udp_port, self.tcp_port, self.tls_port} - {0}:
+            subprocess.run(["nft", "delete", "table", "inet", f"softswitch_bans_{port}"],
+                           capture_output=True, check=False)
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)
