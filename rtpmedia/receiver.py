@@ -32,6 +32,7 @@ from rtpmedia.codecs.base import Codec
 from rtpmedia.codecs.g711 import G711
 from rtpmedia.jitterbuffer import JitterBuffer, JitterBufferStats, Playout, PlayoutKind, PutResult
 from rtpmedia.plc import Concealer, PacketConcealer, conceal_many
+from rtpmedia.reframe import Reframer
 from rtpmedia.rtp import RtpError, payload_bounds, peek_header
 
 RATE = 8000
@@ -54,7 +55,8 @@ class ReceiverCounts:
 
     packets: int = 0  # accepted into the jitter buffer
     unknown_payload: int = 0  # a payload type with no codec here: dropped
-    other_duration: int = 0  # not a 20 ms frame (ptime 10, 30...): dropped
+    other_duration: int = 0  # not a whole number of 10 ms blocks (or > 120 ms): dropped
+    reframed: int = 0  # packets cut into 20 ms frames (ptime 10, 30, 40, 60...)
     malformed: int = 0
     concealed_frames: int = 0
     consumed: int = 0  # frames of the stream played or given up as lost
@@ -88,24 +90,57 @@ class Receiver:
         # concealed one (then it may merge): pass-through is safe only then.
         self._passes = type(self.plc) is Concealer
         self._after_loss = False
+        #: Made at the first packet that is not one 20 ms frame; from then on
+        #: every packet of the stream goes through it, so that its frames'
+        #: sequence numbers stay one numbering.
+        self.reframer: Reframer | None = None
 
     # -- input -----------------------------------------------------------------------
 
     def put(self, payload_type: int, seq: int, timestamp: int, ssrc: int, marker: bool,
             payload: bytes, arrival: float) -> PutResult | None:
-        """One packet's fields; None if its payload type has no codec here or it is not 20 ms."""
+        """One packet's fields; None if its payload type has no codec here or its
+        payload cannot be cut into 20 ms frames.
+
+        A packet of another duration (a=ptime 10, 30, 40, 60) goes through
+        `reframe.Reframer`; the answer is then the jitter buffer's for the
+        last frame it completed (BUFFERED while it completes none yet).
+        """
         size = self._frame_bytes.get(payload_type)
         if size is None:
             self.counts.unknown_payload += 1
             return None
-        if len(payload) != size:
-            # The jitter buffer and the concealer work in 20 ms frames; a
-            # stream of 10 or 30 ms packets (a=ptime) is not repaired here.
-            self.counts.other_duration += 1
-            return None
+        if len(payload) != size or self.reframer is not None:
+            return self._put_reframed(payload_type, seq, timestamp, ssrc, marker, payload,
+                                      arrival, size)
         result = self.jitter.put(seq, timestamp, ssrc, marker, (payload_type, payload), arrival)
         if result is PutResult.BUFFERED:
             self.counts.packets += 1
+        return result
+
+    def _put_reframed(self, payload_type: int, seq: int, timestamp: int, ssrc: int,
+                      marker: bool, payload: bytes, arrival: float,
+                      size: int) -> PutResult | None:
+        """`put` for a stream whose packets are not (all) one 20 ms frame."""
+        reframer = self.reframer
+        if reframer is None:
+            # The jitter buffer and the concealer work in 20 ms frames: a
+            # payload that cannot be cut into them is dropped.
+            if not Reframer.accepts(len(payload), size):
+                self.counts.other_duration += 1
+                return None
+            reframer = self.reframer = Reframer()
+        pieces = reframer.put(seq, timestamp, ssrc, marker, payload, arrival, size)
+        if pieces is None:
+            self.counts.other_duration += 1
+            return None
+        self.counts.reframed += 1
+        result = PutResult.BUFFERED
+        for f_seq, f_ts, f_ssrc, f_marker, f_payload, f_arrival in pieces:
+            result = self.jitter.put(f_seq, f_ts, f_ssrc, f_marker, (payload_type, f_payload),
+                                     f_arrival)
+            if result is PutResult.BUFFERED:
+                self.counts.packets += 1
         return result
 
     def put_packet(self, data: bytes | bytearray | memoryview, arrival: float) -> PutResult | None:
