@@ -17,8 +17,9 @@ packet into the frames it completes:
   lost packet leaves a gap exactly where its frames were, and a silence
   (timestamps move on, sequence numbers do not) stays a talkspurt boundary.
 - The grid is re-anchored where a sender may restart anywhere: a new SSRC,
-  a marker bit (RFC 3551 4.1: the first packet of a talkspurt), a timestamp
-  off the grid, or timestamps that do not follow the sequence numbers.
+  a marker bit (RFC 3551 4.1: the first packet of a talkspurt) on a packet
+  that does not follow on exactly, a timestamp off the grid, or timestamps
+  that do not follow the sequence numbers.
   Sequence numbers go on from the old grid's, so they stay monotonic.
 - A frame whose other block never comes is never emitted (the jitter buffer
   conceals it); pending half frames far behind the newest are dropped.
@@ -131,7 +132,10 @@ class Reframer:
             ext = g.max_seq + step
             gap = delta - g.max_end
             lost = step - 1
-            if marker or delta % BLOCK_SAMPLES or not (
+            # A marker on a packet that follows on exactly is kept on its frame
+            # but moves nothing: some phones set it on every packet, and each
+            # re-anchoring would drop the half frame held across it.
+            if delta % BLOCK_SAMPLES or (marker and (gap or lost)) or not (
                     lost * BLOCK_SAMPLES <= gap <= lost * MAX_FRAMES * FRAME_SAMPLES):
                 g = self._reanchor(g, ext, timestamp)
                 delta = 0

@@ -175,3 +175,14 @@ def test_half_frames_of_lost_packets_do_not_pile_up() -> None:
         r.put(i & 0xFFFF, 240 * i, 3, False, a, i * 0.03, FB)
     assert r.counts.reanchored == 0
     assert r.counts.abandoned > 900
+
+
+def test_a_marker_on_every_packet_loses_nothing() -> None:
+    # Some phones set the marker bit on every packet: where the packet follows
+    # on exactly it moves no grid (which would drop the half frame held).
+    audio = bytes(range(240)) * 10
+    sent = packets(audio, 30, 40, 0)
+    r = Reframer()
+    out = feed(r, sent, list(range(len(sent))), marker=set(range(len(sent))))
+    assert b"".join(f[4] for f in out) == audio and r.counts.reanchored == 0
+    assert [f[0] for f in out] == list(range(40, 40 + len(audio) // FB))
