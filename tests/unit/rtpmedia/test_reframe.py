@@ -186,3 +186,36 @@ def test_a_marker_on_every_packet_loses_nothing() -> None:
     out = feed(r, sent, list(range(len(sent))), marker=set(range(len(sent))))
     assert b"".join(f[4] for f in out) == audio and r.counts.reanchored == 0
     assert [f[0] for f in out] == list(range(40, 40 + len(audio) // FB))
+
+
+@settings(max_examples=150, deadline=None)
+@given(spurts=st.lists(st.tuples(st.sampled_from([10, 20, 30, 40, 60]), st.integers(1, 6),
+                                 st.integers(0, 80_000), st.booleans()), min_size=1, max_size=6),
+       seq0=st.integers(0, 0xFFFF), ts0=st.integers(0, 0xFFFFFFFF), seed=st.integers(0, 2**32))
+def test_talkspurts_after_silences_come_out_whole_and_numbered_on(
+        spurts: list[tuple[int, int, int, bool]], seq0: int, ts0: int, seed: int) -> None:
+    # Talkspurts of any ptime (a whole number of 120 ms each), separated by
+    # silences of any length (so the next starts anywhere, on the grid or
+    # off), with or without the marker bit: every frame comes out, with
+    # sequence numbers that go on by one across the silences, as a 20 ms
+    # sender's would (the jitter buffer tells silence from loss by them).
+    rng = random.Random(seed)
+    r = Reframer()
+    seq, ts, arrival = seq0, ts0, 0.0
+    out: list[Piece] = []
+    expected: list[tuple[int, bytes]] = []
+    for ptime, units, silence, marker in spurts:
+        size = ptime * 8
+        audio = rng.randbytes(units * 960)
+        for i in range(len(audio) // size):
+            pieces = r.put(seq & 0xFFFF, ts & 0xFFFFFFFF, 9, marker and i == 0,
+                           audio[i * size:(i + 1) * size], arrival, FB)
+            assert pieces is not None
+            out += pieces
+            seq, ts, arrival = seq + 1, ts + size, arrival + ptime / 1000
+        expected += [((ts - len(audio) + k * FB) & 0xFFFFFFFF, audio[k * FB:(k + 1) * FB])
+                     for k in range(len(audio) // FB)]
+        ts += silence
+        arrival += silence / 8000
+    assert [(f[1], f[4]) for f in out] == expected
+    assert [f[0] for f in out] == [(seq0 + k) & 0xFFFF for k in range(len(out))]
