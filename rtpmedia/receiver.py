@@ -1,7 +1,8 @@
 """One received audio stream played out 20 ms at a time: the relay's receive pipeline.
 
 Packets go in as they arrive (`put`, or `put_packet` with the raw RTP
-datagram); at each 20 ms tick `frame(now)` gives the next 160 samples of
+datagram), those of 10, 30, 40 or 60 ms cut into 20 ms frames first
+(`reframe.py`); at each 20 ms tick `frame(now)` gives the next 160 samples of
 8 kHz audio: held in the adaptive jitter buffer (`jitterbuffer.py`),
 decoded by the payload type's codec, concealed where a packet is missing
 (`plc.Concealer`, interpolating towards the next frame when the buffer
@@ -53,7 +54,7 @@ SILENCE: Samples = np.zeros(FRAME, np.int16)
 class ReceiverCounts:
     """What `Receiver` did, beside the jitter buffer's own figures."""
 
-    packets: int = 0  # accepted into the jitter buffer
+    packets: int = 0  # accepted into the jitter buffer (its 20 ms frames, when reframed)
     unknown_payload: int = 0  # a payload type with no codec here: dropped
     other_duration: int = 0  # not a whole number of 10 ms blocks (or > 120 ms): dropped
     reframed: int = 0  # packets cut into 20 ms frames (ptime 10, 30, 40, 60...)

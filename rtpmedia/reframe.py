@@ -69,7 +69,6 @@ class _Grid:
     ssrc: int
     anchor_ts: int  # RTP timestamp of frame index 0
     base: int  # synthetic sequence number of frame index 0 (unbounded; sent mod 2**16)
-    anchor_seq: int  # extended sequence number of the packet that anchored it
     floor: int | None  # lowest frame index allowed (None: any, the stream's first grid)
     max_seq: int  # extended sequence number of the newest packet
     max_end: int  # samples from the anchor to the end of the newest packet
@@ -209,7 +208,7 @@ class Reframer:
         buffer starts a new stream too), any reordered packet before it allowed."""
         if self._grid is not None:
             self.counts.reanchored += 1
-        g = self._grid = _Grid(ssrc, timestamp, seq, seq, None, seq, samples)
+        g = self._grid = _Grid(ssrc, timestamp, seq, None, seq, samples)
         return g
 
     def _reanchor(self, old: _Grid, ext: int, timestamp: int) -> _Grid:
@@ -224,7 +223,7 @@ class Reframer:
         # never completed must not look like a lost frame (the jitter buffer
         # tells a talkspurt boundary by sequence numbers that do not move on).
         base = old.base + old.high + 1
-        g = self._grid = _Grid(old.ssrc, timestamp, base, ext, 0, ext, 0)
+        g = self._grid = _Grid(old.ssrc, timestamp, base, 0, ext, 0)
         return g
 
     def _forget(self, g: _Grid) -> None:
