@@ -219,3 +219,22 @@ def test_talkspurts_after_silences_come_out_whole_and_numbered_on(
         arrival += silence / 8000
     assert [(f[1], f[4]) for f in out] == expected
     assert [f[0] for f in out] == [(seq0 + k) & 0xFFFF for k in range(len(out))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.sampled_from([1, 2]),
+                          st.booleans(), st.integers(0, 1100), st.sampled_from([160, 320])),
+                max_size=60),
+       st.randoms(use_true_random=False))
+def test_any_packets_give_whole_frames_or_none_and_never_raise(
+        packets_in: list[tuple[int, int, int, bool, int, int]], rng: random.Random) -> None:
+    r = Reframer()
+    taken = given_out = 0
+    for n, (seq, ts, ssrc, marker, size, fb) in enumerate(packets_in):
+        out = r.put(seq, ts, ssrc, marker, rng.randbytes(size), n * 0.01, fb)
+        assert (out is None) == (not Reframer.accepts(size, fb))
+        assert out is None or all(len(f[4]) == fb and 0 <= f[0] <= 0xFFFF
+                                  and 0 <= f[1] <= 0xFFFFFFFF for f in out)
+        taken += 0 if out is None else size
+        given_out += sum(len(f[4]) for f in out or [])
+    assert given_out <= taken  # no block given out twice
