@@ -57,7 +57,7 @@ class ReceiverCounts:
     packets: int = 0  # accepted into the jitter buffer (its 20 ms frames, when reframed)
     unknown_payload: int = 0  # a payload type with no codec here: dropped
     other_duration: int = 0  # not a whole number of 10 ms blocks (or > 120 ms): dropped
-    reframed: int = 0  # packets cut into 20 ms frames (ptime 10, 30, 40, 60...)
+    reframed: int = 0  # packets through reframe.py (ptime 10, 30, 40, 60..., and all after)
     malformed: int = 0
     concealed_frames: int = 0
     consumed: int = 0  # frames of the stream played or given up as lost
@@ -105,7 +105,8 @@ class Receiver:
 
         A packet of another duration (a=ptime 10, 30, 40, 60) goes through
         `reframe.Reframer`; the answer is then the jitter buffer's for the
-        last frame it completed (BUFFERED while it completes none yet).
+        last frame it completed, BUFFERED when it completed none (a half frame
+        held, or a straggler the reframer dropped: `reframer.counts` says).
         """
         size = self._frame_bytes.get(payload_type)
         if size is None:
