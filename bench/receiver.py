@@ -15,7 +15,7 @@ package; AFTER is the working tree. Both must give the same audio sample for
 sample (the changes are meant to keep behaviour); the last line says whether
 they did.
 
-    .venv/bin/python bench/receiver.py [--streams 50] [--seconds 20] [--before main]
+    .venv/bin/python bench/receiver.py [--streams 50] [--seconds 20] [--before main] [--ptime 30]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from rtpmedia.rtp import RtpPacket  # noqa: E402
 RATE = 8000
 FRAME = 160
 TICK = 0.020
-MODULES = ("receiver", "jitterbuffer", "plc", "timestretch")
+MODULES = ("receiver", "jitterbuffer", "plc", "timestretch", "lpc", "reframe")
 
 
 def load_before(ref: str) -> ModuleType:
@@ -51,8 +51,11 @@ def load_before(ref: str) -> ModuleType:
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     for name in MODULES:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:rtpmedia/{name}.py"],
-                             check=True, capture_output=True, text=True).stdout
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:rtpmedia/{name}.py"],
+                               capture_output=True, text=True)
+        if shown.returncode:
+            continue  # not there yet at `ref` (nothing there imports it)
+        src = shown.stdout
         for other in MODULES:
             src = src.replace(f"from rtpmedia.{other} import", f"from rxbefore.{other} import")
             src = src.replace(f"from rtpmedia import {other}", f"from rxbefore import {other}")
@@ -76,25 +79,30 @@ def voice(n_samples: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, -32768, 32767).astype(np.int16)
 
 
-def stream_packets(n_frames: int, loss: float, jitter: float,
-                   rng: np.random.Generator) -> list[tuple[float, bytes]]:
-    """(arrival time, datagram) of one stream, in arrival order."""
+def stream_packets(n_frames: int, loss: float, jitter: float, rng: np.random.Generator,
+                   ptimes: tuple[int, ...] = (20,)) -> list[list[tuple[float, bytes]]]:
+    """(arrival time, datagram) of one stream, in arrival order: the same audio sent in
+    packets of each of `ptimes` ms (each with its own losses and jitter)."""
     audio = voice(n_frames * FRAME, rng)
     ssrc = int(rng.integers(1, 2**31))
     seq0, ts0 = int(rng.integers(0, 65536)), int(rng.integers(0, 2**32))
     start = rng.uniform(0, TICK)
-    out = []
-    for i in range(n_frames):
-        if i and rng.random() < loss:
-            continue
-        payload = PCMU.encode(audio[i * FRAME : (i + 1) * FRAME])
-        packet = RtpPacket(payload_type=0, sequence_number=(seq0 + i) & 0xFFFF,
-                           timestamp=(ts0 + i * FRAME) & 0xFFFFFFFF, ssrc=ssrc,
-                           marker=i == 0, payload=payload).serialize()
-        arrival = start + i * TICK + 0.005 + min(rng.exponential(jitter), 0.1)
-        out.append((arrival, packet))
-    out.sort(key=lambda p: p[0])
-    return out
+    streams = []
+    for ptime in ptimes:
+        size = ptime * RATE // 1000
+        out = []
+        for i in range(n_frames * FRAME // size):
+            if i and rng.random() < loss:
+                continue
+            payload = PCMU.encode(audio[i * size : (i + 1) * size])
+            packet = RtpPacket(payload_type=0, sequence_number=(seq0 + i) & 0xFFFF,
+                               timestamp=(ts0 + i * size) & 0xFFFFFFFF, ssrc=ssrc,
+                               marker=i == 0, payload=payload).serialize()
+            arrival = start + i * ptime / 1000 + 0.005 + min(rng.exponential(jitter), 0.1)
+            out.append((arrival, packet))
+        out.sort(key=lambda p: p[0])
+        streams.append(out)
+    return streams
 
 
 class Timed:
@@ -141,23 +149,27 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any,
         play: Callable[..., list[Any]] | None = None) -> bool:
     rng = np.random.default_rng(args.seed)
     n_frames = int(args.seconds / TICK)
-    streams = [stream_packets(n_frames, loss, args.jitter / 1000.0, rng)
-               for _ in range(args.streams)]
-    sides = {"before": [Timed(before_cls) for _ in streams],
-             "after": [Timed(after_cls) for _ in streams]}
-    cursor = [0] * len(streams)
+    ptimes = (20,) if args.ptime == 20 else (20, args.ptime)
+    made = [stream_packets(n_frames, loss, args.jitter / 1000.0, rng, ptimes)
+            for _ in range(args.streams)]
+    # BEFORE gets 20 ms packets; AFTER the same unless --ptime says otherwise.
+    streams = {"before": [m[0] for m in made], "after": [m[-1] for m in made]}
+    sides = {"before": [Timed(before_cls) for _ in made],
+             "after": [Timed(after_cls) for _ in made]}
+    cursor = {"before": [0] * len(made), "after": [0] * len(made)}
     batch_ns = {"before": 0, "after": 0}
     for tick in range(n_frames + 10):
         now = (tick + 1) * TICK
-        for i, packets in enumerate(streams):
-            j = cursor[i]
-            while j < len(packets) and packets[j][0] <= now:
-                arrival, data = packets[j]
-                # Alternate which side goes first so that neither has the warm caches.
-                for side in (("before", "after") if tick % 2 else ("after", "before")):
+        for i in range(len(made)):
+            # Alternate which side goes first so that neither has the warm caches.
+            for side in (("before", "after") if tick % 2 else ("after", "before")):
+                packets = streams[side][i]
+                j = cursor[side][i]
+                while j < len(packets) and packets[j][0] <= now:
+                    arrival, data = packets[j]
                     sides[side][i].put(data, arrival)
-                j += 1
-            cursor[i] = j
+                    j += 1
+                cursor[side][i] = j
         for side in (("before", "after") if tick % 2 else ("after", "before")):
             if side == "after" and play is not None:
                 # The relay's tick: every stream at once through `receiver.play`.
@@ -173,7 +185,8 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any,
                 t.frame(now)
             batch_ns[side] += time.perf_counter_ns() - t0
     print(f"\n{args.streams} streams, {args.seconds:.0f} s, loss {loss:.0%}, "
-          f"jitter exp. mean {args.jitter} ms")
+          f"jitter exp. mean {args.jitter} ms"
+          + (f"; AFTER is sent {args.ptime} ms packets, BEFORE 20 ms" if args.ptime != 20 else ""))
     print("| path | frames | before mean µs | before p99 | after mean µs | after p99 | ratio |")
     print("|---|---|---|---|---|---|---|")
     for path in ("normal", "conceal", "stretch", "all"):
@@ -198,6 +211,11 @@ def run(loss: float, args: argparse.Namespace, before_cls: Any, after_cls: Any,
           f"{np.percentile(puts['before'], 99):.1f} | {np.mean(puts['after']):.1f} | "
           f"{np.percentile(puts['after'], 99):.1f} | "
           f"{np.mean(puts['before']) / np.mean(puts['after']):.2f}x |")
+    if args.ptime != 20:
+        # Packets of another duration are fewer or more than frames: per 20 ms of audio.
+        audio = {side: sum(puts[side]) / n_frames / len(made) for side in sides}
+        print(f"| put (per 20 ms of audio) | {n_frames * len(made)} | {audio['before']:.1f} | - | "
+              f"{audio['after']:.1f} | - | {audio['before'] / audio['after']:.2f}x |")
     same = all(len(b.out) == len(a.out) and all(np.array_equal(x, y) for x, y in zip(b.out, a.out, strict=True))
                for b, a in zip(sides["before"], sides["after"], strict=True))
     return same
@@ -211,6 +229,10 @@ def main() -> None:
     ap.add_argument("--loss", default="0,0.05")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--before", default="main", help="git ref of the BEFORE modules")
+    ap.add_argument("--ptime", type=int, default=20, choices=(10, 20, 30, 40, 60),
+                    help="AFTER is sent packets of this many ms (cut into 20 ms frames by "
+                         "rtpmedia/reframe.py), BEFORE the same audio in 20 ms packets: the "
+                         "cost of reframing (the audio then differs)")
     ap.add_argument("--batch", action="store_true",
                     help="AFTER plays every stream's frame in one receiver.play per tick "
                          "(the relay's way; per-path rows then cover BEFORE only)")
@@ -223,7 +245,8 @@ def main() -> None:
     for loss in (float(x) for x in args.loss.split(",")):
         same &= run(loss, args, before_cls, after_cls, play)
     print(f"\nBEFORE ({args.before}) and AFTER (working tree) audio identical: "
-          f"{'yes' if same else 'NO'}")
+          f"{'yes' if same else 'NO'}"
+          + (" (expected: their packets differ)" if args.ptime != 20 else ""))
 
 
 if __name__ == "__main__":

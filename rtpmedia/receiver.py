@@ -1,7 +1,8 @@
 """One received audio stream played out 20 ms at a time: the relay's receive pipeline.
 
 Packets go in as they arrive (`put`, or `put_packet` with the raw RTP
-datagram); at each 20 ms tick `frame(now)` gives the next 160 samples of
+datagram), those of 10, 30, 40 or 60 ms cut into 20 ms frames first
+(`reframe.py`); at each 20 ms tick `frame(now)` gives the next 160 samples of
 8 kHz audio: held in the adaptive jitter buffer (`jitterbuffer.py`),
 decoded by the payload type's codec, concealed where a packet is missing
 (`plc.Concealer`, interpolating towards the next frame when the buffer
@@ -32,6 +33,7 @@ from rtpmedia.codecs.base import Codec
 from rtpmedia.codecs.g711 import G711
 from rtpmedia.jitterbuffer import JitterBuffer, JitterBufferStats, Playout, PlayoutKind, PutResult
 from rtpmedia.plc import Concealer, PacketConcealer, conceal_many, good_many
+from rtpmedia.reframe import Reframer
 from rtpmedia.rtp import RtpError, payload_bounds, peek_header
 
 RATE = 8000
@@ -52,9 +54,10 @@ SILENCE: Samples = np.zeros(FRAME, np.int16)
 class ReceiverCounts:
     """What `Receiver` did, beside the jitter buffer's own figures."""
 
-    packets: int = 0  # accepted into the jitter buffer
+    packets: int = 0  # accepted into the jitter buffer (its 20 ms frames, when reframed)
     unknown_payload: int = 0  # a payload type with no codec here: dropped
-    other_duration: int = 0  # not a 20 ms frame (ptime 10, 30...): dropped
+    other_duration: int = 0  # not a whole number of 10 ms blocks (or > 120 ms): dropped
+    reframed: int = 0  # packets through reframe.py (ptime 10, 30, 40, 60..., and all after)
     malformed: int = 0
     concealed_frames: int = 0
     consumed: int = 0  # frames of the stream played or given up as lost
@@ -88,24 +91,58 @@ class Receiver:
         # concealed one (then it may merge): pass-through is safe only then.
         self._passes = type(self.plc) is Concealer
         self._after_loss = False
+        #: Made at the first packet that is not one 20 ms frame; from then on
+        #: every packet of the stream goes through it, so that its frames'
+        #: sequence numbers stay one numbering.
+        self.reframer: Reframer | None = None
 
     # -- input -----------------------------------------------------------------------
 
     def put(self, payload_type: int, seq: int, timestamp: int, ssrc: int, marker: bool,
             payload: bytes, arrival: float) -> PutResult | None:
-        """One packet's fields; None if its payload type has no codec here or it is not 20 ms."""
+        """One packet's fields; None if its payload type has no codec here or its
+        payload cannot be cut into 20 ms frames.
+
+        A packet of another duration (a=ptime 10, 30, 40, 60) goes through
+        `reframe.Reframer`; the answer is then the jitter buffer's for the
+        last frame it completed, BUFFERED when it completed none (a half frame
+        held, or a straggler the reframer dropped: `reframer.counts` says).
+        """
         size = self._frame_bytes.get(payload_type)
         if size is None:
             self.counts.unknown_payload += 1
             return None
-        if len(payload) != size:
-            # The jitter buffer and the concealer work in 20 ms frames; a
-            # stream of 10 or 30 ms packets (a=ptime) is not repaired here.
-            self.counts.other_duration += 1
-            return None
+        if len(payload) != size or self.reframer is not None:
+            return self._put_reframed(payload_type, seq, timestamp, ssrc, marker, payload,
+                                      arrival, size)
         result = self.jitter.put(seq, timestamp, ssrc, marker, (payload_type, payload), arrival)
         if result is PutResult.BUFFERED:
             self.counts.packets += 1
+        return result
+
+    def _put_reframed(self, payload_type: int, seq: int, timestamp: int, ssrc: int,
+                      marker: bool, payload: bytes, arrival: float,
+                      size: int) -> PutResult | None:
+        """`put` for a stream whose packets are not (all) one 20 ms frame."""
+        reframer = self.reframer
+        if reframer is None:
+            # The jitter buffer and the concealer work in 20 ms frames: a
+            # payload that cannot be cut into them is dropped.
+            if not Reframer.accepts(len(payload), size):
+                self.counts.other_duration += 1
+                return None
+            reframer = self.reframer = Reframer()
+        pieces = reframer.put(seq, timestamp, ssrc, marker, payload, arrival, size)
+        if pieces is None:
+            self.counts.other_duration += 1
+            return None
+        self.counts.reframed += 1
+        result = PutResult.BUFFERED
+        for f_seq, f_ts, f_ssrc, f_marker, f_payload, f_arrival in pieces:
+            result = self.jitter.put(f_seq, f_ts, f_ssrc, f_marker, (payload_type, f_payload),
+                                     f_arrival)
+            if result is PutResult.BUFFERED:
+                self.counts.packets += 1
         return result
 
     def put_packet(self, data: bytes | bytearray | memoryview, arrival: float) -> PutResult | None:

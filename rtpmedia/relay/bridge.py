@@ -308,10 +308,12 @@ class Bridge:
             receiver.put_packet(packet, now)
             if receiver.counts.other_duration == other:
                 return
-            # Not 20 ms packets (another a=ptime): the jitter buffer and the
-            # concealer cannot take them, so this direction is converted
+            # Packets of 10, 30, 40 or 60 ms are cut into 20 ms frames by the
+            # receiver (reframe.py) and the party hears 20 ms packets; one
+            # the jitter buffer cannot take (not a whole number of 10 ms
+            # blocks, e.g. 25 ms) ends repair: this direction is converted
             # packet by packet from now on rather than left silent.
-            d.unrepair("packets are not 20 ms")
+            d.unrepair("packets are not a multiple of 10 ms")
         first = packet[0]
         if first & 0x3F == 0:  # no padding, extension or CSRC: the payload starts at 12
             data = bytes(packet)

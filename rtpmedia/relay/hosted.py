@@ -296,7 +296,10 @@ class HostedParty:
                  discarded=stats.packets_discarded, concealed=stats.concealed_samples,
                  stretched=stats.inserted_samples_for_deceleration,
                  compressed=stats.removed_samples_for_acceleration,
-                 delay_ms=round(stats.current_delay_ms))
+                 delay_ms=round(stats.current_delay_ms),
+                 # (received counts 20 ms frames: reframed packets give several)
+                 reframed=self.receiver.counts.reframed,
+                 other_duration=self.receiver.counts.other_duration)
         self.stop_recording("hangup")
         if self.ivr is not None:
             ivr, self.ivr = self.ivr, None

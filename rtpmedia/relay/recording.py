@@ -131,8 +131,12 @@ class CallRecording:
             write_metadata(self.first, self.path, self.info, self.started, duration)
         except OSError as exc:
             log.error("recording metadata not written", call_id=self.info.call_id, error=str(exc))
+        # Per side (caller, other party): packets cut into 20 ms frames (a=ptime
+        # 10, 30...), and packets that could not be (recorded as silence).
         log.info("recording finished", call_id=self.info.call_id, file=str(self.path),
-                 seconds=round(duration, 2))
+                 seconds=round(duration, 2),
+                 reframed=[r.counts.reframed for r in self.receivers],
+                 other_duration=[r.counts.other_duration for r in self.receivers])
 
 
 def metadata_path(first: Path) -> Path:

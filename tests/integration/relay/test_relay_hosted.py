@@ -131,18 +131,19 @@ class Phone:
         self._seq += 1
         return header + payload
 
-    def send_audio(self, samples: np.ndarray) -> None:
-        """`samples` as 20 ms packets, paced on the clock (not by sleeping a fixed time)."""
+    def send_audio(self, samples: np.ndarray, ptime: int = 20) -> None:
+        """`samples` as `ptime` ms packets, paced on the clock (not by sleeping a fixed time)."""
         pt = 0 if self.codec is PCMU else 8
+        size = ptime * 8
         start = time.monotonic()
-        for i in range(len(samples) // 160):
-            due = start + i * 0.02
+        for i in range(len(samples) // size):
+            due = start + i * ptime / 1000
             while (delay := due - time.monotonic()) > 0:
                 time.sleep(min(delay, 0.005))
-            frame = samples[i * 160:(i + 1) * 160]
+            frame = samples[i * size:(i + 1) * size]
             self.sock.sendto(self._packet(pt, self.codec.encode(frame)),
                              (HOST, self.relay_port))
-            self._ts += 160
+            self._ts += size
 
     def send_digit(self, digit: str) -> None:
         """One RFC 4733 digit (payload type 101), its packets paced as a phone does."""
@@ -383,6 +384,24 @@ def test_echo_returns_what_the_party_says(relay: RelayProcess, phone: Phone,
     # silence or noise would score about 1.
     assert score > 3.0, score
     relay.command({"command": "delete", "call-id": "h-echo"})
+
+
+def test_echo_returns_what_a_party_sending_30_ms_packets_says(relay: RelayProcess, phone: Phone,
+                                                               speech: np.ndarray) -> None:
+    # a=ptime:30 (or a trunk that sends 30 ms anyway): the receiver cuts the
+    # packets into 20 ms frames, and the echo comes back as 20 ms packets.
+    host(relay, phone, "h-echo30", extra="a=ptime:30\r\n")
+    assert relay.command({"command": "echo", "call-id": "h-echo30",
+                          "from-tag": "a"})["result"] == "ok"
+    started = time.monotonic()
+    speech30 = speech[:len(speech) // 240 * 240]
+    phone.send_audio(np.concatenate([speech30, np.zeros(8000, np.int16)]), ptime=30)
+    packets = phone.rtp(started)
+    assert packets and {len(d) - 12 for _, d in packets} == {160}
+    heard = phone.audio(started)
+    # Silence (what the echo sent before) would not resemble it at all.
+    assert resemblance(PCMU.decode(PCMU.encode(speech30)), heard) > 0.9
+    relay.command({"command": "delete", "call-id": "h-echo30"})
 
 
 # -- recording -------------------------------------------------------------------------------

@@ -74,6 +74,29 @@ def test_left_is_a_and_right_is_b_and_the_file_appears_only_when_done(tmp_path: 
     assert [p["file"] for p in meta["parts"]] == ["c1.wav", "c1.2.wav"]
 
 
+def test_a_party_sending_30_ms_packets_is_recorded_not_silent(tmp_path: Path) -> None:
+    a, b = pair()
+    path = tmp_path / "r" / "c30.wav"
+    rec = CallRecording(path, INFO, a, b, 100.0)
+    sent = 0
+    for i in range(100):
+        now = 100.0 + i * 0.02
+        while sent * 0.03 <= i * 0.02:  # A: a=ptime:30; B: 20 ms
+            pcm = np.full(240, 4000, np.int16)
+            rec.rtp(a, memoryview(bytes([0x80, 0]) + sent.to_bytes(2, "big")
+                                  + (sent * 240).to_bytes(4, "big") + (8).to_bytes(4, "big")
+                                  + PCMU.encode(pcm)), now)
+            sent += 1
+        rec.rtp(b, memoryview(packet(i, -2000)), now)
+        rec.tick(now + 0.001, lambda end, data: None)
+    rec.close()
+    with wave.open(str(path)) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    played = data[len(data) // 2:]
+    assert abs(played[:, 0].mean() - 4000) < 200 and abs(played[:, 1].mean() + 2000) < 200
+    assert rec.receivers[0].counts.reframed == sent and rec.receivers[0].counts.concealed_frames == 0
+
+
 def test_a_half_written_part_is_recovered(tmp_path: Path) -> None:
     day = tmp_path / "recordings" / "2026-12-06"
     day.mkdir(parents=True)

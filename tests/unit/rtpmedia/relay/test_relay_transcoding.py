@@ -380,7 +380,8 @@ class Broken(Repeat):
         raise RuntimeError("broken concealer")
 
 
-def test_packets_that_are_not_20_ms_end_repair_and_are_forwarded_as_they_come() -> None:
+def test_packets_that_are_not_whole_10_ms_blocks_end_repair_and_are_forwarded_as_they_come(
+        ) -> None:
     from rtpmedia.codecs.g711 import PCMU
 
     a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
@@ -388,8 +389,8 @@ def test_packets_that_are_not_20_ms_end_repair_and_are_forwarded_as_they_come() 
     sent: list[bytes] = []
     bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append(data))
     for seq in range(40):
-        # 20 ms packets, then from seq 20 on 30 ms ones (a=ptime:30).
-        samples = 160 if seq < 20 else 240
+        # 20 ms packets, then from seq 20 on 25 ms ones (no 10 ms grid fits them).
+        samples = 160 if seq < 20 else 200
         payload = PCMU.encode(np.full(samples, 1000, np.int16))
         packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * samples, ssrc=5,
                            payload=payload).serialize()
@@ -398,9 +399,42 @@ def test_packets_that_are_not_20_ms_end_repair_and_are_forwarded_as_they_come() 
     assert bridge.receivers() == (None, None)
     out = [RtpPacket.parse(data) for data in sent]
     forwarded = [p for p in out if p.ssrc == 5]
-    # Every 30 ms packet went on at once, converted to PCMA, with its own numbering.
+    # Every 25 ms packet went on at once, converted to PCMA, with its own numbering.
     assert [p.sequence_number for p in forwarded] == list(range(20, 40))
-    assert {p.payload_type for p in out} == {8} and {len(p.payload) for p in forwarded} == {240}
+    assert {p.payload_type for p in out} == {8} and {len(p.payload) for p in forwarded} == {200}
+
+
+def test_a_repaired_direction_of_30_ms_packets_stays_repaired_and_sends_20_ms_frames() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+
+    a, b = MediaEnd("c", "A", 0, 30000), MediaEnd("c", "B", 0, 30002)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    sent: list[bytes] = []
+    bridge = Bridge(a, b, plan, (True, False), lambda end, data: sent.append(data))
+    # Every mu-law code word but 0x7F decodes to its own level: one a 10 ms
+    # block, so each frame sent on shows which blocks it is made of.
+    codes = [c for c in range(256) if c != 0x7F]
+    blocks = [bytes([codes[i % len(codes)]]) * 80 for i in range(150)]
+    seq = 0
+    for tick in range(120):  # 1.5 s in 30 ms packets, on time, and a 20 ms tick
+        now = 100.005 + tick * 0.02
+        while seq < 50 and 100.0 + seq * 0.03 <= now:
+            packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 240, ssrc=5,
+                               marker=seq == 0, payload=b"".join(blocks[3 * seq:3 * seq + 3]))
+            bridge.rtp(a, memoryview(packet.serialize()), 100.0 + seq * 0.03)
+            seq += 1
+        bridge.tick(now, lambda end, data: sent.append(data))
+    assert bridge.receivers()[0] is not None  # still repaired
+    out = [RtpPacket.parse(data) for data in sent]
+    assert out and {p.ssrc for p in out} != {5} and {len(p.payload) for p in out} == {160}
+    assert {p.payload_type for p in out} == {0}
+    # The audio is A's, block for block, in order: the frames between the
+    # jitter buffer's start and the stream's end are A's 20 ms frames.
+    level = {int(PCMU.decode(bytes([c]))[0]): i for i, c in enumerate(codes)}
+    heard = [level.get(int(PCMU.decode(p.payload)[k])) for p in out for k in (0, 80)]
+    spoken = [i for i in heard if i is not None]
+    first = spoken[0]
+    assert spoken[:150 - first] == list(range(first, 150)), heard
 
 
 def test_after_a_stall_the_repaired_stream_plays_current_audio_not_a_second_late() -> None:
