@@ -70,7 +70,7 @@ def find_period(
     seg = x[_windows(min_lag, max_lag)]
     ref = x[:w]
     num = seg @ ref
-    den = np.sqrt(np.sum(seg * seg, axis=1) * np.dot(ref, ref)) + 1e-9
+    den = np.sqrt(np.einsum("ij,ij->i", seg, seg) * np.dot(ref, ref)) + 1e-9
     corr = num / den
     # Candidates are the local maxima of the correlation; among those that
     # are nearly as good as the best, prefer the shortest: multiples of the
@@ -82,19 +82,42 @@ def find_period(
         peaks.insert(0, 0)
     if len(corr) > 1 and corr[-1] > corr[-2]:
         peaks.append(len(corr) - 1)
-    full: list[tuple[int, float]] = []
-    for i in peaks:
-        p = min_lag + i
-        a, b = x[:p], x[p : 2 * p]
-        # Python floats for the scalar arithmetic (numpy scalars cost ~0.1 µs
-        # an operation, and noise has dozens of peaks): the same IEEE result.
-        ab, aa, bb = float(a @ b), float(a @ a), float(b @ b)
-        full.append((p, ab / (math.sqrt(aa * bb) + 1e-9)))
-    if not full:
+    if not peaks:
         return 0, 0.0
-    top = max(c for _, c in full)
-    best_lag, best_corr = next((p, c) for p, c in full if c >= top - 0.03)
-    return best_lag, best_corr
+    if len(peaks) <= _FEW_PEAKS:
+        full: list[tuple[int, float]] = []
+        for i in peaks:
+            p = min_lag + i
+            a, b = x[:p], x[p : 2 * p]
+            # Python floats for the scalar arithmetic (numpy scalars cost ~0.1 µs
+            # an operation): the same IEEE result.
+            ab, aa, bb = float(a @ b), float(a @ a), float(b @ b)
+            full.append((p, ab / (math.sqrt(aa * bb) + 1e-9)))
+        top = max(c for _, c in full)
+        return next((p, c) for p, c in full if c >= top - 0.03)
+    # Many candidates (noise has dozens): each one's correlation over its own
+    # full period, x[:P] against x[P:2P], for all at once, rows zero-padded to
+    # the longest period. A dot product per peak cost ~3 µs of Python each
+    # (260 µs an accelerate on noise); this costs about 10 of them.
+    lags = np.array(peaks) + min_lag
+    longest = int(lags[-1])  # the peaks ascend
+    cols = np.arange(longest)
+    inside = cols < lags[:, None]
+    a = np.where(inside, x[:longest], 0.0)
+    b = np.where(inside, x[np.minimum(cols + lags[:, None], n - 1)], 0.0)
+    ab = np.einsum("ij,ij->i", a, b)
+    aa = np.einsum("ij,ij->i", a, a)
+    bb = np.einsum("ij,ij->i", b, b)
+    corrs = ab / (np.sqrt(aa * bb) + 1e-9)
+    top = float(corrs.max())
+    best = int(np.argmax(corrs >= top - 0.03))  # the shortest lag nearly as good as the best
+    return int(lags[best]), float(corrs[best])
+
+
+#: Up to this many candidate periods, `find_period` refines them one by one
+#: (three dot products each); beyond, in one set of array operations, whose
+#: fixed cost is about that of ten candidates.
+_FEW_PEAKS = 10
 
 
 @functools.lru_cache(maxsize=16)

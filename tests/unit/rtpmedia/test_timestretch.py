@@ -112,3 +112,40 @@ def test_a_signal_with_room_for_one_lag_only_gets_that_lag(n: int) -> None:
     # 40 and 41 samples used to raise IndexError (one candidate lag, no neighbour).
     lag, corr = timestretch.find_period(tone(RATE / timestretch.MIN_LAG, n).astype(float))
     assert lag == timestretch.MIN_LAG and corr > 0.99
+
+
+def _reference_period(x: np.ndarray) -> tuple[int, float]:
+    """find_period written plainly: every candidate refined on its own, no shortcuts."""
+    lo, hi = timestretch.MIN_LAG, min(timestretch.MAX_LAG, len(x) // 2)
+    ref = x[:lo]
+    corr = []
+    for p in range(lo, hi + 1):
+        seg = x[p : p + lo]
+        corr.append(float(seg @ ref) / (np.sqrt(float(seg @ seg) * float(ref @ ref)) + 1e-9))
+    peaks = [i for i in range(1, len(corr) - 1) if corr[i] >= corr[i - 1] and corr[i] >= corr[i + 1]]
+    if len(corr) == 1 or corr[0] > corr[1]:
+        peaks.insert(0, 0)
+    if len(corr) > 1 and corr[-1] > corr[-2]:
+        peaks.append(len(corr) - 1)
+    full = []
+    for i in peaks:
+        p = lo + i
+        a, b = x[:p], x[p : 2 * p]
+        full.append((p, float(a @ b) / (np.sqrt(float(a @ a) * float(b @ b)) + 1e-9)))
+    top = max(c for _, c in full)
+    return next((p, c) for p, c in full if c >= top - 0.03)
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2 * timestretch.MIN_LAG, 400),
+       tone=st.floats(0.0, 1.0))
+def test_find_period_with_many_candidates_picks_what_one_by_one_would(
+        seed: int, n: int, tone: float) -> None:
+    # Noise gives dozens of candidate periods (refined together), a tone few
+    # (refined one by one): both ways pick the lag the plain definition picks.
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x = tone * 3000 * np.sin(2 * np.pi * 150 * t / 8000) + (1 - tone) * rng.normal(0, 2000, n)
+    lag, corr = timestretch.find_period(x)
+    want_lag, want_corr = _reference_period(x)
+    assert lag == want_lag
+    assert corr == pytest.approx(want_corr, abs=1e-9)
