@@ -57,9 +57,12 @@ class RepairBudget:
     #: signalling is not taken for overload; in time, not ticks, because an
     #: overloaded relay's ticks come late.
     window: float = 0.5
-    #: Of the shed directions, at most this fraction (at least one) is
-    #: restored at once: the cost was measured on the directions repaired
-    #: now, and those coming back may cost more (another codec, more loss).
+    #: Of the directions that want repair (repaired and shed), at most this
+    #: fraction (at least one) is restored at once: the cost was measured on
+    #: those repaired now, and those coming back may cost more (another codec,
+    #: more loss). Of all, not of those still shed: a tenth of what is left
+    #: would shrink step by step and leave the last ones waiting for tens of
+    #: seconds.
     restore_step: float = 0.1
     cost: float = 0.0  # share of a core one repaired direction takes, as last measured (0: unknown)
     calm_since: float | None = None  # since when every window has been under `low`
@@ -93,7 +96,7 @@ class RepairBudget:
         if not shed or not self.cost or now - self.calm_since < self.hold:
             return HOLD
         fits = math.floor((self.low - share) / self.cost)
-        count = min(shed, fits, max(1, math.ceil(shed * self.restore_step)))
+        count = min(shed, fits, max(1, math.ceil((repaired + shed) * self.restore_step)))
         if count <= 0:
             return HOLD
         self._afresh(now, cpu)

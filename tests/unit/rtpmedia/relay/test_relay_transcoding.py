@@ -495,7 +495,7 @@ def test_repair_shed_under_overload_comes_back_when_the_relay_has_room() -> None
     clock = Clock()
     sent: list[tuple[MediaEnd, bytes]] = []
     emit = lambda end, data: sent.append((end, data))  # noqa: E731
-    # Restoring needs 100 ms under 70%, and then one at a time (a tenth of two is one).
+    # Restoring needs 100 ms under 70%, and then one at a time (a tenth of four is one).
     repairs = Repairs(emit, RepairBudget(limit=0.85, low=0.7, hold=0.1, window=0.079), clock)
     plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
     calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
