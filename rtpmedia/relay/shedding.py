@@ -11,7 +11,7 @@ repair stage reports the CPU time the relay's thread has used, and:
   under it go back to plain forwarding: those calls lose repair, every call
   keeps its audio;
 - when it has stayed under `low` for `hold` seconds, as many of the shed
-  directions as fit under `low` are repaired again.
+  directions as fit under `low` (at least one) are repaired again.
 
 How many is reckoned from the cost of one repaired direction, estimated as
 the share over the window divided by the directions repaired: all the
@@ -79,7 +79,9 @@ class RepairBudget:
         then, cpu_then = samples[0]
         if now - then < self.window:
             return HOLD
-        share = (cpu - cpu_then) / (now - then)
+        # One thread cannot use more than a core. More is measured when a tick
+        # ran long: its CPU is read at its end, its time is when it started.
+        share = min(1.0, (cpu - cpu_then) / (now - then))
         if repaired:
             self.cost = share / repaired
         if share > self.limit:
@@ -95,10 +97,13 @@ class RepairBudget:
             self.calm_since = now
         if not shed or not self.cost or now - self.calm_since < self.hold:
             return HOLD
-        fits = math.floor((self.low - share) / self.cost)
+        # At least one: with few directions repaired (none, once all were shed
+        # for a load of plain forwarding) the estimate is far above what one
+        # costs and would keep the rest shed for good; one at a time, measured
+        # afresh in between, cannot take a relay from under `low` past `limit`
+        # unless one direction costs more than the gap between them.
+        fits = max(1, math.floor((self.low - share) / self.cost))
         count = min(shed, fits, max(1, math.ceil((repaired + shed) * self.restore_step)))
-        if count <= 0:
-            return HOLD
         self._afresh(now, cpu)
         return Step(restore=count)
 

@@ -91,6 +91,13 @@ def test_the_cost_estimate_sheds_just_enough_to_get_under_the_limit() -> None:
     assert relay.repaired == 94
 
 
+def test_a_share_measured_over_a_whole_core_is_a_whole_core() -> None:
+    # A tick that ran 300 ms late and long: its CPU is read at its end, its time at its start,
+    # so 1.6 of a core is measured. Taken at its word: 44 of 100 shed; it is at most a core.
+    steps, _ = feed(RepairBudget(window=0.099), 1.6, 6, 100, (0.0, 0.0))
+    assert steps[-1] == Step(shed=10)
+
+
 def test_at_least_one_and_never_more_than_there_are() -> None:
     for directions, expect in ((0, 0), (1, 1), (3, 1)):
         steps, _ = feed(RepairBudget(window=0.019), 1.0, 2, directions, (0.0, 0.0))
@@ -131,6 +138,19 @@ def test_only_as_many_as_fit_under_the_low_mark_come_back() -> None:
     made = relay.run(3.0)
     assert made == [Step(restore=3)]
     assert relay.share < relay.budget.low
+
+
+def test_repair_comes_back_even_when_plain_forwarding_made_the_overload_and_all_were_shed() -> None:
+    # 10 repaired at 1% each; a burst of forwarding takes the relay flat out: shedding repair
+    # cannot bring it under the limit, so all 10 go.
+    relay = Relay(RepairBudget(), repaired=10, base=0.95, each=0.01)
+    relay.run(10.0)
+    assert relay.repaired == 0 and relay.shed == 10
+    # The burst ends (20%): the cost estimate (everything charged to the one repaired: 20%
+    # or more) would fit none, yet they come back, one a window, without going over `low`.
+    relay.base = 0.20
+    relay.run(10.0)
+    assert relay.repaired == 10 and relay.shed == 0 and relay.peak < relay.budget.low
 
 
 def test_nothing_comes_back_while_above_the_low_mark_or_for_a_dip_shorter_than_the_hold() -> None:
