@@ -546,3 +546,38 @@ def test_repair_shed_under_overload_comes_back_when_the_relay_has_room() -> None
     # c4's party got every packet as it came.
     to_c4 = [RtpPacket.parse(data) for end, data in sent if end is calls[4][1]]
     assert [p.sequence_number for p in to_c4] == list(range(60)) and {p.ssrc for p in to_c4} == {5}
+
+
+def test_a_shed_direction_whose_call_ended_is_not_repaired_again() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+    from rtpmedia.relay.bridge import Repairs
+    from rtpmedia.relay.shedding import RepairBudget
+
+    cpu = [0.0, 1.0]  # CPU time so far, share of a core
+
+    def clock() -> float:
+        cpu[0] += 0.020 * cpu[1]
+        return cpu[0]
+
+    emit = lambda end, data: None  # noqa: E731
+    repairs = Repairs(emit, RepairBudget(limit=0.85, low=0.7, hold=0.1, window=0.079), clock)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
+             for i in range(2)]
+    bridges = [Bridge(a, b, plan, (True, True), emit, repairs) for a, b in calls]
+    payload = PCMU.encode(np.full(160, 1000, np.int16))
+    for seq in range(60):
+        t = 100.0 + seq * 0.02
+        cpu[1] = 1.0 if seq < 6 else 0.2
+        if seq == 6:
+            bridges[1].close()  # the shed call ends (the engine closes its processor)
+        for bridge, (a, b) in zip(bridges[:1] if seq >= 6 else bridges, calls, strict=False):
+            for end in (a, b):
+                packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160,
+                                   ssrc=5, payload=payload).serialize()
+                bridge.rtp(end, memoryview(packet), t)
+            bridge.tick(t + 0.01, emit)
+        repairs.run(t + 0.01)
+    assert repairs.shed == 1 and repairs.restored == 0
+    assert bridges[1].counts()[0].shed + bridges[1].counts()[1].shed == 1
+    assert all(r is not None for r in bridges[0].receivers())
