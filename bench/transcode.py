@@ -283,10 +283,12 @@ def main() -> None:
                 if args.before is not None:
                     runs.append(("repair", int(n), args.before))
                 runs.append(("repair", int(n), None))
-        for mode, n, tree in runs:
+        for index, (mode, n, tree) in enumerate(runs):
             label = f"{mode}/before" if tree is not None else mode
             try:
-                run(mode, n, args.seconds, args.loss, Path(tmp) / f"{label.replace('/', '-')}{n}",
+                # A data dir of its own: a relay finding calls stored by the last run
+                # would take their ports up again.
+                run(mode, n, args.seconds, args.loss, Path(tmp) / str(index),
                     args.burst if mode == "repair" else 0, tree, label)
             except (AssertionError, OSError) as exc:  # a port of the range taken by another program
                 print(f"{label:13} {n:6} not measured: {exc!r}"[:200], flush=True)
