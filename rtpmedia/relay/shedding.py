@@ -10,8 +10,9 @@ repair stage reports the CPU time the relay's thread has used, and:
   seconds, just enough of the repaired directions (the newest) to get back
   under it go back to plain forwarding: those calls lose repair, every call
   keeps its audio;
-- when it has stayed under `low` for `hold` seconds, as many of the shed
-  directions as fit under `low` (at least one) are repaired again.
+- when it has stayed under `low` for `hold` seconds, its ticks on time, as
+  many of the shed directions as fit under `low` (at least one) are
+  repaired again.
 
 How many is reckoned from the cost of one repaired direction, estimated as
 the share over the window divided by the directions repaired: all the
@@ -64,6 +65,11 @@ class RepairBudget:
     #: would shrink step by step and leave the last ones waiting for tens of
     #: seconds.
     restore_step: float = 0.1
+    #: The relay's tick. A window whose ticks came on average more than a
+    #: quarter late (ticks a relay behind skips) is not room, whatever the
+    #: share: a thread that other programs keep off the CPU uses little of it
+    #: and is still behind.
+    period: float = 0.020
     cost: float = 0.0  # share of a core one repaired direction takes, as last measured (0: unknown)
     calm_since: float | None = None  # since when every window has been under `low`
     samples: deque[tuple[float, float]] = field(default_factory=deque)  # (tick time, CPU time)
@@ -90,7 +96,8 @@ class RepairBudget:
                 return HOLD
             self._afresh(now, cpu)
             return Step(shed=min(repaired, max(1, math.ceil((share - self.limit) / self.cost))))
-        if share >= self.low:
+        behind = now - then > 1.25 * self.period * (len(samples) - 1)
+        if share >= self.low or behind:
             self.calm_since = None
             return HOLD
         if self.calm_since is None:

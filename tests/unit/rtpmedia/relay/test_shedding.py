@@ -163,6 +163,19 @@ def test_nothing_comes_back_while_above_the_low_mark_or_for_a_dip_shorter_than_t
     assert relay.shed == 30
 
 
+def test_nothing_comes_back_while_the_ticks_come_late() -> None:
+    # 30% of a core, but every other tick skipped: the relay is kept off the CPU by others.
+    budget = RepairBudget()
+    now, cpu, made = 100.0, 7.0, []
+    for _ in range(200):  # 16 s
+        now += 0.080
+        cpu += 0.080 * 0.3
+        made.append(budget.tick(now, cpu, 50, 20))
+    assert set(made) == {HOLD}
+    steps, _ = feed(budget, 0.3, 150, 50, (now, cpu), shed=20)  # on time: room after the hold
+    assert [s for s in steps if s != HOLD][0].restore > 0
+
+
 def test_a_steady_load_near_the_limit_neither_sheds_nor_restores() -> None:
     # Just under the limit with some shed: a minute without a change.
     relay = Relay(RepairBudget(), repaired=110, base=0.12, each=0.007, shed=20)  # 89%
