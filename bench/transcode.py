@@ -140,11 +140,29 @@ def run(mode: str, calls: int, seconds: float, loss: float, work: Path, burst: i
             parties.append((b, port_of(out["sdp"]), 8 if b_pcma else 0))
         measure(mode, calls, relay.pid, parties, seconds, loss if mode == "repair" else 0.0,
                 label or mode, 2 * calls)
+        if mode == "repair":
+            print(f"{'':13} {'':6} {shed_restored(ctl, control, calls)}", flush=True)
     finally:
         for sock, _, _ in parties:
             sock.close()
         relay.terminate()
         relay.wait(10)
+
+
+def shed_restored(ctl: socket.socket, control: tuple[str, int], calls: int) -> str:
+    """How many repaired directions the relay shed and restored (its ng query's bridge counts;
+    a relay that does not count them says so)."""
+    shed = restored = 0
+    for i in range(calls):
+        answer = command(ctl, control, {"command": "query", "call-id": f"c{i}"})
+        for tag in answer.get("tags", {}).values():
+            for media in tag.get("medias", []):
+                bridge = media["streams"][0].get("bridge", {})
+                if "shed" not in bridge:
+                    return "shed/restored not counted by this relay"
+                shed += bridge["shed"]
+                restored += bridge["restored"]
+    return f"of {2 * calls} repaired directions: shed {shed} times, restored {restored} times"
 
 
 def measure(mode: str, calls: int, pid: int, parties: list[tuple[socket.socket, int, int]],
