@@ -8,8 +8,8 @@ repair stage reports the CPU time the relay's thread has used, and:
 
 - when the relay used more than `limit` of a core over the last `window`
   seconds, just enough of the repaired directions (the newest) to get back
-  under it go back to plain forwarding: those calls lose repair, every call
-  keeps its audio;
+  under it go back to plain forwarding (as for a whole core when its ticks
+  came late too): those calls lose repair, every call keeps its audio;
 - when it has stayed under `low` for `hold` seconds, its ticks on time, as
   many of the shed directions as fit under `low` (at least one) are
   repaired again.
@@ -90,13 +90,16 @@ class RepairBudget:
         share = min(1.0, (cpu - cpu_then) / (now - then))
         if repaired:
             self.cost = share / repaired
+        behind = now - then > 1.25 * self.period * (len(samples) - 1)
         if share > self.limit:
             self.calm_since = None
             if not repaired:
                 return HOLD
             self._afresh(now, cpu)
-            return Step(shed=min(repaired, max(1, math.ceil((share - self.limit) / self.cost))))
-        behind = now - then > 1.25 * self.period * (len(samples) - 1)
+            # Behind as well: it wants more than the core it got, how much more
+            # the share cannot say; shed as for a whole core.
+            over = (1.0 if behind else share) - self.limit
+            return Step(shed=min(repaired, max(1, math.ceil(over / self.cost))))
         if share >= self.low or behind:
             self.calm_since = None
             return HOLD

@@ -98,6 +98,20 @@ def test_a_share_measured_over_a_whole_core_is_a_whole_core() -> None:
     assert steps[-1] == Step(shed=10)
 
 
+def test_over_the_limit_with_late_ticks_sheds_as_for_a_whole_core() -> None:
+    # 95% of a core on time: 5 points over at 0.95 points a direction, 6 of 100.
+    steps, _ = feed(RepairBudget(), 0.95, 26, 100, (0.0, 0.0))
+    assert steps[-1] == Step(shed=6)
+    # 95% with every other tick skipped: the relay is behind and wants more than it got.
+    budget = RepairBudget()
+    now, cpu, made = 0.0, 0.0, []
+    for _ in range(14):
+        now += 0.040
+        cpu += 0.040 * 0.95
+        made.append(budget.tick(now, cpu, 100, 0))
+    assert [s for s in made if s != HOLD] == [Step(shed=11)]
+
+
 def test_at_least_one_and_never_more_than_there_are() -> None:
     for directions, expect in ((0, 0), (1, 1), (3, 1)):
         steps, _ = feed(RepairBudget(window=0.019), 1.0, 2, directions, (0.0, 0.0))
