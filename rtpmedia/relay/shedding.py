@@ -18,8 +18,8 @@ How many is reckoned from the cost of one repaired direction, estimated as
 the share over the window divided by the directions repaired: all the
 relay's work charged to repair, an overestimate, so that shedding errs
 towards too few (the next window sheds more) and restoring towards too few
-(the next window restores more), never beyond the mark. After either, the
-share is measured over a whole window afresh before the next decision.
+(the next window restores more). After either, the share is measured over a
+whole window afresh before the next decision.
 """
 
 from __future__ import annotations
