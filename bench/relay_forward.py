@@ -165,17 +165,18 @@ def run_load(name: str, pid: int, targets: list[tuple[socket.socket, int]],
           flush=True)
 
 
-def start_relay(streams: int, work: Path) -> tuple[subprocess.Popen, socket.socket,
-                                                   tuple[str, int]]:
+def start_relay(streams: int, work: Path, tree: Path | None = None
+                ) -> tuple[subprocess.Popen, socket.socket, tuple[str, int]]:
     """A userspace `softswitch relay` with ports for `streams` stream pairs, answering ng
-    ping: (the process, a control socket, the control address)."""
+    ping: (the process, a control socket, the control address). `tree`: the source tree
+    to run it from (another checkout, to compare), else this one."""
     low = random.randrange(10000, 30000, 2)
     ctl = udp()
     control = (HOST, udp().getsockname()[1])
     relay = subprocess.Popen([sys.executable, "-m", "softswitch", "relay", "--no-kernel", "--control",
                               f"udp:{HOST}:{control[1]}", "--ports", f"{low}-{low + 4 * streams + 3}",
                               "--advertise", HOST, "--data-dir", str(work), "--log-level", "warning"],
-                             cwd=Path(__file__).resolve().parents[1])
+                             cwd=tree or Path(__file__).resolve().parents[1])
     ctl.settimeout(0.2)
     for _ in range(100):
         try:

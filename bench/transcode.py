@@ -22,14 +22,23 @@ dropped ones), inter-arrival gap p99 per party (a relay that falls behind
 delivers in bursts), latency p50/p99 for the modes that keep the sender's
 sequence numbers (arrival minus the sender's schedule for that packet), and
 the relay's CPU (100% = one core), that CPU per packet the relay received,
-and the calls one core would carry at that cost. A mode sustains N calls when
+the calls one core would carry at that cost, and for `repair` the share of
+the read parties whose last packet was still the relay's own frame
+(`repaired`: repair not shed at the end, or restored since). A mode sustains N calls when
 delivery is ~100%, the gap p99 stays near 20 ms and the CPU under 100%; on a
 machine whose cores are shared with the sender and receiver (and anything
 else), delivery and latency fail first for lack of CPU for everyone, and the
 per-packet cost is the figure to compare.
 
+With --burst N, repair runs get N more calls, transcoded only, that send for
+the first half of --seconds and then stop (a burst of calls that ends: the
+relay sheds repair during it and has room again after). With --before TREE
+each repair run is made twice, first with the relay of TREE (another
+checkout, e.g. `git archive main | tar -x -C /tmp/before`), then this one.
+
 Run: .venv/bin/python bench/transcode.py [--calls 100,300,500] [--repair-calls 100,150,200]
      [--modes forward,transcode] [--seconds 5] [--loss 0.05] [--profile PREFIX]
+     [--burst 0] [--before TREE]
 The machine is shared: compare the rows of one run, not runs.
 """
 
@@ -86,8 +95,9 @@ def voice(frames: int) -> np.ndarray:
 
 
 def send(parties: list[tuple[socket.socket, int, int]], seconds: float, loss: float,
-         start: float, out: multiprocessing.Queue) -> None:
-    """Every tick, one packet from every party (pt 0 or 8), minus `loss` of them at random."""
+         start: float, out: multiprocessing.Queue, burst_from: int) -> None:
+    """Every tick, one packet from every party (pt 0 or 8), minus `loss` of them at random;
+    the parties from `burst_from` on only for the first half."""
     ticks = int(seconds / TICK)
     pcm = voice(50)
     payloads = {0: [PCMU.encode(pcm[i * 160:(i + 1) * 160]) for i in range(50)],
@@ -99,7 +109,7 @@ def send(parties: list[tuple[socket.socket, int, int]], seconds: float, loss: fl
         pause = due - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
-        for sock, port, pt in parties:
+        for sock, port, pt in parties if tick < ticks // 2 else parties[:burst_from]:
             if loss and rng.random() < loss:
                 continue
             header = struct.pack("!BBHII", 0x80, pt, tick & 0xFFFF, tick * 160,
@@ -109,14 +119,15 @@ def send(parties: list[tuple[socket.socket, int, int]], seconds: float, loss: fl
     out.put((sent, ticks))
 
 
-def run(mode: str, calls: int, seconds: float, loss: float, work: Path) -> None:
-    relay, ctl, control = start_relay(calls, work)
+def run(mode: str, calls: int, seconds: float, loss: float, work: Path, burst: int = 0,
+        tree: Path | None = None, label: str = "") -> None:
+    relay, ctl, control = start_relay(calls + burst, work, tree)
     parties: list[tuple[socket.socket, int, int]] = []
     try:
         b_pcma = mode != "forward"
         extra: dict = {"codec": {"transcode": ["PCMU", "PCMA"]}} if b_pcma else {}
-        flags = {"flags": ["media-repair"]} if mode == "repair" else {}
-        for i in range(calls):
+        for i in range(calls + burst):
+            flags = {"flags": ["media-repair"]} if mode == "repair" and i < calls else {}
             a, b = udp(), udp()
             out = command(ctl, control, {"command": "offer", "call-id": f"c{i}", "from-tag": "A",
                                          "to-tag": "B", "sdp": sdp(a.getsockname()[1], False),
@@ -127,7 +138,10 @@ def run(mode: str, calls: int, seconds: float, loss: float, work: Path) -> None:
             assert out.get("result") == "ok" and back.get("result") == "ok", (out, back)
             parties.append((a, port_of(back["sdp"]), 0))
             parties.append((b, port_of(out["sdp"]), 8 if b_pcma else 0))
-        measure(mode, calls, relay.pid, parties, seconds, loss if mode == "repair" else 0.0)
+        measure(mode, calls, relay.pid, parties, seconds, loss if mode == "repair" else 0.0,
+                label or mode, 2 * calls)
+        if mode == "repair":
+            print(f"{'':13} {'':6} {shed_restored(ctl, control, calls)}", flush=True)
     finally:
         for sock, _, _ in parties:
             sock.close()
@@ -135,13 +149,30 @@ def run(mode: str, calls: int, seconds: float, loss: float, work: Path) -> None:
         relay.wait(10)
 
 
+def shed_restored(ctl: socket.socket, control: tuple[str, int], calls: int) -> str:
+    """How many repaired directions the relay shed and restored (its ng query's bridge counts;
+    a relay that does not count them says so)."""
+    shed = restored = 0
+    for i in range(calls):
+        answer = command(ctl, control, {"command": "query", "call-id": f"c{i}"})
+        for tag in answer.get("tags", {}).values():
+            for media in tag.get("medias", []):
+                bridge = media["streams"][0].get("bridge", {})
+                if "shed" not in bridge:
+                    return "shed/restored not counted by this relay"
+                shed += bridge["shed"]
+                restored += bridge["restored"]
+    return f"of {2 * calls} repaired directions: shed {shed} times, restored {restored} times"
+
+
 def measure(mode: str, calls: int, pid: int, parties: list[tuple[socket.socket, int, int]],
-            seconds: float, loss: float) -> None:
+            seconds: float, loss: float, label: str, burst_from: int) -> None:
     sel = selectors.DefaultSelector()
     # Only the parties of every SAMPLE-th call are read (the others' packets are
     # dropped by their full socket buffers): a Python receiver of every packet
     # would need a core of its own at 500 calls, and the relay does the same work.
-    watched = {i for i in range(len(parties)) if (i // 2) % SAMPLE == 0}
+    # Not the burst's: they stop halfway.
+    watched = {i for i in range(burst_from) if (i // 2) % SAMPLE == 0}
     for index in range(len(parties)):
         sock = parties[index][0]
         sock.setblocking(False)
@@ -152,7 +183,7 @@ def measure(mode: str, calls: int, pid: int, parties: list[tuple[socket.socket, 
     ctx = multiprocessing.get_context("fork")
     queue: multiprocessing.Queue = ctx.Queue()
     start = time.perf_counter() + 0.3
-    sender = ctx.Process(target=send, args=(parties, seconds, loss, start, queue))
+    sender = ctx.Process(target=send, args=(parties, seconds, loss, start, queue, burst_from))
     sender.start()
     spy = None
     if PROFILE:
@@ -161,6 +192,8 @@ def measure(mode: str, calls: int, pid: int, parties: list[tuple[socket.socket, 
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     last = [0.0] * len(parties)
+    last_ssrc = [0] * len(parties)
+    senders = {sock.fileno() for sock, _, _ in parties}  # the sender's SSRCs
     gaps: list[float] = []
     latencies: list[float] = []
     received = 0
@@ -196,6 +229,7 @@ def measure(mode: str, calls: int, pid: int, parties: list[tuple[socket.socket, 
                     wrong_codec += 1
                     if DEBUG and wrong_codec <= 5:
                         print("wrong", index, buf[1] & 0x7F, int.from_bytes(buf[2:4], "big"), int.from_bytes(buf[8:12], "big"), file=sys.stderr)
+                last_ssrc[index] = int.from_bytes(buf[8:12], "big")
                 if last[index]:
                     gaps.append(now - last[index])
                 last[index] = now
@@ -222,11 +256,16 @@ def measure(mode: str, calls: int, pid: int, parties: list[tuple[socket.socket, 
     # that cost: the figure that does not depend on what else the machine runs.
     per_packet = cpu / sent * 1e6 if sent else float("nan")
     capacity = calls * 100 / core if core else float("nan")
-    scale = len(parties) / len(watched)  # received by the watched parties, for all
-    print(f"{mode:9} {calls:6} {sent / span:9.0f} {received * scale / span:9.0f} "
+    scale = burst_from / len(watched)  # received by the watched parties, for all
+    repaired = "-"
+    if mode == "repair":
+        still = sum(1 for i in watched if last_ssrc[i] and last_ssrc[i] not in senders)
+        repaired = f"{100 * still / len(watched):.0f}%"
+    print(f"{label:13} {calls:6} {sent / span:9.0f} {received * scale / span:9.0f} "
           f"{100 * in_window / expected:7.1f}% {pct(gaps, 0.99):>7} "
           f"{pct(latencies, 0.5):>7} {pct(latencies, 0.99):>7} "
-          f"{core:6.1f}% {per_packet:7.1f} {capacity:9.0f} {wrong_codec:6}", flush=True)
+          f"{core:6.1f}% {per_packet:7.1f} {capacity:9.0f} {wrong_codec:6} {repaired:>8}",
+          flush=True)
 
 
 def main() -> None:
@@ -242,22 +281,35 @@ def main() -> None:
                         help="read the parties of every SAMPLE-th call only")
     parser.add_argument("--profile", default="",
                         help="py-spy the relay: raw stacks to PREFIX-MODE-CALLS.txt")
+    parser.add_argument("--burst", type=int, default=0,
+                        help="repair runs: this many more transcoded calls for the first half")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="repair runs: also with the relay of this source tree, first")
     args = parser.parse_args()
     global PROFILE, SAMPLE
     PROFILE = args.profile
     SAMPLE = args.sample
-    print(f"{'mode':9} {'calls':>6} {'sent pps':>9} {'recv pps':>9} {'deliv':>8} "
+    print(f"{'mode':13} {'calls':>6} {'sent pps':>9} {'recv pps':>9} {'deliv':>8} "
           f"{'gap p99':>7} {'lat p50':>7} {'lat p99':>7} {'CPU':>7} {'us/pkt':>7} "
-          f"{'calls@1cpu':>9} {'wrong':>6}")
+          f"{'calls@1cpu':>9} {'wrong':>6} {'repaired':>8}")
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [(mode, int(n)) for n in args.calls.split(",") if n
-                for mode in args.modes.split(",")]
-        runs += [("repair", int(n)) for n in args.repair_calls.split(",") if n]
-        for mode, n in runs:
+        runs: list[tuple[str, int, Path | None]] = [
+            (mode, int(n), None) for n in args.calls.split(",") if n
+            for mode in args.modes.split(",")]
+        for n in args.repair_calls.split(","):
+            if n:
+                if args.before is not None:
+                    runs.append(("repair", int(n), args.before))
+                runs.append(("repair", int(n), None))
+        for index, (mode, n, tree) in enumerate(runs):
+            label = f"{mode}/before" if tree is not None else mode
             try:
-                run(mode, n, args.seconds, args.loss, Path(tmp) / f"{mode}{n}")
+                # A data dir of its own: a relay finding calls stored by the last run
+                # would take their ports up again.
+                run(mode, n, args.seconds, args.loss, Path(tmp) / str(index),
+                    args.burst if mode == "repair" else 0, tree, label)
             except (AssertionError, OSError) as exc:  # a port of the range taken by another program
-                print(f"{mode:9} {n:6} not measured: {exc!r}"[:200], flush=True)
+                print(f"{label:13} {n:6} not measured: {exc!r}"[:200], flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ dropped.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import time
@@ -64,6 +65,8 @@ _COLUMNS = (1209.0, 1336.0, 1477.0, 1633.0)
 _DBM0_PEAK = 32767 / 10 ** (3.14 / 20)
 #: At most this much tone for one event packet (a lost update is not replayed in full).
 _MAX_TONE = 1600
+#: Directions in the order they were made: the oldest calls get repair back first.
+_SERIALS = itertools.count()
 
 
 @dataclass(slots=True)
@@ -75,6 +78,8 @@ class BridgeCounts:
     dropped: int = 0  # no route for their payload type, or malformed
     frames: int = 0  # repaired: 20 ms frames sent on ticks
     concealed: int = 0  # repaired: frames the concealer made up
+    shed: int = 0  # times its repair was stopped for want of CPU
+    restored: int = 0  # times it was repaired again once the relay had room
 
 
 class _Direction:
@@ -82,7 +87,8 @@ class _Direction:
 
     __slots__ = ("sink", "routes", "tables", "receiver", "codec", "payload_type",
                  "source", "talking", "counts", "event_offset",
-                 "event_ts", "due", "tones", "tone_ts", "tone_done", "passthrough")
+                 "event_ts", "due", "tones", "tone_ts", "tone_done", "passthrough",
+                 "codecs", "serial", "shed_at")
 
     def __init__(self, sink: MediaEnd, routes: Routes, target: Format, repair: bool) -> None:
         self.sink = sink
@@ -114,6 +120,7 @@ class _Direction:
                     codecs[r.source] = get(r.source_encoding)
                 except UnknownCodecError:
                     pass
+        self.codecs = codecs  # what a fresh receiver decodes when repair comes back
         self.receiver = Receiver(codecs) if repair else None
         self.codec = get(target.encoding) if repair else None
         # Repaired: payload type -> the 256-byte table that gives, code word
@@ -135,6 +142,8 @@ class _Direction:
         self.due = 0.0  # when the next frame is due on the relay's clock (0: not playing)
         self.tone_ts = -1  # the event being played as tones (its RTP timestamp)
         self.tone_done = 0  # samples of it already sent
+        self.serial = next(_SERIALS)
+        self.shed_at: float | None = None  # when repair was shed for want of CPU (else None)
 
     def unrepair(self, reason: str, *, quiet: bool = False) -> None:
         """Repair stops for good: packets go on as they come (converted, renumbered), as on a
@@ -144,6 +153,33 @@ class _Direction:
             "media repair stopped; packets forwarded as they come", reason=reason,
             call_id=self.sink.call_id, to=self.sink.tag)
         self.receiver = None
+        self.shed_at = None
+
+    def shed(self, now: float) -> None:
+        """Repair stops for want of CPU, as `unrepair` does, until `repair_again`."""
+        self.unrepair("the relay is overloaded", quiet=True)
+        self.shed_at = now
+        self.counts.shed += 1
+
+    def repair_again(self, now: float) -> bool:
+        """Repair starts again on a direction shed for want of CPU; False (nothing done) on one
+        whose repair stopped for another reason (its packets are not a multiple of 10 ms,
+        its pipeline raised: those would only fail again).
+
+        A fresh receiver (the old jitter buffer's packets and delay are long gone) and the
+        relay's own stream where it left off: the next sequence number, the timestamp moved on
+        by the time it was not used (RFC 3550 5.1: it follows the sampling clock), a marker on
+        the first frame. The other party sees the SSRC change back to the relay's."""
+        if self.shed_at is None or self.receiver is not None:
+            return False
+        self.source.skip(max(0, round((now - self.shed_at) / TICK)) * FRAME)
+        self.receiver = Receiver(self.codecs)
+        self.shed_at = None
+        self.talking = False  # the marker on the first frame
+        self.due = 0.0
+        self.event_ts = -1  # an event in progress is placed afresh in the relay's timeline
+        self.counts.restored += 1
+        return True
 
 
 class Repairs:
@@ -155,7 +191,8 @@ class Repairs:
     encodes what needs encoding in one table lookup per codec. A tick that
     came late is caught up in rounds of one frame per direction, at most
     `_CATCH_UP`. The relay's CPU is reported to a `RepairBudget` every tick,
-    which sheds the newest repaired directions when the relay cannot keep up.
+    which sheds the newest repaired directions when the relay cannot keep up,
+    and repairs those shed again, the oldest calls first, once it has room.
     """
 
     def __init__(self, emit: Emit, budget: RepairBudget | None = None,
@@ -167,9 +204,16 @@ class Repairs:
         self.budget = budget or RepairBudget()
         self._clock = clock
         self.shed = 0  # directions whose repair was stopped for want of CPU
+        self.restored = 0  # of those, repaired again once the relay had room
+        self._shed: list[_Direction] = []  # shed and not repaired again since
 
     def queue(self, direction: _Direction) -> None:
         self._due.append(direction)
+
+    def forget(self, direction: _Direction) -> None:
+        """`direction`'s bridge is gone: it is not to be repaired again."""
+        if direction in self._shed:
+            self._shed.remove(direction)
 
     def run(self, now: float) -> None:
         played, self._due = self._due, []
@@ -182,13 +226,26 @@ class Repairs:
                 due = self._round(due, now)
             except Exception:  # noqa: BLE001 - one broken stream must not silence the others
                 due = self._isolate(due, now)
-        shed = self.budget.tick(now, self._clock(), len(played))
-        if shed:
-            for d in played[-shed:]:  # the newest calls lose repair; every call keeps audio
-                d.unrepair("the relay is overloaded", quiet=True)
-            self.shed += shed
+        # Not those whose pipeline failed just now: they stop for good, not for want of CPU.
+        repaired = [d for d in played if d.receiver is not None]
+        step = self.budget.tick(now, self._clock(), len(repaired), len(self._shed))
+        if step.shed:
+            for d in repaired[-step.shed:]:  # the newest calls lose repair; every call keeps audio
+                d.shed(now)
+                self._shed.append(d)
+            self.shed += step.shed
             log.warning("relay overloaded: media repair stopped on the newest streams",
-                        stopped=shed, still_repaired=len(played) - shed, stopped_in_all=self.shed)
+                        stopped=step.shed, still_repaired=len(repaired) - step.shed,
+                        stopped_in_all=self.shed, restarted_in_all=self.restored)
+        if step.restore:
+            # The oldest calls first: the newest lost repair first and get it back last.
+            self._shed.sort(key=lambda d: d.serial)
+            back, self._shed = self._shed[:step.restore], self._shed[step.restore:]
+            restarted = sum(d.repair_again(now) for d in back)
+            self.restored += restarted
+            log.info("relay has room again: media repair restarted on the oldest shed streams",
+                     restarted=restarted, still_shed=len(self._shed),
+                     stopped_in_all=self.shed, restarted_in_all=self.restored)
 
     def _isolate(self, due: list[_Direction], now: float) -> list[_Direction]:
         """A round failed: play each direction on its own; one that fails alone stops."""
@@ -364,7 +421,9 @@ class Bridge:
             repairs.run(now)
 
     def close(self) -> None:
-        pass
+        if self._repairs is not None:
+            self._repairs.forget(self._from_offerer)
+            self._repairs.forget(self._from_answerer)
 
     # -- helpers ---------------------------------------------------------------------
 

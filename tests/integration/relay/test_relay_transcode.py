@@ -159,9 +159,11 @@ def test_query_gives_the_bridge_counters_of_each_direction(relay: RelayProcess) 
 
         q = wait_for(counted, 10, "the bridge to count every packet")
         assert rtp_stream(q, "A")["bridge"] == {
-            "forwarded": frames, "converted": frames, "dropped": 3, "frames": 0, "concealed": 0}
+            "forwarded": frames, "converted": frames, "dropped": 3, "frames": 0, "concealed": 0,
+            "shed": 0, "restored": 0}
         assert rtp_stream(q, "B")["bridge"] == {
-            "forwarded": 10, "converted": 10, "dropped": 0, "frames": 0, "concealed": 0}
+            "forwarded": 10, "converted": 10, "dropped": 0, "frames": 0, "concealed": 0,
+            "shed": 0, "restored": 0}
         assert "recording" not in rtp_stream(q, "A")  # not recorded
     finally:
         a.close()

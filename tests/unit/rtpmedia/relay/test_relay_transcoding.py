@@ -485,7 +485,7 @@ def test_an_overloaded_repair_stage_stops_repair_on_the_newest_streams_first() -
 
     sent: list[tuple[MediaEnd, bytes]] = []
     emit = lambda end, data: sent.append((end, data))  # noqa: E731
-    repairs = Repairs(emit, RepairBudget(limit=0.85, window=0.079, fraction=0.25), Clock())
+    repairs = Repairs(emit, RepairBudget(limit=0.85, window=0.079), Clock())
     plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
     calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
              for i in range(4)]
@@ -508,3 +508,110 @@ def test_an_overloaded_repair_stage_stops_repair_on_the_newest_streams_first() -
     # The shed call still gets its audio: the sender's packets, as they came.
     last = [RtpPacket.parse(data) for end, data in sent if end is calls[3][1]][-3:]
     assert [p.sequence_number for p in last] == [9, 10, 11] and {p.ssrc for p in last} == {5}
+
+
+def test_repair_shed_under_overload_comes_back_when_the_relay_has_room() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+    from rtpmedia.relay.bridge import Repairs
+    from rtpmedia.relay.shedding import RepairBudget
+
+    class Clock:
+        """The relay's thread at `share` of a core: that much of a tick's 20 ms between ticks."""
+
+        def __init__(self) -> None:
+            self.cpu = 0.0
+            self.share = 1.0
+
+        def __call__(self) -> float:
+            self.cpu += 0.020 * self.share
+            return self.cpu
+
+    clock = Clock()
+    sent: list[tuple[MediaEnd, bytes]] = []
+    emit = lambda end, data: sent.append((end, data))  # noqa: E731
+    # Restoring needs 100 ms under 70%, and then one at a time (a tenth of four is one).
+    repairs = Repairs(emit, RepairBudget(limit=0.85, low=0.7, hold=0.1, window=0.079), clock)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
+             for i in range(5)]
+    bridges = [Bridge(a, b, plan, (True, False), emit, repairs) for a, b in calls]
+    payload = PCMU.encode(np.full(160, 1000, np.int16))
+    long_payload = PCMU.encode(np.full(200, 1000, np.int16))  # 25 ms: repair stops for good
+    repaired: list[list[bool]] = []
+    for seq in range(60):
+        t = 100.0 + seq * 0.02
+        clock.share = 1.0 if seq < 12 else 0.3  # a burst of load, then room again
+        for i, (bridge, (a, _)) in enumerate(zip(bridges, calls, strict=True)):
+            late = i == 4
+            packet = RtpPacket(payload_type=0, sequence_number=seq,
+                               timestamp=seq * (200 if late else 160), ssrc=5,
+                               payload=long_payload if late else payload).serialize()
+            bridge.rtp(a, memoryview(packet), t)
+            bridge.tick(t + 0.01, emit)
+        repairs.run(t + 0.01)
+        repaired.append([bridge.receivers()[0] is not None for bridge in bridges])
+    # Overloaded: the newest repaired directions lost repair, c3 then c2 (c4's is 25 ms packets).
+    assert repaired[11] == [True, True, False, False, False]
+    assert repairs.shed == 2
+    # With room again, they come back the oldest first, and c4's never does.
+    back = [next(n for n, r in enumerate(repaired) if n > 11 and r[i]) for i in (2, 3)]
+    assert back[0] < back[1]
+    assert repaired[-1] == [True, True, True, True, False]
+    assert repairs.restored == 2
+    counts = bridges[3].counts()[0]
+    assert (counts.shed, counts.restored) == (1, 1)
+    # c3's party got the relay's stream, then the sender's as it came, then the relay's
+    # again: the same SSRC, its sequence numbers going on and a marker on the first frame
+    # after the gap, its timestamp moved on by the time it was not used.
+    to_c3 = [RtpPacket.parse(data) for end, data in sent if end is calls[3][1]]
+    relay_ssrc = to_c3[-1].ssrc
+    assert relay_ssrc != 5
+    ssrcs = [p.ssrc for p in to_c3]
+    switches = [n for n in range(1, len(ssrcs)) if ssrcs[n] != ssrcs[n - 1]]
+    assert len(switches) == 2 and ssrcs[switches[0]] == 5 and ssrcs[switches[1]] == relay_ssrc
+    before, after = to_c3[switches[0] - 1], to_c3[switches[1]]
+    gap = switches[1] - switches[0]  # packets forwarded as they came: ~20 ms each
+    assert after.marker and after.sequence_number == (before.sequence_number + 1) & 0xFFFF
+    assert (after.timestamp - before.timestamp) % 2**32 >= 160 * gap
+    mine = to_c3[switches[1]:]
+    assert all(not p.marker for p in mine[1:])
+    assert [(p.sequence_number - after.sequence_number) & 0xFFFF for p in mine] == list(
+        range(len(mine)))
+    # c4's party got every packet as it came.
+    to_c4 = [RtpPacket.parse(data) for end, data in sent if end is calls[4][1]]
+    assert [p.sequence_number for p in to_c4] == list(range(60)) and {p.ssrc for p in to_c4} == {5}
+
+
+def test_a_shed_direction_whose_call_ended_is_not_repaired_again() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+    from rtpmedia.relay.bridge import Repairs
+    from rtpmedia.relay.shedding import RepairBudget
+
+    cpu = [0.0, 1.0]  # CPU time so far, share of a core
+
+    def clock() -> float:
+        cpu[0] += 0.020 * cpu[1]
+        return cpu[0]
+
+    emit = lambda end, data: None  # noqa: E731
+    repairs = Repairs(emit, RepairBudget(limit=0.85, low=0.7, hold=0.1, window=0.079), clock)
+    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
+    calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
+             for i in range(2)]
+    bridges = [Bridge(a, b, plan, (True, True), emit, repairs) for a, b in calls]
+    payload = PCMU.encode(np.full(160, 1000, np.int16))
+    for seq in range(60):
+        t = 100.0 + seq * 0.02
+        cpu[1] = 1.0 if seq < 6 else 0.2
+        if seq == 6:
+            bridges[1].close()  # the shed call ends (the engine closes its processor)
+        for bridge, (a, b) in zip(bridges[:1] if seq >= 6 else bridges, calls, strict=False):
+            for end in (a, b):
+                packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160,
+                                   ssrc=5, payload=payload).serialize()
+                bridge.rtp(end, memoryview(packet), t)
+            bridge.tick(t + 0.01, emit)
+        repairs.run(t + 0.01)
+    assert repairs.shed == 1 and repairs.restored == 0
+    assert bridges[1].counts()[0].shed + bridges[1].counts()[1].shed == 1
+    assert all(r is not None for r in bridges[0].receivers())
