@@ -51,6 +51,44 @@ NG = [b"cookie1 d7:command4:pinge", b"c2 d7:command5:offer3:sdp3:v=07:call-id1:x
       b"c3 d6:result2:ok4:listli1ei2eee"]
 
 
+def _records(packets: list[tuple[int, bytes]]) -> bytes:
+    """Datagrams as `fuzz.targets.datagrams` reads them: length, time step, bytes."""
+    return b"".join(len(p).to_bytes(2, "big") + bytes([step]) + p for step, p in packets)
+
+
+def _rtp(pt: int, seq: int, ts: int, payload: bytes, marker: bool = False) -> bytes:
+    return (bytes([0x80, (0x80 if marker else 0) | pt]) + seq.to_bytes(2, "big")
+            + ts.to_bytes(4, "big") + b"\x12\x34\x56\x78" + payload)
+
+
+def _media_seeds() -> list[bytes]:
+    """A talkspurt of 20 ms packets with a loss and a reordering, one of 30 ms
+    packets, an L16 stream and an RFC 4733 digit."""
+    voice = bytes(range(0x40, 0xE0))[:160]
+    twenty = [(40, _rtp(0, s, s * 160, voice, s == 0)) for s in (0, 1, 3, 2, 4, 5, 6, 7)]
+    thirty = [(60, _rtp(8, s, s * 240, bytes(240), s == 0)) for s in range(8)]
+    l16 = [(40, _rtp(96, s, s * 160, bytes(320))) for s in range(5)]
+    event = [(40, _rtp(101, 9 + s, 1600, bytes([5, 0x0A | (0x80 if s > 1 else 0)])
+                       + (160 * (s + 1)).to_bytes(2, "big")))
+             for s in range(4)]
+    # A padded packet with an extension and a CSRC.
+    odd = [(40, bytes([0xB1, 0]) + (10).to_bytes(2, "big") + (1760).to_bytes(4, "big") + b"\x12\x34\x56\x78"
+            + b"\0\0\0\1" + b"\xbe\xde\0\1" + b"\0\0\0\0" + voice + b"\0\0\3")]
+    return [_records(twenty), _records(thirty), _records(l16), _records(twenty[:3] + event + odd)]
+
+
+def _rtcp_seeds() -> list[bytes]:
+    """A sender report with one block, a receiver report echoing it, SDES after it."""
+    block = (b"\x12\x34\x56\x78" + b"\x05\x00\x00\x03" + (1000).to_bytes(4, "big")
+             + (40).to_bytes(4, "big") + b"\xaa\xbb\xcc\xdd" + (6554).to_bytes(4, "big"))
+    sr = (bytes([0x81, 200]) + (12).to_bytes(2, "big") + b"\x87\x65\x43\x21"
+          + b"\xe9\x00\xaa\xbb\xcc\xdd\x00\x00" + (1600).to_bytes(4, "big")
+          + (10).to_bytes(4, "big") + (1600).to_bytes(4, "big") + block)
+    rr = bytes([0x81, 201]) + (7).to_bytes(2, "big") + b"\x12\x34\x56\x78" + block
+    sdes = bytes([0x81, 202]) + (2).to_bytes(2, "big") + b"\x12\x34\x56\x78" + b"\x01\x01a\x00"
+    return [_records([(0, sr), (20, rr + sdes)]), _records([(0, rr)])]
+
+
 def seeds(target: str) -> list[bytes]:
     if target in ("sip_message", "stream_framer"):
         from tests.sipcases.malformed import CASES
@@ -64,6 +102,10 @@ def seeds(target: str) -> list[bytes]:
         return DIGEST
     if target == "ng":
         return NG
+    if target == "rtp_media":
+        return _media_seeds()
+    if target == "rtcp":
+        return _rtcp_seeds()
     names = {"config_yaml": "softswitch.yaml", "directory_yaml": "directory.yaml",
              "dialplan_yaml": "dialplan.yaml"}
     return [(ROOT / "conf" / names[target]).read_bytes()]

@@ -2,7 +2,7 @@
 
 Each takes the fuzzer's bytes and lets through only the parser's own error
 type (MessageError, NgError, ConfigError, DirectoryError, or a dialplan
-report): anything else escaping is a crash, written by libFuzzer as
+report; the media targets none: bad packets are counted and dropped): anything else escaping is a crash, written by libFuzzer as
 `crash-*` and to be turned into a regression test (tests/unit/test_fuzz_regressions.py).
 Beyond "parses or refuses", each target uses what it parsed the way the
 server would (accessors, serialisation, a second parse), since lazy
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from softswitch.sip.errors import MessageError
@@ -119,6 +119,74 @@ def ng(data: bytes) -> None:
         pass
 
 
+def datagrams(data: bytes) -> Iterator[tuple[float, bytes]]:
+    """The fuzzer's bytes as a series of datagrams and their arrival times: each is two
+    bytes of length (big-endian, at most 1500), one of time since the one before (in
+    half milliseconds), then its bytes. `fuzz/seeds.py` writes inputs the same way."""
+    at, t = 0, 0.0
+    while at + 3 <= len(data):
+        size = int.from_bytes(data[at : at + 2], "big") % 1501
+        t += data[at + 2] / 2000
+        yield t, data[at + 3 : at + 3 + size]
+        at += 3 + size
+
+
+def rtp_media(data: bytes) -> None:
+    """rtpmedia: datagrams into the receive pipeline (reframing, jitter buffer,
+    concealment, time stretching) on a 20 ms tick, the relay's per-stream health
+    figures and RFC 4733 events. Malformed packets are counted and dropped, never
+    raised. Two receivers take the same packets, one played alone (`frame`) and one
+    in the relay's batch (`play`): their audio must be the same, sample for sample."""
+    import numpy as np
+
+    from rtpmedia.codecs.g711 import PCMA, PCMU
+    from rtpmedia.codecs.l16 import L16_8000
+    from rtpmedia.receiver import Receiver
+    from rtpmedia.relay.health import StreamHealth
+    from rtpmedia.rtp import RtpError, RtpPacket
+    from rtpmedia.telephone_event import TelephoneEventReceiver
+
+    codecs = {0: PCMU, 8: PCMA, 96: L16_8000}
+    alone, batched = Receiver(codecs), Receiver(codecs)
+    events = TelephoneEventReceiver()
+    health = StreamHealth(8000)
+    tick = 0.0
+    for arrival, datagram in datagrams(data):
+        while tick <= arrival:
+            a = alone.frame(tick)
+            b = Receiver.play([batched], tick)[0]
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+            tick += 0.02
+        alone.put_packet(datagram, arrival)
+        batched.put_packet(datagram, arrival)
+        if len(datagram) >= 12 and datagram[0] >> 6 == 2:
+            health.rtp(memoryview(datagram), arrival)
+        try:
+            packet = RtpPacket.parse(datagram)
+        except RtpError:
+            continue
+        if packet.payload_type == 101:
+            events.receive(packet)
+    alone.stats()
+    health.as_ng("PCMU")
+    health.mos("PCMU")
+
+
+def rtcp(data: bytes) -> None:
+    """rtpmedia/relay/quality.py: compound RTCP from both parties of a stream, as the
+    relay reads it before forwarding (reports, round trip, the figures of `query`)."""
+    from rtpmedia.relay.health import StreamHealth
+
+    caller, callee = StreamHealth(8000), StreamHealth(8000)
+    caller.pair(callee)
+    for n, (arrival, datagram) in enumerate(datagrams(data)):
+        (caller if n % 2 else callee).rtcp(datagram, arrival, "a" if n % 2 else "b")
+    for health in (caller, callee):
+        health.reported()
+        health.as_ng("PCMA", packets=100)
+        health.mos("PCMA", packets=100)
+
+
 def _with_file(data: bytes, suffix: str, load: Callable[[Path], object]) -> None:
     fd, name = tempfile.mkstemp(suffix=suffix, prefix="fuzz-")
     try:
@@ -169,6 +237,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "sdp": sdp,
     "digest": digest,
     "ng": ng,
+    "rtp_media": rtp_media,
+    "rtcp": rtcp,
     "config_yaml": config_yaml,
     "directory_yaml": directory_yaml,
     "dialplan_yaml": dialplan_yaml,
@@ -182,6 +252,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "sdp": ("softswitch.sip.sdp",),
     "digest": ("softswitch.sip.digest",),
     "ng": ("rtpmedia.ng",),
+    "rtp_media": ("rtpmedia.rtp", "rtpmedia.reframe", "rtpmedia.jitterbuffer", "rtpmedia.receiver",
+                  "rtpmedia.telephone_event", "rtpmedia.relay.health", "rtpmedia.relay.quality"),
+    "rtcp": ("rtpmedia.relay.quality", "rtpmedia.relay.health"),
     "config_yaml": ("softswitch.config", "ruamel.yaml"),
     "directory_yaml": ("softswitch.directory", "softswitch.config", "ruamel.yaml"),
     "dialplan_yaml": ("dialplan", "dialplan.loader", "dialplan.source", "dialplan.compiler",
