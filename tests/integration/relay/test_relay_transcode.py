@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,20 @@ def test_pcmu_only_and_pcma_only_hear_each_other_transcoded(relay: RelayProcess)
         b.close()
 
 
+def send_paced(a: Party, b: Party, to_a: int, voice: np.ndarray, samples: int,
+               lost: Collection[int] = ()) -> None:
+    """A sends `voice` in packets of `samples` (but those numbered in `lost`), paced at
+    the sender's clock as a phone sends; B's socket is drained meanwhile."""
+    start = time.monotonic()
+    for seq in range(len(voice) // samples):
+        if seq not in lost:
+            a.send(seq, voice[seq * samples:(seq + 1) * samples], to_a)
+        b.drain()
+        pause = start + (seq + 1) * samples / 8000 - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+
+
 def rtp_stream(answer: dict, tag: str) -> dict:
     """The RTP stream of party `tag`'s first media line in a query answer."""
     return answer["tags"][tag]["medias"][0]["streams"][0]
@@ -180,15 +194,7 @@ def test_a_repaired_leg_with_ten_percent_loss_arrives_without_missing_frames(
         rng = np.random.default_rng(7)
         lost = set(int(i) for i in rng.choice(np.arange(1, frames - 1), frames // 10,
                                               replace=False))
-        start = time.monotonic()
-        for seq in range(frames):
-            if seq not in lost:
-                a.send(seq, voice[seq * 160:(seq + 1) * 160], to_a)
-            b.drain()
-            # Paced at the sender's 20 ms clock, as a phone sends.
-            pause = start + (seq + 1) * 0.020 - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
+        send_paced(a, b, to_a, voice, 160, lost)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and b.drain() < frames:
             time.sleep(0.02)
@@ -224,13 +230,7 @@ def test_a_repaired_leg_of_30_ms_packets_arrives_as_20_ms_frames_of_the_same_aud
         to_a, _ = establish(relay, a, b, "rp30", {"flags": ["media-repair"]})
         voice = speech_like(3.0, 2)
         packets = len(voice) // 240
-        start = time.monotonic()
-        for seq in range(packets):
-            a.send(seq, voice[seq * 240:(seq + 1) * 240], to_a)
-            b.drain()
-            pause = start + (seq + 1) * 0.030 - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
+        send_paced(a, b, to_a, voice, 240)
         frames = packets * 240 // 160
         wait_for(lambda: b.drain() >= frames, timeout=5)
         got = b.received

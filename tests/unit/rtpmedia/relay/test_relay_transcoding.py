@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from rtpmedia.plc import Repeat
-from rtpmedia.relay.bridge import Bridge
+from rtpmedia.relay.bridge import Bridge, Repairs
 from rtpmedia.relay.calls import MediaEnd
 from rtpmedia.relay.control import BridgeMedia, Control
+from rtpmedia.relay.engine import Emit
 from rtpmedia.relay.ports import PortPool
 from rtpmedia.relay.transcoding import Format, Route, plan_streams
 from rtpmedia.rtp import RtpPacket
@@ -510,31 +511,39 @@ def test_an_overloaded_repair_stage_stops_repair_on_the_newest_streams_first() -
     assert [p.sequence_number for p in last] == [9, 10, 11] and {p.ssrc for p in last} == {5}
 
 
-def test_repair_shed_under_overload_comes_back_when_the_relay_has_room() -> None:
-    from rtpmedia.codecs.g711 import PCMU
-    from rtpmedia.relay.bridge import Repairs
+class _CpuClock:
+    """The relay's thread at `share` of a core: that much of a tick's 20 ms between ticks."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.share = 1.0
+
+    def __call__(self) -> float:
+        self.cpu += 0.020 * self.share
+        return self.cpu
+
+
+def _budgeted_calls(n: int, repair: tuple[bool, bool], emit: Emit, clock: _CpuClock
+                    ) -> tuple[Repairs, list[tuple[MediaEnd, MediaEnd]], list[Bridge]]:
+    """`n` PCMU calls repaired as `repair` says, sharing one `Repairs` whose budget decides
+    quickly: restoring needs 100 ms under 70%, then a tenth at a time."""
     from rtpmedia.relay.shedding import RepairBudget
 
-    class Clock:
-        """The relay's thread at `share` of a core: that much of a tick's 20 ms between ticks."""
-
-        def __init__(self) -> None:
-            self.cpu = 0.0
-            self.share = 1.0
-
-        def __call__(self) -> float:
-            self.cpu += 0.020 * self.share
-            return self.cpu
-
-    clock = Clock()
-    sent: list[tuple[MediaEnd, bytes]] = []
-    emit = lambda end, data: sent.append((end, data))  # noqa: E731
-    # Restoring needs 100 ms under 70%, and then one at a time (a tenth of four is one).
     repairs = Repairs(emit, RepairBudget(limit=0.85, low=0.7, hold=0.1, window=0.079), clock)
     plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
     calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
-             for i in range(5)]
-    bridges = [Bridge(a, b, plan, (True, False), emit, repairs) for a, b in calls]
+             for i in range(n)]
+    return repairs, calls, [Bridge(a, b, plan, repair, emit, repairs) for a, b in calls]
+
+
+def test_repair_shed_under_overload_comes_back_when_the_relay_has_room() -> None:
+    from rtpmedia.codecs.g711 import PCMU
+
+    clock = _CpuClock()
+    sent: list[tuple[MediaEnd, bytes]] = []
+    emit = lambda end, data: sent.append((end, data))  # noqa: E731
+    # One restored at a time (a tenth of four is one).
+    repairs, calls, bridges = _budgeted_calls(5, (True, False), emit, clock)
     payload = PCMU.encode(np.full(160, 1000, np.int16))
     long_payload = PCMU.encode(np.full(200, 1000, np.int16))  # 25 ms: repair stops for good
     repaired: list[list[bool]] = []
@@ -584,25 +593,14 @@ def test_repair_shed_under_overload_comes_back_when_the_relay_has_room() -> None
 
 def test_a_shed_direction_whose_call_ended_is_not_repaired_again() -> None:
     from rtpmedia.codecs.g711 import PCMU
-    from rtpmedia.relay.bridge import Repairs
-    from rtpmedia.relay.shedding import RepairBudget
 
-    cpu = [0.0, 1.0]  # CPU time so far, share of a core
-
-    def clock() -> float:
-        cpu[0] += 0.020 * cpu[1]
-        return cpu[0]
-
+    clock = _CpuClock()
     emit = lambda end, data: None  # noqa: E731
-    repairs = Repairs(emit, RepairBudget(limit=0.85, low=0.7, hold=0.1, window=0.079), clock)
-    plan = plan_streams([Format(0, "PCMU/8000")], [Format(0, "PCMU/8000")])
-    calls = [(MediaEnd(f"c{i}", "A", 0, 30000 + 4 * i), MediaEnd(f"c{i}", "B", 0, 30002 + 4 * i))
-             for i in range(2)]
-    bridges = [Bridge(a, b, plan, (True, True), emit, repairs) for a, b in calls]
+    repairs, calls, bridges = _budgeted_calls(2, (True, True), emit, clock)
     payload = PCMU.encode(np.full(160, 1000, np.int16))
     for seq in range(60):
         t = 100.0 + seq * 0.02
-        cpu[1] = 1.0 if seq < 6 else 0.2
+        clock.share = 1.0 if seq < 6 else 0.2
         if seq == 6:
             bridges[1].close()  # the shed call ends (the engine closes its processor)
         for bridge, (a, b) in zip(bridges[:1] if seq >= 6 else bridges, calls, strict=False):
