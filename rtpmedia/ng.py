@@ -87,7 +87,8 @@ def _item(data: bytes, i: int, depth: int) -> tuple[Any, int]:
     if head == b"i":
         end = data.find(b"e", i)
         digits = data[i + 1:end] if end > 0 else b""
-        if not digits or not digits.lstrip(b"-").isdigit() or len(digits) > 24:
+        magnitude = digits[1:] if digits[:1] == b"-" else digits  # one sign at most
+        if not magnitude.isdigit() or len(digits) > 24:
             raise NgError("bad integer")
         return int(digits), end + 1
     if head.isdigit():

@@ -42,3 +42,24 @@ def test_complex_key_in_the_directory_gives_a_directory_error(tmp_path: Path) ->
     with pytest.raises(DirectoryError) as caught:
         load_directory(path)
     assert "mapping key" in caught.value.errors[0]
+
+
+@pytest.mark.parametrize("data", [
+    # fuzz ng (found in CI's 3 s run): an integer with two minus signs in a
+    # dictionary with unsorted keys passed the any-order decoder's check and
+    # made int() raise ValueError instead of NgError.
+    b"3 dli--1eTi2ece",
+    b"c d3:abci--5ee",
+    b"c li-ee",
+])
+def test_a_malformed_ng_integer_gives_an_ng_error(data: bytes) -> None:
+    from rtpmedia.ng import NgError, decode
+
+    with pytest.raises(NgError):
+        decode(data)
+
+
+def test_ng_integers_keep_their_sign() -> None:
+    from rtpmedia.ng import decode
+
+    assert decode(b"c d1:bi-12e1:ai0ee") == (b"c", {"b": -12, "a": 0})
