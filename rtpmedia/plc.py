@@ -540,12 +540,16 @@ class Concealer(PacketConcealer):
             return _to_int16(x)
         if self._expect is None or not np.array_equal(self._expect, x):
             x = self._merge(x)
+        self._returned(x)
+        return _to_int16(x)
+
+    def _returned(self, x: npt.NDArray[np.float64]) -> None:
+        """Audio is back after a loss: `x` is what is played of its first frame."""
         self._lost = 0
         self._ext = None
         self._expect = None
         self._remember(x)
         self._track_floor(x)
-        return _to_int16(x)
 
     def conceal(self, next_frame: npt.ArrayLike | None = None) -> Frame:
         # conceal_many([(self, next_frame)])[0], entering where it goes for
@@ -735,6 +739,7 @@ class Concealer(PacketConcealer):
             c._lost += 1
             c._remember(y[r])
         return list(out)
+
     @staticmethod
     def good_batch(frames: Sequence[tuple[Concealer, npt.ArrayLike]], *, owned: bool = False) -> list[Frame]:
         """`good_many` for our concealers, all distinct: the merges batched."""
@@ -762,11 +767,7 @@ class Concealer(PacketConcealer):
             x[merge] = Concealer._merge_many([streams[r] for r in merge], x[merge])
         played = _to_int16(x)
         for r, (i, c) in enumerate(zip(merging, streams, strict=True)):
-            c._lost = 0
-            c._ext = None
-            c._expect = None
-            c._remember(x[r])
-            c._track_floor(x[r])
+            c._returned(x[r])
             out[i] = played[r]
         return out  # type: ignore[return-value]
 
